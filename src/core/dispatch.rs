@@ -1,0 +1,43 @@
+//! The message the Worker sends to a session's Durable Object, and the session record kept
+//! in KV. Both sides serialise these types, so they cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+use super::backend::BackendCall;
+use super::limits::{Class, LimitOverrides, Limits};
+
+/// One client call for the session's Durable Object to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionCall {
+    pub request_id: String,
+    pub session: String,
+    pub org: String,
+    /// The rate-limit class the call spends from.
+    pub class: Class,
+    /// The session's effective limits (defaults with its overrides).
+    pub limits: Limits,
+    /// The org-wide limiter refused this call; the object answers 429 at the rate-limit step
+    /// of the contract's check order (after idempotency replays and the circuit breaker).
+    pub org_limited: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<IdempotencyRef>,
+    pub call: BackendCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRef {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// What KV holds for a registered session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub org: String,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// Internal header with the backend's latency, read by the Worker for its log line and
+/// removed before the answer leaves.
+pub const BACKEND_LATENCY_HEADER: &str = "X-Joingate-Backend-Ms";

@@ -1,0 +1,145 @@
+//! Small readers for request bodies that turn every shape problem into a `validation_error`
+//! naming the field, so handlers never see an unchecked value.
+
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, ErrorCode};
+
+/// Largest accepted request body (contract: over 16 KiB is `payload_too_large`).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// `application/json`, with or without parameters such as `charset`.
+pub fn is_json_media_type(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Parses a body that must be a JSON object; 415 for another media type.
+pub fn parse_object_body(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
+    if !is_json_media_type(content_type) {
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType));
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::invalid("body", "is not valid JSON"))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::invalid("body", "must be a JSON object")),
+    }
+}
+
+/// For routes that take no body: nothing at all, or `{}` sent as `application/json`.
+pub fn expect_no_body(content_type: Option<&str>, body: &[u8]) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let map = parse_object_body(content_type, body)?;
+    reject_unknown(&map, &[], "")
+}
+
+pub fn object<'a>(value: &'a Value, field: &str) -> Result<&'a Map<String, Value>, ApiError> {
+    value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid(field, "must be an object"))
+}
+
+/// Unknown keys are rejected so that typos and mixed body forms never pass silently.
+pub fn reject_unknown(
+    map: &Map<String, Value>,
+    allowed: &[&str],
+    prefix: &str,
+) -> Result<(), ApiError> {
+    match map.keys().find(|key| !allowed.contains(&key.as_str())) {
+        Some(key) => Err(ApiError::invalid(
+            &format!("{prefix}{key}"),
+            "is not a known field",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A field's value, with `null` read as absent.
+pub fn present<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    map.get(key).filter(|value| !value.is_null())
+}
+
+pub fn required_str<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a str, ApiError> {
+    match present(map, key) {
+        None => Err(ApiError::invalid(key, "is required")),
+        Some(value) => value
+            .as_str()
+            .ok_or_else(|| ApiError::invalid(key, "must be a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(error: Option<ApiError>) -> Option<Value> {
+        error.and_then(|e| e.details.get("field").cloned())
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(is_json_media_type(Some("application/json")));
+        assert!(is_json_media_type(Some("Application/JSON; charset=utf-8")));
+        for other in [
+            None,
+            Some(""),
+            Some("text/plain"),
+            Some("application/jsonx"),
+            Some("application/x-www-form-urlencoded"),
+        ] {
+            assert!(!is_json_media_type(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn object_bodies() {
+        let json = Some("application/json");
+        assert!(parse_object_body(json, br#"{"a":1}"#).is_ok());
+        assert_eq!(
+            parse_object_body(Some("text/plain"), b"{}")
+                .err()
+                .map(|e| e.code),
+            Some(ErrorCode::UnsupportedMediaType)
+        );
+        assert_eq!(
+            field(parse_object_body(json, b"{nope").err()),
+            Some(Value::from("body"))
+        );
+        assert_eq!(
+            field(parse_object_body(json, b"[]").err()),
+            Some(Value::from("body"))
+        );
+        assert_eq!(
+            field(parse_object_body(json, b"").err()),
+            Some(Value::from("body"))
+        );
+    }
+
+    #[test]
+    fn bodiless_routes_accept_nothing_or_an_empty_object() {
+        assert!(expect_no_body(None, b"").is_ok());
+        assert!(expect_no_body(Some("text/plain"), b"").is_ok());
+        assert!(expect_no_body(Some("application/json"), b" {} ").is_ok());
+        assert_eq!(
+            expect_no_body(None, b"{}").err().map(|e| e.code),
+            Some(ErrorCode::UnsupportedMediaType)
+        );
+        assert_eq!(
+            expect_no_body(Some("text/plain"), b"x")
+                .err()
+                .map(|e| e.code),
+            Some(ErrorCode::UnsupportedMediaType)
+        );
+        assert_eq!(
+            field(expect_no_body(Some("application/json"), br#"{"a":1}"#).err()),
+            Some(Value::from("a"))
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! Rate-limit settings: the contract's defaults, `[vars]` overrides and per-session overrides.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use super::json::{object, reject_unknown};
+
+/// The three classes a session route spends from (contract section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Join,
+    Manage,
+    Read,
+}
+
+impl Class {
+    pub const ALL: [Class; 3] = [Class::Join, Class::Manage, Class::Read];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Manage => "manage",
+            Self::Read => "read",
+        }
+    }
+}
+
+pub const PER_MINUTE_RANGE: std::ops::RangeInclusive<u32> = 1..=6000;
+pub const BURST_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub join: ClassLimit,
+    pub manage: ClassLimit,
+    pub read: ClassLimit,
+}
+
+/// What a session record may override; absent fields keep the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<ClassOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manage: Option<ClassOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<ClassOverride>,
+}
+
+impl Default for Limits {
+    /// The contract's defaults: join 4/min burst 4, manage 30/min burst 10, read 60/min burst 20.
+    fn default() -> Self {
+        Self {
+            join: ClassLimit {
+                per_minute: 4,
+                burst: 4,
+            },
+            manage: ClassLimit {
+                per_minute: 30,
+                burst: 10,
+            },
+            read: ClassLimit {
+                per_minute: 60,
+                burst: 20,
+            },
+        }
+    }
+}
+
+impl Limits {
+    pub fn class(&self, class: Class) -> ClassLimit {
+        match class {
+            Class::Join => self.join,
+            Class::Manage => self.manage,
+            Class::Read => self.read,
+        }
+    }
+
+    fn class_mut(&mut self, class: Class) -> &mut ClassLimit {
+        match class {
+            Class::Join => &mut self.join,
+            Class::Manage => &mut self.manage,
+            Class::Read => &mut self.read,
+        }
+    }
+
+    /// Defaults overridden by `[vars]` such as `JOIN_PER_MINUTE` or `READ_BURST`. A var that is
+    /// set but out of range is a configuration error, named in the message.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut limits = Self::default();
+        for class in Class::ALL {
+            let prefix = class.as_str().to_ascii_uppercase();
+            let slot = limits.class_mut(class);
+            for (suffix, range, target) in [
+                ("PER_MINUTE", PER_MINUTE_RANGE, &mut slot.per_minute),
+                ("BURST", BURST_RANGE, &mut slot.burst),
+            ] {
+                let name = format!("{prefix}_{suffix}");
+                if let Some(text) = var(&name) {
+                    *target = text
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| range.contains(n))
+                        .ok_or_else(|| format!("{name} must be a whole number in {range:?}"))?;
+                }
+            }
+        }
+        Ok(limits)
+    }
+
+    pub fn with_overrides(mut self, overrides: &LimitOverrides) -> Self {
+        for (class, over) in [
+            (Class::Join, overrides.join),
+            (Class::Manage, overrides.manage),
+            (Class::Read, overrides.read),
+        ] {
+            if let Some(over) = over {
+                let slot = self.class_mut(class);
+                slot.per_minute = over.per_minute.unwrap_or(slot.per_minute);
+                slot.burst = over.burst.unwrap_or(slot.burst);
+            }
+        }
+        self
+    }
+}
+
+fn bounded(
+    map: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Option<u32>, ApiError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    field,
+                    format!(
+                        "must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
+    }
+}
+
+/// Parses the `limits` object of `PUT /v1/admin/sessions/{sid}`.
+pub fn parse_overrides(value: &Value) -> Result<LimitOverrides, ApiError> {
+    let map = object(value, "limits")?;
+    reject_unknown(map, &["join", "manage", "read"], "limits.")?;
+    let mut overrides = LimitOverrides::default();
+    for class in Class::ALL {
+        let key = class.as_str();
+        let Some(inner) = map.get(key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let prefix = format!("limits.{key}");
+        let inner = object(inner, &prefix)?;
+        reject_unknown(inner, &["per_minute", "burst"], &format!("{prefix}."))?;
+        let over = ClassOverride {
+            per_minute: bounded(
+                inner,
+                "per_minute",
+                &format!("{prefix}.per_minute"),
+                PER_MINUTE_RANGE,
+            )?,
+            burst: bounded(inner, "burst", &format!("{prefix}.burst"), BURST_RANGE)?,
+        };
+        match class {
+            Class::Join => overrides.join = Some(over),
+            Class::Manage => overrides.manage = Some(over),
+            Class::Read => overrides.read = Some(over),
+        }
+    }
+    Ok(overrides)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_are_the_contracts() {
+        let limits = Limits::default();
+        assert_eq!(
+            limits.join,
+            ClassLimit {
+                per_minute: 4,
+                burst: 4
+            }
+        );
+        assert_eq!(
+            limits.manage,
+            ClassLimit {
+                per_minute: 30,
+                burst: 10
+            }
+        );
+        assert_eq!(
+            limits.read,
+            ClassLimit {
+                per_minute: 60,
+                burst: 20
+            }
+        );
+    }
+
+    #[test]
+    fn vars_override_defaults_and_are_checked() {
+        let vars = |name: &str| match name {
+            "JOIN_BURST" => Some("8".to_string()),
+            "READ_PER_MINUTE" => Some(" 120 ".to_string()),
+            _ => None,
+        };
+        let limits = Limits::from_vars(vars);
+        assert_eq!(
+            limits.map(|l| (l.join.burst, l.join.per_minute, l.read.per_minute)),
+            Ok((8, 4, 120))
+        );
+        let bad = Limits::from_vars(|name| (name == "MANAGE_BURST").then(|| "0".to_string()));
+        assert!(bad.err().is_some_and(|e| e.contains("MANAGE_BURST")));
+    }
+
+    #[test]
+    fn partial_overrides_keep_the_rest() {
+        let overrides = parse_overrides(&json!({ "join": { "burst": 2 }, "read": null }));
+        let limits = overrides.map(|o| Limits::default().with_overrides(&o));
+        assert_eq!(
+            limits.map(|l| l.join),
+            Ok(ClassLimit {
+                per_minute: 4,
+                burst: 2
+            })
+        );
+    }
+
+    #[test]
+    fn bad_overrides_name_the_field() {
+        for (body, field) in [
+            (json!([]), "limits"),
+            (json!({ "joins": {} }), "limits.joins"),
+            (json!({ "join": 3 }), "limits.join"),
+            (json!({ "join": { "burst": 0 } }), "limits.join.burst"),
+            (
+                json!({ "manage": { "per_minute": 6001 } }),
+                "limits.manage.per_minute",
+            ),
+            (
+                json!({ "read": { "per_minute": 1.5 } }),
+                "limits.read.per_minute",
+            ),
+            (
+                json!({ "read": { "per_minute": "5" } }),
+                "limits.read.per_minute",
+            ),
+            (json!({ "read": { "rate": 5 } }), "limits.read.rate"),
+        ] {
+            let error = parse_overrides(&body).err();
+            assert_eq!(
+                error.and_then(|e| e.details.get("field").cloned()),
+                Some(json!(field)),
+                "{body}"
+            );
+        }
+    }
+}

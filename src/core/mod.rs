@@ -1,0 +1,19 @@
+//! The pure core: everything joingate decides, with no JavaScript calls, so that all of it is
+//! tested natively with `cargo test`. The edge modules only move bytes in and out.
+
+pub mod backend;
+pub mod breaker;
+pub mod dispatch;
+pub mod envelope;
+pub mod error;
+pub mod idempotency;
+pub mod ids;
+pub mod invite;
+pub mod json;
+pub mod limits;
+pub mod queue;
+pub mod ratelimit;
+pub mod requests;
+pub mod route;
+pub mod time;
+pub mod token;

@@ -1,0 +1,542 @@
+//! Request bodies and path parameters, parsed into checked values before anything leaves
+//! the edge, and the backend call each session route makes (contract sections 4, 5 and 7).
+
+use serde_json::{json, Map, Value};
+
+use super::backend::{BackendCall, Operation};
+use super::error::{ApiError, ErrorCode};
+use super::ids::{GroupJid, MessageCode, OrgId, SessionId, UserJid};
+use super::invite::{parse_invite, InviteCode};
+use super::json::{present, reject_unknown, required_str};
+use super::limits::{parse_overrides, LimitOverrides};
+use super::time::parse_rfc3339;
+use super::token::Capability;
+
+pub const MAX_PARTICIPANTS: usize = 50;
+pub const MAX_TOKEN_SESSIONS: usize = 100;
+pub const MAX_LABEL_CHARS: usize = 200;
+
+pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(raw).map_err(|e| ApiError::invalid("sid", e.0))
+}
+
+pub fn group_jid(raw: &str) -> Result<GroupJid, ApiError> {
+    GroupJid::parse(raw).map_err(|e| ApiError::invalid("gjid", e.0))
+}
+
+fn malformed(field: &str) -> ApiError {
+    ApiError::new(ErrorCode::InviteMalformed).with_detail("field", field)
+}
+
+/// A path segment is percent-decoded before the invite grammar sees it, so that an encoded
+/// link works; a decoding that is not UTF-8 cannot be an invite.
+pub fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let text = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(text, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The `{invite}` of the preview path: a bare code or a percent-encoded link.
+pub fn invite_from_path(segment: &str) -> Result<InviteCode, ApiError> {
+    let decoded = percent_decode(segment).ok_or_else(|| malformed("invite"))?;
+    parse_invite(&decoded).map_err(|_| malformed("invite"))
+}
+
+/// The two forms of a join body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinRequest {
+    ByCode(InviteCode),
+    ByMessage {
+        code: MessageCode,
+        group_jid: GroupJid,
+        inviter_jid: UserJid,
+        expiration: Option<i64>,
+    },
+}
+
+const MESSAGE_FIELDS: [&str; 4] = ["code", "group_jid", "inviter_jid", "expiration"];
+
+/// Parses a join body at `now_s` (an invite message whose `expiration` has passed is refused
+/// here, without calling the backend).
+pub fn parse_join(body: &Map<String, Value>, now_s: i64) -> Result<JoinRequest, ApiError> {
+    if body.contains_key("invite") {
+        if let Some(other) = MESSAGE_FIELDS.iter().find(|f| body.contains_key(**f)) {
+            return Err(ApiError::invalid(
+                other,
+                "a join body is either { invite } or an invite message, not both",
+            ));
+        }
+        reject_unknown(body, &["invite"], "")?;
+        let invite = body
+            .get("invite")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid("invite", "must be a string"))?;
+        return parse_invite(invite)
+            .map(JoinRequest::ByCode)
+            .map_err(|_| malformed("invite"));
+    }
+    if body.is_empty() {
+        return Err(ApiError::invalid(
+            "invite",
+            "is required (or send an invite message: code, group_jid, inviter_jid)",
+        ));
+    }
+    reject_unknown(body, &MESSAGE_FIELDS, "")?;
+    let code = MessageCode::parse(required_str(body, "code")?)
+        .map_err(|e| ApiError::invalid("code", e.0))?;
+    let group_jid = GroupJid::parse(required_str(body, "group_jid")?)
+        .map_err(|e| ApiError::invalid("group_jid", e.0))?;
+    let inviter_jid = UserJid::parse(required_str(body, "inviter_jid")?)
+        .map_err(|e| ApiError::invalid("inviter_jid", e.0))?;
+    let expiration = match present(body, "expiration") {
+        None => None,
+        Some(value) => Some(value.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::invalid("expiration", "must be unix seconds (a whole number)")
+        })?),
+    };
+    if expiration.is_some_and(|at| at <= now_s) {
+        return Err(ApiError::new(ErrorCode::InviteExpired).with_detail("field", "expiration"));
+    }
+    Ok(JoinRequest::ByMessage {
+        code,
+        group_jid,
+        inviter_jid,
+        expiration,
+    })
+}
+
+impl JoinRequest {
+    pub fn backend_call(&self, sid: &SessionId) -> BackendCall {
+        match self {
+            Self::ByCode(code) => BackendCall {
+                op: Operation::Join { group_jid: None },
+                method: "POST".into(),
+                path: format!("/sessions/{sid}/groups/join"),
+                body: Some(json!({ "code": code.as_str() })),
+            },
+            Self::ByMessage {
+                code,
+                group_jid,
+                inviter_jid,
+                expiration,
+            } => {
+                let mut body = json!({
+                    "code": code.as_str(),
+                    "group_jid": group_jid.as_str(),
+                    "inviter_jid": inviter_jid.as_str(),
+                });
+                if let Some(at) = expiration {
+                    body["expiration"] = Value::from(*at);
+                }
+                BackendCall {
+                    op: Operation::Join {
+                        group_jid: Some(group_jid.as_str().to_string()),
+                    },
+                    method: "POST".into(),
+                    path: format!("/sessions/{sid}/groups/join-by-message"),
+                    body: Some(body),
+                }
+            }
+        }
+    }
+
+    /// For logs: what was asked, with the code shortened (invite codes are secrets).
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::ByCode(code) => code.redacted(),
+            Self::ByMessage { code, .. } => {
+                let head: String = code.as_str().chars().take(4).collect();
+                format!("{head}…")
+            }
+        }
+    }
+}
+
+/// `{ "participants": [jid, …] }`: 1 to 50 user JIDs, duplicates sent once, never "all".
+pub fn parse_participants(body: &Map<String, Value>) -> Result<Vec<UserJid>, ApiError> {
+    reject_unknown(body, &["participants"], "")?;
+    let list = match present(body, "participants") {
+        None => {
+            return Err(ApiError::invalid(
+                "participants",
+                "is required: list 1 to 50 participant JIDs",
+            ))
+        }
+        Some(value) => value
+            .as_array()
+            .ok_or_else(|| ApiError::invalid("participants", "must be a list of JIDs"))?,
+    };
+    if list.is_empty() || list.len() > MAX_PARTICIPANTS {
+        return Err(ApiError::invalid(
+            "participants",
+            "must list 1 to 50 participant JIDs",
+        ));
+    }
+    let mut jids: Vec<UserJid> = Vec::with_capacity(list.len());
+    for (index, item) in list.iter().enumerate() {
+        let field = format!("participants[{index}]");
+        let text = item
+            .as_str()
+            .ok_or_else(|| ApiError::invalid(&field, "must be a string"))?;
+        let jid = UserJid::parse(text).map_err(|e| ApiError::invalid(&field, e.0))?;
+        if !jids.contains(&jid) {
+            jids.push(jid);
+        }
+    }
+    Ok(jids)
+}
+
+/// A validated `POST /v1/admin/tokens` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewToken {
+    pub org: OrgId,
+    pub capabilities: Vec<Capability>,
+    pub sessions: Option<Vec<SessionId>>,
+    pub expires_at: Option<i64>,
+    pub label: Option<String>,
+}
+
+pub fn parse_new_token(body: &Map<String, Value>, now_s: i64) -> Result<NewToken, ApiError> {
+    reject_unknown(
+        body,
+        &["org", "capabilities", "sessions", "expires_at", "label"],
+        "",
+    )?;
+    let org =
+        OrgId::parse(required_str(body, "org")?).map_err(|e| ApiError::invalid("org", e.0))?;
+    let names = present(body, "capabilities")
+        .ok_or_else(|| ApiError::invalid("capabilities", "is required"))?
+        .as_array()
+        .ok_or_else(|| ApiError::invalid("capabilities", "must be a list"))?;
+    if names.is_empty() {
+        return Err(ApiError::invalid(
+            "capabilities",
+            "must name at least one of join, read, manage",
+        ));
+    }
+    let mut capabilities = Vec::new();
+    for name in names {
+        let capability = name
+            .as_str()
+            .and_then(Capability::parse)
+            .ok_or_else(|| ApiError::invalid("capabilities", "may only hold join, read, manage"))?;
+        if !capabilities.contains(&capability) {
+            capabilities.push(capability);
+        }
+    }
+    let sessions = match present(body, "sessions") {
+        None => None,
+        Some(value) => {
+            let list = value
+                .as_array()
+                .ok_or_else(|| ApiError::invalid("sessions", "must be a list of session ids"))?;
+            if list.is_empty() || list.len() > MAX_TOKEN_SESSIONS {
+                return Err(ApiError::invalid(
+                    "sessions",
+                    "must list 1 to 100 session ids, or be left out",
+                ));
+            }
+            let mut ids: Vec<SessionId> = Vec::new();
+            for item in list {
+                let id = item
+                    .as_str()
+                    .ok_or_else(|| ApiError::invalid("sessions", "must be a list of session ids"))
+                    .and_then(|s| {
+                        SessionId::parse(s).map_err(|e| ApiError::invalid("sessions", e.0))
+                    })?;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            Some(ids)
+        }
+    };
+    let expires_at = match present(body, "expires_at") {
+        None => None,
+        Some(value) => {
+            let at = value
+                .as_str()
+                .and_then(parse_rfc3339)
+                .ok_or_else(|| ApiError::invalid("expires_at", "must be an RFC 3339 date-time"))?;
+            if at <= now_s {
+                return Err(ApiError::invalid("expires_at", "is in the past"));
+            }
+            Some(at)
+        }
+    };
+    let label = match present(body, "label") {
+        None => None,
+        Some(value) => {
+            let text = value
+                .as_str()
+                .ok_or_else(|| ApiError::invalid("label", "must be a string"))?;
+            if text.chars().count() > MAX_LABEL_CHARS || text.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    "label",
+                    "must be at most 200 printable characters",
+                ));
+            }
+            Some(text.to_string())
+        }
+    };
+    Ok(NewToken {
+        org,
+        capabilities,
+        sessions,
+        expires_at,
+        label,
+    })
+}
+
+/// A validated `PUT /v1/admin/sessions/{sid}` body.
+pub fn parse_session_config(
+    body: &Map<String, Value>,
+) -> Result<(OrgId, LimitOverrides), ApiError> {
+    reject_unknown(body, &["org", "limits"], "")?;
+    let org =
+        OrgId::parse(required_str(body, "org")?).map_err(|e| ApiError::invalid("org", e.0))?;
+    let overrides = match present(body, "limits") {
+        None => LimitOverrides::default(),
+        Some(value) => parse_overrides(value)?,
+    };
+    Ok((org, overrides))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CODE: &str = "AbCdEfGhIjKlMnOpQrStUv";
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    fn failure(
+        result: Result<impl std::fmt::Debug, ApiError>,
+    ) -> Option<(ErrorCode, Option<String>)> {
+        result.err().map(|e| {
+            (
+                e.code,
+                e.details
+                    .get("field")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )
+        })
+    }
+
+    fn invalid(field: &str) -> Option<(ErrorCode, Option<String>)> {
+        Some((ErrorCode::ValidationError, Some(field.to_string())))
+    }
+
+    #[test]
+    fn join_by_link_and_by_message() {
+        let by_link = parse_join(
+            &map(json!({ "invite": format!("https://chat.whatsapp.com/{CODE}") })),
+            0,
+        );
+        assert!(matches!(by_link, Ok(JoinRequest::ByCode(ref c)) if c.as_str() == CODE));
+        let message = json!({ "code": "Xy12-ab", "group_jid": "120363000000000001@g.us", "inviter_jid": "15551234567@s.whatsapp.net", "expiration": 2000 });
+        let parsed = parse_join(&map(message), 1000);
+        let sid = SessionId::parse("s1").ok();
+        let call = parsed.ok().zip(sid).map(|(p, s)| p.backend_call(&s));
+        assert_eq!(
+            call.as_ref().map(|c| c.path.as_str()),
+            Some("/sessions/s1/groups/join-by-message")
+        );
+        assert_eq!(
+            call.and_then(|c| c.body).map(|b| b["expiration"].clone()),
+            Some(json!(2000))
+        );
+    }
+
+    #[test]
+    fn join_body_errors_name_the_field() {
+        let cases = [
+            (json!({}), invalid("invite")),
+            (json!({ "invite": 5 }), invalid("invite")),
+            (json!({ "invite": null }), invalid("invite")),
+            (
+                json!({ "invite": "" }),
+                Some((ErrorCode::InviteMalformed, Some("invite".into()))),
+            ),
+            (
+                json!({ "invite": "https://evil.example/AbCdEfGhIjKlMnOp" }),
+                Some((ErrorCode::InviteMalformed, Some("invite".into()))),
+            ),
+            (json!({ "invite": CODE, "code": "x" }), invalid("code")),
+            (json!({ "invite": CODE, "extra": 1 }), invalid("extra")),
+            (
+                json!({ "code": "x", "group_jid": "1@g.us" }),
+                invalid("inviter_jid"),
+            ),
+            (
+                json!({ "code": "has space", "group_jid": "1@g.us", "inviter_jid": "1@s.whatsapp.net" }),
+                invalid("code"),
+            ),
+            (
+                json!({ "code": "x", "group_jid": "1@s.whatsapp.net", "inviter_jid": "1@s.whatsapp.net" }),
+                invalid("group_jid"),
+            ),
+            (
+                json!({ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@g.us" }),
+                invalid("inviter_jid"),
+            ),
+            (
+                json!({ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@lid", "expiration": "soon" }),
+                invalid("expiration"),
+            ),
+            (
+                json!({ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@lid", "expiration": 1.5 }),
+                invalid("expiration"),
+            ),
+            (
+                json!({ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@lid", "expiration": 999 }),
+                Some((ErrorCode::InviteExpired, Some("expiration".into()))),
+            ),
+            (
+                json!({ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@lid", "expiration": 1000 }),
+                Some((ErrorCode::InviteExpired, Some("expiration".into()))),
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                failure(parse_join(&map(body.clone()), 1000)),
+                expected,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn participants_are_checked_and_deduplicated() {
+        let parsed = parse_participants(&map(
+            json!({ "participants": ["1@s.whatsapp.net", "2@lid", "1@s.whatsapp.net"] }),
+        ));
+        assert_eq!(parsed.map(|list| list.len()), Ok(2));
+        let too_many: Vec<String> = (0..51).map(|n| format!("{n}@lid")).collect();
+        for (body, field) in [
+            (json!({}), "participants"),
+            (json!({ "participants": null }), "participants"),
+            (json!({ "participants": [] }), "participants"),
+            (json!({ "participants": "all" }), "participants"),
+            (json!({ "participants": too_many }), "participants"),
+            (json!({ "participants": [1] }), "participants[0]"),
+            (
+                json!({ "participants": ["1@lid", "bad"] }),
+                "participants[1]",
+            ),
+            (json!({ "participants": ["1@lid"], "all": true }), "all"),
+        ] {
+            assert_eq!(
+                failure(parse_participants(&map(body.clone()))),
+                invalid(field),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_bodies() {
+        let ok = parse_new_token(
+            &map(
+                json!({ "org": "acme", "capabilities": ["join", "read", "join"], "sessions": ["s1"], "expires_at": "2030-01-01T00:00:00Z", "label": "ci" }),
+            ),
+            0,
+        );
+        assert_eq!(ok.as_ref().map(|t| t.capabilities.len()), Ok(2));
+        assert_eq!(ok.map(|t| t.expires_at), Ok(Some(1_893_456_000)));
+        for (body, field) in [
+            (json!({ "capabilities": ["join"] }), "org"),
+            (json!({ "org": "a b", "capabilities": ["join"] }), "org"),
+            (json!({ "org": "acme" }), "capabilities"),
+            (json!({ "org": "acme", "capabilities": [] }), "capabilities"),
+            (
+                json!({ "org": "acme", "capabilities": ["admin"] }),
+                "capabilities",
+            ),
+            (
+                json!({ "org": "acme", "capabilities": "join" }),
+                "capabilities",
+            ),
+            (
+                json!({ "org": "acme", "capabilities": ["join"], "sessions": [] }),
+                "sessions",
+            ),
+            (
+                json!({ "org": "acme", "capabilities": ["join"], "sessions": ["bad id"] }),
+                "sessions",
+            ),
+            (
+                json!({ "org": "acme", "capabilities": ["join"], "expires_at": "2000-01-01T00:00:00Z" }),
+                "expires_at",
+            ),
+            (
+                json!({ "org": "acme", "capabilities": ["join"], "expires_at": 5 }),
+                "expires_at",
+            ),
+            (
+                json!({ "org": "acme", "capabilities": ["join"], "label": 5 }),
+                "label",
+            ),
+            (
+                json!({ "org": "acme", "capabilities": ["join"], "scope": "all" }),
+                "scope",
+            ),
+        ] {
+            assert_eq!(
+                failure(parse_new_token(&map(body.clone()), 1_800_000_000)),
+                invalid(field),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn preview_segments_are_percent_decoded() {
+        let link = format!("https%3A%2F%2Fchat.whatsapp.com%2F{CODE}");
+        assert_eq!(
+            invite_from_path(&link).map(|c| c.as_str().to_string()),
+            Ok(CODE.to_string())
+        );
+        assert_eq!(
+            invite_from_path(CODE).map(|c| c.as_str().to_string()),
+            Ok(CODE.to_string())
+        );
+        for bad in ["%zz", "%", "%C3%28", "x"] {
+            assert_eq!(
+                invite_from_path(bad).err().map(|e| e.code),
+                Some(ErrorCode::InviteMalformed),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_config_bodies() {
+        assert!(parse_session_config(&map(json!({ "org": "acme" }))).is_ok());
+        assert_eq!(
+            failure(parse_session_config(&map(json!({ "org": 1 })))),
+            invalid("org")
+        );
+        assert_eq!(
+            failure(parse_session_config(&map(
+                json!({ "org": "a", "limits": { "join": { "burst": 0 } } })
+            ))),
+            invalid("limits.join.burst")
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! Admin routes: minting and revoking tokens, registering and removing sessions.
+
+use serde_json::json;
+use worker::kv::KvStore;
+use worker::Env;
+
+use super::auth::{read, remove, session_key, token_id_key, token_key, write};
+use super::config;
+use crate::core::dispatch::SessionRecord;
+use crate::core::envelope::hex;
+use crate::core::error::ApiError;
+use crate::core::requests::{parse_session_config, NewToken};
+use crate::core::time::format_rfc3339;
+use crate::core::token::{bearer, constant_time_eq, mint, sha256_hex, TokenRecord, RANDOM_BYTES};
+
+/// Admin routes exist only when `ADMIN_TOKEN` is configured; otherwise they are unknown.
+pub fn check_admin(env: &Env, header: Option<&str>) -> Result<(), ApiError> {
+    let expected = config::var(env, "ADMIN_TOKEN").ok_or_else(ApiError::not_found)?;
+    match bearer(header) {
+        Some(given) if constant_time_eq(given, &expected) => Ok(()),
+        _ => Err(ApiError::unauthorized()),
+    }
+}
+
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|_| ApiError::internal())?;
+    Ok(bytes)
+}
+
+/// Token ids are `tok_` and 16 hex digits: public, safe to log, used to revoke.
+fn valid_token_id(id: &str) -> bool {
+    id.len() == 20
+        && id.starts_with("tok_")
+        && id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+pub async fn create_token(
+    kv: &KvStore,
+    request: NewToken,
+    now_ms: i64,
+) -> Result<serde_json::Value, ApiError> {
+    let token = mint(&random_bytes::<RANDOM_BYTES>()?);
+    let token_id = format!("tok_{}", hex(&random_bytes::<8>()?));
+    let hash = sha256_hex(&token);
+    let record = TokenRecord {
+        token_id: token_id.clone(),
+        org: request.org.as_str().to_string(),
+        capabilities: request.capabilities,
+        sessions: request
+            .sessions
+            .map(|list| list.iter().map(|s| s.as_str().to_string()).collect()),
+        expires_at: request.expires_at,
+        revoked: false,
+        label: request.label,
+        created_at: now_ms / 1000,
+    };
+    write(kv, &token_key(&hash), &record).await?;
+    write(kv, &token_id_key(&token_id), &hash).await?;
+    let mut data = json!({
+        "token_id": token_id,
+        "token": token,
+        "org": record.org,
+        "capabilities": record.capabilities,
+    });
+    if let Some(sessions) = &record.sessions {
+        data["sessions"] = json!(sessions);
+    }
+    if let Some(at) = record.expires_at {
+        data["expires_at"] = json!(format_rfc3339(at * 1000));
+    }
+    if let Some(label) = &record.label {
+        data["label"] = json!(label);
+    }
+    Ok(data)
+}
+
+/// Marks the token revoked. The record stays (revoked) so that an audit can still find it;
+/// revoking twice answers the same.
+pub async fn revoke_token(kv: &KvStore, token_id: &str) -> Result<serde_json::Value, ApiError> {
+    if !valid_token_id(token_id) {
+        return Err(ApiError::invalid(
+            "token_id",
+            "must be tok_ and 16 hex digits",
+        ));
+    }
+    let hash: String = read(kv, &token_id_key(token_id))
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let mut record: TokenRecord = read(kv, &token_key(&hash))
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !record.revoked {
+        record.revoked = true;
+        write(kv, &token_key(&hash), &record).await?;
+    }
+    Ok(json!({ "token_id": token_id, "revoked": true }))
+}
+
+pub async fn put_session(
+    env: &Env,
+    kv: &KvStore,
+    sid: &str,
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Value, ApiError> {
+    let (org, overrides) = parse_session_config(body)?;
+    let limits = config::default_limits(env)?.with_overrides(&overrides);
+    let record = SessionRecord {
+        org: org.as_str().to_string(),
+        limits: overrides,
+    };
+    write(kv, &session_key(sid), &record).await?;
+    Ok(json!({ "session_id": sid, "org": record.org, "limits": limits }))
+}
+
+/// Removes the session from KV; the caller then wipes its Durable Object's state.
+pub async fn delete_session(kv: &KvStore, sid: &str) -> Result<serde_json::Value, ApiError> {
+    let existing: Option<SessionRecord> = read(kv, &session_key(sid)).await?;
+    existing.ok_or_else(ApiError::not_found)?;
+    remove(kv, &session_key(sid)).await?;
+    Ok(json!({ "session_id": sid, "deleted": true }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_token_id;
+
+    #[test]
+    fn token_ids() {
+        assert!(valid_token_id("tok_0123456789abcdef"));
+        for bad in [
+            "",
+            "tok_",
+            "tok_0123456789ABCDEF",
+            "tok_0123456789abcde",
+            "tik_0123456789abcdef",
+            "tok_0123456789abcdeg",
+        ] {
+            assert!(!valid_token_id(bad), "{bad}");
+        }
+    }
+}

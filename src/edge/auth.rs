@@ -1,0 +1,68 @@
+//! Bearer tokens against KV. Only SHA-256 hashes are ever looked up or stored.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::kv::KvStore;
+
+use crate::core::dispatch::SessionRecord;
+use crate::core::error::ApiError;
+use crate::core::token::{bearer, is_well_formed, sha256_hex, TokenRecord};
+
+pub fn token_key(hash: &str) -> String {
+    format!("token:{hash}")
+}
+
+pub fn token_id_key(token_id: &str) -> String {
+    format!("token_id:{token_id}")
+}
+
+pub fn session_key(sid: &str) -> String {
+    format!("session:{sid}")
+}
+
+fn storage_failed(what: &str) -> ApiError {
+    worker::console_error!("{{\"level\":\"error\",\"msg\":\"kv failure\",\"op\":\"{what}\"}}");
+    ApiError::internal()
+}
+
+pub async fn read<T: DeserializeOwned>(kv: &KvStore, key: &str) -> Result<Option<T>, ApiError> {
+    kv.get(key)
+        .json::<T>()
+        .await
+        .map_err(|_| storage_failed("read"))
+}
+
+pub async fn write<T: Serialize>(kv: &KvStore, key: &str, value: &T) -> Result<(), ApiError> {
+    let text = serde_json::to_string(value).map_err(|_| ApiError::internal())?;
+    kv.put(key, text)
+        .map_err(|_| storage_failed("write"))?
+        .execute()
+        .await
+        .map_err(|_| storage_failed("write"))
+}
+
+pub async fn remove(kv: &KvStore, key: &str) -> Result<(), ApiError> {
+    kv.delete(key).await.map_err(|_| storage_failed("delete"))
+}
+
+/// The live token record behind an `Authorization` header. Every failure is the same 401;
+/// a value without the token shape or checksum never reaches KV.
+pub async fn authenticate(
+    kv: &KvStore,
+    header: Option<&str>,
+    now_s: i64,
+) -> Result<TokenRecord, ApiError> {
+    let token = bearer(header)
+        .filter(|t| is_well_formed(t))
+        .ok_or_else(ApiError::unauthorized)?;
+    let record: TokenRecord = read(kv, &token_key(&sha256_hex(token)))
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    record.check_live(now_s)?;
+    Ok(record)
+}
+
+/// The session record, if the session is registered.
+pub async fn load_session(kv: &KvStore, sid: &str) -> Result<Option<SessionRecord>, ApiError> {
+    read(kv, &session_key(sid)).await
+}

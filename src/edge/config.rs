@@ -1,0 +1,77 @@
+//! Configuration read from the Worker's environment (contract section 8).
+
+use worker::Env;
+
+use crate::core::error::ApiError;
+use crate::core::limits::Limits;
+
+pub const DEFAULT_BACKEND_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_QUEUE_MAX: usize = 16;
+pub const KV_BINDING: &str = "JOINGATE_KV";
+pub const SESSIONS_BINDING: &str = "SESSIONS";
+pub const ORG_LIMITER_BINDING: &str = "ORG_LIMITER";
+
+/// A string var or secret, if set and not blank.
+pub fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .or_else(|_| env.secret(name).map(|s| s.to_string()))
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn number<T: std::str::FromStr>(
+    env: &Env,
+    name: &str,
+    default: T,
+    valid: impl Fn(&T) -> bool,
+) -> Result<T, ApiError> {
+    match var(env, name) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(valid)
+            .ok_or_else(|| misconfigured(name)),
+    }
+}
+
+fn misconfigured(name: &str) -> ApiError {
+    worker::console_error!(
+        "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"var\":\"{name}\"}}"
+    );
+    ApiError::internal()
+}
+
+pub fn backend_timeout_ms(env: &Env) -> Result<u64, ApiError> {
+    number(
+        env,
+        "BACKEND_TIMEOUT_MS",
+        DEFAULT_BACKEND_TIMEOUT_MS,
+        |ms| (1..=600_000).contains(ms),
+    )
+}
+
+pub fn queue_max(env: &Env) -> Result<usize, ApiError> {
+    number(env, "QUEUE_MAX", DEFAULT_QUEUE_MAX, |n| {
+        (1..=1000).contains(n)
+    })
+}
+
+pub fn default_limits(env: &Env) -> Result<Limits, ApiError> {
+    Limits::from_vars(|name| var(env, name)).map_err(|message| {
+        worker::console_error!(
+            "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
+            serde_json::Value::from(message)
+        );
+        ApiError::internal()
+    })
+}
+
+pub fn backend_url(env: &Env) -> Result<String, ApiError> {
+    let url =
+        var(env, "SESSION_BACKEND_URL").ok_or_else(|| misconfigured("SESSION_BACKEND_URL"))?;
+    url::Url::parse(&url).map_err(|_| misconfigured("SESSION_BACKEND_URL"))?;
+    Ok(url.trim_end_matches('/').to_string())
+}

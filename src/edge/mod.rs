@@ -1,0 +1,9 @@
+//! The shell around the core: everything that calls into the Workers runtime.
+
+mod admin;
+mod auth;
+mod backend_client;
+mod config;
+mod reply;
+pub mod session;
+mod worker;

@@ -1,0 +1,495 @@
+//! The session Durable Object: one per session id. It runs the per-session guarantees of
+//! contract section 6 in the contract's order (idempotency, circuit breaker, rate limits,
+//! queue, backend) and keeps every durable piece of state in its SQLite storage, so that
+//! eviction or a restart loses nothing but the queue itself.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{
+    durable_object, Date, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State,
+};
+
+use super::backend_client::BackendClient;
+use super::config;
+use super::reply::Reply;
+use crate::core::backend::{interpret, Operation, Transport};
+use crate::core::breaker::{Admission, Breaker};
+use crate::core::dispatch::{SessionCall, BACKEND_LATENCY_HEADER};
+use crate::core::error::{ApiError, ErrorCode};
+use crate::core::idempotency::{decide, is_storable, Decision, StoredOutcome, RETENTION_MS};
+use crate::core::limits::Class;
+use crate::core::queue::FifoGate;
+use crate::core::ratelimit::{header_values, retry_after_s, Bucket};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS buckets (class TEXT PRIMARY KEY, level INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS breaker (id INTEGER PRIMARY KEY CHECK (id = 1), failures INTEGER NOT NULL,
+  opened_at_ms INTEGER, probe_since_ms INTEGER);
+CREATE TABLE IF NOT EXISTS idempotency (scope TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
+  body TEXT NOT NULL, retry_after_s INTEGER, created_ms INTEGER NOT NULL);
+";
+
+/// How long a half-open probe may be out before another call may probe instead (its
+/// instance may have died): the backend deadline plus a margin.
+const PROBE_MARGIN_MS: u64 = 5_000;
+/// `Retry-After` for `session_busy`: the queue drains one backend call at a time.
+const BUSY_RETRY_S: u64 = 1;
+/// The org limiter's window (the binding's period).
+const ORG_WINDOW_S: u64 = 60;
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+fn int(value: i64) -> SqlStorageValue {
+    SqlStorageValue::Integer(value)
+}
+
+fn text(value: &str) -> SqlStorageValue {
+    SqlStorageValue::String(value.to_string())
+}
+
+#[durable_object]
+pub struct SessionObject {
+    state: State,
+    env: Env,
+    gate: Rc<FifoGate>,
+    /// Idempotency scopes whose first request is running now, with its fingerprint.
+    running: Rc<RefCell<HashMap<String, String>>>,
+    schema_ready: Cell<bool>,
+}
+
+/// Removes an idempotency scope from `running` however the request ends.
+struct RunningGuard {
+    running: Rc<RefCell<HashMap<String, String>>>,
+    scope: Option<String>,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Some(scope) = &self.scope {
+            self.running.borrow_mut().remove(scope);
+        }
+    }
+}
+
+/// One answer of the object: status, enveloped body and the headers to pass on.
+struct Answer {
+    status: u16,
+    body: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Answer {
+    fn error(error: &ApiError, request_id: &str) -> Self {
+        let reply = Reply::error(error, request_id, now_ms());
+        Self {
+            status: reply.status,
+            body: reply.body,
+            headers: reply.headers,
+        }
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn into_response(self) -> worker::Result<Response> {
+        let headers = worker::Headers::new();
+        for (name, value) in &self.headers {
+            headers.set(name, value)?;
+        }
+        Ok(Response::ok(self.body)?
+            .with_status(self.status)
+            .with_headers(headers))
+    }
+}
+
+#[derive(Deserialize)]
+struct BucketRow {
+    level: i64,
+    updated_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct BreakerRow {
+    failures: i64,
+    opened_at_ms: Option<i64>,
+    probe_since_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct OutcomeRow {
+    fingerprint: String,
+    status: i64,
+    body: String,
+    retry_after_s: Option<i64>,
+    created_ms: i64,
+}
+
+impl DurableObject for SessionObject {
+    fn new(state: State, env: Env) -> Self {
+        let queue_max = config::queue_max(&env).unwrap_or(config::DEFAULT_QUEUE_MAX);
+        Self {
+            state,
+            env,
+            gate: FifoGate::new(queue_max),
+            running: Rc::new(RefCell::new(HashMap::new())),
+            schema_ready: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        self.ensure_schema()?;
+        match req.path().as_str() {
+            "/call" => {
+                let call: SessionCall = req.json().await?;
+                self.run(call).await?.into_response()
+            }
+            "/reset" => {
+                self.sql().exec(
+                    "DELETE FROM buckets; DELETE FROM breaker; DELETE FROM idempotency;",
+                    None,
+                )?;
+                Response::ok("{}")
+            }
+            _ => Response::error("unknown object route", 404),
+        }
+    }
+}
+
+impl SessionObject {
+    fn sql(&self) -> SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn ensure_schema(&self) -> worker::Result<()> {
+        if !self.schema_ready.get() {
+            self.sql().exec(SCHEMA, None)?;
+            self.schema_ready.set(true);
+        }
+        Ok(())
+    }
+
+    fn load_bucket(&self, class: Class) -> worker::Result<Option<Bucket>> {
+        let rows: Vec<BucketRow> = self
+            .sql()
+            .exec(
+                "SELECT level, updated_ms FROM buckets WHERE class = ?",
+                vec![text(class.as_str())],
+            )?
+            .to_array()?;
+        Ok(rows.first().map(|row| Bucket {
+            level: u64::try_from(row.level).unwrap_or(0),
+            updated_ms: row.updated_ms,
+        }))
+    }
+
+    fn save_bucket(&self, class: Class, bucket: Bucket) -> worker::Result<()> {
+        self.sql().exec(
+            "INSERT OR REPLACE INTO buckets (class, level, updated_ms) VALUES (?, ?, ?)",
+            vec![
+                text(class.as_str()),
+                int(i64::try_from(bucket.level).unwrap_or(i64::MAX)),
+                int(bucket.updated_ms),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn load_breaker(&self) -> worker::Result<Breaker> {
+        let rows: Vec<BreakerRow> = self
+            .sql()
+            .exec(
+                "SELECT failures, opened_at_ms, probe_since_ms FROM breaker WHERE id = 1",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows.first().map_or_else(Breaker::default, |row| Breaker {
+            failures: u32::try_from(row.failures).unwrap_or(u32::MAX),
+            opened_at_ms: row.opened_at_ms,
+            probe_since_ms: row.probe_since_ms,
+        }))
+    }
+
+    fn save_breaker(&self, breaker: &Breaker) -> worker::Result<()> {
+        let optional = |v: Option<i64>| v.map_or(SqlStorageValue::Null, int);
+        self.sql().exec(
+            "INSERT OR REPLACE INTO breaker (id, failures, opened_at_ms, probe_since_ms) VALUES (1, ?, ?, ?)",
+            vec![int(i64::from(breaker.failures)), optional(breaker.opened_at_ms), optional(breaker.probe_since_ms)],
+        )?;
+        Ok(())
+    }
+
+    fn load_outcome(&self, scope: &str) -> worker::Result<Option<StoredOutcome>> {
+        let rows: Vec<OutcomeRow> = self
+            .sql()
+            .exec(
+                "SELECT fingerprint, status, body, retry_after_s, created_ms FROM idempotency WHERE scope = ?",
+                vec![text(scope)],
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next().map(|row| StoredOutcome {
+            fingerprint: row.fingerprint,
+            status: u16::try_from(row.status).unwrap_or(500),
+            body: row.body,
+            retry_after_s: row.retry_after_s.and_then(|s| u64::try_from(s).ok()),
+            created_ms: row.created_ms,
+        }))
+    }
+
+    /// Stores an executed outcome and drops the records past retention (lazy cleanup).
+    fn store_outcome(&self, scope: &str, outcome: &StoredOutcome) -> worker::Result<()> {
+        let sql = self.sql();
+        sql.exec(
+            "DELETE FROM idempotency WHERE created_ms <= ?",
+            vec![int(outcome.created_ms - RETENTION_MS)],
+        )?;
+        sql.exec(
+            "INSERT OR REPLACE INTO idempotency (scope, fingerprint, status, body, retry_after_s, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            vec![
+                text(scope),
+                text(&outcome.fingerprint),
+                int(i64::from(outcome.status)),
+                text(&outcome.body),
+                outcome.retry_after_s.map_or(SqlStorageValue::Null, |s| int(i64::try_from(s).unwrap_or(i64::MAX))),
+                int(outcome.created_ms),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Frees the half-open probe slot of a call that was turned away before the backend.
+    fn release_probe(&self, probe: bool) -> worker::Result<()> {
+        if probe {
+            let mut breaker = self.load_breaker()?;
+            breaker.probe_since_ms = None;
+            self.save_breaker(&breaker)?;
+        }
+        Ok(())
+    }
+
+    fn client(&self) -> Result<BackendClient, ApiError> {
+        Ok(BackendClient {
+            base_url: config::backend_url(&self.env)?,
+            token: config::var(&self.env, "SESSION_BACKEND_TOKEN"),
+            timeout_ms: config::backend_timeout_ms(&self.env)?,
+        })
+    }
+
+    /// Everything up to and including the answer, in the contract's check order. Between
+    /// the idempotency decision and joining the queue nothing awaits, so no other request
+    /// of this session can interleave there.
+    async fn run(&self, msg: SessionCall) -> worker::Result<Answer> {
+        let rid = msg.request_id.as_str();
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(error) => return Ok(Answer::error(&error, rid)),
+        };
+        let now = now_ms();
+        let limit = msg.limits.class(msg.class);
+        let scope = msg
+            .idempotency
+            .as_ref()
+            .map(|i| format!("{}\n{}", msg.org, i.key));
+
+        if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
+            let running = self.running.borrow().get(scope).cloned();
+            match decide(
+                self.load_outcome(scope)?,
+                running.as_deref(),
+                &idem.fingerprint,
+                now,
+            ) {
+                Decision::Execute => {}
+                Decision::Replay(stored) => {
+                    let mut answer = Answer {
+                        status: stored.status,
+                        body: stored.body,
+                        headers: Vec::new(),
+                    }
+                    .with_header("Idempotent-Replayed", "true".into());
+                    if let Some(seconds) = stored.retry_after_s {
+                        answer = answer.with_header("Retry-After", seconds.to_string());
+                    }
+                    return Ok(answer);
+                }
+                Decision::Reused => {
+                    return Ok(Answer::error(
+                        &ApiError::new(ErrorCode::IdempotencyKeyReused),
+                        rid,
+                    ))
+                }
+                Decision::InProgress => {
+                    return Ok(Answer::error(
+                        &ApiError::new(ErrorCode::IdempotencyInProgress),
+                        rid,
+                    ))
+                }
+            }
+        }
+
+        let mut breaker = self.load_breaker()?;
+        let probe = match breaker.admit(now, (client.timeout_ms + PROBE_MARGIN_MS) as i64) {
+            Admission::Rejected { retry_after_ms } => {
+                let error = ApiError::new(ErrorCode::BackendUnavailable)
+                    .with_message("The session backend is failing; the circuit is open.")
+                    .with_detail("circuit", breaker.state(now).as_str())
+                    .with_retry_after(retry_after_s(retry_after_ms));
+                return Ok(Answer::error(&error, rid));
+            }
+            Admission::Allowed { probe } => {
+                if probe {
+                    self.save_breaker(&breaker)?;
+                }
+                probe
+            }
+        };
+
+        if msg.org_limited {
+            self.release_probe(probe)?;
+            let error = ApiError::new(ErrorCode::RateLimited)
+                .with_message(
+                    "The organisation's call limit is reached; retry after the indicated time.",
+                )
+                .with_detail("scope", "org")
+                .with_detail("retry_after_s", ORG_WINDOW_S)
+                .with_retry_after(ORG_WINDOW_S);
+            return Ok(Answer::error(&error, rid));
+        }
+
+        let class = msg.class;
+        let bucket = self
+            .load_bucket(class)?
+            .unwrap_or_else(|| Bucket::full(limit, now));
+        let spent = match bucket.take(limit, now) {
+            Ok(spent) => spent,
+            Err(wait_ms) => {
+                self.release_probe(probe)?;
+                let seconds = retry_after_s(wait_ms);
+                let error = ApiError::new(ErrorCode::RateLimited)
+                    .with_detail("scope", "session")
+                    .with_detail("class", class.as_str())
+                    .with_detail("retry_after_s", seconds)
+                    .with_retry_after(seconds);
+                let (policy, state) =
+                    header_values(class.as_str(), limit, bucket.refilled(limit, now), now);
+                return Ok(Answer::error(&error, rid)
+                    .with_header("RateLimit-Policy", policy)
+                    .with_header("RateLimit", state));
+            }
+        };
+        self.save_bucket(class, spent)?;
+
+        let queue_depth = self.gate.waiting();
+        let turn = match self.gate.enter() {
+            Ok(turn) => turn,
+            Err(_) => {
+                self.save_bucket(class, spent.refund(limit, now))?;
+                self.release_probe(probe)?;
+                let error = ApiError::new(ErrorCode::SessionBusy).with_retry_after(BUSY_RETRY_S);
+                return Ok(Answer::error(&error, rid));
+            }
+        };
+        let _running = RunningGuard {
+            running: Rc::clone(&self.running),
+            scope: scope.clone().inspect(|scope| {
+                let fingerprint = msg
+                    .idempotency
+                    .as_ref()
+                    .map(|i| i.fingerprint.clone())
+                    .unwrap_or_default();
+                self.running.borrow_mut().insert(scope.clone(), fingerprint);
+            }),
+        };
+        let permit = turn.await;
+
+        let started = now_ms();
+        let outcome = client.send(&msg.call, rid).await;
+        let finished = now_ms();
+        let backend_ms = u64::try_from(finished - started).unwrap_or(0);
+
+        let failed = matches!(outcome, Transport::Unreachable | Transport::TimedOut { .. });
+        let mut breaker = self.load_breaker()?;
+        breaker.record(failed, finished);
+        self.save_breaker(&breaker)?;
+        if matches!(outcome, Transport::Unreachable) {
+            // Never reached the backend: the call had no effect, so it costs no token.
+            let current = self.load_bucket(class)?.unwrap_or(spent);
+            self.save_bucket(class, current.refund(limit, finished))?;
+        }
+        drop(permit);
+
+        let result = interpret(&msg.call, outcome).map(|data| match msg.call.op {
+            Operation::SessionStatus => self.status_data(&msg, data, queue_depth, finished),
+            _ => data,
+        });
+        let current = self.load_bucket(class)?.unwrap_or(spent);
+        let (policy, state) = header_values(class.as_str(), limit, current, finished);
+        let answer = match &result {
+            Ok(data) => {
+                let reply = Reply::success(200, data.clone(), rid);
+                Answer {
+                    status: reply.status,
+                    body: reply.body,
+                    headers: Vec::new(),
+                }
+            }
+            Err(error) => Answer::error(error, rid),
+        };
+        if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
+            if is_storable(result.as_ref().err()) {
+                let retry_after_s = result.as_ref().err().and_then(|e| e.retry_after_s);
+                let stored = StoredOutcome {
+                    fingerprint: idem.fingerprint.clone(),
+                    status: answer.status,
+                    body: answer.body.clone(),
+                    retry_after_s,
+                    created_ms: finished,
+                };
+                self.store_outcome(scope, &stored)?;
+            }
+        }
+        Ok(answer
+            .with_header("RateLimit-Policy", policy)
+            .with_header("RateLimit", state)
+            .with_header(BACKEND_LATENCY_HEADER, backend_ms.to_string()))
+    }
+
+    /// `GET /v1/sessions/{sid}`: the backend's `connected` plus what this object knows.
+    fn status_data(
+        &self,
+        msg: &SessionCall,
+        backend: Value,
+        queue_depth: usize,
+        now: i64,
+    ) -> Value {
+        let mut tokens = serde_json::Map::new();
+        for class in Class::ALL {
+            let limit = msg.limits.class(class);
+            let bucket = self
+                .load_bucket(class)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Bucket::full(limit, now));
+            tokens.insert(class.as_str().into(), json!(bucket.remaining(limit, now)));
+        }
+        let circuit = self
+            .load_breaker()
+            .map(|b| b.state(now).as_str())
+            .unwrap_or("closed");
+        json!({
+            "session_id": msg.session,
+            "connected": backend.get("connected").cloned().unwrap_or(Value::Bool(false)),
+            "queue_depth": queue_depth,
+            "limits": msg.limits,
+            "tokens": tokens,
+            "circuit": circuit,
+        })
+    }
+}

@@ -1,0 +1,417 @@
+//! The Worker's fetch handler: route, token, body, then hand the call to the session's
+//! Durable Object (contract section 1's check order), and one log line per request.
+
+use serde_json::{json, Value};
+use worker::{event, Context, Date, Env, Request, RequestInit, Response};
+
+use super::admin;
+use super::auth::{authenticate, load_session};
+use super::config;
+use super::reply::Reply;
+use crate::core::backend::{BackendCall, Operation};
+use crate::core::dispatch::{IdempotencyRef, SessionCall, BACKEND_LATENCY_HEADER};
+use crate::core::envelope::{accept_request_id, hex};
+use crate::core::error::{ApiError, ErrorCode};
+use crate::core::idempotency::{fingerprint, validate_key};
+use crate::core::ids::SessionId;
+use crate::core::json::{expect_no_body, parse_object_body, MAX_BODY_BYTES};
+use crate::core::limits::Class;
+use crate::core::requests::{
+    group_jid, invite_from_path, parse_join, parse_new_token, parse_participants, session_id,
+};
+use crate::core::route::{resolve, Method, Route};
+use crate::core::token::Capability;
+
+/// The OpenAPI document, served as it is at `GET /v1/openapi.json`.
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+fn new_request_id() -> String {
+    match admin::random_bytes::<16>() {
+        Ok(bytes) => hex(&bytes),
+        Err(_) => format!("t{}", now_ms()),
+    }
+}
+
+/// What the log line tells about a request besides its outcome.
+#[derive(Default)]
+struct Trace {
+    session: Option<String>,
+    token_id: Option<String>,
+}
+
+#[event(fetch)]
+pub async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let started = now_ms();
+    let given_id = req.headers().get("X-Request-Id").ok().flatten();
+    let request_id =
+        accept_request_id(given_id.as_deref()).map_or_else(new_request_id, str::to_owned);
+    let method = Method::parse(req.method().as_ref());
+    let path = req.path();
+    let mut trace = Trace::default();
+    let resolved = resolve(method, &path);
+    let template = resolved.as_ref().map_or("unmatched", Route::template);
+    let outcome = match resolved {
+        Ok(route) => handle(route, &mut req, &env, &request_id, &mut trace).await,
+        Err(error) => Err(error),
+    };
+    let reply = outcome.unwrap_or_else(|error| Reply::error(&error, &request_id, now_ms()));
+    log(
+        &request_id,
+        method,
+        template,
+        &trace,
+        &reply,
+        now_ms() - started,
+    );
+    reply.into_response(&request_id)
+}
+
+/// One JSON line per request. Never a token or an invite code: only the token's public id.
+fn log(
+    request_id: &str,
+    method: Method,
+    route: &str,
+    trace: &Trace,
+    reply: &Reply,
+    latency_ms: i64,
+) {
+    let line = json!({
+        "level": if reply.status >= 500 { "error" } else { "info" },
+        "request_id": request_id,
+        "method": method.as_str(),
+        "route": route,
+        "session": trace.session,
+        "token_id": trace.token_id,
+        "status": reply.status,
+        "code": reply.code,
+        "latency_ms": latency_ms,
+        "backend_ms": reply.backend_ms,
+    });
+    worker::console_log!("{line}");
+}
+
+async fn handle(
+    route: Route,
+    req: &mut Request,
+    env: &Env,
+    rid: &str,
+    trace: &mut Trace,
+) -> Result<Reply, ApiError> {
+    match route {
+        Route::Healthz => Ok(Reply::success(
+            200,
+            json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+            rid,
+        )),
+        Route::OpenApi => Ok(Reply::json(200, OPENAPI.to_string())),
+        route if route.is_admin() => admin_route(route, req, env, rid).await,
+        route => session_route(route, req, env, rid, trace).await,
+    }
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// The body, refused as 413 past 16 KiB (by its declared length when it has one, so a
+/// large body is not even read).
+async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let declared = header(req, "Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge));
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::invalid("body", "could not be read"))?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge));
+    }
+    Ok(body)
+}
+
+fn needed_capability(route: &Route) -> Capability {
+    match route {
+        Route::Join { .. } | Route::Leave { .. } => Capability::Join,
+        Route::Preview { .. } | Route::SessionStatus { .. } => Capability::Read,
+        _ => Capability::Manage,
+    }
+}
+
+fn kv(env: &Env) -> Result<worker::kv::KvStore, ApiError> {
+    env.kv(config::KV_BINDING).map_err(|_| ApiError::internal())
+}
+
+/// Whether the org-wide limiter refuses this call. A limiter failure lets the call through
+/// (the session's own limits still apply) and is logged.
+async fn org_limited(env: &Env, org: &str) -> bool {
+    let outcome = match env.rate_limiter(config::ORG_LIMITER_BINDING) {
+        Ok(limiter) => limiter.limit(org.to_string()).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(outcome) => !outcome.success,
+        Err(_) => {
+            worker::console_error!(
+                "{{\"level\":\"error\",\"msg\":\"org rate limiter unavailable\"}}"
+            );
+            false
+        }
+    }
+}
+
+fn call(op: Operation, method: &str, path: String, body: Option<Value>) -> BackendCall {
+    BackendCall {
+        op,
+        method: method.into(),
+        path,
+        body,
+    }
+}
+
+async fn session_route(
+    route: Route,
+    req: &mut Request,
+    env: &Env,
+    rid: &str,
+    trace: &mut Trace,
+) -> Result<Reply, ApiError> {
+    let now = now_ms();
+    let kv = kv(env)?;
+    let record = authenticate(&kv, header(req, "Authorization").as_deref(), now / 1000).await?;
+    trace.token_id = Some(record.token_id.clone());
+    record.check_capability(needed_capability(&route))?;
+    let sid: SessionId = session_id(route.session().unwrap_or_default())?;
+    trace.session = Some(sid.to_string());
+    let gjid = match &route {
+        Route::Leave { gjid, .. }
+        | Route::ListJoinRequests { gjid, .. }
+        | Route::ApproveJoinRequests { gjid, .. }
+        | Route::RejectJoinRequests { gjid, .. }
+        | Route::ResetInvite { gjid, .. } => Some(group_jid(gjid)?),
+        _ => None,
+    };
+    let session = load_session(&kv, sid.as_str())
+        .await?
+        .filter(|s| record.may_use_session(sid.as_str(), &s.org))
+        .ok_or_else(ApiError::not_found)?;
+    let org_limited = org_limited(env, &record.org).await;
+
+    let is_post = matches!(req.method(), worker::Method::Post);
+    let body = if is_post {
+        read_body(req).await?
+    } else {
+        Vec::new()
+    };
+    let content_type = header(req, "Content-Type");
+    let ct = content_type.as_deref();
+    let group = gjid
+        .as_ref()
+        .map(|g| g.as_str().to_string())
+        .unwrap_or_default();
+    let base = format!("/sessions/{sid}");
+    let (class, backend_call) = match &route {
+        Route::Join { .. } => {
+            let join = parse_join(&parse_object_body(ct, &body)?, now / 1000)?;
+            (Class::Join, join.backend_call(&sid))
+        }
+        Route::Preview { invite, .. } => {
+            let code = invite_from_path(invite)?;
+            (
+                Class::Read,
+                call(
+                    Operation::Preview,
+                    "GET",
+                    format!("{base}/invites/{}", code.as_str()),
+                    None,
+                ),
+            )
+        }
+        Route::Leave { .. } => {
+            expect_no_body(ct, &body)?;
+            let op = Operation::Leave {
+                group_jid: group.clone(),
+            };
+            (
+                Class::Join,
+                call(
+                    op,
+                    "POST",
+                    format!("{base}/groups/{group}/leave"),
+                    Some(json!({})),
+                ),
+            )
+        }
+        Route::ListJoinRequests { .. } => (
+            Class::Manage,
+            call(
+                Operation::ListJoinRequests,
+                "GET",
+                format!("{base}/groups/{group}/join-requests"),
+                None,
+            ),
+        ),
+        Route::ApproveJoinRequests { .. } | Route::RejectJoinRequests { .. } => {
+            let approve = matches!(route, Route::ApproveJoinRequests { .. });
+            let participants = parse_participants(&parse_object_body(ct, &body)?)?;
+            let list: Vec<&str> = participants.iter().map(|p| p.as_str()).collect();
+            let action = if approve { "approve" } else { "reject" };
+            let payload = json!({ "action": action, "participants": list });
+            let op = Operation::JoinRequestAction { approve };
+            (
+                Class::Manage,
+                call(
+                    op,
+                    "POST",
+                    format!("{base}/groups/{group}/join-requests"),
+                    Some(payload),
+                ),
+            )
+        }
+        Route::ResetInvite { .. } => {
+            expect_no_body(ct, &body)?;
+            (
+                Class::Manage,
+                call(
+                    Operation::ResetInvite,
+                    "POST",
+                    format!("{base}/groups/{group}/invite/reset"),
+                    Some(json!({})),
+                ),
+            )
+        }
+        _ => (
+            Class::Read,
+            call(Operation::SessionStatus, "GET", base.clone(), None),
+        ),
+    };
+
+    let idempotency = if is_post {
+        validate_key(header(req, "Idempotency-Key").as_deref())?.map(|key| IdempotencyRef {
+            key,
+            fingerprint: fingerprint("POST", &req.path(), &body),
+        })
+    } else {
+        None
+    };
+    let limits = config::default_limits(env)?.with_overrides(&session.limits);
+    let message = SessionCall {
+        request_id: rid.to_string(),
+        session: sid.to_string(),
+        org: record.org.clone(),
+        class,
+        limits,
+        org_limited,
+        idempotency,
+        call: backend_call,
+    };
+    dispatch(env, sid.as_str(), "call", &message).await
+}
+
+/// Sends a message to the session's Durable Object and passes its answer on.
+async fn dispatch(
+    env: &Env,
+    sid: &str,
+    action: &str,
+    message: &impl serde::Serialize,
+) -> Result<Reply, ApiError> {
+    let failed = |_| {
+        worker::console_error!(
+            "{{\"level\":\"error\",\"msg\":\"durable object call failed\",\"session\":\"{sid}\"}}"
+        );
+        ApiError::internal()
+    };
+    let stub = env
+        .durable_object(config::SESSIONS_BINDING)
+        .and_then(|ns| ns.id_from_name(sid)?.get_stub())
+        .map_err(failed)?;
+    let body = serde_json::to_string(message).map_err(|_| ApiError::internal())?;
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_body(Some(body.into()));
+    let request =
+        Request::new_with_init(&format!("https://session/{action}"), &init).map_err(failed)?;
+    let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
+    let mut reply = Reply::json(
+        response.status_code(),
+        response.text().await.map_err(failed)?,
+    );
+    let headers = response.headers();
+    for name in [
+        "Retry-After",
+        "RateLimit-Policy",
+        "RateLimit",
+        "Idempotent-Replayed",
+    ] {
+        if let Ok(Some(value)) = headers.get(name) {
+            reply.headers.push((name, value));
+        }
+    }
+    reply.backend_ms = headers
+        .get(BACKEND_LATENCY_HEADER)
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok());
+    reply.code = serde_json::from_str::<Value>(&reply.body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/code")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .and_then(|code| ErrorCode::ALL.into_iter().find(|c| c.as_str() == code))
+        .map(ErrorCode::as_str);
+    Ok(reply)
+}
+
+async fn admin_route(
+    route: Route,
+    req: &mut Request,
+    env: &Env,
+    rid: &str,
+) -> Result<Reply, ApiError> {
+    admin::check_admin(env, header(req, "Authorization").as_deref())?;
+    let kv = kv(env)?;
+    let now = now_ms();
+    match route {
+        Route::CreateToken => {
+            let body = read_body(req).await?;
+            let request = parse_new_token(
+                &parse_object_body(header(req, "Content-Type").as_deref(), &body)?,
+                now / 1000,
+            )?;
+            Ok(Reply::success(
+                201,
+                admin::create_token(&kv, request, now).await?,
+                rid,
+            ))
+        }
+        Route::RevokeToken { token_id } => Ok(Reply::success(
+            200,
+            admin::revoke_token(&kv, &token_id).await?,
+            rid,
+        )),
+        Route::PutSession { sid } => {
+            let sid = session_id(&sid)?;
+            let body = read_body(req).await?;
+            let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
+            Ok(Reply::success(
+                200,
+                admin::put_session(env, &kv, sid.as_str(), &map).await?,
+                rid,
+            ))
+        }
+        Route::DeleteSession { sid } => {
+            let sid = session_id(&sid)?;
+            let data = admin::delete_session(&kv, sid.as_str()).await?;
+            // Its rate-limit buckets, breaker and idempotency records go with it.
+            dispatch(env, sid.as_str(), "reset", &json!({})).await?;
+            Ok(Reply::success(200, data, rid))
+        }
+        _ => Err(ApiError::not_found()),
+    }
+}

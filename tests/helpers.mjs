@@ -1,0 +1,125 @@
+// Shared test harness: the built Worker in workerd through Miniflare (real KV, SQLite-backed
+// Durable Objects and the rate limiting binding), in front of the session backend simulator.
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+import { Miniflare } from "miniflare";
+import { startSimulator } from "../sim/simulator.mjs";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const ADMIN_TOKEN = "test-admin-token-0123456789";
+export const BASE = "http://joingate.test";
+
+/**
+ * Starts the simulator and joingate. `vars` override plain bindings; `orgLimit` sets the
+ * org-wide limiter; `persist` is a directory for KV and Durable Object state (restart tests).
+ */
+export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator } = {}) {
+  const sim = simulator ?? (await startSimulator({ port: 0, token: "backend-secret" }));
+  const mf = new Miniflare({
+    modules: true,
+    modulesRoot: ROOT,
+    scriptPath: path.join(ROOT, "js/entry.mjs"),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
+    ],
+    compatibilityDate: "2026-04-20",
+    kvNamespaces: ["JOINGATE_KV"],
+    durableObjects: { SESSIONS: { className: "SessionObject", useSQLite: true } },
+    ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } } },
+    bindings: {
+      SESSION_BACKEND_URL: sim.url,
+      SESSION_BACKEND_TOKEN: "backend-secret",
+      ADMIN_TOKEN,
+      BACKEND_TIMEOUT_MS: "1500",
+      ...vars,
+    },
+    ...(persist ? { kvPersist: path.join(persist, "kv"), durableObjectsPersist: path.join(persist, "do") } : {}),
+  });
+  await mf.ready;
+  const app = new App(mf, sim);
+  return app;
+}
+
+export class App {
+  constructor(mf, sim) {
+    this.mf = mf;
+    this.sim = sim;
+  }
+
+  /** A request to joingate; `json` is sent as a JSON body with its content type. */
+  async request(method, pathname, { token, json, body, headers = {} } = {}) {
+    const init = { method, headers: { ...headers } };
+    if (token) init.headers.Authorization = `Bearer ${token}`;
+    if (json !== undefined) {
+      init.body = JSON.stringify(json);
+      init.headers["Content-Type"] ??= "application/json";
+    } else if (body !== undefined) {
+      init.body = body;
+    }
+    const response = await this.mf.dispatchFetch(`${BASE}${pathname}`, init);
+    const text = await response.text();
+    let parsed;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    return { status: response.status, headers: response.headers, text, body: parsed };
+  }
+
+  admin(method, pathname, json) {
+    return this.request(method, pathname, { token: ADMIN_TOKEN, json });
+  }
+
+  /** Registers a session for an org, optionally with limit overrides. */
+  async session(sid, org = "acme", limits) {
+    const res = await this.admin("PUT", `/v1/admin/sessions/${sid}`, limits ? { org, limits } : { org });
+    assert.equal(res.status, 200, res.text);
+    return res.body.data;
+  }
+
+  /** Mints a token and returns its secret. */
+  async token(org = "acme", capabilities = ["join", "read", "manage"], extra = {}) {
+    const res = await this.admin("POST", "/v1/admin/tokens", { org, capabilities, ...extra });
+    assert.equal(res.status, 201, res.text);
+    return res.body.data.token;
+  }
+
+  join(sid, token, json, headers) {
+    return this.request("POST", `/v1/sessions/${sid}/groups/join`, { token, json, headers });
+  }
+
+  async close() {
+    await this.mf.dispose();
+    await this.sim.close();
+  }
+}
+
+/** Checks the envelope and headers of contract section 1 on any answer. */
+export function assertEnvelope(res, { status, code } = {}) {
+  if (status !== undefined) assert.equal(res.status, status, res.text);
+  assert.equal(res.headers.get("content-type"), "application/json; charset=utf-8");
+  assert.equal(res.headers.get("cache-control"), "no-store");
+  const requestId = res.headers.get("x-request-id");
+  assert.match(requestId ?? "", /^[A-Za-z0-9._:-]{1,128}$/);
+  assert.ok(res.body, `body is JSON: ${res.text}`);
+  if (res.body.success) {
+    assert.equal(code, undefined, `expected error ${code}, got success`);
+    assert.ok("data" in res.body);
+    assert.equal(res.body.request_id, requestId);
+  } else {
+    assert.equal(res.body.success, false);
+    assert.equal(typeof res.body.error.message, "string");
+    assert.match(res.body.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    if (code !== undefined) assert.equal(res.body.error.code, code, res.text);
+    if (res.status === 429 || res.status === 503) {
+      assert.match(res.headers.get("retry-after") ?? "", /^[1-9]\d*$/, "Retry-After on 429/503");
+    }
+    if (!res.headers.get("idempotent-replayed")) assert.equal(res.body.request_id, requestId);
+  }
+  return res.body;
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
