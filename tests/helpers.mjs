@@ -16,7 +16,19 @@ export const BASE = "http://joingate.test";
  */
 export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator } = {}) {
   const sim = simulator ?? (await startSimulator({ port: 0, token: "backend-secret" }));
+  const logs = [];
   const mf = new Miniflare({
+    // The Worker's log lines are kept for assertions (e.g. no secret is ever logged).
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        let rest = "";
+        stream.on("data", (chunk) => {
+          const lines = (rest + chunk.toString()).split("\n");
+          rest = lines.pop();
+          logs.push(...lines.filter(Boolean));
+        });
+      }
+    },
     modules: true,
     modulesRoot: ROOT,
     scriptPath: path.join(ROOT, "js/entry.mjs"),
@@ -38,14 +50,15 @@ export async function startJoingate({ vars = {}, orgLimit = 100, persist, simula
     ...(persist ? { kvPersist: path.join(persist, "kv"), durableObjectsPersist: path.join(persist, "do") } : {}),
   });
   await mf.ready;
-  const app = new App(mf, sim);
+  const app = new App(mf, sim, logs);
   return app;
 }
 
 export class App {
-  constructor(mf, sim) {
+  constructor(mf, sim, logs) {
     this.mf = mf;
     this.sim = sim;
+    this.logs = logs;
   }
 
   /** A request to joingate; `json` is sent as a JSON body with its content type. */

@@ -41,3 +41,7 @@ pub struct SessionRecord {
 /// Internal header with the backend's latency, read by the Worker for its log line and
 /// removed before the answer leaves.
 pub const BACKEND_LATENCY_HEADER: &str = "X-Joingate-Backend-Ms";
+
+/// Internal header carrying the `SessionCall` (JSON, ASCII only: every field is validated
+/// or generated as ASCII) from the Worker to the Durable Object.
+pub const CALL_HEADER: &str = "X-Joingate-Call";

@@ -18,7 +18,7 @@ use super::config;
 use super::reply::Reply;
 use crate::core::backend::{interpret, Operation, Transport};
 use crate::core::breaker::{Admission, Breaker};
-use crate::core::dispatch::{SessionCall, BACKEND_LATENCY_HEADER};
+use crate::core::dispatch::{SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{decide, is_storable, Decision, StoredOutcome, RETENTION_MS};
 use crate::core::limits::Class;
@@ -144,11 +144,15 @@ impl DurableObject for SessionObject {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
         self.ensure_schema()?;
         match req.path().as_str() {
             "/call" => {
-                let call: SessionCall = req.json().await?;
+                // The message comes in a header, not the body: reading a body awaits, and
+                // requests that await before joining the queue can overtake each other.
+                let raw = req.headers().get(CALL_HEADER)?.unwrap_or_default();
+                let call: SessionCall = serde_json::from_str(&raw)
+                    .map_err(|e| worker::Error::RustError(e.to_string()))?;
                 self.run(call).await?.into_response()
             }
             "/reset" => {

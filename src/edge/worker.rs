@@ -9,7 +9,7 @@ use super::auth::{authenticate, load_session};
 use super::config;
 use super::reply::Reply;
 use crate::core::backend::{BackendCall, Operation};
-use crate::core::dispatch::{IdempotencyRef, SessionCall, BACKEND_LATENCY_HEADER};
+use crate::core::dispatch::{IdempotencyRef, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
 use crate::core::envelope::{accept_request_id, hex};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{fingerprint, validate_key};
@@ -330,9 +330,10 @@ async fn dispatch(
         .and_then(|ns| ns.id_from_name(sid)?.get_stub())
         .map_err(failed)?;
     let body = serde_json::to_string(message).map_err(|_| ApiError::internal())?;
+    let headers = worker::Headers::new();
+    headers.set(CALL_HEADER, &body).map_err(failed)?;
     let mut init = RequestInit::new();
-    init.with_method(worker::Method::Post)
-        .with_body(Some(body.into()));
+    init.with_method(worker::Method::Post).with_headers(headers);
     let request =
         Request::new_with_init(&format!("https://session/{action}"), &init).map_err(failed)?;
     let mut response = stub.fetch_with_request(request).await.map_err(failed)?;

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the release Worker into build/ (index.js + index_bg.wasm) with local tools only,
+# then checks the size budget: the build fails when the gzipped wasm exceeds 300 KB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export WASM_BINDGEN_BIN=wasm-bindgen
+export ESBUILD_BIN=node_modules/.bin/esbuild
+export WASM_OPT_BIN=node_modules/.bin/wasm-opt
+worker-build --release
+node scripts/wasm-size.mjs --check

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs joingate locally: installs what is missing, builds the Worker, starts the session
+# backend simulator and `wrangler dev` on 127.0.0.1, seeds a demo org, session and token
+# through the admin API and prints a ready-to-paste curl. Ctrl-C stops everything.
+#   JOINGATE_PORT (8787), SIMULATOR_PORT (8788), ADMIN_TOKEN (random per run) may be set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+JOINGATE_PORT=${JOINGATE_PORT:-8787}
+SIMULATOR_PORT=${SIMULATOR_PORT:-8788}
+ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-$(node -e 'console.log(require("crypto").randomBytes(12).toString("hex"))')}
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+
+bash scripts/setup.sh
+bash scripts/build.sh
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+mkdir -p .wrangler
+node sim/simulator.mjs --port "$SIMULATOR_PORT" > .wrangler/simulator.log 2>&1 &
+pids+=($!)
+node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$JOINGATE_PORT" \
+  --var "ADMIN_TOKEN:$ADMIN_TOKEN" --var "SESSION_BACKEND_URL:http://127.0.0.1:$SIMULATOR_PORT" \
+  > .wrangler/wrangler.log 2>&1 &
+pids+=($!)
+
+node scripts/seed.mjs "http://127.0.0.1:$JOINGATE_PORT" "$ADMIN_TOKEN"
+echo "Logs: .wrangler/wrangler.log (joingate), .wrangler/simulator.log (simulator). Ctrl-C stops both."
+wait -n "${pids[@]}"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of joingate on a fresh or prepared machine: installs what is missing,
+# checks formatting and lints, runs the native tests of the pure core, builds the Worker
+# (with its size budget) and runs the end-to-end suite in workerd through Miniflare.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+step() { printf '\n== %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh
+step "cargo fmt --check"
+cargo fmt --check
+step "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+step "cargo test (native)"
+cargo test
+step "build the Worker"
+bash scripts/build.sh
+step "end-to-end tests (miniflare)"
+node --test --test-concurrency=2 tests/*.test.mjs
