@@ -136,3 +136,30 @@ export function assertEnvelope(res, { status, code } = {}) {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A request over a real socket with exactly the given headers (Miniflare's dispatchFetch
+ * drops empty header values, and some tests need them on the wire).
+ */
+export async function rawRequest(app, method, pathname, { headers = {}, body } = {}) {
+  const { request } = await import("node:http");
+  const base = await app.mf.ready;
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(pathname, base), { method, headers }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk) => (text += chunk));
+      res.on("end", () => {
+        let parsed;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = undefined;
+        }
+        resolve({ status: res.statusCode, headers: new Headers(res.headers), text, body: parsed });
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
