@@ -83,6 +83,10 @@ describe("group API", () => {
       const sid = await fresh();
       const res = await post(`/v1/sessions/${sid}/groups/${DEMO.member.group_jid}/leave`, {});
       assertEnvelope(res, { status: 200 });
+      // A percent-encoded JID (encodeURIComponent turns @ into %40) is the same group.
+      const encoded = await post(`/v1/sessions/${sid}/groups/${encodeURIComponent(DEMO.open.group_jid)}/leave`);
+      assert.equal(assertEnvelope(encoded, { status: 403, code: "not_in_group" }).error.details.wa_code, 403);
+      assert.equal(app.sim.calls(sid).at(-1).path, `/sessions/${sid}/groups/${DEMO.open.group_jid}/leave`);
     });
 
     test("not in the group is not_in_group; an unknown group is group_not_found", async () => {

@@ -148,7 +148,7 @@ describe("join", () => {
     }
 
     test("a bad session id names the field", async () => {
-      for (const sid of ["has.dot", "x".repeat(65), "%41bc"]) {
+      for (const sid of ["has.dot", "x".repeat(65), "%zz", "a%2Fb"]) {
         const res = await app.join(sid, token, { invite: DEMO.open.code });
         assert.equal(assertEnvelope(res, { status: 400, code: "validation_error" }).error.details.field, "sid", sid);
       }

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::backend::{BackendCall, Operation};
 use super::error::{ApiError, ErrorCode};
-use super::ids::{GroupJid, MessageCode, OrgId, SessionId, UserJid};
+use super::ids::{GroupJid, IdError, MessageCode, OrgId, SessionId, UserJid};
 use super::invite::{parse_invite, InviteCode};
 use super::json::{present, reject_unknown, required_str};
 use super::limits::{parse_overrides, LimitOverrides};
@@ -16,12 +16,24 @@ pub const MAX_PARTICIPANTS: usize = 50;
 pub const MAX_TOKEN_SESSIONS: usize = 100;
 pub const MAX_LABEL_CHARS: usize = 200;
 
+/// Path parameters arrive percent-encoded (`%40` for `@` is common); each is decoded once
+/// before its grammar is checked.
+fn path_param<T>(
+    raw: &str,
+    field: &str,
+    parse: fn(&str) -> Result<T, IdError>,
+) -> Result<T, ApiError> {
+    let decoded = percent_decode(raw)
+        .ok_or_else(|| ApiError::invalid(field, "is not valid percent-encoded UTF-8"))?;
+    parse(&decoded).map_err(|e| ApiError::invalid(field, e.0))
+}
+
 pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
-    SessionId::parse(raw).map_err(|e| ApiError::invalid("sid", e.0))
+    path_param(raw, "sid", SessionId::parse)
 }
 
 pub fn group_jid(raw: &str) -> Result<GroupJid, ApiError> {
-    GroupJid::parse(raw).map_err(|e| ApiError::invalid("gjid", e.0))
+    path_param(raw, "gjid", GroupJid::parse)
 }
 
 fn malformed(field: &str) -> ApiError {
@@ -523,6 +535,21 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn path_parameters_are_decoded_once() {
+        assert_eq!(
+            group_jid("120363000000000001%40g.us").map(|g| g.to_string()),
+            Ok("120363000000000001@g.us".to_string())
+        );
+        assert_eq!(
+            session_id("%41bc").map(|s| s.to_string()),
+            Ok("Abc".to_string())
+        );
+        assert_eq!(failure(session_id("a%2Fb")), invalid("sid"));
+        assert_eq!(failure(session_id("%zz")), invalid("sid"));
+        assert_eq!(failure(group_jid("1%2540g.us")), invalid("gjid"));
     }
 
     #[test]

@@ -1,0 +1,428 @@
+// Keeps docs/openapi.json honest without starting the Worker: its routes are the Rust route
+// table, its error codes are the Rust error codes, and every example in it validates against
+// its schema (with a small JSON-Schema validator below, itself tested on failing cases).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { isDeepStrictEqual } from "node:util";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const read = (rel) => readFileSync(path.join(ROOT, rel), "utf8");
+const DOC_TEXT = read("docs/openapi.json");
+const DOC = JSON.parse(DOC_TEXT);
+const METHODS = ["get", "put", "post", "delete", "patch", "options", "head", "trace"];
+
+// ------------------------------------------------------------------ the Rust side
+
+/** `pub const ROUTES: [(&str, &str); N] = [ ("GET", "/x"), … ];` as "GET /x" strings. */
+function rustRoutes() {
+  const source = read("src/core/route.rs");
+  const decl = source.match(/pub const ROUTES:\s*\[\(&str,\s*&str\);\s*(\d+)\]\s*=\s*\[([\s\S]*?)\];/);
+  assert.ok(decl, "pub const ROUTES not found in src/core/route.rs");
+  const pairs = [...decl[2].matchAll(/\(\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,?\s*\)/g)].map((m) => `${m[1]} ${m[2]}`);
+  assert.equal(pairs.length, Number(decl[1]), "every ROUTES entry was parsed");
+  return pairs;
+}
+
+/** The body of `fn name` (up to the next `fn` at the same or outer level; good enough here). */
+function fnBody(source, signature) {
+  const start = source.indexOf(signature);
+  assert.ok(start >= 0, `${signature} not found`);
+  const next = source.slice(start + signature.length).search(/\n\s*(pub )?fn /);
+  return source.slice(start, next < 0 ? undefined : start + signature.length + next);
+}
+
+/** ErrorCode variant -> wire name, from `fn as_str`, and -> HTTP status, from `fn status`. */
+function rustErrorCodes() {
+  const source = read("src/core/error.rs");
+  const names = new Map(
+    [...fnBody(source, "pub fn as_str(self)").matchAll(/Self::(\w+)\s*=>\s*"([a-z_]+)"/g)].map((m) => [m[1], m[2]]),
+  );
+  const statuses = new Map();
+  for (const arm of fnBody(source, "pub fn status(self) -> u16").matchAll(/((?:\|?\s*Self::\w+\s*)+)=>\s*(\d{3})/g)) {
+    for (const variant of arm[1].matchAll(/Self::(\w+)/g)) statuses.set(variant[1], Number(arm[2]));
+  }
+  const byCode = new Map();
+  for (const [variant, name] of names) {
+    assert.ok(statuses.has(variant), `no status for ${variant}`);
+    byCode.set(name, statuses.get(variant));
+  }
+  return byCode;
+}
+
+/** Per-item codes of approve/reject, from `fn item_error_code` in backend.rs. */
+function rustItemCodes() {
+  const body = fnBody(read("src/core/backend.rs"), "pub fn item_error_code");
+  return [...body.matchAll(/=>\s*\(\s*"([a-z_]+)"/g)].map((m) => m[1]);
+}
+
+// ------------------------------------------------------------------ a small JSON-Schema validator
+
+/** Keywords the validator checks, and annotations it may ignore. */
+const ASSERTIONS = new Set([
+  "$ref", "type", "enum", "const", "properties", "required", "additionalProperties", "items",
+  "minItems", "maxItems", "pattern", "minLength", "maxLength", "minimum", "maximum", "oneOf",
+  "anyOf", "allOf", "format",
+]);
+const ANNOTATIONS = new Set(["description", "title", "example", "examples", "deprecated"]);
+
+function pointer(root, ref) {
+  assert.ok(ref.startsWith("#/"), `only local refs are supported: ${ref}`);
+  let node = root;
+  for (const raw of ref.slice(2).split("/")) {
+    const key = raw.replace(/~1/g, "/").replace(/~0/g, "~");
+    assert.ok(node && typeof node === "object" && key in node, `unresolved $ref ${ref}`);
+    node = node[key];
+  }
+  return node;
+}
+
+function typeOf(value) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  return typeof value;
+}
+
+function hasType(value, type) {
+  switch (type) {
+    case "integer":
+      return Number.isInteger(value);
+    case "number":
+      return typeof value === "number" && Number.isFinite(value);
+    default:
+      return typeOf(value) === type;
+  }
+}
+
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** Returns a list of error strings (empty when `value` is valid against `schema`). */
+export function validate(schema, value, root = DOC, at = "$") {
+  if (schema === true) return [];
+  if (schema === false) return [`${at}: nothing is allowed here`];
+  const errors = [];
+  const fail = (message) => errors.push(`${at}: ${message}`);
+  for (const key of Object.keys(schema)) {
+    if (!ASSERTIONS.has(key) && !ANNOTATIONS.has(key)) fail(`unsupported schema keyword "${key}"`);
+  }
+  if (schema.$ref) errors.push(...validate(pointer(root, schema.$ref), value, root, at));
+  if (schema.type !== undefined) {
+    const types = Array.isArray(schema.type) ? schema.type : [schema.type];
+    if (!types.some((t) => hasType(value, t))) fail(`expected ${types.join("|")}, got ${typeOf(value)}`);
+  }
+  if (schema.enum && !schema.enum.some((v) => isDeepStrictEqual(v, value))) fail(`${JSON.stringify(value)} is not one of ${JSON.stringify(schema.enum)}`);
+  if ("const" in schema && !isDeepStrictEqual(schema.const, value)) fail(`expected ${JSON.stringify(schema.const)}`);
+  if (typeof value === "string") {
+    const length = [...value].length;
+    if (schema.minLength !== undefined && length < schema.minLength) fail(`shorter than ${schema.minLength}`);
+    if (schema.maxLength !== undefined && length > schema.maxLength) fail(`longer than ${schema.maxLength}`);
+    if (schema.pattern !== undefined && !new RegExp(schema.pattern, "u").test(value)) fail(`${JSON.stringify(value)} does not match ${schema.pattern}`);
+    if (schema.format === "date-time" && !DATE_TIME.test(value)) fail(`${JSON.stringify(value)} is not a date-time`);
+  }
+  if (typeof value === "number") {
+    if (schema.minimum !== undefined && value < schema.minimum) fail(`below ${schema.minimum}`);
+    if (schema.maximum !== undefined && value > schema.maximum) fail(`above ${schema.maximum}`);
+  }
+  if (Array.isArray(value)) {
+    if (schema.minItems !== undefined && value.length < schema.minItems) fail(`fewer than ${schema.minItems} items`);
+    if (schema.maxItems !== undefined && value.length > schema.maxItems) fail(`more than ${schema.maxItems} items`);
+    if (schema.items !== undefined) value.forEach((item, i) => errors.push(...validate(schema.items, item, root, `${at}[${i}]`)));
+  }
+  if (typeOf(value) === "object") {
+    for (const key of schema.required ?? []) if (!(key in value)) fail(`missing required "${key}"`);
+    const properties = schema.properties ?? {};
+    for (const [key, item] of Object.entries(value)) {
+      if (key in properties) errors.push(...validate(properties[key], item, root, `${at}.${key}`));
+      else if (schema.additionalProperties !== undefined) errors.push(...validate(schema.additionalProperties, item, root, `${at}.${key}`));
+    }
+  }
+  if (schema.allOf) schema.allOf.forEach((sub, i) => errors.push(...validate(sub, value, root, `${at}/allOf[${i}]`)));
+  if (schema.anyOf && !schema.anyOf.some((sub) => validate(sub, value, root, at).length === 0)) fail("matches none of anyOf");
+  if (schema.oneOf) {
+    const matches = schema.oneOf.filter((sub) => validate(sub, value, root, at).length === 0).length;
+    if (matches !== 1) fail(`matches ${matches} of oneOf, not exactly 1`);
+  }
+  return errors;
+}
+
+// ------------------------------------------------------------------ walking the document
+
+const resolve = (node, root = DOC) => {
+  let current = node;
+  for (let hops = 0; current && current.$ref; hops++) {
+    assert.ok(hops < 10, "$ref loop");
+    current = pointer(root, current.$ref);
+  }
+  return current;
+};
+
+function* operations(doc = DOC) {
+  for (const [template, item] of Object.entries(doc.paths ?? {})) {
+    for (const method of METHODS) if (item[method]) yield { template, method, item, op: item[method] };
+  }
+}
+
+/** Every (where, schema, value) example of a parameter, header or media type in the document. */
+function collectExamples(doc = DOC) {
+  const found = [];
+  const holder = (where, node) => {
+    const h = resolve(node, doc);
+    if (!h || !h.schema) return;
+    if ("example" in h) found.push({ where: `${where} example`, schema: h.schema, value: h.example });
+    for (const [name, ex] of Object.entries(h.examples ?? {})) {
+      const example = resolve(ex, doc);
+      if ("value" in example) found.push({ where: `${where} examples.${name}`, schema: h.schema, value: example.value });
+    }
+  };
+  const response = (where, node) => {
+    const r = resolve(node, doc);
+    for (const [name, header] of Object.entries(r.headers ?? {})) holder(`${where} header ${name}`, header);
+    for (const [type, media] of Object.entries(r.content ?? {})) holder(`${where} ${type}`, media);
+  };
+  for (const { template, method, item, op } of operations(doc)) {
+    const where = `${method.toUpperCase()} ${template}`;
+    for (const p of [...(item.parameters ?? []), ...(op.parameters ?? [])]) holder(`${where} parameter ${resolve(p, doc).name}`, p);
+    if (op.requestBody) {
+      for (const [type, media] of Object.entries(resolve(op.requestBody, doc).content ?? {})) holder(`${where} body ${type}`, media);
+    }
+    for (const [status, r] of Object.entries(op.responses ?? {})) response(`${where} ${status}`, r);
+  }
+  const c = doc.components ?? {};
+  for (const [name, p] of Object.entries(c.parameters ?? {})) holder(`components.parameters.${name}`, p);
+  for (const [name, h] of Object.entries(c.headers ?? {})) holder(`components.headers.${name}`, h);
+  for (const [name, r] of Object.entries(c.responses ?? {})) response(`components.responses.${name}`, r);
+  return found;
+}
+
+/** Every JSON-Schema object in the document (to check the validator knows its keywords). */
+function collectSchemas(doc = DOC) {
+  const out = [];
+  const visitSchema = (s) => {
+    if (!s || typeof s !== "object") return;
+    out.push(s);
+    for (const key of ["items", "additionalProperties"]) if (typeof s[key] === "object") visitSchema(s[key]);
+    for (const key of ["oneOf", "anyOf", "allOf"]) (s[key] ?? []).forEach(visitSchema);
+    Object.values(s.properties ?? {}).forEach(visitSchema);
+  };
+  Object.values(doc.components?.schemas ?? {}).forEach(visitSchema);
+  const visit = (node) => {
+    if (!node || typeof node !== "object") return;
+    for (const [key, value] of Object.entries(node)) {
+      if (key === "schema") visitSchema(value);
+      else if (key !== "schemas") visit(value);
+    }
+  };
+  visit({ paths: doc.paths, components: { ...doc.components, schemas: undefined } });
+  return out;
+}
+
+// ------------------------------------------------------------------ tests
+
+test("the document is OpenAPI 3.1 and reasonably small", () => {
+  assert.match(DOC.openapi, /^3\.1\./);
+  assert.ok(DOC.info?.title && DOC.info?.version, "info.title and info.version");
+  // It is compiled into the wasm (include_str!), whose gzipped size has a budget.
+  assert.ok(DOC_TEXT.length < 56_000, `docs/openapi.json is ${DOC_TEXT.length} bytes`);
+});
+
+test("paths x methods are exactly the Rust route table", () => {
+  const rust = rustRoutes().sort();
+  const documented = [...operations()].map(({ method, template }) => `${method.toUpperCase()} ${template}`).sort();
+  assert.deepEqual(documented, rust);
+  const ids = [...operations()].map(({ op }) => op.operationId);
+  assert.equal(new Set(ids).size, ids.length, "operationIds are unique");
+  assert.ok(ids.every(Boolean), "every operation has an operationId");
+});
+
+test("every path template parameter is declared, required and in the path", () => {
+  for (const { template, method, item, op } of operations()) {
+    const declared = new Map();
+    for (const p of [...(item.parameters ?? []), ...(op.parameters ?? [])].map((x) => resolve(x))) {
+      if (p.in === "path") declared.set(p.name, p);
+    }
+    const names = [...template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]);
+    assert.deepEqual([...declared.keys()].sort(), [...names].sort(), `${method} ${template}`);
+    for (const p of declared.values()) assert.equal(p.required, true, `${p.name} is required`);
+  }
+  const param = (name) => resolve(DOC.components.parameters[name]).schema;
+  const cases = {
+    sid: [["s1", "sess_01-AB", "a".repeat(64)], ["", "a b", "a.b", "a".repeat(65)]],
+    gjid: [["120363000000000001@g.us", "15550009999-1600000003@g.us"], ["1--2@g.us", "1-2-3@g.us", "1@s.whatsapp.net", `${"9".repeat(33)}@g.us`]],
+    token_id: [["tok_0123456789abcdef"], ["tok_0123456789ABCDEF", "tok_0123456789abcde", "tik_0123456789abcdef"]],
+    invite: [["OpenGroupDemo000000001"], [42]],
+  };
+  for (const [name, [good, bad]] of Object.entries(cases)) {
+    for (const v of good) assert.deepEqual(validate(param(name), v), [], `${name} accepts ${v}`);
+    for (const v of bad) assert.notDeepEqual(validate(param(name), v), [], `${name} refuses ${v}`);
+  }
+});
+
+test("the validator checks what it claims (failing cases fail)", () => {
+  const S = (name) => ({ $ref: `#/components/schemas/${name}` });
+  const bad = [
+    [S("Participants"), { participants: [] }],
+    [S("Participants"), { participants: ["15550000001"] }],
+    [S("Participants"), { participants: Array.from({ length: 51 }, (_, i) => `${i}@lid`) }],
+    [S("Participants"), { participants: ["1@lid"], all: true }],
+    [S("JoinBody"), {}],
+    [S("JoinBody"), { invite: "OpenGroupDemo000000001", code: "x" }],
+    [S("JoinBody"), { invite: 5 }],
+    [S("JoinBody"), { code: "has space", group_jid: "1@g.us", inviter_jid: "1@lid" }],
+    [S("JoinBody"), { code: "x", group_jid: "1@g.us", inviter_jid: "1@lid", expiration: 1.5 }],
+    [S("TokenBody"), { org: "acme", capabilities: [] }],
+    [S("TokenBody"), { org: "acme", capabilities: ["admin"] }],
+    [S("TokenBody"), { org: "a b", capabilities: ["join"] }],
+    [S("TokenBody"), { org: "acme", capabilities: ["join"], label: "a\u0007b" }],
+    [S("SessionBody"), { org: "acme", limits: { join: { burst: 0 } } }],
+    [S("SessionBody"), { org: "acme", limits: { manage: { per_minute: 6001 } } }],
+    [S("SessionBody"), { org: "acme", limits: { joins: {} } }],
+    [S("Error"), { success: false, error: { code: "nope", message: "x" }, request_id: "r1", timestamp: "2026-06-15T12:00:00Z" }],
+    [S("Error"), { success: false, error: { code: "not_found", message: "x" }, request_id: "r1" }],
+    [S("Error"), { success: false, error: { code: "not_found", message: "x" }, request_id: "r1", timestamp: "yesterday" }],
+    [S("JoinResultOk"), { success: true, data: { group_jid: "1@g.us", status: "maybe" }, request_id: "r1" }],
+    [S("JoinResultOk"), { success: false, data: { status: "joined" }, request_id: "r1" }],
+    [S("JoinResultOk"), { success: true, data: { status: "joined" }, request_id: "r1", extra: 1 }],
+    [S("ApprovedOk"), { success: true, data: { approved: [], failed: [{ jid: "1@lid", error: { code: "boom", message: "m", wa_code: 1 } }] }, request_id: "r1" }],
+    [S("SessionStatusOk"), { success: true, data: { session_id: "s1", connected: true, queue_depth: -1, limits: { join: { per_minute: 4, burst: 4 }, manage: { per_minute: 30, burst: 10 }, read: { per_minute: 60, burst: 20 } }, tokens: { join: 1, manage: 1, read: 1 }, circuit: "closed" }, request_id: "r1" }],
+  ];
+  for (const [schema, value] of bad) {
+    assert.notDeepEqual(validate(schema, value), [], `must fail: ${schema.$ref} ${JSON.stringify(value)}`);
+  }
+  const good = [
+    [S("JoinBody"), { invite: "https://chat.whatsapp.com/OpenGroupDemo000000001" }],
+    [S("JoinBody"), { code: "x", group_jid: "1-2@g.us", inviter_jid: "1@lid", expiration: null }],
+    [S("SessionBody"), { org: "acme", limits: { join: { burst: 2 }, read: null } }],
+    [S("JoinResultOk"), { success: true, data: { status: "already_member" }, request_id: "r1" }],
+  ];
+  for (const [schema, value] of good) assert.deepEqual(validate(schema, value), [], `must pass: ${JSON.stringify(value)}`);
+  // Keywords on a synthetic schema, one by one.
+  const synthetic = {
+    type: ["object"],
+    required: ["n"],
+    properties: { n: { type: ["integer", "null"], minimum: 1, maximum: 3 }, s: { type: "string", minLength: 2, maxLength: 3 }, k: { const: "k" } },
+    anyOf: [{ required: ["s"] }, { required: ["k"] }],
+    allOf: [{ properties: { n: { enum: [1, 2, null] } } }],
+  };
+  assert.deepEqual(validate(synthetic, { n: 2, s: "ab" }), []);
+  assert.deepEqual(validate(synthetic, { n: null, k: "k" }), []);
+  for (const v of [{ n: 3, s: "ab" }, { n: 0, s: "ab" }, { n: 1.5, s: "ab" }, { n: 1, s: "a" }, { n: 1, s: "abcd" }, { n: 1, k: "j" }, { n: 1 }, { s: "ab" }, []]) {
+    assert.notDeepEqual(validate(synthetic, v), [], `synthetic must fail: ${JSON.stringify(v)}`);
+  }
+  assert.notDeepEqual(validate({ maxProperties: 1 }, {}), [], "an unknown keyword is reported, not ignored");
+  // And the walk really validates the document's examples: a broken copy is caught.
+  const broken = structuredClone(DOC);
+  const media = broken.paths["/v1/sessions/{sid}/groups/join"].post.responses["200"].content["application/json"];
+  Object.values(media.examples)[0].value.data.status = "maybe";
+  const failing = (doc) => collectExamples(doc).filter(({ schema, value }) => validate(schema, value, doc).length > 0).map((e) => e.where);
+  const before = failing(DOC);
+  const after = failing(broken);
+  assert.equal(after.length, before.length + 1, "the broken example is caught");
+  assert.ok(after.some((where) => where.startsWith("POST /v1/sessions/{sid}/groups/join 200")), after.join("\n"));
+});
+
+test("every schema keyword in the document is one the validator knows", () => {
+  const schemas = collectSchemas();
+  assert.ok(schemas.length > 50, `found ${schemas.length} schemas`);
+  for (const s of schemas) {
+    for (const key of Object.keys(s)) assert.ok(ASSERTIONS.has(key) || ANNOTATIONS.has(key), `unsupported keyword ${key}`);
+  }
+});
+
+test("every $ref resolves and every component example is used", () => {
+  const refs = [...DOC_TEXT.matchAll(/"\$ref":"([^"]+)"/g)].map((m) => m[1]);
+  assert.ok(refs.length > 100);
+  for (const ref of new Set(refs)) pointer(DOC, ref);
+  for (const name of Object.keys(DOC.components.examples ?? {})) {
+    assert.ok(refs.includes(`#/components/examples/${name}`), `components.examples.${name} is not used`);
+  }
+});
+
+test("every example validates against its schema", () => {
+  const examples = collectExamples();
+  assert.ok(examples.length >= 40, `only ${examples.length} examples found`);
+  for (const { where, schema, value } of examples) {
+    assert.deepEqual(validate(schema, value), [], where);
+  }
+});
+
+test("every request body and every success response has an example", () => {
+  const hasExample = (media) => "example" in media || Object.keys(media.examples ?? {}).length > 0;
+  for (const { template, method, op } of operations()) {
+    const where = `${method.toUpperCase()} ${template}`;
+    if (op.requestBody) {
+      for (const media of Object.values(resolve(op.requestBody).content)) assert.ok(hasExample(media), `${where} request body`);
+    }
+    const success = Object.entries(op.responses).filter(([status]) => /^2\d\d$/.test(status));
+    assert.equal(success.length, 1, `${where} has one success status`);
+    for (const media of Object.values(resolve(success[0][1]).content)) assert.ok(hasExample(media), `${where} ${success[0][0]}`);
+  }
+});
+
+test("error codes are exactly the Rust ones, with their statuses", () => {
+  const rust = rustErrorCodes();
+  assert.equal(rust.size, 27);
+  const documented = DOC.components.schemas.ErrorCode.enum;
+  for (const code of rust.keys()) assert.ok(documented.includes(code), `${code} is missing from the ErrorCode enum`);
+  assert.deepEqual([...documented].sort(), [...rust.keys()].sort(), "no extra codes");
+  const errorSchema = resolve(DOC.components.schemas.Error.properties.error.properties.code);
+  assert.equal(errorSchema, DOC.components.schemas.ErrorCode, "error.code uses the ErrorCode enum");
+  assert.deepEqual([...DOC.components.schemas.ItemErrorCode.enum].sort(), rustItemCodes().sort(), "per-item codes");
+
+  for (const { template, method, op } of operations()) {
+    const where = `${method.toUpperCase()} ${template}`;
+    const errorStatuses = Object.keys(op.responses).filter((s) => !/^2/.test(s));
+    // The description lists the codes per status: "Errors: 400 a b; 401 c; …".
+    const listed = new Map();
+    const text = op.description?.match(/Errors: ([^.]*)\./)?.[1];
+    for (const part of text ? text.split("; ") : []) {
+      const [status, ...codes] = part.split(" ");
+      listed.set(status, codes);
+      for (const code of codes) assert.equal(String(rust.get(code)), status, `${where}: ${code} is not ${status}`);
+    }
+    if (text) assert.deepEqual([...listed.keys()].sort(), errorStatuses.sort(), `${where}: listed statuses`);
+    else assert.deepEqual(errorStatuses, ["500"], `${where} lists no error codes`);
+    for (const status of errorStatuses) {
+      const response = resolve(op.responses[status]);
+      const media = response.content["application/json"];
+      assert.equal(resolve(media.schema), DOC.components.schemas.Error, `${where} ${status} uses the error envelope`);
+      for (const ex of Object.values(media.examples ?? {})) {
+        const code = resolve(ex).value.error.code;
+        assert.equal(String(rust.get(code)), status, `${where} ${status}: example ${code}`);
+      }
+    }
+  }
+});
+
+test("security, headers and idempotency per route", () => {
+  const schemes = DOC.components.securitySchemes;
+  for (const name of ["apiToken", "adminToken"]) assert.deepEqual([schemes[name].type, schemes[name].scheme], ["http", "bearer"]);
+  for (const { template, method, item, op } of operations()) {
+    const where = `${method.toUpperCase()} ${template}`;
+    const session = template.startsWith("/v1/sessions/");
+    const admin = template.startsWith("/v1/admin/");
+    const expected = session ? [{ apiToken: [] }] : admin ? [{ adminToken: [] }] : [];
+    assert.deepEqual(op.security, expected, `${where} security`);
+    if (session || admin) assert.ok(op.responses["401"], `${where} answers 401`);
+    assert.ok(op.responses["500"], `${where} answers 500`);
+    for (const [status, ref] of Object.entries(op.responses)) {
+      const headers = resolve(ref).headers ?? {};
+      assert.ok(headers["X-Request-Id"], `${where} ${status}: X-Request-Id`);
+      if (status === "429" || status === "503") assert.equal(resolve(headers["Retry-After"])?.required, true, `${where} ${status}: Retry-After`);
+      if (session && (/^2/.test(status) || status === "429")) {
+        assert.ok(headers["RateLimit-Policy"] && headers.RateLimit, `${where} ${status}: RateLimit headers`);
+      }
+      if (session && method === "post" && /^2/.test(status)) assert.ok(headers["Idempotent-Replayed"], `${where} ${status}: Idempotent-Replayed`);
+      if (!session) assert.ok(!headers.RateLimit && !headers["Idempotent-Replayed"], `${where} ${status}: no session headers`);
+    }
+    const params = [...(item.parameters ?? []), ...(op.parameters ?? [])].map((p) => resolve(p));
+    const idem = params.find((p) => p.in === "header" && p.name === "Idempotency-Key");
+    assert.equal(Boolean(idem), session && method === "post", `${where}: Idempotency-Key parameter`);
+    if (session && method === "post") {
+      for (const status of ["400", "409", "422"]) assert.ok(op.responses[status], `${where} answers ${status}`);
+      for (const status of ["413", "415"]) assert.ok(op.responses[status], `${where} answers ${status}`);
+    }
+    if (session) for (const status of ["403", "404", "429", "502", "503", "504"]) assert.ok(op.responses[status], `${where} answers ${status}`);
+  }
+});
