@@ -1,16 +1,7 @@
-// The Worker's entry: the Rust Worker built by worker-build, wrapped so that even a panic
-// (a trapped Wasm instance) answers in the contract's envelope with `internal_error`.
+// The Worker's entry: the Rust Worker built by worker-build, guarded so that a panic or an
+// escaped exception still answers in the contract's envelope (see panic-guard.mjs).
 import Joingate, { SessionObject } from "../build/index.js";
-import { internalErrorResponse } from "./internal-error.mjs";
+import { withPanicGuard } from "./panic-guard.mjs";
 
 export { SessionObject };
-
-export default class extends Joingate {
-  async fetch(request) {
-    try {
-      return await super.fetch(request);
-    } catch (error) {
-      return internalErrorResponse(request, error);
-    }
-  }
-}
+export default withPanicGuard(Joingate, globalThis.__worker_init_state);

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { startJoingate, assertEnvelope, ROOT } from "./helpers.mjs";
 import { internalErrorResponse } from "../js/internal-error.mjs";
+import { withPanicGuard } from "../js/panic-guard.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 describe("basics", () => {
@@ -83,6 +84,46 @@ describe("internal errors", () => {
     assert.equal(body.error.code, "internal_error");
     assert.equal(body.request_id, "keep-me");
     assert.match(body.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  });
+
+  // The guard around the generated entrypoint, with a stand-in base class: a real panic
+  // needs a Worker built with one, which the product must never contain.
+  test("a panic answers every request in flight with internal_error", async () => {
+    const state = { criticalError: false, instanceId: 1 };
+    class Hanging {
+      fetch() {
+        return new Promise(() => {}); // a panicked Rust future never settles
+      }
+    }
+    const Guarded = withPanicGuard(Hanging, state);
+    const worker = new Guarded();
+    const pending = [1, 2].map((n) =>
+      worker.fetch(new Request("http://joingate.test/", { headers: { "X-Request-Id": `req-${n}` } })),
+    );
+    state.criticalError = true; // what the worker crate's panic hook does
+    const answers = await Promise.all(pending);
+    for (const [i, res] of answers.entries()) {
+      assert.equal(res.status, 500);
+      const body = await res.json();
+      assert.equal(body.error.code, "internal_error");
+      assert.equal(body.request_id, `req-${i + 1}`);
+    }
+    assert.equal(state.criticalError, true, "the shim still sees the flag and re-initialises");
+  });
+
+  test("the guard passes answers through and turns exceptions into the envelope", async () => {
+    const state = { criticalError: false };
+    class Base {
+      async fetch(request) {
+        if (request.url.endsWith("/throw")) throw new TypeError("boom");
+        return new Response("fine");
+      }
+    }
+    const worker = new (withPanicGuard(Base, state))();
+    assert.equal(await (await worker.fetch(new Request("http://joingate.test/ok"))).text(), "fine");
+    const failed = await worker.fetch(new Request("http://joingate.test/throw"));
+    assert.equal(failed.status, 500);
+    assert.equal((await failed.json()).error.code, "internal_error");
   });
 
   test("an invalid request id is replaced", async () => {

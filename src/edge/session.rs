@@ -153,7 +153,17 @@ impl DurableObject for SessionObject {
                 let raw = req.headers().get(CALL_HEADER)?.unwrap_or_default();
                 let call: SessionCall = serde_json::from_str(&raw)
                     .map_err(|e| worker::Error::RustError(e.to_string()))?;
-                self.run(call).await?.into_response()
+                let request_id = call.request_id.clone();
+                match self.run(call).await {
+                    Ok(answer) => answer.into_response(),
+                    // A storage failure still answers in the envelope.
+                    Err(error) => {
+                        let line = json!({ "level": "error", "request_id": request_id,
+                            "msg": "session object failure", "error": error.to_string() });
+                        worker::console_error!("{line}");
+                        Answer::error(&ApiError::internal(), &request_id).into_response()
+                    }
+                }
             }
             "/reset" => {
                 self.sql().exec(

@@ -337,10 +337,13 @@ async fn dispatch(
     let request =
         Request::new_with_init(&format!("https://session/{action}"), &init).map_err(failed)?;
     let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
-    let mut reply = Reply::json(
-        response.status_code(),
-        response.text().await.map_err(failed)?,
-    );
+    let body = response.text().await.map_err(failed)?;
+    // Anything but an envelope (the runtime's own error page, say) is an internal error.
+    let envelope: Value = serde_json::from_str(&body)
+        .ok()
+        .filter(|v: &Value| v.get("success").is_some_and(Value::is_boolean))
+        .ok_or_else(|| failed(worker::Error::RustError("not an envelope".into())))?;
+    let mut reply = Reply::json(response.status_code(), body);
     let headers = response.headers();
     for name in [
         "Retry-After",
@@ -357,13 +360,9 @@ async fn dispatch(
         .ok()
         .flatten()
         .and_then(|v| v.parse().ok());
-    reply.code = serde_json::from_str::<Value>(&reply.body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/code")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+    reply.code = envelope
+        .pointer("/error/code")
+        .and_then(Value::as_str)
         .and_then(|code| ErrorCode::ALL.into_iter().find(|c| c.as_str() == code))
         .map(ErrorCode::as_str);
     Ok(reply)

@@ -1,0 +1,39 @@
+// Makes a Worker entrypoint class answer `internal_error` in the envelope when its handler
+// throws or when the Rust code panics.
+//
+// A Rust panic inside an async handler never settles the handler's promise: the runtime
+// would cancel the request as hung. The worker crate's panic hook sets `criticalError` on
+// the init state object (the shim then re-initialises the Wasm instance for the next
+// request), so the guard watches that flag and answers every request in flight at once.
+import { internalErrorResponse } from "./internal-error.mjs";
+
+export function withPanicGuard(Base, state) {
+  const waiters = new Set();
+  if (state) {
+    let critical = state.criticalError;
+    Object.defineProperty(state, "criticalError", {
+      configurable: true,
+      get: () => critical,
+      set(value) {
+        critical = value;
+        if (value) for (const notify of waiters) notify();
+      },
+    });
+  }
+  return class extends Base {
+    async fetch(request) {
+      let notify;
+      const panicked = new Promise((_, reject) => {
+        notify = () => reject(new Error("Rust panic"));
+        waiters.add(notify);
+      });
+      try {
+        return await Promise.race([super.fetch(request), panicked]);
+      } catch (error) {
+        return internalErrorResponse(request, error);
+      } finally {
+        waiters.delete(notify);
+      }
+    }
+  };
+}
