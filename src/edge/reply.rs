@@ -46,6 +46,11 @@ impl Reply {
         }
     }
 
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     /// The final response, with the headers of contract section 1.
     pub fn into_response(self, request_id: &str) -> worker::Result<Response> {
         let headers = Headers::new();

@@ -41,6 +41,11 @@ const BUSY_RETRY_S: u64 = 1;
 /// The org limiter's window (the binding's period).
 const ORG_WINDOW_S: u64 = 60;
 
+/// An error answer of the object, in the envelope.
+fn fail(error: &ApiError, request_id: &str) -> Reply {
+    Reply::error(error, request_id, now_ms())
+}
+
 fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }
@@ -74,39 +79,6 @@ impl Drop for RunningGuard {
         if let Some(scope) = &self.scope {
             self.running.borrow_mut().remove(scope);
         }
-    }
-}
-
-/// One answer of the object: status, enveloped body and the headers to pass on.
-struct Answer {
-    status: u16,
-    body: String,
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Answer {
-    fn error(error: &ApiError, request_id: &str) -> Self {
-        let reply = Reply::error(error, request_id, now_ms());
-        Self {
-            status: reply.status,
-            body: reply.body,
-            headers: reply.headers,
-        }
-    }
-
-    fn with_header(mut self, name: &'static str, value: String) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-
-    fn into_response(self) -> worker::Result<Response> {
-        let headers = worker::Headers::new();
-        for (name, value) in &self.headers {
-            headers.set(name, value)?;
-        }
-        Ok(Response::ok(self.body)?
-            .with_status(self.status)
-            .with_headers(headers))
     }
 }
 
@@ -155,13 +127,13 @@ impl DurableObject for SessionObject {
                     .map_err(|e| worker::Error::RustError(e.to_string()))?;
                 let request_id = call.request_id.clone();
                 match self.run(call).await {
-                    Ok(answer) => answer.into_response(),
+                    Ok(answer) => answer.into_response(&request_id),
                     // A storage failure still answers in the envelope.
                     Err(error) => {
                         let line = json!({ "level": "error", "request_id": request_id,
                             "msg": "session object failure", "error": error.to_string() });
                         worker::console_error!("{line}");
-                        Answer::error(&ApiError::internal(), &request_id).into_response()
+                        fail(&ApiError::internal(), &request_id).into_response(&request_id)
                     }
                 }
             }
@@ -170,7 +142,7 @@ impl DurableObject for SessionObject {
                     "DELETE FROM buckets; DELETE FROM breaker; DELETE FROM idempotency;",
                     None,
                 )?;
-                Response::ok("{}")
+                Reply::success(200, json!({ "reset": true }), "reset").into_response("reset")
             }
             _ => Response::error("unknown object route", 404),
         }
@@ -299,11 +271,11 @@ impl SessionObject {
     /// Everything up to and including the answer, in the contract's check order. Between
     /// the idempotency decision and joining the queue nothing awaits, so no other request
     /// of this session can interleave there.
-    async fn run(&self, msg: SessionCall) -> worker::Result<Answer> {
+    async fn run(&self, msg: SessionCall) -> worker::Result<Reply> {
         let rid = msg.request_id.as_str();
         let client = match self.client() {
             Ok(client) => client,
-            Err(error) => return Ok(Answer::error(&error, rid)),
+            Err(error) => return Ok(fail(&error, rid)),
         };
         let now = now_ms();
         let limit = msg.limits.class(msg.class);
@@ -322,28 +294,18 @@ impl SessionObject {
             ) {
                 Decision::Execute => {}
                 Decision::Replay(stored) => {
-                    let mut answer = Answer {
-                        status: stored.status,
-                        body: stored.body,
-                        headers: Vec::new(),
-                    }
-                    .with_header("Idempotent-Replayed", "true".into());
+                    let mut answer = Reply::json(stored.status, stored.body)
+                        .with_header("Idempotent-Replayed", "true".into());
                     if let Some(seconds) = stored.retry_after_s {
                         answer = answer.with_header("Retry-After", seconds.to_string());
                     }
                     return Ok(answer);
                 }
                 Decision::Reused => {
-                    return Ok(Answer::error(
-                        &ApiError::new(ErrorCode::IdempotencyKeyReused),
-                        rid,
-                    ))
+                    return Ok(fail(&ApiError::new(ErrorCode::IdempotencyKeyReused), rid))
                 }
                 Decision::InProgress => {
-                    return Ok(Answer::error(
-                        &ApiError::new(ErrorCode::IdempotencyInProgress),
-                        rid,
-                    ))
+                    return Ok(fail(&ApiError::new(ErrorCode::IdempotencyInProgress), rid))
                 }
             }
         }
@@ -355,7 +317,7 @@ impl SessionObject {
                     .with_message("The session backend is failing; the circuit is open.")
                     .with_detail("circuit", breaker.state(now).as_str())
                     .with_retry_after(retry_after_s(retry_after_ms));
-                return Ok(Answer::error(&error, rid));
+                return Ok(fail(&error, rid));
             }
             Admission::Allowed { probe } => {
                 if probe {
@@ -374,7 +336,7 @@ impl SessionObject {
                 .with_detail("scope", "org")
                 .with_detail("retry_after_s", ORG_WINDOW_S)
                 .with_retry_after(ORG_WINDOW_S);
-            return Ok(Answer::error(&error, rid));
+            return Ok(fail(&error, rid));
         }
 
         let class = msg.class;
@@ -393,7 +355,7 @@ impl SessionObject {
                     .with_retry_after(seconds);
                 let (policy, state) =
                     header_values(class.as_str(), limit, bucket.refilled(limit, now), now);
-                return Ok(Answer::error(&error, rid)
+                return Ok(fail(&error, rid)
                     .with_header("RateLimit-Policy", policy)
                     .with_header("RateLimit", state));
             }
@@ -407,7 +369,7 @@ impl SessionObject {
                 self.save_bucket(class, spent.refund(limit, now))?;
                 self.release_probe(probe)?;
                 let error = ApiError::new(ErrorCode::SessionBusy).with_retry_after(BUSY_RETRY_S);
-                return Ok(Answer::error(&error, rid));
+                return Ok(fail(&error, rid));
             }
         };
         let _running = RunningGuard {
@@ -446,15 +408,8 @@ impl SessionObject {
         let current = self.load_bucket(class)?.unwrap_or(spent);
         let (policy, state) = header_values(class.as_str(), limit, current, finished);
         let answer = match &result {
-            Ok(data) => {
-                let reply = Reply::success(200, data.clone(), rid);
-                Answer {
-                    status: reply.status,
-                    body: reply.body,
-                    headers: Vec::new(),
-                }
-            }
-            Err(error) => Answer::error(error, rid),
+            Ok(data) => Reply::success(200, data.clone(), rid),
+            Err(error) => fail(error, rid),
         };
         if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
             if is_storable(result.as_ref().err()) {
