@@ -100,6 +100,14 @@ describe("join", () => {
     assert.equal(call.request_id, res.headers.get("x-request-id"), "X-Request-Id is forwarded");
   });
 
+  test("a whole-number expiration written as a float is accepted", async () => {
+    const sid = await freshSession();
+    const body = `{"code":"${DEMO.open.code}","group_jid":"${DEMO.open.group_jid}","inviter_jid":"15551234567@s.whatsapp.net","expiration":4102444800.0}`;
+    const res = await app.request("POST", `/v1/sessions/${sid}/groups/join`, { token, body, headers: { "Content-Type": "application/json" } });
+    assert.equal(assertEnvelope(res, { status: 200 }).data.status, "joined");
+    assert.equal(app.sim.calls(sid)[0].body.expiration, 4102444800);
+  });
+
   test("a client X-Request-Id reaches the backend", async () => {
     const sid = await freshSession();
     const res = await app.join(sid, token, { invite: DEMO.open.code }, { "X-Request-Id": "client-id.42:x" });

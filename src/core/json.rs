@@ -66,6 +66,16 @@ pub fn present<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> 
     map.get(key).filter(|value| !value.is_null())
 }
 
+/// A JSON number without a fraction, as an integer: `5` and `5.0` alike (JSON Schema's
+/// `integer` accepts both).
+pub fn whole_number(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        let float = value.as_f64()?;
+        let in_range = float.is_finite() && float.fract() == 0.0 && float.abs() < 9.0e15;
+        in_range.then_some(float as i64)
+    })
+}
+
 pub fn required_str<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a str, ApiError> {
     match present(map, key) {
         None => Err(ApiError::invalid(key, "is required")),
@@ -81,6 +91,23 @@ mod tests {
 
     fn field(error: Option<ApiError>) -> Option<Value> {
         error.and_then(|e| e.details.get("field").cloned())
+    }
+
+    #[test]
+    fn whole_numbers() {
+        for (text, expected) in [
+            ("5", Some(5)),
+            ("5.0", Some(5)),
+            ("1e2", Some(100)),
+            ("-3", Some(-3)),
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            assert_eq!(whole_number(&value), expected, "{text}");
+        }
+        for text in ["5.5", "\"5\"", "null", "1e300", "true"] {
+            let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            assert_eq!(whole_number(&value), None, "{text}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::json::{object, reject_unknown};
+use super::json::{object, reject_unknown, whole_number};
 
 /// The three classes a session route spends from (contract section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -148,8 +148,7 @@ fn bounded(
 ) -> Result<Option<u32>, ApiError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_u64()
+        Some(value) => whole_number(value)
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| range.contains(n))
             .map(Some)
@@ -246,7 +245,7 @@ mod tests {
 
     #[test]
     fn partial_overrides_keep_the_rest() {
-        let overrides = parse_overrides(&json!({ "join": { "burst": 2 }, "read": null }));
+        let overrides = parse_overrides(&json!({ "join": { "burst": 2.0 }, "read": null }));
         let limits = overrides.map(|o| Limits::default().with_overrides(&o));
         assert_eq!(
             limits.map(|l| l.join),

@@ -7,7 +7,7 @@ use super::backend::{BackendCall, Operation};
 use super::error::{ApiError, ErrorCode};
 use super::ids::{GroupJid, IdError, MessageCode, OrgId, SessionId, UserJid};
 use super::invite::{parse_invite, InviteCode};
-use super::json::{present, reject_unknown, required_str};
+use super::json::{present, reject_unknown, required_str, whole_number};
 use super::limits::{parse_overrides, LimitOverrides};
 use super::time::parse_rfc3339;
 use super::token::Capability;
@@ -114,7 +114,7 @@ pub fn parse_join(body: &Map<String, Value>, now_s: i64) -> Result<JoinRequest, 
         .map_err(|e| ApiError::invalid("inviter_jid", e.0))?;
     let expiration = match present(body, "expiration") {
         None => None,
-        Some(value) => Some(value.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+        Some(value) => Some(whole_number(value).filter(|n| *n >= 0).ok_or_else(|| {
             ApiError::invalid("expiration", "must be unix seconds (a whole number)")
         })?),
     };
@@ -414,6 +414,10 @@ mod tests {
             (
                 json!({ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@lid", "expiration": 1.5 }),
                 invalid("expiration"),
+            ),
+            (
+                json!({ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@lid", "expiration": 999.0 }),
+                Some((ErrorCode::InviteExpired, Some("expiration".into()))),
             ),
             (
                 json!({ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@lid", "expiration": 999 }),

@@ -49,7 +49,8 @@ pub async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<
     let given_id = req.headers().get("X-Request-Id").ok().flatten();
     let request_id =
         accept_request_id(given_id.as_deref()).map_or_else(new_request_id, str::to_owned);
-    let method = Method::parse(req.method().as_ref());
+    // From the raw request: the worker crate reads methods it does not know as GET.
+    let method = Method::parse(&req.inner().method());
     let path = req.path();
     let mut trace = Trace::default();
     let resolved = resolve(method, &path);
