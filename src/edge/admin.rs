@@ -106,7 +106,7 @@ pub async fn put_session(
     body: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<serde_json::Value, ApiError> {
     let (org, overrides) = parse_session_config(body)?;
-    let limits = config::default_limits(env)?.with_overrides(&overrides);
+    let limits = config::settings(env)?.limits.with_overrides(&overrides);
     let record = SessionRecord {
         org: org.as_str().to_string(),
         limits: overrides,

@@ -1,5 +1,6 @@
 //! Calls the session backend with a real deadline: the fetch is aborted when the timer wins.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
@@ -7,12 +8,11 @@ use futures_util::pin_mut;
 use wasm_bindgen::JsValue;
 use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
 
+use super::config::Settings;
 use crate::core::backend::{BackendCall, Transport};
 
 pub struct BackendClient {
-    pub base_url: String,
-    pub token: Option<String>,
-    pub timeout_ms: u64,
+    pub settings: Rc<Settings>,
 }
 
 fn build_request(
@@ -23,7 +23,7 @@ fn build_request(
     let headers = Headers::new();
     headers.set("Accept", "application/json")?;
     headers.set("X-Request-Id", request_id)?;
-    if let Some(token) = &client.token {
+    if let Some(token) = &client.settings.backend_token {
         headers.set("Authorization", &format!("Bearer {token}"))?;
     }
     let mut init = RequestInit::new();
@@ -34,7 +34,10 @@ fn build_request(
         init.with_headers(headers)
             .with_body(Some(JsValue::from_str(&body.to_string())));
     }
-    Request::new_with_init(&format!("{}{}", client.base_url, call.path), &init)
+    Request::new_with_init(
+        &format!("{}{}", client.settings.backend_url, call.path),
+        &init,
+    )
 }
 
 impl BackendClient {
@@ -57,7 +60,7 @@ impl BackendClient {
             let body = response.bytes().await?;
             Ok::<_, worker::Error>((status, retry_after_s, body))
         };
-        let deadline = Delay::from(Duration::from_millis(self.timeout_ms));
+        let deadline = Delay::from(Duration::from_millis(self.settings.backend_timeout_ms));
         pin_mut!(exchange);
         pin_mut!(deadline);
         match select(exchange, deadline).await {
@@ -70,7 +73,7 @@ impl BackendClient {
             Either::Right(_) => {
                 controller.abort();
                 Transport::TimedOut {
-                    timeout_ms: self.timeout_ms,
+                    timeout_ms: self.settings.backend_timeout_ms,
                 }
             }
         }

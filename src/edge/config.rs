@@ -1,4 +1,10 @@
 //! Configuration read from the Worker's environment (contract section 8).
+//!
+//! Vars and secrets are fixed for the life of an isolate, so they are read and checked once
+//! per isolate (`settings`) instead of on every request.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use worker::Env;
 
@@ -44,7 +50,7 @@ fn misconfigured(name: &str) -> ApiError {
     ApiError::internal()
 }
 
-pub fn backend_timeout_ms(env: &Env) -> Result<u64, ApiError> {
+fn backend_timeout_ms(env: &Env) -> Result<u64, ApiError> {
     number(
         env,
         "BACKEND_TIMEOUT_MS",
@@ -59,7 +65,7 @@ pub fn queue_max(env: &Env) -> Result<usize, ApiError> {
     })
 }
 
-pub fn default_limits(env: &Env) -> Result<Limits, ApiError> {
+fn default_limits(env: &Env) -> Result<Limits, ApiError> {
     Limits::from_vars(|name| var(env, name)).map_err(|message| {
         worker::console_error!(
             "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
@@ -69,9 +75,37 @@ pub fn default_limits(env: &Env) -> Result<Limits, ApiError> {
     })
 }
 
-pub fn backend_url(env: &Env) -> Result<String, ApiError> {
+fn backend_url(env: &Env) -> Result<String, ApiError> {
     let url =
         var(env, "SESSION_BACKEND_URL").ok_or_else(|| misconfigured("SESSION_BACKEND_URL"))?;
     url::Url::parse(&url).map_err(|_| misconfigured("SESSION_BACKEND_URL"))?;
     Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Everything a request needs from the environment, checked.
+pub struct Settings {
+    pub limits: Limits,
+    pub backend_url: String,
+    pub backend_token: Option<String>,
+    pub backend_timeout_ms: u64,
+}
+
+thread_local! {
+    static SETTINGS: RefCell<Option<Rc<Settings>>> = const { RefCell::new(None) };
+}
+
+/// The settings of this isolate; a configuration error is not cached, so a fixed deployment
+/// recovers without a restart.
+pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
+    if let Some(settings) = SETTINGS.with(|cell| cell.borrow().clone()) {
+        return Ok(settings);
+    }
+    let settings = Rc::new(Settings {
+        limits: default_limits(env)?,
+        backend_url: backend_url(env)?,
+        backend_token: var(env, "SESSION_BACKEND_TOKEN"),
+        backend_timeout_ms: backend_timeout_ms(env)?,
+    });
+    SETTINGS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&settings)));
+    Ok(settings)
 }

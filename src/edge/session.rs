@@ -2,6 +2,11 @@
 //! contract section 6 in the contract's order (idempotency, circuit breaker, rate limits,
 //! queue, backend) and keeps every durable piece of state in its SQLite storage, so that
 //! eviction or a restart loses nothing but the queue itself.
+//!
+//! Buckets and breaker are mirrored in memory (the object is the only writer of its storage)
+//! and written back in one synchronous batch after each backend call, together with the
+//! idempotency record: one storage commit per call, which the runtime's output gate waits
+//! for before the answer leaves. Refused calls write nothing.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -21,7 +26,7 @@ use crate::core::breaker::{Admission, Breaker};
 use crate::core::dispatch::{SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{decide, is_storable, Decision, StoredOutcome, RETENTION_MS};
-use crate::core::limits::Class;
+use crate::core::limits::{Class, ClassLimit};
 use crate::core::queue::FifoGate;
 use crate::core::ratelimit::{header_values, retry_after_s, Bucket};
 
@@ -65,7 +70,32 @@ pub struct SessionObject {
     gate: Rc<FifoGate>,
     /// Idempotency scopes whose first request is running now, with its fingerprint.
     running: Rc<RefCell<HashMap<String, String>>>,
+    /// The buckets and the breaker as they stand; loaded on first use.
+    counters: Cell<Option<Counters>>,
+    /// The same as last written to storage, so that only changes are written.
+    stored: Cell<Counters>,
     schema_ready: Cell<bool>,
+}
+
+/// Rate-limit buckets (by class) and the circuit breaker of one session.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Counters {
+    buckets: [Option<Bucket>; 3],
+    breaker: Breaker,
+}
+
+fn slot(class: Class) -> usize {
+    match class {
+        Class::Join => 0,
+        Class::Manage => 1,
+        Class::Read => 2,
+    }
+}
+
+impl Counters {
+    fn bucket(&self, class: Class, limit: ClassLimit, now: i64) -> Bucket {
+        self.buckets[slot(class)].unwrap_or_else(|| Bucket::full(limit, now))
+    }
 }
 
 /// Removes an idempotency scope from `running` however the request ends.
@@ -84,6 +114,7 @@ impl Drop for RunningGuard {
 
 #[derive(Deserialize)]
 struct BucketRow {
+    class: String,
     level: i64,
     updated_ms: i64,
 }
@@ -112,6 +143,8 @@ impl DurableObject for SessionObject {
             env,
             gate: FifoGate::new(queue_max),
             running: Rc::new(RefCell::new(HashMap::new())),
+            counters: Cell::new(None),
+            stored: Cell::new(Counters::default()),
             schema_ready: Cell::new(false),
         }
     }
@@ -142,6 +175,8 @@ impl DurableObject for SessionObject {
                     "DELETE FROM buckets; DELETE FROM breaker; DELETE FROM idempotency;",
                     None,
                 )?;
+                self.counters.set(None);
+                self.stored.set(Counters::default());
                 Reply::success(200, json!({ "reset": true }), "reset").into_response("reset")
             }
             _ => Response::error("unknown object route", 404),
@@ -162,53 +197,73 @@ impl SessionObject {
         Ok(())
     }
 
-    fn load_bucket(&self, class: Class) -> worker::Result<Option<Bucket>> {
-        let rows: Vec<BucketRow> = self
-            .sql()
-            .exec(
-                "SELECT level, updated_ms FROM buckets WHERE class = ?",
-                vec![text(class.as_str())],
-            )?
+    /// The buckets and the breaker, from memory, or from storage the first time.
+    fn counters(&self) -> worker::Result<Counters> {
+        if let Some(counters) = self.counters.get() {
+            return Ok(counters);
+        }
+        let sql = self.sql();
+        let mut counters = Counters::default();
+        let rows: Vec<BucketRow> = sql
+            .exec("SELECT class, level, updated_ms FROM buckets", None)?
             .to_array()?;
-        Ok(rows.first().map(|row| Bucket {
-            level: u64::try_from(row.level).unwrap_or(0),
-            updated_ms: row.updated_ms,
-        }))
-    }
-
-    fn save_bucket(&self, class: Class, bucket: Bucket) -> worker::Result<()> {
-        self.sql().exec(
-            "INSERT OR REPLACE INTO buckets (class, level, updated_ms) VALUES (?, ?, ?)",
-            vec![
-                text(class.as_str()),
-                int(i64::try_from(bucket.level).unwrap_or(i64::MAX)),
-                int(bucket.updated_ms),
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn load_breaker(&self) -> worker::Result<Breaker> {
-        let rows: Vec<BreakerRow> = self
-            .sql()
+        for row in rows {
+            if let Some(class) = Class::ALL.into_iter().find(|c| c.as_str() == row.class) {
+                counters.buckets[slot(class)] = Some(Bucket {
+                    level: u64::try_from(row.level).unwrap_or(0),
+                    updated_ms: row.updated_ms,
+                });
+            }
+        }
+        let rows: Vec<BreakerRow> = sql
             .exec(
                 "SELECT failures, opened_at_ms, probe_since_ms FROM breaker WHERE id = 1",
                 None,
             )?
             .to_array()?;
-        Ok(rows.first().map_or_else(Breaker::default, |row| Breaker {
-            failures: u32::try_from(row.failures).unwrap_or(u32::MAX),
-            opened_at_ms: row.opened_at_ms,
-            probe_since_ms: row.probe_since_ms,
-        }))
+        if let Some(row) = rows.first() {
+            counters.breaker = Breaker {
+                failures: u32::try_from(row.failures).unwrap_or(u32::MAX),
+                opened_at_ms: row.opened_at_ms,
+                probe_since_ms: row.probe_since_ms,
+            };
+        }
+        self.counters.set(Some(counters));
+        self.stored.set(counters);
+        Ok(counters)
     }
 
-    fn save_breaker(&self, breaker: &Breaker) -> worker::Result<()> {
-        let optional = |v: Option<i64>| v.map_or(SqlStorageValue::Null, int);
-        self.sql().exec(
-            "INSERT OR REPLACE INTO breaker (id, failures, opened_at_ms, probe_since_ms) VALUES (1, ?, ?, ?)",
-            vec![int(i64::from(breaker.failures)), optional(breaker.opened_at_ms), optional(breaker.probe_since_ms)],
-        )?;
+    /// Writes the counters back. Called with no await since the last change, so that the
+    /// statements of one call share one storage commit.
+    fn persist(&self, counters: &Counters) -> worker::Result<()> {
+        let sql = self.sql();
+        let stored = self.stored.get();
+        for class in Class::ALL {
+            let bucket = counters.buckets[slot(class)];
+            if let Some(bucket) = bucket.filter(|_| bucket != stored.buckets[slot(class)]) {
+                sql.exec(
+                    "INSERT OR REPLACE INTO buckets (class, level, updated_ms) VALUES (?, ?, ?)",
+                    vec![
+                        text(class.as_str()),
+                        int(i64::try_from(bucket.level).unwrap_or(i64::MAX)),
+                        int(bucket.updated_ms),
+                    ],
+                )?;
+            }
+        }
+        let breaker = counters.breaker;
+        if breaker != stored.breaker {
+            let optional = |v: Option<i64>| v.map_or(SqlStorageValue::Null, int);
+            sql.exec(
+                "INSERT OR REPLACE INTO breaker (id, failures, opened_at_ms, probe_since_ms) VALUES (1, ?, ?, ?)",
+                vec![
+                    int(i64::from(breaker.failures)),
+                    optional(breaker.opened_at_ms),
+                    optional(breaker.probe_since_ms),
+                ],
+            )?;
+        }
+        self.stored.set(*counters);
         Ok(())
     }
 
@@ -250,21 +305,9 @@ impl SessionObject {
         Ok(())
     }
 
-    /// Frees the half-open probe slot of a call that was turned away before the backend.
-    fn release_probe(&self, probe: bool) -> worker::Result<()> {
-        if probe {
-            let mut breaker = self.load_breaker()?;
-            breaker.probe_since_ms = None;
-            self.save_breaker(&breaker)?;
-        }
-        Ok(())
-    }
-
     fn client(&self) -> Result<BackendClient, ApiError> {
         Ok(BackendClient {
-            base_url: config::backend_url(&self.env)?,
-            token: config::var(&self.env, "SESSION_BACKEND_TOKEN"),
-            timeout_ms: config::backend_timeout_ms(&self.env)?,
+            settings: config::settings(&self.env)?,
         })
     }
 
@@ -310,25 +353,30 @@ impl SessionObject {
             }
         }
 
-        let mut breaker = self.load_breaker()?;
-        let probe = match breaker.admit(now, (client.timeout_ms + PROBE_MARGIN_MS) as i64) {
+        // Everything from here to the queue is synchronous and changes only the in-memory
+        // counters; a refused call writes nothing.
+        let mut counters = self.counters()?;
+        let probe_timeout_ms = (client.settings.backend_timeout_ms + PROBE_MARGIN_MS) as i64;
+        let probe = match counters.breaker.admit(now, probe_timeout_ms) {
             Admission::Rejected { retry_after_ms } => {
                 let error = ApiError::new(ErrorCode::BackendUnavailable)
                     .with_message("The session backend is failing; the circuit is open.")
-                    .with_detail("circuit", breaker.state(now).as_str())
+                    .with_detail("circuit", counters.breaker.state(now).as_str())
                     .with_retry_after(retry_after_s(retry_after_ms));
                 return Ok(fail(&error, rid));
             }
-            Admission::Allowed { probe } => {
-                if probe {
-                    self.save_breaker(&breaker)?;
-                }
-                probe
+            Admission::Allowed { probe } => probe,
+        };
+        // A probe turned away before the backend frees the probe slot again.
+        let turned_away = |mut counters: Counters| {
+            if probe {
+                counters.breaker.probe_since_ms = None;
             }
+            self.counters.set(Some(counters));
         };
 
         if msg.org_limited {
-            self.release_probe(probe)?;
+            turned_away(counters);
             let error = ApiError::new(ErrorCode::RateLimited)
                 .with_message(
                     "The organisation's call limit is reached; retry after the indicated time.",
@@ -340,13 +388,11 @@ impl SessionObject {
         }
 
         let class = msg.class;
-        let bucket = self
-            .load_bucket(class)?
-            .unwrap_or_else(|| Bucket::full(limit, now));
+        let bucket = counters.bucket(class, limit, now);
         let spent = match bucket.take(limit, now) {
             Ok(spent) => spent,
             Err(wait_ms) => {
-                self.release_probe(probe)?;
+                turned_away(counters);
                 let seconds = retry_after_s(wait_ms);
                 let error = ApiError::new(ErrorCode::RateLimited)
                     .with_detail("scope", "session")
@@ -360,18 +406,15 @@ impl SessionObject {
                     .with_header("RateLimit", state));
             }
         };
-        self.save_bucket(class, spent)?;
 
         let queue_depth = self.gate.waiting();
-        let turn = match self.gate.enter() {
-            Ok(turn) => turn,
-            Err(_) => {
-                self.save_bucket(class, spent.refund(limit, now))?;
-                self.release_probe(probe)?;
-                let error = ApiError::new(ErrorCode::SessionBusy).with_retry_after(BUSY_RETRY_S);
-                return Ok(fail(&error, rid));
-            }
+        let Ok(turn) = self.gate.enter() else {
+            turned_away(counters);
+            let error = ApiError::new(ErrorCode::SessionBusy).with_retry_after(BUSY_RETRY_S);
+            return Ok(fail(&error, rid));
         };
+        counters.buckets[slot(class)] = Some(spent);
+        self.counters.set(Some(counters));
         let _running = RunningGuard {
             running: Rc::clone(&self.running),
             scope: scope.clone().inspect(|scope| {
@@ -390,22 +433,24 @@ impl SessionObject {
         let finished = now_ms();
         let backend_ms = u64::try_from(finished - started).unwrap_or(0);
 
+        // From here to the answer nothing awaits: all writes share one storage commit.
+        let mut counters = self.counters()?;
         let failed = matches!(outcome, Transport::Unreachable | Transport::TimedOut { .. });
-        let mut breaker = self.load_breaker()?;
-        breaker.record(failed, finished);
-        self.save_breaker(&breaker)?;
+        counters.breaker.record(failed, finished);
         if matches!(outcome, Transport::Unreachable) {
             // Never reached the backend: the call had no effect, so it costs no token.
-            let current = self.load_bucket(class)?.unwrap_or(spent);
-            self.save_bucket(class, current.refund(limit, finished))?;
+            let current = counters.bucket(class, limit, finished);
+            counters.buckets[slot(class)] = Some(current.refund(limit, finished));
         }
+        self.counters.set(Some(counters));
+        self.persist(&counters)?;
         drop(permit);
 
         let result = interpret(&msg.call, outcome).map(|data| match msg.call.op {
-            Operation::SessionStatus => self.status_data(&msg, data, queue_depth, finished),
+            Operation::SessionStatus => status_data(&msg, &counters, data, queue_depth, finished),
             _ => data,
         });
-        let current = self.load_bucket(class)?.unwrap_or(spent);
+        let current = counters.bucket(class, limit, finished);
         let (policy, state) = header_values(class.as_str(), limit, current, finished);
         let answer = match &result {
             Ok(data) => Reply::success(200, data.clone(), rid),
@@ -429,36 +474,28 @@ impl SessionObject {
             .with_header("RateLimit", state)
             .with_header(BACKEND_LATENCY_HEADER, backend_ms.to_string()))
     }
+}
 
-    /// `GET /v1/sessions/{sid}`: the backend's `connected` plus what this object knows.
-    fn status_data(
-        &self,
-        msg: &SessionCall,
-        backend: Value,
-        queue_depth: usize,
-        now: i64,
-    ) -> Value {
-        let mut tokens = serde_json::Map::new();
-        for class in Class::ALL {
-            let limit = msg.limits.class(class);
-            let bucket = self
-                .load_bucket(class)
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Bucket::full(limit, now));
-            tokens.insert(class.as_str().into(), json!(bucket.remaining(limit, now)));
-        }
-        let circuit = self
-            .load_breaker()
-            .map(|b| b.state(now).as_str())
-            .unwrap_or("closed");
-        json!({
-            "session_id": msg.session,
-            "connected": backend.get("connected").cloned().unwrap_or(Value::Bool(false)),
-            "queue_depth": queue_depth,
-            "limits": msg.limits,
-            "tokens": tokens,
-            "circuit": circuit,
-        })
+/// `GET /v1/sessions/{sid}`: the backend's `connected` plus what the object knows.
+fn status_data(
+    msg: &SessionCall,
+    counters: &Counters,
+    backend: Value,
+    queue_depth: usize,
+    now: i64,
+) -> Value {
+    let mut tokens = serde_json::Map::new();
+    for class in Class::ALL {
+        let limit = msg.limits.class(class);
+        let remaining = counters.bucket(class, limit, now).remaining(limit, now);
+        tokens.insert(class.as_str().into(), json!(remaining));
     }
+    json!({
+        "session_id": msg.session,
+        "connected": backend.get("connected").cloned().unwrap_or(Value::Bool(false)),
+        "queue_depth": queue_depth,
+        "limits": msg.limits,
+        "tokens": tokens,
+        "circuit": counters.breaker.state(now).as_str(),
+    })
 }

@@ -299,7 +299,9 @@ async fn session_route(
     } else {
         None
     };
-    let limits = config::default_limits(env)?.with_overrides(&session.limits);
+    let limits = config::settings(env)?
+        .limits
+        .with_overrides(&session.limits);
     let message = SessionCall {
         request_id: rid.to_string(),
         session: sid.to_string(),

@@ -1,0 +1,918 @@
+#!/usr/bin/env node
+// Benchmark: joingate against the floor of its topology (docs/bench.md).
+//
+// Builds the release Worker (unless --no-build), starts the session backend simulator and
+// two workerd runtimes through Miniflare, both on real HTTP on 127.0.0.1: joingate (exactly
+// as tests/helpers.mjs starts it, limits raised) and the baseline Worker of bench/baseline/
+// (same bindings, same I/O hops, nothing else). Load comes from autocannon in a separate
+// child process (this file, run with --load-child). Each scenario runs A/B/A/B (joingate,
+// baseline, joingate, baseline, ...). Prints a table and writes bench/results.json.
+//
+//   npm run bench                      # build, then benchmark
+//   npm run bench -- --no-build        # use the existing build/
+//   npm run bench -- --duration 8 --rounds 3 --connections 16
+//
+// Only 127.0.0.1 is ever a target; every load run is bounded in time.
+
+import { spawn, spawnSync, execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { createRequire } from "node:module";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { performance } from "node:perf_hooks";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, "..");
+const require = createRequire(import.meta.url);
+
+// ---------------------------------------------------------------------------------------
+// The load child: `node bench/bench.mjs --load-child '<json>'` runs one autocannon load and
+// prints one JSON line with its own latency figures (sub-millisecond, every status counted).
+
+async function loadChild(cfg) {
+  const autocannon = require("autocannon");
+  const n = Math.max(cfg.paths.length, cfg.bodies?.length ?? 1);
+  let next = 0;
+  const requests = [
+    {
+      method: cfg.method,
+      headers: cfg.headers,
+      setupRequest(req) {
+        const k = next++ % n;
+        req.path = cfg.paths[k % cfg.paths.length];
+        if (cfg.bodies) req.body = cfg.bodies[k % cfg.bodies.length];
+        return req;
+      },
+    },
+  ];
+  let latencies = new Float64Array(1 << 16);
+  let count = 0;
+  const statuses = {};
+  const started = performance.now();
+  let finished = started;
+  const result = await new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: cfg.url,
+        connections: cfg.connections,
+        duration: cfg.duration,
+        timeout: 10,
+        requests,
+      },
+      (error, res) => (error ? reject(error) : resolve(res)),
+    );
+    instance.on("response", (_client, statusCode, _bytes, responseTime) => {
+      if (count === latencies.length) {
+        const bigger = new Float64Array(latencies.length * 2);
+        bigger.set(latencies);
+        latencies = bigger;
+      }
+      latencies[count++] = responseTime;
+      statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;
+      finished = performance.now();
+    });
+  });
+  const sorted = latencies.subarray(0, count).sort();
+  const pct = (p) => (count ? sorted[Math.min(count - 1, Math.ceil(p * count) - 1)] : null);
+  let sum = 0;
+  for (let i = 0; i < count; i++) sum += sorted[i];
+  const seconds = (finished - started) / 1000;
+  const unexpected = Object.entries(statuses)
+    .filter(([status]) => Number(status) !== cfg.expect)
+    .reduce((acc, [, c]) => acc + c, 0);
+  process.stdout.write(
+    JSON.stringify({
+      requests: count,
+      seconds,
+      rps: count / seconds,
+      p50_ms: pct(0.5),
+      p99_ms: pct(0.99),
+      mean_ms: count ? sum / count : null,
+      max_ms: count ? sorted[count - 1] : null,
+      statuses,
+      errors: unexpected + result.errors + result.timeouts,
+      socket_errors: result.errors,
+      timeouts: result.timeouts,
+    }) + "\n",
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Options
+
+function parseArgs(argv) {
+  const opts = { build: true, duration: 5, rounds: 2, connections: 10, startupSamples: 2, only: null };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      const v = Number(argv[++i]);
+      if (!Number.isFinite(v) || v <= 0) throw new Error(`${arg} needs a positive number`);
+      return v;
+    };
+    if (arg === "--no-build") opts.build = false;
+    else if (arg === "--duration") opts.duration = value();
+    else if (arg === "--rounds") opts.rounds = Math.round(value());
+    else if (arg === "--connections") opts.connections = Math.round(value());
+    else if (arg === "--startup-samples") opts.startupSamples = Math.round(value());
+    else if (arg === "--only") opts.only = new Set(String(argv[++i] ?? "").split(","));
+    else if (arg === "--help" || arg === "-h") {
+      console.log(
+        "usage: node bench/bench.mjs [--no-build] [--duration S=5] [--rounds N=2] [--connections N=10] [--startup-samples N=2] [--only a,c1,...]",
+      );
+      process.exit(0);
+    } else throw new Error(`unknown option ${arg}`);
+  }
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------
+// Constants of the setup
+
+const ADMIN_TOKEN = "bench-admin-token-0123456789";
+const BACKEND_TOKEN = "backend-secret";
+const ORG = "bench";
+const SESSIONS = Array.from({ length: 200 }, (_, i) => `s${String(i).padStart(3, "0")}`);
+const OPEN_CODE = "OpenGroupDemo000000001"; // sim catalogue `open`: 200 joined/already_member
+const MALFORMED_INVITE = "https://chat.whatsapp.com.evil.example/NotAnInvite"; // API.md section 5
+const HOT_DELAY_MS = 5;
+const RAISED = { per_minute: 6000, burst: 1000 };
+const LIMITS = { join: RAISED, manage: RAISED, read: RAISED };
+const ORG_LIMIT = 1e9;
+const QUEUE_MAX = "1000";
+
+// ---------------------------------------------------------------------------------------
+// Processes: the simulator, workerd PIDs, /proc readings
+
+function startSimulatorProcess() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [path.join(ROOT, "sim/simulator.mjs"), "--port", "0", "--host", "127.0.0.1", "--token", BACKEND_TOKEN],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let out = "";
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+      const match = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (match) resolve({ child, url: match[1] });
+    });
+    child.once("exit", (code) => reject(new Error(`simulator exited (${code}) before listening`)));
+  });
+}
+
+async function simControl(sim, method, route, body) {
+  const res = await fetch(`${sim.url}${route}`, {
+    method,
+    headers: body ? { "Content-Type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  if (!res.ok) throw new Error(`simulator ${method} ${route}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+async function simPrepare(sim, latencyMs) {
+  await simControl(sim, "POST", "/__sim/reset");
+  await simControl(sim, "POST", "/__sim/config", { latency_ms: latencyMs });
+}
+
+function readProcStat(pid) {
+  // Fields after "(comm)": state ppid ... utime(14) stime(15) in clock ticks.
+  const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const close = text.lastIndexOf(")");
+  const comm = text.slice(text.indexOf("(") + 1, close);
+  const rest = text.slice(close + 2).split(" ");
+  return { comm, ppid: Number(rest[1]), utime: Number(rest[11]), stime: Number(rest[12]) };
+}
+
+/** workerd processes descended from this process. */
+function workerdPids() {
+  const parents = new Map();
+  const comms = new Map();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readProcStat(name);
+      parents.set(Number(name), stat.ppid);
+      comms.set(Number(name), stat.comm);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const descends = (pid) => {
+    for (let p = parents.get(pid); p && p > 1; p = parents.get(p)) if (p === process.pid) return true;
+    return false;
+  };
+  return [...comms].filter(([pid, comm]) => comm.startsWith("workerd") && descends(pid)).map(([pid]) => pid);
+}
+
+/** The filesystem type that holds `dir` (the longest mount point of /proc/mounts above it). */
+function filesystemOf(dir) {
+  try {
+    let best = { mount: "", type: null };
+    for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
+      const [, mount, type] = line.split(" ");
+      if (!mount) continue;
+      const inside = dir === mount || dir.startsWith(mount.endsWith("/") ? mount : `${mount}/`);
+      if (inside && mount.length > best.mount.length) best = { mount, type };
+    }
+    return best.type && `${best.type} (${best.mount})`;
+  } catch {
+    return null;
+  }
+}
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+function cpuMs(pid) {
+  try {
+    const { utime, stime } = readProcStat(pid);
+    return ((utime + stime) * 1000) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+function memKb(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const field = (name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN);
+    return { rss_kb: field("VmRSS"), hwm_kb: field("VmHWM") };
+  } catch {
+    return { rss_kb: NaN, hwm_kb: NaN };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The two Workers in Miniflare
+
+function drainTo(sink) {
+  return (stdout, stderr) => {
+    for (const stream of [stdout, stderr]) {
+      let rest = "";
+      stream.on("data", (chunk) => {
+        if (!sink) return;
+        const lines = (rest + chunk.toString()).split("\n");
+        rest = lines.pop();
+        for (const line of lines) sink(line);
+      });
+    }
+  };
+}
+
+/** joingate with tests/helpers.mjs's options, limits raised, served on 127.0.0.1. */
+function joingateOptions(simUrl, sink) {
+  return {
+    host: "127.0.0.1",
+    port: 0,
+    handleRuntimeStdio: drainTo(sink),
+    modules: true,
+    modulesRoot: ROOT,
+    scriptPath: path.join(ROOT, "js/entry.mjs"),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
+    ],
+    compatibilityDate: "2026-04-20",
+    kvNamespaces: ["JOINGATE_KV"],
+    durableObjects: { SESSIONS: { className: "SessionObject", useSQLite: true } },
+    ratelimits: { ORG_LIMITER: { simple: { limit: ORG_LIMIT, period: 60 } } },
+    bindings: {
+      SESSION_BACKEND_URL: simUrl,
+      SESSION_BACKEND_TOKEN: BACKEND_TOKEN,
+      ADMIN_TOKEN,
+      BACKEND_TIMEOUT_MS: "1500",
+      QUEUE_MAX,
+    },
+  };
+}
+
+/** The baseline: the same bindings and runtime settings, bench/baseline/worker.mjs. */
+function baselineOptions(simUrl) {
+  return {
+    host: "127.0.0.1",
+    port: 0,
+    handleRuntimeStdio: drainTo(null),
+    modules: true,
+    modulesRoot: path.join(HERE, "baseline"),
+    scriptPath: path.join(HERE, "baseline/worker.mjs"),
+    compatibilityDate: "2026-04-20",
+    kvNamespaces: ["JOINGATE_KV"],
+    durableObjects: { SESSIONS: { className: "SessionObject", useSQLite: true } },
+    ratelimits: { ORG_LIMITER: { simple: { limit: ORG_LIMIT, period: 60 } } },
+    bindings: { SESSION_BACKEND_URL: simUrl, SESSION_BACKEND_TOKEN: BACKEND_TOKEN },
+  };
+}
+
+async function startTarget(Miniflare, name, options) {
+  const before = new Set(workerdPids());
+  const mf = new Miniflare(options);
+  const url = String(await mf.ready).replace(/\/$/, "");
+  const pids = workerdPids().filter((pid) => !before.has(pid));
+  if (pids.length !== 1) console.warn(`[bench] ${name}: expected one new workerd process, found ${pids.length}`);
+  return { name, mf, url, pid: pids[0] };
+}
+
+/** Time from `new Miniflare()` (a fresh workerd process) to the first answered /healthz. */
+async function measureStartup(Miniflare, options) {
+  const t0 = performance.now();
+  const mf = new Miniflare(options);
+  try {
+    const url = String(await mf.ready).replace(/\/$/, "");
+    const ready = performance.now() - t0;
+    for (;;) {
+      try {
+        const res = await fetch(`${url}/healthz`);
+        await res.arrayBuffer();
+        if (res.status === 200) break;
+      } catch {
+        // not yet
+      }
+      if (performance.now() - t0 > 30_000) throw new Error("no /healthz answer within 30 s");
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    return { ready_ms: ready, first_answer_ms: performance.now() - t0 };
+  } finally {
+    await mf.dispose();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Seeding
+
+const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+function base62(bytes, width) {
+  const number = [...bytes];
+  const digits = [];
+  for (let w = 0; w < width; w++) {
+    let remainder = 0;
+    for (let i = 0; i < number.length; i++) {
+      const acc = remainder * 256 + number[i];
+      number[i] = Math.floor(acc / 62);
+      remainder = acc % 62;
+    }
+    digits.push(BASE62[remainder]);
+  }
+  return digits.reverse().join("");
+}
+
+const tokenChecksum = (head) => base62(createHash("sha256").update(head).digest().subarray(0, 4), 6);
+
+/** A token of joingate's shape with a valid checksum that no KV holds (src/core/token.rs). */
+function unknownWellFormedToken() {
+  const head = `jg_${base62(randomBytes(24), 33)}`;
+  return head + tokenChecksum(head);
+}
+
+async function call(url, method, pathname, { token, json } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (json !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(`${url}${pathname}`, {
+    method,
+    headers,
+    body: json === undefined ? undefined : JSON.stringify(json),
+  });
+  const text = await res.text();
+  return { status: res.status, text };
+}
+
+async function pool(items, width, fn) {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (i < items.length) await fn(items[i++]);
+    }),
+  );
+}
+
+async function seed(joingate, baseline, sessionIds) {
+  const minted = await call(joingate.url, "POST", "/v1/admin/tokens", {
+    token: ADMIN_TOKEN,
+    json: { org: ORG, capabilities: ["join", "read"], label: "bench" },
+  });
+  if (minted.status !== 201) throw new Error(`minting a token failed: ${minted.status} ${minted.text}`);
+  const token = JSON.parse(minted.text).data.token;
+  if (tokenChecksum(token.slice(0, -6)) !== token.slice(-6)) {
+    throw new Error("the bench's token checksum differs from joingate's: the 401 scenario would not reach KV");
+  }
+  await pool(sessionIds, 8, async (sid) => {
+    const res = await call(joingate.url, "PUT", `/v1/admin/sessions/${sid}`, {
+      token: ADMIN_TOKEN,
+      json: { org: ORG, limits: LIMITS },
+    });
+    if (res.status !== 200) throw new Error(`PUT session ${sid}: ${res.status} ${res.text}`);
+  });
+  // The baseline's KV gets the very records joingate wrote (same keys, same bytes).
+  const from = await joingate.mf.getKVNamespace("JOINGATE_KV");
+  const to = await baseline.mf.getKVNamespace("JOINGATE_KV");
+  let cursor;
+  let copied = 0;
+  do {
+    const page = await from.list({ cursor });
+    for (const { name } of page.keys) {
+      await to.put(name, await from.get(name));
+      copied++;
+    }
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor);
+  return { token, copied };
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+
+const joinPath = (sid) => `/v1/sessions/${sid}/groups/join`;
+const previewPath = (sid) => `/v1/sessions/${sid}/invites/${OPEN_CODE}`;
+
+function scenarios(token, unknownToken, connections, hotSessions) {
+  const json = { "Content-Type": "application/json" };
+  const auth = { Authorization: `Bearer ${token}` };
+  const joinBody = JSON.stringify({ invite: OPEN_CODE });
+  return [
+    {
+      id: "a",
+      name: "rejected at the edge: malformed invite -> 400",
+      method: "POST",
+      paths: SESSIONS.map(joinPath),
+      bodies: [JSON.stringify({ invite: MALFORMED_INVITE })],
+      headers: { ...auth, ...json, "X-Baseline-Stop": "edge" },
+      expect: 400,
+      connections,
+      latency: 0,
+    },
+    {
+      // A GET: a POST body that the server never reads makes it close the connection.
+      id: "b",
+      name: "unknown token -> 401 (GET preview)",
+      method: "GET",
+      paths: SESSIONS.map(previewPath),
+      bodies: null,
+      headers: { Authorization: `Bearer ${unknownToken}` },
+      expect: 401,
+      connections,
+      latency: 0,
+    },
+    {
+      id: "c",
+      name: "joins over 200 sessions",
+      method: "POST",
+      paths: SESSIONS.map(joinPath),
+      bodies: [joinBody],
+      headers: { ...auth, ...json },
+      expect: 200,
+      connections,
+      latency: 0,
+    },
+    {
+      id: "c1",
+      name: "joins over 200 sessions, 1 connection",
+      method: "POST",
+      paths: SESSIONS.map(joinPath),
+      bodies: [joinBody],
+      headers: { ...auth, ...json },
+      expect: 200,
+      connections: 1,
+      latency: 0,
+    },
+    {
+      id: "d",
+      name: "preview over 200 sessions",
+      method: "GET",
+      paths: SESSIONS.map(previewPath),
+      bodies: null,
+      headers: { ...auth },
+      expect: 200,
+      connections,
+      latency: 0,
+    },
+    {
+      id: "e1",
+      name: `one hot session, backend ${HOT_DELAY_MS} ms, 1 connection`,
+      method: "POST",
+      hot: hotSessions.e1,
+      bodies: [joinBody],
+      headers: { ...auth, ...json },
+      expect: 200,
+      connections: 1,
+      latency: HOT_DELAY_MS,
+    },
+    {
+      id: "eN",
+      name: `one hot session, backend ${HOT_DELAY_MS} ms, ${connections} connections`,
+      method: "POST",
+      hot: hotSessions.eN,
+      bodies: [joinBody],
+      headers: { ...auth, ...json },
+      expect: 200,
+      connections,
+      latency: HOT_DELAY_MS,
+    },
+  ];
+}
+
+function runLoad(cfg) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--load-child", JSON.stringify(cfg)], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.on("data", (chunk) => (out += chunk));
+    const guard = setTimeout(() => child.kill("SIGKILL"), (cfg.duration + 30) * 1000);
+    child.once("exit", (code) => {
+      clearTimeout(guard);
+      if (code !== 0) return reject(new Error(`load child exited ${code}`));
+      try {
+        resolve(JSON.parse(out.trim().split("\n").pop()));
+      } catch (error) {
+        reject(new Error(`load child printed no result: ${out}`));
+      }
+    });
+  });
+}
+
+/** Backend service time and idle gaps between consecutive backend calls of one session. */
+function backendTimings(calls) {
+  const sorted = calls.filter((c) => c.finished_at !== null).sort((a, b) => a.seq - b.seq);
+  const service = sorted.map((c) => c.finished_at - c.started_at);
+  const gaps = [];
+  for (let i = 1; i < sorted.length; i++) gaps.push(sorted[i].started_at - sorted[i - 1].finished_at);
+  return { calls: sorted.length, backend_mean_ms: mean(service), gap_median_ms: median(gaps), gap_mean_ms: mean(gaps) };
+}
+
+const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+const median = (xs) => {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+// ---------------------------------------------------------------------------------------
+// Output
+
+const f = (v, digits = 2) => (v === null || v === undefined || Number.isNaN(v) ? "-" : v.toFixed(digits));
+const pad = (s, w) => String(s).padStart(w);
+const padEnd = (s, w) => String(s).padEnd(w);
+
+function printTable(rows, opts) {
+  const head =
+    `${padEnd("scenario", 50)} ${pad("conn", 4)} | ${padEnd("target", 8)} ${pad("req/s", 8)} ${pad("p50 ms", 7)} ${pad("p99 ms", 7)} ${pad("err", 5)} ${pad("cpu us/req", 10)}` +
+    ` | ${pad("rps ratio", 9)} ${pad("p50 ovh ms", 10)}`;
+  console.log("\n" + head);
+  console.log("-".repeat(head.length));
+  for (const row of rows) {
+    for (const target of ["joingate", "baseline"]) {
+      const s = row[target];
+      const first = target === "joingate";
+      console.log(
+        `${padEnd(first ? `(${row.id}) ${row.name}` : "", 50)} ${pad(first ? row.connections : "", 4)} | ${padEnd(target, 8)} ${pad(f(s.rps, 0), 8)} ${pad(f(s.p50_ms), 7)} ${pad(f(s.p99_ms), 7)} ${pad(s.errors, 5)} ${pad(f(s.cpu_us_per_req, 0), 10)}` +
+          ` | ${pad(first ? f(row.rps_ratio) + "x" : "", 9)} ${pad(first ? f(row.p50_overhead_ms) : "", 10)}`,
+      );
+    }
+  }
+  console.log(
+    `figures: mean over ${opts.rounds} rounds of ${opts.duration} s per target (A/B/A/B); latency measured in the load process; ` +
+      "cpu = workerd process CPU time / answered requests; err = answers with another status than expected + socket errors + timeouts",
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const log = (msg) => console.log(`[bench ${((performance.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+
+  if (opts.build) {
+    log("building the release Worker (scripts/setup.sh && scripts/build.sh; --no-build skips)");
+    const built = spawnSync("bash", ["-c", "bash scripts/setup.sh && bash scripts/build.sh"], {
+      cwd: ROOT,
+      stdio: "inherit",
+    });
+    if (built.status !== 0) throw new Error(`build failed (exit ${built.status})`);
+  }
+
+  const { wasmSize } = await import(path.join(ROOT, "scripts/wasm-size.mjs"));
+  const wasm = wasmSize();
+  const { Miniflare } = await import("miniflare");
+
+  const sim = await startSimulatorProcess();
+  const cleanup = [];
+  cleanup.push(async () => {
+    sim.child.kill("SIGTERM");
+  });
+  const stop = async () => {
+    for (const fn of cleanup.reverse()) await fn().catch(() => {});
+  };
+  process.once("SIGINT", async () => {
+    await stop();
+    process.exit(130);
+  });
+
+  try {
+    log(`simulator at ${sim.url}; Miniflare storage under ${os.tmpdir()} (${filesystemOf(os.tmpdir())})`);
+
+    // Start-up: fresh runtimes, before any load, alternating.
+    const startup = { joingate: [], baseline: [] };
+    for (let i = 0; i < opts.startupSamples; i++) {
+      startup.joingate.push(await measureStartup(Miniflare, joingateOptions(sim.url, null)));
+      startup.baseline.push(await measureStartup(Miniflare, baselineOptions(sim.url)));
+    }
+    const startupSummary = Object.fromEntries(
+      Object.entries(startup).map(([k, v]) => [
+        k,
+        {
+          samples: v,
+          ready_ms_median: median(v.map((s) => s.ready_ms)),
+          first_answer_ms_median: median(v.map((s) => s.first_answer_ms)),
+        },
+      ]),
+    );
+    log(
+      `start-up to first /healthz answer: joingate ${f(startupSummary.joingate.first_answer_ms_median, 0)} ms, baseline ${f(startupSummary.baseline.first_answer_ms_median, 0)} ms`,
+    );
+
+    // The two runtimes under test.
+    const logStats = { lines: 0, latency_ms: 0, backend_ms: 0, backend_n: 0 };
+    const joingate = await startTarget(Miniflare, "joingate", joingateOptions(sim.url, (line) => {
+      if (!line.startsWith("{")) return;
+      try {
+        const entry = JSON.parse(line);
+        if (typeof entry.latency_ms !== "number") return;
+        logStats.lines++;
+        logStats.latency_ms += entry.latency_ms;
+        if (typeof entry.backend_ms === "number") {
+          logStats.backend_ms += entry.backend_ms;
+          logStats.backend_n++;
+        }
+      } catch {
+        // not a request log line
+      }
+    }));
+    cleanup.push(() => joingate.mf.dispose());
+    const baseline = await startTarget(Miniflare, "baseline", baselineOptions(sim.url));
+    cleanup.push(() => baseline.mf.dispose());
+    log(`joingate at ${joingate.url} (workerd pid ${joingate.pid}), baseline at ${baseline.url} (workerd pid ${baseline.pid})`);
+
+    const hotSessions = {};
+    const hotIds = [];
+    for (const id of ["e1", "eN"]) {
+      hotSessions[id] = Array.from({ length: opts.rounds }, (_, r) => `hot-${id}-r${r + 1}`);
+      hotIds.push(...hotSessions[id]);
+    }
+    const { token, copied } = await seed(joingate, baseline, [...SESSIONS, ...hotIds]);
+    log(`seeded ${SESSIONS.length + hotIds.length} sessions and a token; ${copied} KV records copied to the baseline`);
+
+    const unknownToken = unknownWellFormedToken();
+    const list = scenarios(token, unknownToken, opts.connections, hotSessions).filter(
+      (s) => !opts.only || opts.only.has(s.id),
+    );
+
+    // Warm-up: every Durable Object exists and every path has run once on both sides.
+    await simPrepare(sim, 0);
+    for (const target of [joingate, baseline]) {
+      const auth = { token };
+      await pool([...SESSIONS, ...hotIds], 8, async (sid) => {
+        const join = await call(target.url, "POST", joinPath(sid), { ...auth, json: { invite: OPEN_CODE } });
+        if (join.status !== 200) throw new Error(`${target.name} warm-up join ${sid}: ${join.status} ${join.text}`);
+        if (!sid.startsWith("hot-")) {
+          const preview = await call(target.url, "GET", previewPath(sid), auth);
+          if (preview.status !== 200) throw new Error(`${target.name} warm-up preview ${sid}: ${preview.status} ${preview.text}`);
+        }
+      });
+      for (const s of list.filter((s) => s.expect !== 200)) {
+        const res = await fetch(`${target.url}${s.paths[0]}`, { method: s.method, headers: s.headers, body: s.bodies?.[0] });
+        await res.arrayBuffer();
+        if (res.status !== s.expect) throw new Error(`${target.name} warm-up (${s.id}): ${res.status}, expected ${s.expect}`);
+      }
+    }
+    log("warm-up done");
+
+    const idleMem = { joingate: memKb(joingate.pid), baseline: memKb(baseline.pid) };
+    const rows = [];
+    for (const s of list) {
+      const runs = { joingate: [], baseline: [] };
+      for (let round = 0; round < opts.rounds; round++) {
+        for (const target of [joingate, baseline]) {
+          await simPrepare(sim, s.latency);
+          const paths = s.hot ? [joinPath(s.hot[round])] : s.paths;
+          const cfg = {
+            url: target.url,
+            method: s.method,
+            headers: s.headers,
+            paths,
+            bodies: s.bodies,
+            duration: opts.duration,
+            connections: s.connections,
+            expect: s.expect,
+          };
+          Object.assign(logStats, { lines: 0, latency_ms: 0, backend_ms: 0, backend_n: 0 });
+          const cpuBefore = cpuMs(target.pid);
+          const result = await runLoad(cfg);
+          const cpuAfter = cpuMs(target.pid);
+          result.round = round + 1;
+          result.cpu_ms = cpuAfter - cpuBefore;
+          result.cpu_us_per_req = result.requests ? (result.cpu_ms * 1000) / result.requests : null;
+          if (target === joingate && logStats.lines) {
+            result.worker_log = {
+              lines: logStats.lines,
+              latency_ms_mean: logStats.latency_ms / logStats.lines,
+              backend_ms_mean: logStats.backend_n ? logStats.backend_ms / logStats.backend_n : null,
+            };
+          }
+          if (s.hot) {
+            const sid = s.hot[round];
+            const { calls } = await simControl(sim, "GET", `/__sim/calls?session=${sid}`);
+            const stats = await simControl(sim, "GET", "/__sim/stats");
+            result.backend = { ...backendTimings(calls), max_concurrency: stats.max_concurrency[sid] ?? 0 };
+          }
+          runs[target.name].push(result);
+          log(
+            `(${s.id}) round ${round + 1} ${padEnd(target.name, 8)} ${pad(f(result.rps, 0), 6)} req/s  p50 ${f(result.p50_ms)} ms  p99 ${f(result.p99_ms)} ms  errors ${result.errors}  statuses ${JSON.stringify(result.statuses)}`,
+          );
+          await new Promise((r) => setTimeout(r, 250)); // let queued work drain
+        }
+      }
+      const summary = (list) => ({
+        rounds: list,
+        rps: mean(list.map((r) => r.rps)),
+        p50_ms: mean(list.map((r) => r.p50_ms)),
+        p99_ms: mean(list.map((r) => r.p99_ms)),
+        mean_ms: mean(list.map((r) => r.mean_ms)),
+        errors: list.reduce((a, r) => a + r.errors, 0),
+        cpu_us_per_req: mean(list.map((r) => r.cpu_us_per_req)),
+      });
+      const row = {
+        id: s.id,
+        name: s.name,
+        connections: s.connections,
+        expected_status: s.expect,
+        backend_delay_ms: s.latency,
+        joingate: summary(runs.joingate),
+        baseline: summary(runs.baseline),
+      };
+      row.rps_ratio = row.joingate.rps / row.baseline.rps;
+      row.p50_overhead_ms = row.joingate.p50_ms - row.baseline.p50_ms;
+      rows.push(row);
+    }
+
+    // Hot session: per-call time and the queue's overhead per call (docs/bench.md).
+    const perCall = (row) => {
+      if (!row) return null; // scenario left out with --only
+      const out = {};
+      for (const target of ["joingate", "baseline"]) {
+        const r = row[target];
+        const perCallMs = r.mean_ms / row.connections;
+        out[target] = {
+          throughput_rps: r.rps,
+          mean_latency_ms: r.mean_ms,
+          per_call_ms: perCallMs,
+          overhead_per_call_ms: perCallMs - HOT_DELAY_MS,
+          backend_mean_ms: mean(r.rounds.map((x) => x.backend.backend_mean_ms)),
+          backend_idle_gap_median_ms: mean(r.rounds.map((x) => x.backend.gap_median_ms)),
+          backend_max_concurrency: Math.max(...r.rounds.map((x) => x.backend.max_concurrency)),
+        };
+      }
+      out.queue_overhead_vs_baseline_ms = out.joingate.overhead_per_call_ms - out.baseline.overhead_per_call_ms;
+      return out;
+    };
+    const hot = {
+      backend_delay_ms: HOT_DELAY_MS,
+      concurrency_1: perCall(rows.find((r) => r.id === "e1")),
+      [`concurrency_${opts.connections}`]: perCall(rows.find((r) => r.id === "eN")),
+    };
+
+    const peak = {
+      joingate: { ...memKb(joingate.pid), idle_rss_kb: idleMem.joingate.rss_kb },
+      baseline: { ...memKb(baseline.pid), idle_rss_kb: idleMem.baseline.rss_kb },
+    };
+
+    // Targets: reported, never asserted.
+    const rowC = rows.find((r) => r.id === "c");
+    const rowC1 = rows.find((r) => r.id === "c1");
+    const targets = [
+      { target: "join throughput >= 0.8x baseline (c)", value: rowC.rps_ratio, limit: 0.8, pass: rowC.rps_ratio >= 0.8, unit: "x" },
+      { target: "join p50 overhead <= 1 ms (c1, unloaded)", value: rowC1.p50_overhead_ms, limit: 1, pass: rowC1.p50_overhead_ms <= 1, unit: "ms" },
+      { target: "gzip wasm <= 220 KB", value: wasm.gzip / 1000, limit: 220, pass: wasm.gzip <= 220_000, unit: "KB" },
+    ];
+
+    printTable(rows, opts);
+
+    console.log(`\nhot session (backend fixed at ${HOT_DELAY_MS} ms; per-call = mean latency / connections; overhead = per-call - ${HOT_DELAY_MS} ms)`);
+    console.log(
+      `${padEnd("", 16)} ${padEnd("target", 8)} ${pad("req/s", 7)} ${pad("per-call ms", 11)} ${pad("overhead ms", 11)} ${pad("backend ms", 10)} ${pad("idle gap ms", 11)} ${pad("max conc", 8)}`,
+    );
+    for (const [label, block] of Object.entries(hot)) {
+      if (!block || typeof block !== "object") continue;
+      for (const target of ["joingate", "baseline"]) {
+        const b = block[target];
+        console.log(
+          `${padEnd(target === "joingate" ? label : "", 16)} ${padEnd(target, 8)} ${pad(f(b.throughput_rps, 0), 7)} ${pad(f(b.per_call_ms), 11)} ${pad(f(b.overhead_per_call_ms), 11)} ${pad(f(b.backend_mean_ms), 10)} ${pad(f(b.backend_idle_gap_median_ms), 11)} ${pad(b.backend_max_concurrency, 8)}`,
+        );
+      }
+      console.log(`${padEnd("", 16)} queue overhead per call, joingate - baseline: ${f(block.queue_overhead_vs_baseline_ms)} ms`);
+    }
+
+    console.log(`\nwasm: ${(wasm.raw / 1000).toFixed(1)} KB raw, ${(wasm.gzip / 1000).toFixed(1)} KB gzip`);
+    console.log(
+      `start-up (new Miniflare -> first /healthz answer, median of ${opts.startupSamples}): joingate ${f(startupSummary.joingate.first_answer_ms_median, 0)} ms (ready ${f(startupSummary.joingate.ready_ms_median, 0)} ms), baseline ${f(startupSummary.baseline.first_answer_ms_median, 0)} ms (ready ${f(startupSummary.baseline.ready_ms_median, 0)} ms)`,
+    );
+    console.log(
+      `workerd peak RSS (VmHWM): joingate ${f(peak.joingate.hwm_kb / 1024, 1)} MiB (idle after warm-up ${f(peak.joingate.idle_rss_kb / 1024, 1)} MiB), baseline ${f(peak.baseline.hwm_kb / 1024, 1)} MiB (idle ${f(peak.baseline.idle_rss_kb / 1024, 1)} MiB)`,
+    );
+    console.log("\ntargets (reported, not asserted):");
+    for (const t of targets) {
+      console.log(`  ${t.pass ? "PASS" : "MISS"}  ${padEnd(t.target, 42)} ${f(t.value)} ${t.unit} (limit ${t.limit} ${t.unit})`);
+    }
+
+    const read = (p) => JSON.parse(readFileSync(path.join(ROOT, p), "utf8")).version;
+    let workerdVersion = null;
+    try {
+      workerdVersion = execFileSync(path.join(ROOT, "node_modules/.bin/workerd"), ["--version"]).toString().trim();
+    } catch {
+      // the package version below still says which
+    }
+    const cpus = os.cpus();
+    const results = {
+      date: startedAt.toISOString(),
+      duration_total_s: (performance.now() - t0) / 1000,
+      machine: {
+        cpu_model: cpus[0]?.model ?? null,
+        cores: cpus.length,
+        available_parallelism: os.availableParallelism?.() ?? cpus.length,
+        memory_total_mib: Math.round(os.totalmem() / 2 ** 20),
+        platform: os.platform(),
+        release: os.release(),
+        arch: os.arch(),
+        loadavg_at_start: null,
+        loadavg_at_end: os.loadavg(),
+        // Miniflare keeps KV and Durable Object storage under os.tmpdir() (TMPDIR).
+        storage_dir: os.tmpdir(),
+        storage_fs: filesystemOf(os.tmpdir()),
+      },
+      versions: {
+        node: process.version,
+        workerd: workerdVersion,
+        workerd_package: read("node_modules/workerd/package.json"),
+        wrangler: read("node_modules/wrangler/package.json"),
+        miniflare: read("node_modules/miniflare/package.json"),
+        autocannon: read("node_modules/autocannon/package.json"),
+        joingate: read("build/package.json") ?? null,
+        rustc: (() => {
+          try {
+            return execFileSync("rustc", ["--version"]).toString().trim();
+          } catch {
+            return null;
+          }
+        })(),
+      },
+      config: {
+        duration_s: opts.duration,
+        rounds: opts.rounds,
+        connections: opts.connections,
+        sessions: SESSIONS.length,
+        hot_backend_delay_ms: HOT_DELAY_MS,
+        session_limits: LIMITS,
+        org_limit: ORG_LIMIT,
+        queue_max: Number(QUEUE_MAX),
+        order: "per scenario: joingate, baseline, joingate, baseline, ...",
+      },
+      scenarios: rows,
+      hot_session: hot,
+      wasm: { raw_bytes: wasm.raw, gzip_bytes: wasm.gzip },
+      startup: startupSummary,
+      workerd_memory_kb: peak,
+      targets,
+    };
+    results.machine.loadavg_at_start = loadAtStart;
+    writeFileSync(path.join(HERE, "results.json"), JSON.stringify(results, null, 2) + "\n");
+    log(`wrote bench/results.json (total ${f(results.duration_total_s, 0)} s)`);
+  } finally {
+    await stop();
+  }
+}
+
+const loadAtStart = os.loadavg();
+
+if (process.argv[2] === "--load-child") {
+  loadChild(JSON.parse(process.argv[3])).catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+} else {
+  main().catch((error) => {
+    console.error(`[bench] ${error.stack ?? error}`);
+    process.exit(1);
+  });
+}
