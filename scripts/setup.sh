@@ -24,7 +24,8 @@ if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" = "$WORKER_BUIL
   say "worker-build $WORKER_BUILD_VERSION: present"
 else
   say "installing worker-build $WORKER_BUILD_VERSION (takes a few minutes once)"
-  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+  # --force: cargo may still list it as installed when only the binary is gone.
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked --force
 fi
 
 # The CLI must equal the wasm-bindgen crate in Cargo.lock exactly.
@@ -35,7 +36,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$BINDGEN_VERS
 else
   say "installing wasm-bindgen-cli $BINDGEN_VERSION (takes a few minutes once)"
   # Not --locked: one of its locked dependencies is missing from the registry index.
-  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION"
+  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --force
 fi
 
 if [ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
