@@ -22,6 +22,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
+import { joingateOptions as sharedJoingateOptions } from "../scripts/miniflare-options.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..");
@@ -273,24 +274,16 @@ function joingateOptions(simUrl, sink) {
     host: "127.0.0.1",
     port: 0,
     handleRuntimeStdio: drainTo(sink),
-    modules: true,
-    modulesRoot: ROOT,
-    scriptPath: path.join(ROOT, "js/entry.mjs"),
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
-    ],
-    compatibilityDate: "2026-04-20",
-    kvNamespaces: ["JOINGATE_KV"],
-    durableObjects: { SESSIONS: { className: "SessionObject", useSQLite: true } },
-    ratelimits: { ORG_LIMITER: { simple: { limit: ORG_LIMIT, period: 60 } } },
-    bindings: {
-      SESSION_BACKEND_URL: simUrl,
-      SESSION_BACKEND_TOKEN: BACKEND_TOKEN,
-      ADMIN_TOKEN,
-      BACKEND_TIMEOUT_MS: "1500",
-      QUEUE_MAX,
-    },
+    ...sharedJoingateOptions({
+      orgLimit: ORG_LIMIT,
+      bindings: {
+        SESSION_BACKEND_URL: simUrl,
+        SESSION_BACKEND_TOKEN: BACKEND_TOKEN,
+        ADMIN_TOKEN,
+        BACKEND_TIMEOUT_MS: "1500",
+        QUEUE_MAX,
+      },
+    }),
   };
 }
 

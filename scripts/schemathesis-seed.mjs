@@ -6,45 +6,25 @@
 // Usage: node scripts/schemathesis-seed.mjs BASE_URL ADMIN_TOKEN ORG SESSION [SESSION...]
 //   SESSION is a sid, or SID=MODE[:WA_CODE] to also give that sid a permanent simulator fault
 //   (docs/simulator.md, "Faults"); SIMULATOR_URL must then be set.
+import { callJson, waitUntilUp } from "./local-client.mjs";
+
 const [base, adminToken, org, ...specs] = process.argv.slice(2);
 if (!base || !adminToken || !org || specs.length === 0) {
   console.error("usage: node scripts/schemathesis-seed.mjs BASE_URL ADMIN_TOKEN ORG SESSION [SESSION...]");
   process.exit(2);
 }
 const simulator = process.env.SIMULATOR_URL;
-const admin = { Authorization: `Bearer ${adminToken}`, "Content-Type": "application/json" };
+const admin = { Authorization: `Bearer ${adminToken}` };
+const call = callJson;
 
-async function waitUntilUp(deadlineMs = 120_000) {
-  const start = Date.now();
-  for (;;) {
-    try {
-      const res = await fetch(`${base}/healthz`);
-      if (res.ok) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() - start > deadlineMs) throw new Error(`joingate did not answer at ${base}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
-async function call(method, url, headers, body) {
-  const res = await fetch(url, { method, headers, body: JSON.stringify(body) });
-  const json = await res.json();
-  if (!res.ok || json.success === false) {
-    throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(json.error ?? json)}`);
-  }
-  return json.data ?? json;
-}
-
-await waitUntilUp();
+await waitUntilUp(base);
 for (const spec of specs) {
   const [sid, fault] = spec.split("=");
   await call("PUT", `${base}/v1/admin/sessions/${sid}`, admin, { org });
   if (fault) {
     if (!simulator) throw new Error(`SIMULATOR_URL is needed for the fault of ${sid}`);
     const [mode, waCode] = fault.split(":");
-    await call("POST", `${simulator}/__sim/faults`, { "Content-Type": "application/json" }, {
+    await call("POST", `${simulator}/__sim/faults`, {}, {
       session: sid,
       mode,
       ...(waCode ? { wa_code: Number(waCode) } : {}),

@@ -1,32 +1,13 @@
 // Waits for a local joingate, seeds the demo org, session and token through the admin API
 // and prints ready-to-paste curls. Usage: node scripts/seed.mjs BASE_URL ADMIN_TOKEN
 import { DEMO } from "../sim/catalogue.mjs";
+import { callJson, waitUntilUp } from "./local-client.mjs";
 
 const [base, adminToken] = process.argv.slice(2);
-const admin = { Authorization: `Bearer ${adminToken}`, "Content-Type": "application/json" };
+const admin = { Authorization: `Bearer ${adminToken}` };
+const call = (method, path, body) => callJson(method, `${base}${path}`, admin, body);
 
-async function waitUntilUp(deadlineMs = 120_000) {
-  const start = Date.now();
-  for (;;) {
-    try {
-      const res = await fetch(`${base}/healthz`);
-      if (res.ok) return Date.now() - start;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() - start > deadlineMs) throw new Error(`joingate did not answer at ${base} (see .wrangler/wrangler.log)`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
-async function call(method, path, body) {
-  const res = await fetch(`${base}${path}`, { method, headers: admin, body: JSON.stringify(body) });
-  const json = await res.json();
-  if (!json.success) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json.error)}`);
-  return json.data;
-}
-
-const waited = await waitUntilUp();
+const waited = await waitUntilUp(base);
 await call("PUT", "/v1/admin/sessions/demo", { org: "demo" });
 const { token, token_id } = await call("POST", "/v1/admin/tokens", {
   org: "demo",

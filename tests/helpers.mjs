@@ -1,12 +1,12 @@
 // Shared test harness: the built Worker in workerd through Miniflare (real KV, SQLite-backed
 // Durable Objects and the rate limiting binding), in front of the session backend simulator.
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { Miniflare } from "miniflare";
 import { startSimulator } from "../sim/simulator.mjs";
+import { joingateOptions, ROOT } from "../scripts/miniflare-options.mjs";
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export { ROOT };
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
 export const BASE = "http://joingate.test";
 
@@ -29,24 +29,16 @@ export async function startJoingate({ vars = {}, orgLimit = 100, persist, simula
         });
       }
     },
-    modules: true,
-    modulesRoot: ROOT,
-    scriptPath: path.join(ROOT, "js/entry.mjs"),
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
-    ],
-    compatibilityDate: "2026-04-20",
-    kvNamespaces: ["JOINGATE_KV"],
-    durableObjects: { SESSIONS: { className: "SessionObject", useSQLite: true } },
-    ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } } },
-    bindings: {
-      SESSION_BACKEND_URL: sim.url,
-      SESSION_BACKEND_TOKEN: "backend-secret",
-      ADMIN_TOKEN,
-      BACKEND_TIMEOUT_MS: "1500",
-      ...vars,
-    },
+    ...joingateOptions({
+      orgLimit,
+      bindings: {
+        SESSION_BACKEND_URL: sim.url,
+        SESSION_BACKEND_TOKEN: "backend-secret",
+        ADMIN_TOKEN,
+        BACKEND_TIMEOUT_MS: "1500",
+        ...vars,
+      },
+    }),
     ...(persist ? { kvPersist: path.join(persist, "kv"), durableObjectsPersist: path.join(persist, "do") } : {}),
   });
   await mf.ready;

@@ -1,0 +1,26 @@
+// Miniflare options that run the built joingate as wrangler.toml describes it: the Worker
+// module graph (js/entry.mjs + build/), KV, the SQLite-backed session Durable Object and the
+// org rate limiter. Shared by the end-to-end tests and the benchmark.
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const COMPATIBILITY_DATE = "2026-04-20";
+
+/** `bindings` are the vars and secrets; `orgLimit` the org limiter's calls per minute. */
+export function joingateOptions({ bindings, orgLimit = 100 }) {
+  return {
+    modules: true,
+    modulesRoot: ROOT,
+    scriptPath: path.join(ROOT, "js/entry.mjs"),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
+    ],
+    compatibilityDate: COMPATIBILITY_DATE,
+    kvNamespaces: ["JOINGATE_KV"],
+    durableObjects: { SESSIONS: { className: "SessionObject", useSQLite: true } },
+    ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } } },
+    bindings,
+  };
+}
