@@ -1,15 +1,22 @@
-// Makes a Worker entrypoint class answer `internal_error` in the envelope when its handler
-// throws or when the Rust code panics.
+// Makes Worker and Durable Object classes answer `internal_error` in the envelope when their
+// fetch throws or when the Rust code panics.
 //
 // A Rust panic inside an async handler never settles the handler's promise: the runtime
-// would cancel the request as hung. The worker crate's panic hook sets `criticalError` on
-// the init state object (the shim then re-initialises the Wasm instance for the next
-// request), so the guard watches that flag and answers every request in flight at once.
+// would cancel the request as hung (or, for a Durable Object, leave its caller waiting).
+// The worker crate's panic hook sets `criticalError` on the init state object (the shim
+// then re-initialises the Wasm instance for the next request), so the guard watches that
+// flag and answers every request in flight at once.
 import { internalErrorResponse } from "./internal-error.mjs";
 
-export function withPanicGuard(Base, state) {
-  const waiters = new Set();
-  if (state) {
+const watchers = new WeakMap();
+
+/** One set of waiters per state object, notified when `criticalError` becomes true. */
+function panicWaiters(state) {
+  if (!state) return new Set();
+  let waiters = watchers.get(state);
+  if (!waiters) {
+    waiters = new Set();
+    watchers.set(state, waiters);
     let critical = state.criticalError;
     Object.defineProperty(state, "criticalError", {
       configurable: true,
@@ -20,6 +27,11 @@ export function withPanicGuard(Base, state) {
       },
     });
   }
+  return waiters;
+}
+
+export function withPanicGuard(Base, state) {
+  const waiters = panicWaiters(state);
   return class extends Base {
     async fetch(request) {
       let notify;

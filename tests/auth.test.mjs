@@ -68,6 +68,18 @@ describe("admin API without ADMIN_TOKEN configured", () => {
     }
   });
 
+  it("wrong methods on admin paths are 404 too, never a 405 that reveals them", async () => {
+    for (const [method, path] of [
+      ["GET", "/v1/admin/tokens"],
+      ["GET", "/v1/admin/sessions/s1"],
+      ["POST", "/v1/admin/tokens/tok_0123456789abcdef"],
+    ]) {
+      const res = await app.request(method, path, { token: ADMIN_TOKEN });
+      assertEnvelope(res, { status: 404, code: "not_found" });
+      assert.equal(res.headers.get("allow"), null, `${method} ${path}`);
+    }
+  });
+
   it("a registered-looking session is not reachable either (nothing was registered)", async () => {
     const res = await app.request("GET", "/v1/sessions/s1", { token: "jg_x" });
     assertEnvelope(res, { status: 401, code: "unauthorized" });

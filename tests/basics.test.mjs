@@ -111,7 +111,20 @@ describe("internal errors", () => {
       assert.equal(body.error.code, "internal_error");
       assert.equal(body.request_id, `req-${i + 1}`);
     }
-    assert.equal(state.criticalError, true, "the shim still sees the flag and re-initialises");
+  });
+
+  test("one panic reaches the guards of both the Worker and the object", async () => {
+    const state = { criticalError: false };
+    class Hanging {
+      fetch() {
+        return new Promise(() => {});
+      }
+    }
+    const worker = new (withPanicGuard(Hanging, state))();
+    const object = new (withPanicGuard(Hanging, state))();
+    const pending = [worker, object].map((target) => target.fetch(new Request("http://joingate.test/")));
+    state.criticalError = true;
+    for (const res of await Promise.all(pending)) assert.equal(res.status, 500);
   });
 
   test("the guard passes answers through and turns exceptions into the envelope", async () => {

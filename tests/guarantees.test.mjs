@@ -183,13 +183,21 @@ describe("idempotency keys", () => {
   });
 
   test("requests rejected before execution are not stored", async () => {
-    const sid = await fresh({ join: { per_minute: 1, burst: 1 } });
+    const sid = await fresh({ join: { per_minute: 60, burst: 1 } });
     assertEnvelope(await app.join(sid, token, { invite: "nope" }, { "Idempotency-Key": "v" }), { status: 400 });
     assertEnvelope(await app.join(sid, token, open, { "Idempotency-Key": "v" }), { status: 200 });
     assertEnvelope(await app.join(sid, token, open, { "Idempotency-Key": "w" }), { status: 429 });
-    // The rate-limited key was not stored: once a token is back, it executes.
+    assert.equal(app.sim.calls(sid).length, 1);
+    // The replay of "v" spends nothing and is never rate limited, though the bucket is empty.
     const replay = await app.join(sid, token, open, { "Idempotency-Key": "v" });
-    assert.equal(replay.headers.get("idempotent-replayed"), "true", "a replay is never rate limited");
+    assert.equal(replay.status, 200);
+    assert.equal(replay.headers.get("idempotent-replayed"), "true");
+    // The rate-limited "w" was not stored: once a token is back, it runs for real.
+    await sleep(1000);
+    const retried = await app.join(sid, token, open, { "Idempotency-Key": "w" });
+    assertEnvelope(retried, { status: 200 });
+    assert.equal(retried.headers.get("idempotent-replayed"), null);
+    assert.equal(app.sim.calls(sid).length, 2);
   });
 
   test("invalid keys are idempotency_key_invalid", async () => {
@@ -203,6 +211,22 @@ describe("idempotency keys", () => {
       assert.equal(body.error.details.field, "Idempotency-Key", JSON.stringify(key));
     }
     assert.equal(app.sim.calls(sid).length, 0);
+  });
+
+  test("%40 and @ in the path are one request; approve and reject with one key are two", async () => {
+    const sid = await fresh({ manage: { per_minute: 6000, burst: 1000 } });
+    const group = DEMO.admin.group_jid;
+    const leave = (gjid) =>
+      app.request("POST", `/v1/sessions/${sid}/groups/${gjid}/invite/reset`, { token, headers: { "Idempotency-Key": "enc" } });
+    const first = await leave(group);
+    const again = await leave(encodeURIComponent(group));
+    assert.equal(again.headers.get("idempotent-replayed"), "true");
+    assert.equal(again.text, first.text);
+    const participants = { participants: ["15550000001@s.whatsapp.net"] };
+    const path = `/v1/sessions/${sid}/groups/${group}/join-requests`;
+    assertEnvelope(await app.request("POST", `${path}/approve`, { token, json: participants, headers: { "Idempotency-Key": "act" } }), { status: 200 });
+    const reject = await app.request("POST", `${path}/reject`, { token, json: participants, headers: { "Idempotency-Key": "act" } });
+    assertEnvelope(reject, { status: 422, code: "idempotency_key_reused" });
   });
 
   test("keys are scoped to the session", async () => {

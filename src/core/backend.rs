@@ -317,14 +317,16 @@ fn shape_action(approve: bool, value: &Value, request: Option<&Value>) -> Result
         .and_then(Value::as_array)
         .map(|list| list.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let mut done = Vec::new();
-    let mut failed = Vec::new();
+    let mut done: Vec<Value> = Vec::new();
+    let mut failed: Vec<Value> = Vec::new();
     for item in results {
         let jid = item
             .get("jid")
             .and_then(Value::as_str)
             .ok_or_else(unknown_shape)?;
-        if UserJid::parse(jid).is_err() || !asked.contains(&jid) {
+        let answered_before =
+            done.iter().any(|j| j == jid) || failed.iter().any(|f| f["jid"] == jid);
+        if UserJid::parse(jid).is_err() || !asked.contains(&jid) || answered_before {
             return Err(unknown_shape());
         }
         match item.get("ok").and_then(Value::as_bool) {
@@ -342,6 +344,11 @@ fn shape_action(approve: bool, value: &Value, request: Option<&Value>) -> Result
             }
             None => return Err(unknown_shape()),
         }
+    }
+    // Every participant asked about is answered exactly once, or the answer is not trusted:
+    // a dropped participant would otherwise vanish from both lists.
+    if done.len() + failed.len() != asked.len() {
+        return Err(unknown_shape());
     }
     let key = if approve { "approved" } else { "rejected" };
     Ok(json!({ key: done, "failed": failed }))
@@ -574,6 +581,12 @@ mod tests {
         // A result for a participant that was not asked about is not trusted.
         let stray = r#"{"results":[{"jid":"9@s.whatsapp.net","ok":true}]}"#;
         assert!(interpret(&op, answered(200, stray)).is_err());
+        // A participant left out, or answered twice, is not trusted either.
+        let missing =
+            r#"{"results":[{"jid":"1@s.whatsapp.net","ok":true},{"jid":"2@lid","ok":true}]}"#;
+        assert!(interpret(&op, answered(200, missing)).is_err());
+        let twice = r#"{"results":[{"jid":"1@s.whatsapp.net","ok":true},{"jid":"1@s.whatsapp.net","ok":true},{"jid":"2@lid","ok":true}]}"#;
+        assert!(interpret(&op, answered(200, twice)).is_err());
     }
 
     #[test]

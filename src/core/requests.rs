@@ -49,6 +49,10 @@ pub fn percent_decode(segment: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3)?;
+            // Exactly two hex digits (from_str_radix alone would also take "+9").
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let text = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(text, 16).ok()?);
             i += 3;
@@ -532,7 +536,7 @@ mod tests {
             invite_from_path(CODE).map(|c| c.as_str().to_string()),
             Ok(CODE.to_string())
         );
-        for bad in ["%zz", "%", "%C3%28", "x"] {
+        for bad in ["%zz", "%", "%C3%28", "x", "%+9AbCdEfGhIjKlMnOpQrStUv"] {
             assert_eq!(
                 invite_from_path(bad).err().map(|e| e.code),
                 Some(ErrorCode::InviteMalformed),

@@ -6,7 +6,9 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
 use wasm_bindgen::JsValue;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+};
 
 use super::config::Settings;
 use crate::core::backend::{BackendCall, Transport};
@@ -27,6 +29,9 @@ fn build_request(
         headers.set("Authorization", &format!("Bearer {token}"))?;
     }
     let mut init = RequestInit::new();
+    // A redirect is not followed: it would carry the backend token elsewhere, and a 3xx is
+    // not an answer of the protocol (it becomes backend_error).
+    init.with_redirect(RequestRedirect::Manual);
     init.with_method(Method::from(call.method.clone()))
         .with_headers(headers.clone());
     if let Some(body) = &call.body {

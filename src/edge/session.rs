@@ -74,6 +74,8 @@ pub struct SessionObject {
     counters: Cell<Option<Counters>>,
     /// The same as last written to storage, so that only changes are written.
     stored: Cell<Counters>,
+    /// Bumped when the session is deleted, so that calls admitted before forget their writes.
+    epoch: Cell<u64>,
     schema_ready: Cell<bool>,
 }
 
@@ -145,6 +147,7 @@ impl DurableObject for SessionObject {
             running: Rc::new(RefCell::new(HashMap::new())),
             counters: Cell::new(None),
             stored: Cell::new(Counters::default()),
+            epoch: Cell::new(0),
             schema_ready: Cell::new(false),
         }
     }
@@ -177,6 +180,7 @@ impl DurableObject for SessionObject {
                 )?;
                 self.counters.set(None);
                 self.stored.set(Counters::default());
+                self.epoch.set(self.epoch.get() + 1);
                 Reply::success(200, json!({ "reset": true }), "reset").into_response("reset")
             }
             _ => Response::error("unknown object route", 404),
@@ -426,6 +430,7 @@ impl SessionObject {
                 self.running.borrow_mut().insert(scope.clone(), fingerprint);
             }),
         };
+        let epoch = self.epoch.get();
         let permit = turn.await;
 
         let started = now_ms();
@@ -433,17 +438,21 @@ impl SessionObject {
         let finished = now_ms();
         let backend_ms = u64::try_from(finished - started).unwrap_or(0);
 
-        // From here to the answer nothing awaits: all writes share one storage commit.
+        // From here to the answer nothing awaits: all writes share one storage commit. A
+        // session deleted while this call ran keeps nothing of it.
+        let current_epoch = self.epoch.get() == epoch;
         let mut counters = self.counters()?;
-        let failed = matches!(outcome, Transport::Unreachable | Transport::TimedOut { .. });
-        counters.breaker.record(failed, finished);
-        if matches!(outcome, Transport::Unreachable) {
-            // Never reached the backend: the call had no effect, so it costs no token.
-            let current = counters.bucket(class, limit, finished);
-            counters.buckets[slot(class)] = Some(current.refund(limit, finished));
+        if current_epoch {
+            let failed = matches!(outcome, Transport::Unreachable | Transport::TimedOut { .. });
+            counters.breaker.record(failed, finished);
+            if matches!(outcome, Transport::Unreachable) {
+                // Never reached the backend: the call had no effect, so it costs no token.
+                let current = counters.bucket(class, limit, finished);
+                counters.buckets[slot(class)] = Some(current.refund(limit, finished));
+            }
+            self.counters.set(Some(counters));
+            self.persist(&counters)?;
         }
-        self.counters.set(Some(counters));
-        self.persist(&counters)?;
         drop(permit);
 
         let result = interpret(&msg.call, outcome).map(|data| match msg.call.op {
@@ -457,7 +466,7 @@ impl SessionObject {
             Err(error) => fail(error, rid),
         };
         if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
-            if is_storable(result.as_ref().err()) {
+            if current_epoch && is_storable(result.as_ref().err()) {
                 let retry_after_s = result.as_ref().err().and_then(|e| e.retry_after_s);
                 let stored = StoredOutcome {
                     fingerprint: idem.fingerprint.clone(),

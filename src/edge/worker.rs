@@ -53,7 +53,15 @@ pub async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<
     let method = Method::parse(&req.inner().method());
     let path = req.path();
     let mut trace = Trace::default();
-    let resolved = resolve(method, &path);
+    let resolved = resolve(method, &path).map_err(|error| {
+        // Without ADMIN_TOKEN the admin API does not exist: no 405 may reveal its paths.
+        let admin_path = path.starts_with("/v1/admin/") || path == "/v1/admin";
+        if admin_path && config::var(&env, "ADMIN_TOKEN").is_none() {
+            ApiError::not_found()
+        } else {
+            error
+        }
+    });
     let template = resolved.as_ref().map_or("unmatched", Route::template);
     let outcome = match resolved {
         Ok(route) => handle(route, &mut req, &env, &request_id, &mut trace).await,
@@ -185,9 +193,17 @@ async fn session_route(
     let kv = kv(env)?;
     let record = authenticate(&kv, header(req, "Authorization").as_deref(), now / 1000).await?;
     trace.token_id = Some(record.token_id.clone());
+    // Every authenticated call counts against the org, whatever its fate; the refusal
+    // itself comes at the rate-limit step of the check order, in the session's object.
+    let org_limited = org_limited(env, &record.org).await;
     record.check_capability(needed_capability(&route))?;
+    // An invalid sid cannot name anyone's session: 400 before any lookup.
     let sid: SessionId = session_id(route.session().unwrap_or_default())?;
     trace.session = Some(sid.to_string());
+    let session = load_session(&kv, sid.as_str())
+        .await?
+        .filter(|s| record.may_use_session(sid.as_str(), &s.org))
+        .ok_or_else(ApiError::not_found)?;
     let gjid = match &route {
         Route::Leave { gjid, .. }
         | Route::ListJoinRequests { gjid, .. }
@@ -196,11 +212,6 @@ async fn session_route(
         | Route::ResetInvite { gjid, .. } => Some(group_jid(gjid)?),
         _ => None,
     };
-    let session = load_session(&kv, sid.as_str())
-        .await?
-        .filter(|s| record.may_use_session(sid.as_str(), &s.org))
-        .ok_or_else(ApiError::not_found)?;
-    let org_limited = org_limited(env, &record.org).await;
 
     let is_post = matches!(req.method(), worker::Method::Post);
     let body = if is_post {
@@ -294,7 +305,13 @@ async fn session_route(
     let idempotency = if is_post {
         validate_key(header(req, "Idempotency-Key").as_deref())?.map(|key| IdempotencyRef {
             key,
-            fingerprint: fingerprint("POST", &req.path(), &body),
+            // Route and backend path are canonical (`%40` and `@` in the URL are the same
+            // request); the route keeps approve and reject apart on the same backend path.
+            fingerprint: fingerprint(
+                "POST",
+                &format!("{} {}", route.template(), backend_call.path),
+                &body,
+            ),
         })
     } else {
         None
