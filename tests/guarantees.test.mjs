@@ -78,6 +78,24 @@ describe("rate limits", () => {
     assertEnvelope(await app.join("refund", token, open), { status: 200 });
   });
 
+  test("a 429 carries the RateLimit fields of the exhausted class", async () => {
+    await app.session("limited-headers", "acme", { join: { per_minute: 4, burst: 1 } });
+    assertEnvelope(await app.join("limited-headers", token, open), { status: 200 });
+    const res = await app.join("limited-headers", token, open);
+    assertEnvelope(res, { status: 429, code: "rate_limited" });
+    assert.equal(res.headers.get("ratelimit-policy"), '"join";q=4;w=60');
+    assert.match(res.headers.get("ratelimit"), /^"join";r=0;t=1[45]$/);
+  });
+
+  test("leave spends the join class; preview and status spend read", async () => {
+    await app.session("spend", "acme", { join: { per_minute: 1, burst: 1 } });
+    const leave = await app.request("POST", `/v1/sessions/spend/groups/${DEMO.member.group_jid}/leave`, { token });
+    assertEnvelope(leave, { status: 200 });
+    assertEnvelope(await app.join("spend", token, open), { status: 429, code: "rate_limited" });
+    const status = assertEnvelope(await app.request("GET", "/v1/sessions/spend", { token }), { status: 200 });
+    assert.deepEqual(status.data.tokens, { join: 0, manage: 10, read: 19 });
+  });
+
   test("classes are separate buckets", async () => {
     await app.session("classes", "acme", { join: { per_minute: 1, burst: 1 } });
     assertEnvelope(await app.join("classes", token, open), { status: 200 });
@@ -192,6 +210,7 @@ describe("idempotency keys", () => {
     const replay = await app.join(sid, token, open, { "Idempotency-Key": "v" });
     assert.equal(replay.status, 200);
     assert.equal(replay.headers.get("idempotent-replayed"), "true");
+    assert.equal(app.sim.calls(sid).length, 1, "a replay calls nothing");
     // The rate-limited "w" was not stored: once a token is back, it runs for real.
     await sleep(1000);
     const retried = await app.join(sid, token, open, { "Idempotency-Key": "w" });
