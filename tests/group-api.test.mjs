@@ -15,12 +15,7 @@ const ADMIN = DEMO.admin.group_jid;
 describe("group API", () => {
   let app;
   let token;
-  let n = 0;
-  const fresh = async () => {
-    const sid = `grp-${++n}`;
-    await app.session(sid, "acme", UNLIMITED);
-    return sid;
-  };
+  const fresh = () => app.freshSession("grp", UNLIMITED);
   const get = (path) => app.request("GET", path, { token });
   const post = (path, json, headers) => app.request("POST", path, { token, json, headers });
 

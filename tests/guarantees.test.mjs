@@ -133,12 +133,7 @@ describe("org-wide limit", () => {
 describe("idempotency keys", () => {
   let app;
   let token;
-  let n = 0;
-  const fresh = async (limits = { join: { per_minute: 6000, burst: 1000 } }) => {
-    const sid = `idem-${++n}`;
-    await app.session(sid, "acme", limits);
-    return sid;
-  };
+  const fresh = (limits = { join: { per_minute: 6000, burst: 1000 } }) => app.freshSession("idem", limits);
   before(async () => {
     app = await startJoingate();
     token = await app.token("acme", ["join", "manage"]);

@@ -85,6 +85,17 @@ export class App {
     return res.body.data;
   }
 
+  /**
+   * Registers a new session of org `acme` with a unique id (`prefix-N`), so that rate
+   * limits, memberships and recorded calls never leak from one test into another.
+   */
+  async freshSession(prefix, limits) {
+    this.sessionCount = (this.sessionCount ?? 0) + 1;
+    const sid = `${prefix}-${this.sessionCount}`;
+    await this.session(sid, "acme", limits);
+    return sid;
+  }
+
   /** Mints a token and returns its secret. */
   async token(org = "acme", capabilities = ["join", "read", "manage"], extra = {}) {
     const res = await this.admin("POST", "/v1/admin/tokens", { org, capabilities, ...extra });

@@ -18,13 +18,7 @@ describe("join", () => {
   after(() => app.close());
   beforeEach(() => app.sim.reset());
 
-  // Each test uses its own session so that rate limits and memberships never leak between tests.
-  let counter = 0;
-  async function freshSession() {
-    const sid = `join-${++counter}`;
-    await app.session(sid, "acme", UNLIMITED);
-    return sid;
-  }
+  const freshSession = () => app.freshSession("join", UNLIMITED);
 
   test("every WhatsApp outcome maps to its contract code", async () => {
     const cases = [

@@ -127,6 +127,12 @@ pub const ROUTES: [(&str, &str); 14] = [
     ("DELETE", "/v1/admin/sessions/{sid}"),
 ];
 
+/// Whether a path lies under the admin API (matched or not), which must not exist at all
+/// when no admin token is configured.
+pub fn is_admin_path(path: &str) -> bool {
+    path == "/v1/admin" || path.starts_with("/v1/admin/")
+}
+
 /// Finds the route for a method and a path (without query). Unknown paths are 404; known
 /// paths with another method are 405 with the `Allow` value.
 pub fn resolve(method: Method, path: &str) -> Result<Route, ApiError> {
@@ -286,6 +292,20 @@ mod tests {
             let error = resolve(Method::Get, path).err().map(|e| e.code);
             assert_eq!(error, Some(ErrorCode::NotFound), "{path}");
         }
+    }
+
+    #[test]
+    fn admin_paths() {
+        for (method, template) in ROUTES {
+            let route = resolve(Method::parse(method), &fill(template));
+            assert_eq!(
+                route.map(|r| r.is_admin()),
+                Ok(is_admin_path(&fill(template))),
+                "{template}"
+            );
+        }
+        assert!(is_admin_path("/v1/admin"));
+        assert!(!is_admin_path("/v1/administrator"));
     }
 
     #[test]

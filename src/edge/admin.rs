@@ -13,9 +13,14 @@ use crate::core::requests::{parse_session_config, NewToken};
 use crate::core::time::format_rfc3339;
 use crate::core::token::{bearer, constant_time_eq, mint, sha256_hex, TokenRecord, RANDOM_BYTES};
 
+/// The admin token; without one the admin API does not exist.
+pub fn admin_token(env: &Env) -> Option<String> {
+    config::var(env, "ADMIN_TOKEN")
+}
+
 /// Admin routes exist only when `ADMIN_TOKEN` is configured; otherwise they are unknown.
 pub fn check_admin(env: &Env, header: Option<&str>) -> Result<(), ApiError> {
-    let expected = config::var(env, "ADMIN_TOKEN").ok_or_else(ApiError::not_found)?;
+    let expected = admin_token(env).ok_or_else(ApiError::not_found)?;
     match bearer(header) {
         Some(given) if constant_time_eq(given, &expected) => Ok(()),
         _ => Err(ApiError::unauthorized()),

@@ -19,7 +19,7 @@ use crate::core::limits::Class;
 use crate::core::requests::{
     group_jid, invite_from_path, parse_join, parse_new_token, parse_participants, session_id,
 };
-use crate::core::route::{resolve, Method, Route};
+use crate::core::route::{is_admin_path, resolve, Method, Route};
 use crate::core::token::Capability;
 
 /// The OpenAPI document, served as it is at `GET /v1/openapi.json`.
@@ -55,8 +55,7 @@ pub async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<
     let mut trace = Trace::default();
     let resolved = resolve(method, &path).map_err(|error| {
         // Without ADMIN_TOKEN the admin API does not exist: no 405 may reveal its paths.
-        let admin_path = path.starts_with("/v1/admin/") || path == "/v1/admin";
-        if admin_path && config::var(&env, "ADMIN_TOKEN").is_none() {
+        if is_admin_path(&path) && admin::admin_token(&env).is_none() {
             ApiError::not_found()
         } else {
             error
