@@ -1,369 +1,60 @@
 #!/usr/bin/env node
 // Session backend simulator for joingate.
 //
-// Speaks the backend protocol of the API contract (API.md, section 7) over plain HTTP, answers from the
-// demo catalogue (sim/catalogue.mjs) with the outcomes real WhatsApp gives, keeps
-// per-session state in memory, and adds a control API under /__sim for tests: fault
-// injection, call recording and concurrency statistics. Node 20 built-ins only.
+// One simulated WhatsApp world (sim/world.mjs, seeded from sim/catalogue.mjs), several
+// front ends that speak real servers' wire formats over plain HTTP:
+//   /            joingate's own backend protocol (API.md section 7)   sim/front/native.mjs
+//   /waha        WAHA                                                  sim/front/waha.mjs
+//   /evolution   Evolution API v2                                      sim/front/evolution.mjs
+//   /wuzapi      wuzapi                                                sim/front/wuzapi.mjs
+//   /gowa        go-whatsapp-web-multidevice                           sim/front/gowa.mjs
+// plus a control API under /__sim for tests: fault injection, call recording and concurrency
+// statistics, shared by every front end. Node 20 built-ins only.
 //
 // Library: const sim = await startSimulator({ port: 0 }); ... await sim.close();
 // CLI:     node sim/simulator.mjs --port 8788 [--host 127.0.0.1] [--token T] [--log]
 
 import http from 'node:http';
-import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { CATALOGUE } from './catalogue.mjs';
+import { resolveCredentials } from './credentials.mjs';
+import { describeWorld, newWorld } from './world.mjs';
+import native from './front/native.mjs';
+import waha from './front/waha.mjs';
+import evolution from './front/evolution.mjs';
+import wuzapi from './front/wuzapi.mjs';
+import gowa from './front/gowa.mjs';
+import { isNonEmptyString, isObject } from './front/common.mjs';
 import {
-  CATALOGUE,
-  PARTICIPANT_FAILURES,
-  RATE_OVERLIMIT_RETRY_AFTER_S,
-  WA_TEXT,
-} from './catalogue.mjs';
+  JSON_TYPE, answerNote, codeOf, decodeSegments, nowMs, parseJson, readBody, redactPath, sendAnswer,
+  sendCut, sendJson, sendText, shortCode,
+} from './http.mjs';
 
-const JSON_TYPE = 'application/json; charset=utf-8';
-const MAX_BODY_BYTES = 1024 * 1024;
-const CODE_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+export { SIM_CREDENTIALS, wuzapiToken, gowaAuthorization } from './credentials.mjs';
+
 const FAULT_MODES = new Set([
-  'latency', 'hang', 'status500', 'status503', 'garbage', 'bad_shape', 'drop', 'whatsapp', 'none',
+  'latency', 'hang', 'status500', 'status503', 'garbage', 'bad_shape', 'drop', 'cut', 'whatsapp', 'none',
 ]);
 const DEFAULT_FAULT_LATENCY_MS = 1000;
 // What a crashed app behind a proxy typically sends: not JSON at all.
 const HTML_500 =
   '<html><head><title>500 Internal Server Error</title></head><body><h1>Internal Server Error</h1></body></html>\n';
-const USER_JID_RE = /^\d{1,20}@(s\.whatsapp\.net|lid)$/;
-// Invite codes in paths are 16-32 alphanumerics with at least one letter (JIDs have '@').
-const INVITE_LIKE_RE = /^(?=.*[A-Za-z])[A-Za-z0-9]{16,32}$/;
 
-// ---------------------------------------------------------------------------------------
-// Answers
+/** The server front ends by path prefix; anything else is the native protocol at the root. */
+const PREFIXED_FRONTS = [waha, evolution, wuzapi, gowa];
+/** Every `kind` a recorded call can have, with the path prefix of its front end. */
+export const FRONT_END_PREFIXES = Object.freeze(
+  Object.fromEntries([native, ...PREFIXED_FRONTS].map((f) => [f.kind, f.prefix])),
+);
 
-/** An answer the simulator sends: HTTP status, JSON body, extra headers. */
-class Answer {
-  constructor(status, body, headers = {}) {
-    this.status = status;
-    this.body = body;
-    this.headers = headers;
-  }
-}
-
-const ok = (body) => new Answer(200, body);
-
-/** A WhatsApp error as the backend reports it; the HTTP status is informative only. */
-function waError(waCode) {
-  // Non-standard codes (419, 304, ...) are not meaningful HTTP statuses: send 400.
-  const status = waCode >= 400 && waCode <= 599 && http.STATUS_CODES[waCode] ? waCode : 400;
-  const headers = waCode === 429 ? { 'Retry-After': String(RATE_OVERLIMIT_RETRY_AFTER_S) } : {};
-  const text = WA_TEXT[waCode] ?? 'error';
-  return new Answer(status, { error: { kind: 'whatsapp', wa_code: waCode, text } }, headers);
-}
-
-const kindError = (status, kind, text) =>
-  new Answer(status, { error: text ? { kind, text } : { kind } });
-const badRequest = (text) => kindError(400, 'bad_request', text);
-const notFound = () => kindError(404, 'not_found');
-
-// ---------------------------------------------------------------------------------------
-// Per-session world: group roles, pending requests, invite codes (catalogue + resets).
-
-function newWorld() {
-  const groups = new Map(); // group_jid -> { entry, role, size, pending: Map(jid -> request) }
-  const codes = new Map(); // invite code -> catalogue entry
-  const currentCode = new Map(); // group_jid -> the code that currently opens it
-  for (const entry of CATALOGUE) {
-    codes.set(entry.code, entry);
-    if (entry.group_jid === null || entry.group_exists === false) continue;
-    currentCode.set(entry.group_jid, entry.code);
-    groups.set(entry.group_jid, {
-      entry,
-      role: entry.role, // admin | member | pending | none
-      size: entry.size,
-      pending: new Map((entry.pending_requests ?? []).map((r) => [r.jid, { ...r }])),
-    });
-  }
-  return { groups, codes, currentCode, revoked: new Set() };
-}
-
-const isMember = (group) => group.role === 'admin' || group.role === 'member';
-
-function newInviteCode(world) {
-  for (;;) {
-    let code = '';
-    for (let i = 0; i < 22; i++) code += CODE_ALPHABET[randomInt(CODE_ALPHABET.length)];
-    if (!world.codes.has(code) && !world.revoked.has(code)) return code;
-  }
-}
-
-/** Resolve an invite code to its catalogue entry, or throw the WhatsApp answer. */
-function lookupCode(world, code) {
-  if (world.revoked.has(code)) throw waError(410);
-  const entry = world.codes.get(code);
-  if (!entry) throw waError(406);
-  return entry;
-}
-
-function join(world, entry) {
-  if (entry.join_error) throw waError(entry.join_error);
-  const group = world.groups.get(entry.group_jid);
-  if (!group) throw waError(404);
-  // WhatsApp answers 304/409 here; a backend reports that as a successful already_member.
-  if (isMember(group)) return ok({ group_jid: entry.group_jid, status: 'already_member' });
-  if (entry.requires_approval) {
-    group.role = 'pending';
-    return ok({ group_jid: entry.group_jid, status: 'pending_approval' });
-  }
-  group.role = 'member';
-  group.size += 1;
-  return ok({ group_jid: entry.group_jid, status: 'joined' });
-}
-
-/** The group for an admin-side route, or throw 404 / 403 (not in group) / 401 (not admin). */
-function adminGroup(world, gjid) {
-  const group = world.groups.get(gjid);
-  if (!group) throw waError(404);
-  if (!isMember(group)) throw waError(403);
-  if (group.role !== 'admin') throw waError(401);
-  return group;
-}
-
-// ---------------------------------------------------------------------------------------
-// Backend routes (API.md section 7)
-
-const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
-const isNonEmptyString = (v) => typeof v === 'string' && v.length > 0;
-
-const ROUTES = [
-  {
-    name: 'session_status',
-    pattern: ['sessions', ':sid'],
-    // The one route an offline session answers: it says it is offline.
-    GET: ({ presence }) => ok({ connected: presence !== 'offline' }),
-  },
-  {
-    name: 'join',
-    pattern: ['sessions', ':sid', 'groups', 'join'],
-    POST: ({ world, body }) => {
-      if (!isObject(body) || !isNonEmptyString(body.code)) return badRequest('code is required');
-      return join(world, lookupCode(world, body.code));
-    },
-  },
-  {
-    name: 'join_by_message',
-    pattern: ['sessions', ':sid', 'groups', 'join-by-message'],
-    POST: ({ world, body }) => {
-      if (
-        !isObject(body) ||
-        !isNonEmptyString(body.code) ||
-        !isNonEmptyString(body.group_jid) ||
-        !isNonEmptyString(body.inviter_jid) ||
-        (body.expiration !== undefined && body.expiration !== null && !Number.isFinite(body.expiration))
-      ) {
-        return badRequest('code, group_jid and inviter_jid are required');
-      }
-      // `expiration` is deliberately not checked: joingate rejects expired invite messages
-      // at the edge, and the recorded calls show whether one got through anyway.
-      const entry = lookupCode(world, body.code);
-      // An invite message names its group; WhatsApp rejects a code/group mismatch as 400.
-      if (entry.group_jid !== null && entry.group_jid !== body.group_jid) throw waError(400);
-      return join(world, entry);
-    },
-  },
-  {
-    name: 'invite_preview',
-    pattern: ['sessions', ':sid', 'invites', ':code'],
-    GET: ({ world, params }) => {
-      const entry = lookupCode(world, params.code);
-      if (entry.preview_error) throw waError(entry.preview_error);
-      const group = world.groups.get(entry.group_jid);
-      if (!group) throw waError(404);
-      const preview = { group_jid: entry.group_jid, subject: entry.subject };
-      if (entry.description !== undefined) preview.description = entry.description;
-      preview.size = group.size;
-      if (entry.created_at !== undefined) preview.created_at = entry.created_at;
-      preview.requires_approval = entry.requires_approval;
-      return ok(preview);
-    },
-  },
-  {
-    name: 'leave',
-    pattern: ['sessions', ':sid', 'groups', ':gjid', 'leave'],
-    POST: ({ world, params, body }) => {
-      if (body !== null && !isObject(body)) return badRequest('body must be an object');
-      const group = world.groups.get(params.gjid);
-      if (!group) throw waError(404);
-      if (!isMember(group)) throw waError(403);
-      group.role = 'none';
-      group.size = Math.max(0, group.size - 1);
-      return ok({});
-    },
-  },
-  {
-    name: 'join_requests',
-    // Recorded calls name the two operations apart.
-    name_by_method: { GET: 'join_requests_list', POST: 'join_requests_action' },
-    pattern: ['sessions', ':sid', 'groups', ':gjid', 'join-requests'],
-    GET: ({ world, params }) => {
-      const group = adminGroup(world, params.gjid);
-      return ok({ requests: [...group.pending.values()].map((r) => ({ ...r })) });
-    },
-    POST: ({ world, params, body }) => {
-      if (
-        !isObject(body) ||
-        (body.action !== 'approve' && body.action !== 'reject') ||
-        !Array.isArray(body.participants) ||
-        body.participants.length === 0 ||
-        !body.participants.every((p) => typeof p === 'string')
-      ) {
-        return badRequest('action (approve|reject) and a non-empty participants list are required');
-      }
-      const group = adminGroup(world, params.gjid);
-      const results = body.participants.map((jid) => {
-        if (Object.hasOwn(PARTICIPANT_FAILURES, jid)) {
-          return { jid, ok: false, wa_code: PARTICIPANT_FAILURES[jid] };
-        }
-        if (!USER_JID_RE.test(jid)) return { jid, ok: false, wa_code: 400 };
-        // Not (or no longer) pending: the requester withdrew, or it was handled already.
-        if (!group.pending.delete(jid)) return { jid, ok: false, wa_code: 404 };
-        if (body.action === 'approve') group.size += 1;
-        return { jid, ok: true };
-      });
-      return ok({ results });
-    },
-  },
-  {
-    name: 'invite_reset',
-    pattern: ['sessions', ':sid', 'groups', ':gjid', 'invite', 'reset'],
-    POST: ({ world, params, body }) => {
-      if (body !== null && !isObject(body)) return badRequest('body must be an object');
-      adminGroup(world, params.gjid);
-      const old = world.currentCode.get(params.gjid);
-      const entry = world.codes.get(old);
-      world.codes.delete(old);
-      world.revoked.add(old);
-      const code = newInviteCode(world);
-      world.codes.set(code, entry);
-      world.currentCode.set(params.gjid, code);
-      return ok({ invite_code: code });
-    },
-  },
-];
-
-const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
-
-/** Match a decoded path against the route table. */
-function matchRoute(segments) {
-  for (const route of ROUTES) {
-    if (route.pattern.length !== segments.length) continue;
-    const params = {};
-    let matched = true;
-    for (let i = 0; i < segments.length; i++) {
-      const want = route.pattern[i];
-      if (want.startsWith(':')) {
-        if (segments[i] === '') matched = false;
-        else params[want.slice(1)] = segments[i];
-      } else if (want !== segments[i]) {
-        matched = false;
-      }
-      if (!matched) break;
+function pickFront(pathname) {
+  for (const front of PREFIXED_FRONTS) {
+    if (pathname === front.prefix || pathname.startsWith(`${front.prefix}/`)) {
+      return { front, rest: pathname.slice(front.prefix.length) || '/' };
     }
-    if (matched) return { route, params };
   }
-  return null;
-}
-
-const routeName = (route, method) => route.name_by_method?.[method] ?? route.name;
-
-/** Split a path into percent-decoded segments; null when the encoding is broken. */
-function decodeSegments(pathname) {
-  try {
-    return pathname.split('/').slice(1).map(decodeURIComponent);
-  } catch {
-    return null;
-  }
-}
-
-/** Whether a session id is known and connected, decided by its prefix. */
-function presenceOf(sid) {
-  if (sid.startsWith('ghost')) return 'not_found';
-  if (sid.startsWith('offline')) return 'offline';
-  return 'connected';
-}
-
-// ---------------------------------------------------------------------------------------
-// Helpers
-
-/** Unix epoch milliseconds with sub-millisecond precision, for ordering calls. */
-const nowMs = () => Math.round((performance.timeOrigin + performance.now()) * 1000) / 1000;
-
-function sha256(s) {
-  return createHash('sha256').update(s).digest();
-}
-
-/** Constant-time bearer check; hashing first makes the lengths equal. */
-function bearerMatches(header, expected) {
-  const m = /^Bearer ([^\s]+)$/i.exec(header ?? '');
-  return m !== null && timingSafeEqual(sha256(m[1]), sha256(expected));
-}
-
-/** Read the whole body; resolves null when it is larger than allowed (answered as bad_request). */
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    let size = 0;
-    let tooLarge = false;
-    req.on('data', (chunk) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) tooLarge = true;
-      else chunks.push(chunk);
-    });
-    const finish = () => resolve(tooLarge ? null : Buffer.concat(chunks).toString('utf8'));
-    req.on('end', finish);
-    // A client that goes away mid-body never sends 'end'; do not wait for it forever.
-    req.on('close', finish);
-    req.on('error', reject);
-  });
-}
-
-/** Parse a JSON body: { value } on success (null for an empty body), or { invalid: true }. */
-function parseJson(text) {
-  if (text.trim() === '') return { value: null };
-  try {
-    return { value: JSON.parse(text) };
-  } catch {
-    return { invalid: true };
-  }
-}
-
-/**
- * A path fit for logs: the segment after `invites/`, and anything else shaped like an
- * invite code, is cut to its first 4 characters.
- */
-function redactPath(pathname) {
-  const segments = pathname.split('/');
-  return segments
-    .map((seg, i) => (segments[i - 1] === 'invites' || INVITE_LIKE_RE.test(seg) ? shortCode(seg) : seg))
-    .join('/');
-}
-
-const shortCode = (code) => (typeof code === 'string' ? `${code.slice(0, 4)}…` : String(code));
-
-function sendJson(res, status, body, headers = {}) {
-  if (res.destroyed || res.writableEnded) return false;
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'Content-Type': JSON_TYPE,
-    'Content-Length': Buffer.byteLength(text),
-    'Cache-Control': 'no-store',
-    ...headers,
-  });
-  res.end(text);
-  return true;
-}
-
-function sendText(res, status, contentType, text) {
-  if (res.destroyed || res.writableEnded) return false;
-  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-  return true;
+  return { front: native, rest: pathname };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -371,11 +62,19 @@ function sendText(res, status, contentType, text) {
 
 /**
  * Start a simulator. Resolves once it listens.
- * @param {{host?: string, port?: number, token?: string, log?: boolean}} [options]
+ * @param {{host?: string, port?: number, token?: string, log?: boolean,
+ *          credentials?: {waha?: string, evolution?: string, wuzapi?: string, gowa?: string}}} [options]
  */
-export async function startSimulator({ host = '127.0.0.1', port = 0, token = undefined, log = false } = {}) {
-  const worlds = new Map(); // sid -> world
-  const faults = new Map(); // sid or '*' -> { mode, delay_ms, remaining, wa_code }
+export async function startSimulator({
+  host = '127.0.0.1',
+  port = 0,
+  token = undefined,
+  log = false,
+  credentials: credentialOverrides = undefined,
+} = {}) {
+  const credentials = resolveCredentials(credentialOverrides);
+  const worlds = new Map(); // world key (session name) -> world, shared by every front end
+  const faults = new Map(); // world key or '*' -> { mode, delay_ms, remaining, wa_code }
   const config = { latency_ms: 0 };
   const timers = new Set();
   let calls = [];
@@ -393,6 +92,7 @@ export async function startSimulator({ host = '127.0.0.1', port = 0, token = und
     if (!w) worlds.set(sid, (w = newWorld()));
     return w;
   };
+  const env = { worldOf, credentials, token };
 
   const sleep = (ms) =>
     ms > 0
@@ -511,22 +211,7 @@ export async function startSimulator({ host = '127.0.0.1', port = 0, token = und
   }
 
   /** A readable dump of one session's world (debugging aid; invite codes included). */
-  function sessionState(sid) {
-    const world = worldOf(sid);
-    return {
-      session: sid,
-      state: presenceOf(sid),
-      groups: [...world.groups].map(([jid, g]) => ({
-        group_jid: jid,
-        name: g.entry.name,
-        role: g.role,
-        size: g.size,
-        invite_code: world.currentCode.get(jid),
-        pending_requests: [...g.pending.values()],
-      })),
-      revoked_codes: [...world.revoked],
-    };
-  }
+  const sessionState = (sid) => describeWorld(worldOf(sid), sid);
 
   async function handleControl(req, res, url) {
     const action = `${req.method} ${url.pathname}`;
@@ -577,22 +262,34 @@ export async function startSimulator({ host = '127.0.0.1', port = 0, token = und
     }
   }
 
-  // --- backend routes ------------------------------------------------------------------
+  // --- backend routes (every front end) --------------------------------------------------
 
   async function handleBackend(req, res, url) {
-    const segments = decodeSegments(url.pathname);
-    const sid = segments && segments[0] === 'sessions' && segments[1] ? segments[1] : null;
-    const match = segments ? matchRoute(segments) : null;
-    const authorized = token === undefined || bearerMatches(req.headers.authorization, token);
+    const { front, rest } = pickFront(url.pathname);
+    const ctx = {
+      method: req.method,
+      segments: decodeSegments(rest),
+      query: url.searchParams,
+      headers: req.headers,
+      // The request target as that server sees it (no kind prefix), query included.
+      path: rest + url.search,
+      body: null,
+      id: null,
+      authorized: false,
+    };
+    ctx.id = front.identify(ctx, env);
+    ctx.authorized = front.authorized(ctx, env);
+    const sid = ctx.id.session;
     const call = {
       seq: ++seq,
+      kind: front.kind,
       session: sid,
       method: req.method,
       path: req.url,
-      route: match ? routeName(match.route, req.method) : null,
+      route: ctx.id.route,
       body: null,
       request_id: req.headers['x-request-id'] ?? null,
-      authorized,
+      authorized: ctx.authorized,
       fault: null,
       status: null,
       client_aborted: false,
@@ -603,7 +300,8 @@ export async function startSimulator({ host = '127.0.0.1', port = 0, token = und
     trackStart(sid);
     res.once('close', () => {
       trackEnd(sid);
-      if (!res.writableFinished && call.fault !== 'drop') call.client_aborted = true;
+      // drop and cut end the answer on purpose; that is not the client going away.
+      if (!res.writableFinished && call.fault !== 'drop' && call.fault !== 'cut') call.client_aborted = true;
       call.finished_at = nowMs();
     });
 
@@ -614,13 +312,14 @@ export async function startSimulator({ host = '127.0.0.1', port = 0, token = und
     const text = await readBody(req);
     const parsed = text === null ? { invalid: true, tooLarge: true } : parseJson(text);
     call.body = parsed.invalid ? null : parsed.value;
+    ctx.body = parsed;
 
     const logDone = (status, note = '') => {
       if (!log) return;
       const redacted = redactPath(url.pathname);
-      const code = isObject(call.body) && call.body.code !== undefined ? ` code=${shortCode(call.body.code)}` : '';
+      const code = codeOf(call.body, url.searchParams);
       const ms = (nowMs() - call.started_at).toFixed(0);
-      logLine(`${req.method} ${redacted}${code} -> ${status}${note} (${ms} ms)`);
+      logLine(`${req.method} ${redacted}${code !== undefined ? ` code=${shortCode(code)}` : ''} -> ${status}${note} (${ms} ms)`);
     };
 
     if (fault?.mode === 'hang') {
@@ -653,39 +352,15 @@ export async function startSimulator({ host = '127.0.0.1', port = 0, token = und
         break;
     }
 
-    let answer;
-    if (fault?.mode === 'whatsapp') answer = waError(fault.wa_code);
-    else answer = dispatch(req.method, match, parsed, authorized);
     // A client that gave up during a delay gets nothing, but the effect has happened,
-    // as it would on a real backend that finished its WhatsApp call.
-    if (sendJson(res, answer.status, answer.body, answer.headers)) call.status = answer.status;
-    const note = answer.body?.status ? ` ${answer.body.status}`
-      : answer.body?.error ? ` ${answer.body.error.kind}${answer.body.error.wa_code ? ` ${answer.body.error.wa_code}` : ''}` : '';
-    logDone(answer.status, `${note}${fault ? ` (fault ${fault.mode})` : ''}`);
-  }
-
-  /** Auth, route, body, session, then the operation itself. */
-  function dispatch(method, match, parsed, authorized) {
-    if (!authorized) return kindError(401, 'unauthorized');
-    if (!match) return notFound();
-    const handler = match.route[method];
-    if (typeof handler !== 'function') {
-      const allow = METHODS.filter((m) => typeof match.route[m] === 'function').join(', ');
-      return new Answer(405, { error: { kind: 'method_not_allowed' } }, { Allow: allow });
+    // as it would on a real backend that finished its WhatsApp call. So does `cut`.
+    const answer = fault?.mode === 'whatsapp' ? front.waFault(ctx, fault.wa_code) : front.respond(ctx, env);
+    if (fault?.mode === 'cut') {
+      if (sendCut(res, answer)) call.status = 200;
+      return logDone(200, ` cut of ${answer.status} (fault)`);
     }
-    if (parsed.invalid) return badRequest(parsed.tooLarge ? 'body is over 1 MiB' : 'body is not valid JSON');
-    const sid = match.params.sid;
-    const presence = presenceOf(sid);
-    if (presence === 'not_found') return kindError(404, 'session_not_found');
-    if (presence === 'offline' && match.route.name !== 'session_status') {
-      return kindError(409, 'session_not_connected');
-    }
-    try {
-      return handler({ world: worldOf(sid), sid, params: match.params, body: parsed.value, presence });
-    } catch (err) {
-      if (err instanceof Answer) return err;
-      throw err;
-    }
+    if (sendAnswer(res, answer)) call.status = answer.status;
+    logDone(answer.status, `${answerNote(answer)}${fault ? ` (fault ${fault.mode})` : ''}`);
   }
 
   const server = http.createServer((req, res) => {
@@ -713,12 +388,17 @@ export async function startSimulator({ host = '127.0.0.1', port = 0, token = und
 
   const address = server.address();
   const urlHost = address.family === 'IPv6' || address.family === 6 ? `[${address.address}]` : address.address;
+  const baseUrl = `http://${urlHost}:${address.port}`;
   let closing = null;
 
   return {
-    url: `http://${urlHost}:${address.port}`,
+    url: baseUrl,
     host: address.address,
     port: address.port,
+    /** The backend base URL per kind: { joingate, waha, evolution, wuzapi, gowa }. */
+    urls: Object.freeze(Object.fromEntries(Object.entries(FRONT_END_PREFIXES).map(([k, p]) => [k, `${baseUrl}${p}`]))),
+    /** The credentials in force (defaults merged with the `credentials` option). */
+    credentials,
     /** Stop listening and destroy every open socket, hung requests included. */
     close() {
       closing ??= new Promise((resolve) => {
@@ -743,8 +423,12 @@ export async function startSimulator({ host = '127.0.0.1', port = 0, token = und
 // ---------------------------------------------------------------------------------------
 // CLI
 
+const USAGE =
+  'usage: node sim/simulator.mjs [--port 8788] [--host 127.0.0.1] [--token T] [--log]\n' +
+  '         [--waha-key K] [--evolution-key K] [--wuzapi-prefix P] [--gowa-auth user:pass]\n';
+
 function parseArgs(argv) {
-  const opts = { host: '127.0.0.1', port: 8788, token: process.env.SIMULATOR_TOKEN || undefined, log: false };
+  const opts = { host: '127.0.0.1', port: 8788, token: process.env.SIMULATOR_TOKEN || undefined, log: false, credentials: {} };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -763,6 +447,18 @@ function parseArgs(argv) {
         break;
       case '--token':
         opts.token = value();
+        break;
+      case '--waha-key':
+        opts.credentials.waha = value();
+        break;
+      case '--evolution-key':
+        opts.credentials.evolution = value();
+        break;
+      case '--wuzapi-prefix':
+        opts.credentials.wuzapi = value();
+        break;
+      case '--gowa-auth':
+        opts.credentials.gowa = value();
         break;
       case '--log':
         opts.log = true;
@@ -783,16 +479,17 @@ async function main() {
   try {
     opts = parseArgs(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`${err.message}\nusage: node sim/simulator.mjs [--port 8788] [--host 127.0.0.1] [--token T] [--log]\n`);
+    process.stderr.write(`${err.message}\n${USAGE}`);
     process.exit(2);
   }
   if (opts.help) {
-    process.stdout.write('usage: node sim/simulator.mjs [--port 8788] [--host 127.0.0.1] [--token T] [--log]\n' +
-      'See docs/simulator.md. SIMULATOR_TOKEN in the environment stands in for --token.\n');
+    process.stdout.write(`${USAGE}See docs/simulator.md. SIMULATOR_TOKEN in the environment stands in for --token.\n`);
     return;
   }
   const sim = await startSimulator(opts);
+  // Scripts look for this first line; keep its form.
   process.stdout.write(`simulator listening on ${sim.url}\n`);
+  process.stdout.write(`front ends: ${Object.entries(sim.urls).map(([k, u]) => `${k} ${u}`).join(', ')}\n`);
   const stop = async () => {
     await sim.close();
     process.exit(0);

@@ -51,6 +51,7 @@ describe("admin API without ADMIN_TOKEN configured", () => {
     ["POST", "/v1/admin/tokens", { org: "acme", capabilities: ["join"] }],
     ["DELETE", "/v1/admin/tokens/tok_0123456789abcdef"],
     ["PUT", "/v1/admin/sessions/s1", { org: "acme" }],
+    ["GET", "/v1/admin/sessions/s1"],
     ["DELETE", "/v1/admin/sessions/s1"],
   ];
 
@@ -71,7 +72,7 @@ describe("admin API without ADMIN_TOKEN configured", () => {
   it("wrong methods on admin paths are 404 too, never a 405 that reveals them", async () => {
     for (const [method, path] of [
       ["GET", "/v1/admin/tokens"],
-      ["GET", "/v1/admin/sessions/s1"],
+      ["POST", "/v1/admin/sessions/s1"],
       ["POST", "/v1/admin/tokens/tok_0123456789abcdef"],
     ]) {
       const res = await app.request(method, path, { token: ADMIN_TOKEN });
@@ -101,6 +102,7 @@ describe("admin API", () => {
       ["POST", "/v1/admin/tokens", { org: "acme", capabilities: ["join"] }],
       ["DELETE", "/v1/admin/tokens/tok_0123456789abcdef"],
       ["PUT", "/v1/admin/sessions/adm-auth", { org: "acme" }],
+      ["GET", "/v1/admin/sessions/adm-auth"],
       ["DELETE", "/v1/admin/sessions/adm-auth"],
     ];
     const badAuth = [
@@ -332,7 +334,7 @@ describe("admin API", () => {
     it("without limits the answer carries the complete defaults", async () => {
       const res = await app.admin("PUT", "/v1/admin/sessions/put-defaults", { org: "acme" });
       const { data } = assertEnvelope(res, { status: 200 });
-      assert.deepEqual(data, { session_id: "put-defaults", org: "acme", limits: DEFAULT_LIMITS });
+      assert.deepEqual(data, { session_id: "put-defaults", org: "acme", limits: DEFAULT_LIMITS, backend: null });
     });
 
     it("partial overrides are merged with the defaults, in the answer and in session status", async () => {
@@ -346,7 +348,7 @@ describe("admin API", () => {
         read: { per_minute: 120, burst: 20 },
       };
       const { data } = assertEnvelope(res, { status: 200 });
-      assert.deepEqual(data, { session_id: "put-partial", org: "acme", limits: expected });
+      assert.deepEqual(data, { session_id: "put-partial", org: "acme", limits: expected, backend: null });
       const token = await app.token("acme", ["read"]);
       const status = await app.request("GET", "/v1/sessions/put-partial", { token });
       assert.deepEqual(assertEnvelope(status, { status: 200 }).data.limits, expected);
@@ -365,7 +367,12 @@ describe("admin API", () => {
         session_id: "put-edges",
         org: "acme2",
         limits: DEFAULT_LIMITS,
+        backend: null,
       });
+      // GET answers the record as the last PUT left it.
+      const get = await app.admin("GET", "/v1/admin/sessions/put-edges");
+      assert.deepEqual(assertEnvelope(get, { status: 200 }).data, assertEnvelope(again).data);
+      assertEnvelope(await app.admin("GET", "/v1/admin/sessions/never-put"), { status: 404, code: "not_found" });
     });
 
     for (const bad of ["bad.sid", "s".repeat(65), "bad%20sid", "b%C3%A9"]) {

@@ -32,7 +32,7 @@ describe("basics", () => {
       ["POST", "/healthz", "GET"],
       ["GET", "/v1/sessions/s1/groups/join", "POST"],
       ["DELETE", "/v1/sessions/s1", "GET"],
-      ["GET", "/v1/admin/sessions/s1", "PUT, DELETE"],
+      ["POST", "/v1/admin/sessions/s1", "GET, PUT, DELETE"],
       ["PATCH", "/v1/admin/tokens", "POST"],
       // Methods the worker crate does not know (it reads them as GET) are still 405.
       ["QUERY", "/v1/sessions/s1", "GET"],

@@ -16,13 +16,14 @@ const METHODS = ["get", "put", "post", "delete", "patch", "options", "head", "tr
 
 // ------------------------------------------------------------------ the Rust side
 
-/** `pub const ROUTES: [(&str, &str); N] = [ ("GET", "/x"), … ];` as "GET /x" strings. */
+/** The rows of `pub const ROUTES: [RouteSpec; N] = [ row(RouteId::X, Get, "/x", …), … ];` as "GET /x". */
 function rustRoutes() {
   const source = read("src/core/route.rs");
-  const decl = source.match(/pub const ROUTES:\s*\[\(&str,\s*&str\);\s*(\d+)\]\s*=\s*\[([\s\S]*?)\];/);
+  const decl = source.match(/pub const ROUTES:\s*\[RouteSpec;\s*(\d+)\]\s*=\s*\[([\s\S]*?)\n\];/);
   assert.ok(decl, "pub const ROUTES not found in src/core/route.rs");
-  const pairs = [...decl[2].matchAll(/\(\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,?\s*\)/g)].map((m) => `${m[1]} ${m[2]}`);
-  assert.equal(pairs.length, Number(decl[1]), "every ROUTES entry was parsed");
+  const rows = [...decl[2].matchAll(/\b(?:row|session)\(\s*RouteId::\w+,\s*(Get|Post|Put|Delete),\s*"([^"]+)"/g)];
+  const pairs = rows.map((m) => `${m[1].toUpperCase()} ${m[2]}`);
+  assert.equal(pairs.length, Number(decl[1]), "every ROUTES row was parsed");
   return pairs;
 }
 
@@ -52,10 +53,14 @@ function rustErrorCodes() {
   return byCode;
 }
 
-/** Per-item codes of approve/reject, from `fn item_error_code` in backend.rs. */
+/** Per-item codes of approve/reject, from `fn item_error_code` and `ITEM_NOT_SUPPORTED`. */
 function rustItemCodes() {
-  const body = fnBody(read("src/core/backend.rs"), "pub fn item_error_code");
-  return [...body.matchAll(/=>\s*\(\s*"([a-z_]+)"/g)].map((m) => m[1]);
+  const source = read("src/core/backend/whatsapp.rs");
+  const body = fnBody(source, "pub fn item_error_code");
+  const codes = [...body.matchAll(/=>\s*\(\s*"([a-z_]+)"/g)].map((m) => m[1]);
+  const notSupported = source.match(/pub const ITEM_NOT_SUPPORTED[^=]*=\s*\(\s*"([a-z_]+)"/);
+  assert.ok(notSupported, "ITEM_NOT_SUPPORTED not found");
+  return [...codes, notSupported[1]];
 }
 
 // ------------------------------------------------------------------ a small JSON-Schema validator
@@ -362,7 +367,7 @@ test("every request body and every success response has an example", () => {
 
 test("error codes are exactly the Rust ones, with their statuses", () => {
   const rust = rustErrorCodes();
-  assert.equal(rust.size, 27);
+  assert.equal(rust.size, 28);
   const documented = DOC.components.schemas.ErrorCode.enum;
   for (const code of rust.keys()) assert.ok(documented.includes(code), `${code} is missing from the ErrorCode enum`);
   assert.deepEqual([...documented].sort(), [...rust.keys()].sort(), "no extra codes");

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::BackendCall;
+use super::backend::spec::StoredBackend;
+use super::backend::Op;
 use super::limits::{Class, LimitOverrides, Limits};
 
 /// One client call for the session's Durable Object to run.
@@ -21,7 +22,11 @@ pub struct SessionCall {
     pub org_limited: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<IdempotencyRef>,
-    pub call: BackendCall,
+    /// What to ask of WhatsApp, validated at the edge.
+    pub op: Op,
+    /// The session's backend; `None` is kind `joingate` at `SESSION_BACKEND_URL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<StoredBackend>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +41,9 @@ pub struct SessionRecord {
     pub org: String,
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// Its credential sealed (AES-256-GCM); absent for the default backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<StoredBackend>,
 }
 
 /// Internal header with the backend's latency, read by the Worker for its log line and

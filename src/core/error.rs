@@ -33,10 +33,11 @@ pub enum ErrorCode {
     BackendUnavailable,
     SessionBusy,
     BackendTimeout,
+    NotImplemented,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::ValidationError,
         Self::InviteMalformed,
         Self::InviteInvalid,
@@ -64,6 +65,7 @@ impl ErrorCode {
         Self::BackendUnavailable,
         Self::SessionBusy,
         Self::BackendTimeout,
+        Self::NotImplemented,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +97,7 @@ impl ErrorCode {
             Self::BackendUnavailable => "backend_unavailable",
             Self::SessionBusy => "session_busy",
             Self::BackendTimeout => "backend_timeout",
+            Self::NotImplemented => "not_implemented",
         }
     }
 
@@ -118,6 +121,7 @@ impl ErrorCode {
             Self::BackendError => 502,
             Self::BackendUnavailable | Self::SessionBusy => 503,
             Self::BackendTimeout => 504,
+            Self::NotImplemented => 501,
         }
     }
 
@@ -155,6 +159,7 @@ impl ErrorCode {
             Self::BackendUnavailable => "The session backend is unavailable.",
             Self::SessionBusy => "The session has too many queued calls; retry later.",
             Self::BackendTimeout => "The session backend did not answer in time.",
+            Self::NotImplemented => "The session's backend kind cannot do this operation.",
         }
     }
 }
@@ -289,6 +294,7 @@ mod tests {
             ("backend_unavailable", 503),
             ("session_busy", 503),
             ("backend_timeout", 504),
+            ("not_implemented", 501),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {

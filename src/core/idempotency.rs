@@ -82,10 +82,14 @@ pub fn decide(
 /// Outcomes whose effect is unknown, or that never reached WhatsApp, are not kept, so a
 /// retry runs again.
 pub fn is_storable(error: Option<&ApiError>) -> bool {
-    !matches!(
-        error.map(|e| e.code),
-        Some(ErrorCode::BackendTimeout | ErrorCode::BackendUnavailable | ErrorCode::SessionBusy)
-    )
+    let Some(error) = error else { return true };
+    // An answer cut off mid-body may have had its effect, or not: unknown, like a timeout.
+    let cut_off = error.details.get("reason").and_then(|r| r.as_str()) == Some("answer_cut_off");
+    !cut_off
+        && !matches!(
+            error.code,
+            ErrorCode::BackendTimeout | ErrorCode::BackendUnavailable | ErrorCode::SessionBusy
+        )
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! tested natively with `cargo test`. The edge modules only move bytes in and out.
 
 pub mod backend;
+pub mod base64;
 pub mod breaker;
 pub mod dispatch;
 pub mod envelope;

@@ -1,9 +1,10 @@
 //! Request bodies and path parameters, parsed into checked values before anything leaves
 //! the edge, and the backend call each session route makes (contract sections 4, 5 and 7).
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use super::backend::{BackendCall, Operation};
+use super::backend::spec::{parse_backend, BackendInput};
+use super::backend::Op;
 use super::error::{ApiError, ErrorCode};
 use super::ids::{GroupJid, IdError, MessageCode, OrgId, SessionId, UserJid};
 use super::invite::{parse_invite, InviteCode};
@@ -134,37 +135,23 @@ pub fn parse_join(body: &Map<String, Value>, now_s: i64) -> Result<JoinRequest, 
 }
 
 impl JoinRequest {
-    pub fn backend_call(&self, sid: &SessionId) -> BackendCall {
+    /// The operation the session's backend is asked for.
+    pub fn op(&self) -> Op {
         match self {
-            Self::ByCode(code) => BackendCall {
-                op: Operation::Join { group_jid: None },
-                method: "POST".into(),
-                path: format!("/sessions/{sid}/groups/join"),
-                body: Some(json!({ "code": code.as_str() })),
+            Self::ByCode(code) => Op::Join {
+                code: code.as_str().to_string(),
             },
             Self::ByMessage {
                 code,
                 group_jid,
                 inviter_jid,
                 expiration,
-            } => {
-                let mut body = json!({
-                    "code": code.as_str(),
-                    "group_jid": group_jid.as_str(),
-                    "inviter_jid": inviter_jid.as_str(),
-                });
-                if let Some(at) = expiration {
-                    body["expiration"] = Value::from(*at);
-                }
-                BackendCall {
-                    op: Operation::Join {
-                        group_jid: Some(group_jid.as_str().to_string()),
-                    },
-                    method: "POST".into(),
-                    path: format!("/sessions/{sid}/groups/join-by-message"),
-                    body: Some(body),
-                }
-            }
+            } => Op::JoinByMessage {
+                code: code.as_str().to_string(),
+                group_jid: group_jid.to_string(),
+                inviter_jid: inviter_jid.to_string(),
+                expiration: *expiration,
+            },
         }
     }
 
@@ -317,22 +304,33 @@ pub fn parse_new_token(body: &Map<String, Value>, now_s: i64) -> Result<NewToken
 }
 
 /// A validated `PUT /v1/admin/sessions/{sid}` body.
-pub fn parse_session_config(
-    body: &Map<String, Value>,
-) -> Result<(OrgId, LimitOverrides), ApiError> {
-    reject_unknown(body, &["org", "limits"], "")?;
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    pub org: OrgId,
+    pub limits: LimitOverrides,
+    pub backend: Option<BackendInput>,
+}
+
+pub fn parse_session_config(body: &Map<String, Value>) -> Result<SessionConfig, ApiError> {
+    reject_unknown(body, &["org", "limits", "backend"], "")?;
     let org =
         OrgId::parse(required_str(body, "org")?).map_err(|e| ApiError::invalid("org", e.0))?;
-    let overrides = match present(body, "limits") {
+    let limits = match present(body, "limits") {
         None => LimitOverrides::default(),
         Some(value) => parse_overrides(value)?,
     };
-    Ok((org, overrides))
+    let backend = parse_backend(body.get("backend"))?;
+    Ok(SessionConfig {
+        org,
+        limits,
+        backend,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const CODE: &str = "AbCdEfGhIjKlMnOpQrStUv";
 
@@ -367,16 +365,10 @@ mod tests {
         assert!(matches!(by_link, Ok(JoinRequest::ByCode(ref c)) if c.as_str() == CODE));
         let message = json!({ "code": "Xy12-ab", "group_jid": "120363000000000001@g.us", "inviter_jid": "15551234567@s.whatsapp.net", "expiration": 2000 });
         let parsed = parse_join(&map(message), 1000);
-        let sid = SessionId::parse("s1").ok();
-        let call = parsed.ok().zip(sid).map(|(p, s)| p.backend_call(&s));
-        assert_eq!(
-            call.as_ref().map(|c| c.path.as_str()),
-            Some("/sessions/s1/groups/join-by-message")
-        );
-        assert_eq!(
-            call.and_then(|c| c.body).map(|b| b["expiration"].clone()),
-            Some(json!(2000))
-        );
+        assert!(matches!(
+            parsed.map(|p| p.op()),
+            Ok(Op::JoinByMessage { expiration: Some(2000), ref code, .. }) if code == "Xy12-ab"
+        ));
     }
 
     #[test]
@@ -572,6 +564,19 @@ mod tests {
                 json!({ "org": "a", "limits": { "join": { "burst": 0 } } })
             ))),
             invalid("limits.join.burst")
+        );
+        assert_eq!(
+            failure(parse_session_config(&map(
+                json!({ "org": "a", "backend": { "kind": "nope", "url": "https://x.example" } })
+            ))),
+            invalid("backend.kind")
+        );
+        let with_backend = parse_session_config(&map(
+            json!({ "org": "a", "backend": { "kind": "waha", "url": "https://x.example/" } }),
+        ));
+        assert_eq!(
+            with_backend.map(|c| c.backend.map(|b| b.url)),
+            Ok(Some("https://x.example".to_string()))
         );
     }
 }

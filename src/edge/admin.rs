@@ -1,11 +1,13 @@
 //! Admin routes: minting and revoking tokens, registering and removing sessions.
 
-use serde_json::json;
+use serde_json::{json, Map, Value};
 use worker::kv::KvStore;
 use worker::Env;
 
 use super::auth::{read, remove, session_key, token_id_key, token_key, write};
 use super::config;
+use super::crypto;
+use crate::core::backend::spec::StoredBackend;
 use crate::core::dispatch::SessionRecord;
 use crate::core::envelope::hex;
 use crate::core::error::ApiError;
@@ -104,20 +106,67 @@ pub async fn revoke_token(kv: &KvStore, token_id: &str) -> Result<serde_json::Va
     Ok(json!({ "token_id": token_id, "revoked": true }))
 }
 
+/// The admin answer for a session record (PUT and GET): limits complete, the backend
+/// without its credential.
+fn session_view(env: &Env, sid: &str, record: &SessionRecord) -> Result<Value, ApiError> {
+    let limits = config::settings(env)?.limits.with_overrides(&record.limits);
+    Ok(json!({
+        "session_id": sid,
+        "org": record.org,
+        "limits": limits,
+        "backend": record.backend.as_ref().map(StoredBackend::view),
+    }))
+}
+
+/// Registers (or replaces) a session. A credential is sealed with `CREDENTIALS_KEY` before
+/// anything is stored; without the key it is refused.
 pub async fn put_session(
     env: &Env,
     kv: &KvStore,
     sid: &str,
-    body: &serde_json::Map<String, serde_json::Value>,
-) -> Result<serde_json::Value, ApiError> {
-    let (org, overrides) = parse_session_config(body)?;
-    let limits = config::settings(env)?.limits.with_overrides(&overrides);
+    body: &Map<String, Value>,
+) -> Result<Value, ApiError> {
+    let config = parse_session_config(body)?;
+    let backend = match config.backend {
+        None => None,
+        Some(input) => {
+            let credential = match &input.credential {
+                None => None,
+                Some(secret) => {
+                    let key = config::settings(env)?
+                        .credentials_key
+                        .clone()
+                        .ok_or_else(|| {
+                            ApiError::invalid(
+                                "backend.credential",
+                                "cannot be stored: CREDENTIALS_KEY is not configured",
+                            )
+                        })?;
+                    Some(crypto::seal(&key, sid, secret).await?)
+                }
+            };
+            Some(StoredBackend {
+                kind: input.kind,
+                url: input.url.clone(),
+                remote_session: input.remote_session.clone(),
+                credential,
+            })
+        }
+    };
     let record = SessionRecord {
-        org: org.as_str().to_string(),
-        limits: overrides,
+        org: config.org.as_str().to_string(),
+        limits: config.limits,
+        backend,
     };
     write(kv, &session_key(sid), &record).await?;
-    Ok(json!({ "session_id": sid, "org": record.org, "limits": limits }))
+    session_view(env, sid, &record)
+}
+
+pub async fn get_session(env: &Env, kv: &KvStore, sid: &str) -> Result<Value, ApiError> {
+    let record: SessionRecord = read(kv, &session_key(sid))
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    session_view(env, sid, &record)
 }
 
 /// Removes the session from KV; the caller then wipes its Durable Object's state.

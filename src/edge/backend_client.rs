@@ -1,59 +1,95 @@
-//! Calls the session backend with a real deadline: the fetch is aborted when the timer wins.
+//! Executes the dialect's HTTP requests against the session backend, within one deadline for
+//! the whole exchange: the fetch is aborted when the timer wins. It only moves bytes; what
+//! to send and what an answer means is the dialect's (core::backend).
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
 use wasm_bindgen::JsValue;
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
 };
 
-use super::config::Settings;
-use crate::core::backend::{BackendCall, Transport};
+use crate::core::backend::{
+    resume, start, Answer, Exchanged, HttpRequest, Op, Progress, Step, Target, Transport,
+};
 
-pub struct BackendClient {
-    pub settings: Rc<Settings>,
+/// One backend exchange: base URL, request id to forward and the deadline.
+pub struct BackendClient<'a> {
+    pub base_url: &'a str,
+    pub request_id: &'a str,
+    pub timeout_ms: u64,
 }
 
-fn build_request(
-    client: &BackendClient,
-    call: &BackendCall,
-    request_id: &str,
-) -> worker::Result<Request> {
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+fn build(client: &BackendClient, request: &HttpRequest) -> worker::Result<Request> {
     let headers = Headers::new();
     headers.set("Accept", "application/json")?;
-    headers.set("X-Request-Id", request_id)?;
-    if let Some(token) = &client.settings.backend_token {
-        headers.set("Authorization", &format!("Bearer {token}"))?;
+    headers.set("X-Request-Id", client.request_id)?;
+    for (name, value) in &request.headers {
+        headers.set(name, value)?;
     }
     let mut init = RequestInit::new();
-    // A redirect is not followed: it would carry the backend token elsewhere, and a 3xx is
-    // not an answer of the protocol (it becomes backend_error).
+    // A redirect is not followed: it would carry the credential elsewhere, and a 3xx is not
+    // an answer of any protocol (it becomes backend_error).
     init.with_redirect(RequestRedirect::Manual);
-    init.with_method(Method::from(call.method.clone()))
-        .with_headers(headers.clone());
-    if let Some(body) = &call.body {
+    init.with_method(Method::from(request.method.to_string()));
+    if let Some(body) = &request.body {
         headers.set("Content-Type", "application/json")?;
-        init.with_headers(headers)
-            .with_body(Some(JsValue::from_str(&body.to_string())));
+        init.with_body(Some(JsValue::from_str(body)));
     }
-    Request::new_with_init(
-        &format!("{}{}", client.settings.backend_url, call.path),
-        &init,
-    )
+    init.with_headers(headers);
+    Request::new_with_init(&format!("{}{}", client.base_url, request.path), &init)
 }
 
-impl BackendClient {
-    pub async fn send(&self, call: &BackendCall, request_id: &str) -> Transport {
-        let Ok(request) = build_request(self, call, request_id) else {
+/// How far a request got before it failed.
+enum Failure {
+    /// No status line: refused, reset, DNS.
+    BeforeAnswer,
+    /// The status line arrived, the body did not.
+    DuringBody(u16),
+}
+
+impl BackendClient<'_> {
+    /// Runs the dialect's exchange for `op` to its end.
+    pub async fn exchange(&self, target: &Target, op: &Op) -> Exchanged {
+        let deadline = now_ms() + self.timeout_ms;
+        let mut progress = Progress::default();
+        let mut step = start(target, op);
+        loop {
+            match step {
+                Step::Done(result) => return progress.finish(result),
+                Step::Send(request, stage) => {
+                    let outcome = self.send(&request, deadline).await;
+                    progress.record(&outcome);
+                    step = resume(target, op, stage, outcome);
+                }
+            }
+        }
+    }
+
+    async fn send(&self, request: &HttpRequest, deadline_ms: u64) -> Transport {
+        let timed_out = Transport::TimedOut {
+            timeout_ms: self.timeout_ms,
+        };
+        let remaining = deadline_ms.saturating_sub(now_ms());
+        if remaining == 0 {
+            return timed_out;
+        }
+        let Ok(request) = build(self, request) else {
             return Transport::Unreachable;
         };
         let controller = AbortController::default();
         let signal = controller.signal();
         let exchange = async {
-            let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
+            let mut response = Fetch::Request(request)
+                .send_with_signal(&signal)
+                .await
+                .map_err(|_| Failure::BeforeAnswer)?;
             let status = response.status_code();
             let retry_after_s = response
                 .headers()
@@ -62,24 +98,26 @@ impl BackendClient {
                 .flatten()
                 .and_then(|v| v.trim().parse::<u64>().ok());
             // Reading the body is inside the deadline too: a backend can hang mid-answer.
-            let body = response.bytes().await?;
-            Ok::<_, worker::Error>((status, retry_after_s, body))
-        };
-        let deadline = Delay::from(Duration::from_millis(self.settings.backend_timeout_ms));
-        pin_mut!(exchange);
-        pin_mut!(deadline);
-        match select(exchange, deadline).await {
-            Either::Left((Ok((status, retry_after_s, body)), _)) => Transport::Answered {
+            let body = response
+                .bytes()
+                .await
+                .map_err(|_| Failure::DuringBody(status))?;
+            Ok::<_, Failure>(Answer {
                 status,
                 retry_after_s,
                 body,
-            },
-            Either::Left((Err(_), _)) => Transport::Unreachable,
+            })
+        };
+        let timer = Delay::from(Duration::from_millis(remaining));
+        pin_mut!(exchange);
+        pin_mut!(timer);
+        match select(exchange, timer).await {
+            Either::Left((Ok(answer), _)) => Transport::Answered(answer),
+            Either::Left((Err(Failure::BeforeAnswer), _)) => Transport::Unreachable,
+            Either::Left((Err(Failure::DuringBody(status)), _)) => Transport::Cut { status },
             Either::Right(_) => {
                 controller.abort();
-                Transport::TimedOut {
-                    timeout_ms: self.settings.backend_timeout_ms,
-                }
+                timed_out
             }
         }
     }

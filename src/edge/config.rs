@@ -82,12 +82,24 @@ fn backend_url(env: &Env) -> Result<String, ApiError> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+fn credentials_key(env: &Env) -> Result<Option<String>, ApiError> {
+    match var(env, "CREDENTIALS_KEY") {
+        None => Ok(None),
+        Some(text) if crate::core::backend::spec::credentials_key(&text).is_some() => {
+            Ok(Some(text))
+        }
+        Some(_) => Err(misconfigured("CREDENTIALS_KEY")),
+    }
+}
+
 /// Everything a request needs from the environment, checked.
 pub struct Settings {
     pub limits: Limits,
     pub backend_url: String,
     pub backend_token: Option<String>,
     pub backend_timeout_ms: u64,
+    /// `CREDENTIALS_KEY` (32 bytes, base64), checked; without it no credential can be stored.
+    pub credentials_key: Option<String>,
 }
 
 thread_local! {
@@ -105,6 +117,7 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
         backend_url: backend_url(env)?,
         backend_token: var(env, "SESSION_BACKEND_TOKEN"),
         backend_timeout_ms: backend_timeout_ms(env)?,
+        credentials_key: credentials_key(env)?,
     });
     SETTINGS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&settings)));
     Ok(settings)

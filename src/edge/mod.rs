@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod backend_client;
 mod config;
+mod crypto;
 mod reply;
 pub mod session;
 mod worker;

@@ -19,9 +19,10 @@ use worker::{
 };
 
 use super::backend_client::BackendClient;
-use super::config;
+use super::config::{self, Settings};
+use super::crypto;
 use super::reply::Reply;
-use crate::core::backend::{interpret, Operation, Transport};
+use crate::core::backend::{Exchanged, Kind, Op, Target};
 use crate::core::breaker::{Admission, Breaker};
 use crate::core::dispatch::{SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
 use crate::core::error::{ApiError, ErrorCode};
@@ -309,10 +310,57 @@ impl SessionObject {
         Ok(())
     }
 
-    fn client(&self) -> Result<BackendClient, ApiError> {
-        Ok(BackendClient {
-            settings: config::settings(&self.env)?,
-        })
+    /// The backend to talk to for this call: the session's own, its credential decrypted,
+    /// or kind `joingate` at `SESSION_BACKEND_URL`.
+    async fn target(
+        &self,
+        msg: &SessionCall,
+        settings: &Settings,
+    ) -> Result<(Target, String), ApiError> {
+        let Some(backend) = &msg.backend else {
+            let target = Target {
+                kind: Kind::Joingate,
+                remote_session: Some(msg.session.clone()),
+                credential: settings.backend_token.clone(),
+            };
+            return Ok((target, settings.backend_url.clone()));
+        };
+        let credential = match &backend.credential {
+            None => None,
+            Some(sealed) => {
+                let key = settings.credentials_key.as_deref().ok_or_else(|| {
+                    worker::console_error!("{{\"level\":\"error\",\"msg\":\"a stored credential needs CREDENTIALS_KEY\"}}");
+                    ApiError::internal()
+                })?;
+                Some(crypto::open(key, &msg.session, sealed).await?)
+            }
+        };
+        let target = Target {
+            kind: backend.kind,
+            remote_session: backend.remote_session_for(&msg.session),
+            credential,
+        };
+        Ok((target, backend.url.clone()))
+    }
+
+    /// The whole backend exchange of one call, inside its queue turn.
+    async fn exchange(&self, msg: &SessionCall, settings: &Settings) -> Exchanged {
+        match self.target(msg, settings).await {
+            Ok((target, base_url)) => {
+                let client = BackendClient {
+                    base_url: &base_url,
+                    request_id: &msg.request_id,
+                    timeout_ms: settings.backend_timeout_ms,
+                };
+                client.exchange(&target, &msg.op).await
+            }
+            // Never sent: no token is spent and the breaker does not count it.
+            Err(error) => Exchanged {
+                result: Err(error),
+                reached: false,
+                transport_failed: false,
+            },
+        }
     }
 
     /// Everything up to and including the answer, in the contract's check order. Between
@@ -320,8 +368,8 @@ impl SessionObject {
     /// of this session can interleave there.
     async fn run(&self, msg: SessionCall) -> worker::Result<Reply> {
         let rid = msg.request_id.as_str();
-        let client = match self.client() {
-            Ok(client) => client,
+        let settings = match config::settings(&self.env) {
+            Ok(settings) => settings,
             Err(error) => return Ok(fail(&error, rid)),
         };
         let now = now_ms();
@@ -360,7 +408,7 @@ impl SessionObject {
         // Everything from here to the queue is synchronous and changes only the in-memory
         // counters; a refused call writes nothing.
         let mut counters = self.counters()?;
-        let probe_timeout_ms = (client.settings.backend_timeout_ms + PROBE_MARGIN_MS) as i64;
+        let probe_timeout_ms = (settings.backend_timeout_ms + PROBE_MARGIN_MS) as i64;
         let probe = match counters.breaker.admit(now, probe_timeout_ms) {
             Admission::Rejected { retry_after_ms } => {
                 let error = ApiError::new(ErrorCode::BackendUnavailable)
@@ -434,7 +482,7 @@ impl SessionObject {
         let permit = turn.await;
 
         let started = now_ms();
-        let outcome = client.send(&msg.call, rid).await;
+        let exchanged = self.exchange(&msg, &settings).await;
         let finished = now_ms();
         let backend_ms = u64::try_from(finished - started).unwrap_or(0);
 
@@ -443,9 +491,10 @@ impl SessionObject {
         let current_epoch = self.epoch.get() == epoch;
         let mut counters = self.counters()?;
         if current_epoch {
-            let failed = matches!(outcome, Transport::Unreachable | Transport::TimedOut { .. });
-            counters.breaker.record(failed, finished);
-            if matches!(outcome, Transport::Unreachable) {
+            counters
+                .breaker
+                .record(exchanged.transport_failed, finished);
+            if !exchanged.reached {
                 // Never reached the backend: the call had no effect, so it costs no token.
                 let current = counters.bucket(class, limit, finished);
                 counters.buckets[slot(class)] = Some(current.refund(limit, finished));
@@ -455,8 +504,8 @@ impl SessionObject {
         }
         drop(permit);
 
-        let result = interpret(&msg.call, outcome).map(|data| match msg.call.op {
-            Operation::SessionStatus => status_data(&msg, &counters, data, queue_depth, finished),
+        let result = exchanged.result.map(|data| match msg.op {
+            Op::SessionStatus => status_data(&msg, &counters, data, queue_depth, finished),
             _ => data,
         });
         let current = counters.bucket(class, limit, finished);
@@ -506,5 +555,6 @@ fn status_data(
         "limits": msg.limits,
         "tokens": tokens,
         "circuit": counters.breaker.state(now).as_str(),
+        "backend_kind": msg.backend.as_ref().map_or(Kind::Joingate, |b| b.kind).as_str(),
     })
 }

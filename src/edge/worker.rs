@@ -8,19 +8,17 @@ use super::admin;
 use super::auth::{authenticate, load_session};
 use super::config;
 use super::reply::Reply;
-use crate::core::backend::{BackendCall, Operation};
+use crate::core::backend::{supports, Kind, Op};
 use crate::core::dispatch::{IdempotencyRef, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
 use crate::core::envelope::{accept_request_id, hex};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{fingerprint, validate_key};
-use crate::core::ids::SessionId;
+use crate::core::ids::{GroupJid, SessionId};
 use crate::core::json::{expect_no_body, parse_object_body, MAX_BODY_BYTES};
-use crate::core::limits::Class;
 use crate::core::requests::{
     group_jid, invite_from_path, parse_join, parse_new_token, parse_participants, session_id,
 };
-use crate::core::route::{is_admin_path, resolve, Method, Route};
-use crate::core::token::Capability;
+use crate::core::route::{is_admin_path, resolve, Access, Method, Route, RouteId};
 
 /// The OpenAPI document, served as it is at `GET /v1/openapi.json`.
 const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -109,15 +107,16 @@ async fn handle(
     rid: &str,
     trace: &mut Trace,
 ) -> Result<Reply, ApiError> {
-    match route {
-        Route::Healthz => Ok(Reply::success(
+    match (route.id(), route.spec.access) {
+        (RouteId::Healthz, _) => Ok(Reply::success(
             200,
             json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
             rid,
         )),
-        Route::OpenApi => Ok(Reply::json(200, OPENAPI.to_string())),
-        route if route.is_admin() => admin_route(route, req, env, rid).await,
-        route => session_route(route, req, env, rid, trace).await,
+        (RouteId::OpenApi, _) => Ok(Reply::json(200, OPENAPI.to_string())),
+        (_, Access::Admin) => admin_route(route, req, env, rid).await,
+        (_, Access::Session(_)) => session_route(route, req, env, rid, trace).await,
+        (_, Access::Public) => Err(ApiError::not_found()),
     }
 }
 
@@ -142,14 +141,6 @@ async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     Ok(body)
 }
 
-fn needed_capability(route: &Route) -> Capability {
-    match route {
-        Route::Join { .. } | Route::Leave { .. } => Capability::Join,
-        Route::Preview { .. } | Route::SessionStatus { .. } => Capability::Read,
-        _ => Capability::Manage,
-    }
-}
-
 fn kv(env: &Env) -> Result<worker::kv::KvStore, ApiError> {
     env.kv(config::KV_BINDING).map_err(|_| ApiError::internal())
 }
@@ -172,13 +163,47 @@ async fn org_limited(env: &Env, org: &str) -> bool {
     }
 }
 
-fn call(op: Operation, method: &str, path: String, body: Option<Value>) -> BackendCall {
-    BackendCall {
-        op,
-        method: method.into(),
-        path,
-        body,
-    }
+/// A group JID path parameter, if the route has one.
+fn gjid_param(route: &Route) -> Result<Option<GroupJid>, ApiError> {
+    route.param("gjid").map(group_jid).transpose()
+}
+
+/// The typed operation of a session route, from its validated path and body.
+fn operation(
+    route: &Route,
+    gjid: Option<&GroupJid>,
+    content_type: Option<&str>,
+    body: &[u8],
+    now_s: i64,
+) -> Result<Op, ApiError> {
+    let group = || gjid.map(|g| g.to_string()).unwrap_or_default();
+    Ok(match route.id() {
+        RouteId::Join => parse_join(&parse_object_body(content_type, body)?, now_s)?.op(),
+        RouteId::Preview => Op::Preview {
+            code: invite_from_path(route.param("invite").unwrap_or_default())?
+                .as_str()
+                .to_string(),
+        },
+        RouteId::Leave => {
+            expect_no_body(content_type, body)?;
+            Op::Leave { group_jid: group() }
+        }
+        RouteId::ListJoinRequests => Op::ListJoinRequests { group_jid: group() },
+        RouteId::ApproveJoinRequests | RouteId::RejectJoinRequests => {
+            let participants = parse_participants(&parse_object_body(content_type, body)?)?;
+            Op::JoinRequestAction {
+                group_jid: group(),
+                approve: route.id() == RouteId::ApproveJoinRequests,
+                participants: participants.iter().map(|p| p.to_string()).collect(),
+            }
+        }
+        RouteId::ResetInvite => {
+            expect_no_body(content_type, body)?;
+            Op::ResetInvite { group_jid: group() }
+        }
+        RouteId::SessionStatus => Op::SessionStatus,
+        _ => return Err(ApiError::not_found()),
+    })
 }
 
 async fn session_route(
@@ -188,6 +213,9 @@ async fn session_route(
     rid: &str,
     trace: &mut Trace,
 ) -> Result<Reply, ApiError> {
+    let (Access::Session(capability), Some(class)) = (route.spec.access, route.spec.class) else {
+        return Err(ApiError::not_found());
+    };
     let now = now_ms();
     let kv = kv(env)?;
     let record = authenticate(&kv, header(req, "Authorization").as_deref(), now / 1000).await?;
@@ -195,120 +223,45 @@ async fn session_route(
     // Every authenticated call counts against the org, whatever its fate; the refusal
     // itself comes at the rate-limit step of the check order, in the session's object.
     let org_limited = org_limited(env, &record.org).await;
-    record.check_capability(needed_capability(&route))?;
+    record.check_capability(capability)?;
     // An invalid sid cannot name anyone's session: 400 before any lookup.
-    let sid: SessionId = session_id(route.session().unwrap_or_default())?;
+    let sid: SessionId = session_id(route.param("sid").unwrap_or_default())?;
     trace.session = Some(sid.to_string());
     let session = load_session(&kv, sid.as_str())
         .await?
         .filter(|s| record.may_use_session(sid.as_str(), &s.org))
         .ok_or_else(ApiError::not_found)?;
-    let gjid = match &route {
-        Route::Leave { gjid, .. }
-        | Route::ListJoinRequests { gjid, .. }
-        | Route::ApproveJoinRequests { gjid, .. }
-        | Route::RejectJoinRequests { gjid, .. }
-        | Route::ResetInvite { gjid, .. } => Some(group_jid(gjid)?),
-        _ => None,
-    };
+    let gjid = gjid_param(&route)?;
 
-    let is_post = matches!(req.method(), worker::Method::Post);
+    let is_post = route.spec.method == Method::Post;
     let body = if is_post {
         read_body(req).await?
     } else {
         Vec::new()
     };
-    let content_type = header(req, "Content-Type");
-    let ct = content_type.as_deref();
-    let group = gjid
-        .as_ref()
-        .map(|g| g.as_str().to_string())
-        .unwrap_or_default();
-    let base = format!("/sessions/{sid}");
-    let (class, backend_call) = match &route {
-        Route::Join { .. } => {
-            let join = parse_join(&parse_object_body(ct, &body)?, now / 1000)?;
-            (Class::Join, join.backend_call(&sid))
-        }
-        Route::Preview { invite, .. } => {
-            let code = invite_from_path(invite)?;
-            (
-                Class::Read,
-                call(
-                    Operation::Preview,
-                    "GET",
-                    format!("{base}/invites/{}", code.as_str()),
-                    None,
-                ),
-            )
-        }
-        Route::Leave { .. } => {
-            expect_no_body(ct, &body)?;
-            let op = Operation::Leave {
-                group_jid: group.clone(),
-            };
-            (
-                Class::Join,
-                call(
-                    op,
-                    "POST",
-                    format!("{base}/groups/{group}/leave"),
-                    Some(json!({})),
-                ),
-            )
-        }
-        Route::ListJoinRequests { .. } => (
-            Class::Manage,
-            call(
-                Operation::ListJoinRequests,
-                "GET",
-                format!("{base}/groups/{group}/join-requests"),
-                None,
-            ),
-        ),
-        Route::ApproveJoinRequests { .. } | Route::RejectJoinRequests { .. } => {
-            let approve = matches!(route, Route::ApproveJoinRequests { .. });
-            let participants = parse_participants(&parse_object_body(ct, &body)?)?;
-            let list: Vec<&str> = participants.iter().map(|p| p.as_str()).collect();
-            let action = if approve { "approve" } else { "reject" };
-            let payload = json!({ "action": action, "participants": list });
-            let op = Operation::JoinRequestAction { approve };
-            (
-                Class::Manage,
-                call(
-                    op,
-                    "POST",
-                    format!("{base}/groups/{group}/join-requests"),
-                    Some(payload),
-                ),
-            )
-        }
-        Route::ResetInvite { .. } => {
-            expect_no_body(ct, &body)?;
-            (
-                Class::Manage,
-                call(
-                    Operation::ResetInvite,
-                    "POST",
-                    format!("{base}/groups/{group}/invite/reset"),
-                    Some(json!({})),
-                ),
-            )
-        }
-        _ => (
-            Class::Read,
-            call(Operation::SessionStatus, "GET", base.clone(), None),
-        ),
-    };
+    let op = operation(
+        &route,
+        gjid.as_ref(),
+        header(req, "Content-Type").as_deref(),
+        &body,
+        now / 1000,
+    )?;
+    // What the session's backend kind cannot do is answered right after the body checks.
+    let kind = session.backend.as_ref().map_or(Kind::Joingate, |b| b.kind);
+    supports(kind, &op)?;
 
     let idempotency = if is_post {
         validate_key(header(req, "Idempotency-Key").as_deref())?.map(|key| IdempotencyRef {
             key,
-            // Route and backend path are canonical (`%40` and `@` in the URL are the same
-            // request); the route keeps approve and reject apart on the same backend path.
+            // The route and the typed operation are canonical (`%40` and `@` in the URL are
+            // the same request; approve and reject are two).
             fingerprint: fingerprint(
                 "POST",
-                &format!("{} {}", route.template(), backend_call.path),
+                &format!(
+                    "{} {}",
+                    route.template(),
+                    serde_json::to_string(&op).unwrap_or_default()
+                ),
                 &body,
             ),
         })
@@ -326,7 +279,8 @@ async fn session_route(
         limits,
         org_limited,
         idempotency,
-        call: backend_call,
+        op,
+        backend: session.backend,
     };
     dispatch(env, sid.as_str(), "call", &message).await
 }
@@ -396,8 +350,9 @@ async fn admin_route(
     admin::check_admin(env, header(req, "Authorization").as_deref())?;
     let kv = kv(env)?;
     let now = now_ms();
-    match route {
-        Route::CreateToken => {
+    let sid = || session_id(route.param("sid").unwrap_or_default());
+    match route.id() {
+        RouteId::CreateToken => {
             let body = read_body(req).await?;
             let request = parse_new_token(
                 &parse_object_body(header(req, "Content-Type").as_deref(), &body)?,
@@ -409,13 +364,13 @@ async fn admin_route(
                 rid,
             ))
         }
-        Route::RevokeToken { token_id } => Ok(Reply::success(
+        RouteId::RevokeToken => Ok(Reply::success(
             200,
-            admin::revoke_token(&kv, &token_id).await?,
+            admin::revoke_token(&kv, route.param("token_id").unwrap_or_default()).await?,
             rid,
         )),
-        Route::PutSession { sid } => {
-            let sid = session_id(&sid)?;
+        RouteId::PutSession => {
+            let sid = sid()?;
             let body = read_body(req).await?;
             let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
             Ok(Reply::success(
@@ -424,8 +379,13 @@ async fn admin_route(
                 rid,
             ))
         }
-        Route::DeleteSession { sid } => {
-            let sid = session_id(&sid)?;
+        RouteId::GetSession => Ok(Reply::success(
+            200,
+            admin::get_session(env, &kv, sid()?.as_str()).await?,
+            rid,
+        )),
+        RouteId::DeleteSession => {
+            let sid = sid()?;
             let data = admin::delete_session(&kv, sid.as_str()).await?;
             // Its rate-limit buckets, breaker and idempotency records go with it.
             dispatch(env, sid.as_str(), "reset", &json!({})).await?;

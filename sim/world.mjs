@@ -1,0 +1,217 @@
+// The simulator's one world: per-session catalogue state and the WhatsApp operations on it.
+//
+// Every front end (sim/front/*.mjs) speaks some server's wire format but acts on this same
+// model, so a join through the WAHA front end and a join through the native one change the
+// world in the same way. Operations return plain results or throw a WaError carrying the
+// numeric code WhatsApp itself answers; rendering that code is each front end's business.
+
+import { randomInt } from 'node:crypto';
+import { CATALOGUE, PARTICIPANT_FAILURES, WA_TEXT } from './catalogue.mjs';
+
+const CODE_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+const USER_JID_RE = /^\d{1,20}@(s\.whatsapp\.net|lid)$/;
+
+/** The account every simulated session is logged in as (servers that show "me" use it). */
+export const SESSION_ME = Object.freeze({ phone: '15550001111', push_name: 'Demo' });
+// Catalogue entries name no owner; groups with a modern JID get this one (any user JID would do).
+const DEFAULT_OWNER_PHONE = '15550009000';
+export const INVITE_LINK_PREFIX = 'https://chat.whatsapp.com/';
+
+/** A WhatsApp error: `code` is the IQ error code, `text` its condition name. */
+export class WaError extends Error {
+  constructor(code) {
+    const text = WA_TEXT[code] ?? 'error';
+    super(text);
+    this.name = 'WaError';
+    this.code = code;
+    this.text = text;
+  }
+}
+
+/** Whether a world key (session name) is known and connected, decided by its prefix. */
+export function presenceOf(key) {
+  if (key.startsWith('ghost')) return 'not_found';
+  if (key.startsWith('offline')) return 'offline';
+  return 'connected';
+}
+
+/** A fresh copy of the catalogue for one session. */
+export function newWorld() {
+  const groups = new Map(); // group_jid -> { entry, role, size, pending: Map(jid -> request) }
+  const codes = new Map(); // invite code -> catalogue entry
+  const currentCode = new Map(); // group_jid -> the code that currently opens it
+  for (const entry of CATALOGUE) {
+    codes.set(entry.code, entry);
+    if (entry.group_jid === null || entry.group_exists === false) continue;
+    currentCode.set(entry.group_jid, entry.code);
+    groups.set(entry.group_jid, {
+      entry,
+      role: entry.role, // admin | member | pending | none
+      size: entry.size,
+      pending: new Map((entry.pending_requests ?? []).map((r) => [r.jid, { ...r }])),
+    });
+  }
+  return { groups, codes, currentCode, revoked: new Set() };
+}
+
+const isMember = (group) => group.role === 'admin' || group.role === 'member';
+
+function newInviteCode(world) {
+  for (;;) {
+    let code = '';
+    for (let i = 0; i < 22; i++) code += CODE_ALPHABET[randomInt(CODE_ALPHABET.length)];
+    if (!world.codes.has(code) && !world.revoked.has(code)) return code;
+  }
+}
+
+/** Resolve an invite code to its catalogue entry, or throw WhatsApp's answer. */
+function lookupCode(world, code) {
+  if (world.revoked.has(code)) throw new WaError(410);
+  const entry = world.codes.get(code);
+  if (!entry) throw new WaError(406);
+  return entry;
+}
+
+function join(world, entry) {
+  if (entry.join_error) throw new WaError(entry.join_error);
+  const group = world.groups.get(entry.group_jid);
+  if (!group) throw new WaError(404);
+  // WhatsApp answers 409 (conflict) here; each front end renders it as its server does.
+  if (isMember(group)) return { group_jid: entry.group_jid, status: 'already_member' };
+  if (entry.requires_approval) {
+    group.role = 'pending';
+    return { group_jid: entry.group_jid, status: 'pending_approval' };
+  }
+  group.role = 'member';
+  group.size += 1;
+  return { group_jid: entry.group_jid, status: 'joined' };
+}
+
+/** The group for an admin-side operation, or throw 404 / 403 (not in group) / 401 (not admin). */
+function adminGroup(world, gjid) {
+  const group = world.groups.get(gjid);
+  if (!group) throw new WaError(404);
+  if (!isMember(group)) throw new WaError(403);
+  if (group.role !== 'admin') throw new WaError(401);
+  return group;
+}
+
+function ownerOf(gjid) {
+  const legacy = /^(\d+)-\d+@g\.us$/.exec(gjid);
+  return `${legacy ? legacy[1] : DEFAULT_OWNER_PHONE}@s.whatsapp.net`;
+}
+
+/** What a front end may show of a group; optional catalogue fields stay undefined. */
+function describe(entry, group) {
+  return {
+    group_jid: entry.group_jid,
+    subject: entry.subject,
+    description: entry.description,
+    size: group.size,
+    created_at: entry.created_at,
+    requires_approval: entry.requires_approval,
+    owner: ownerOf(entry.group_jid),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations
+
+/** Join by invite code: { group_jid, status: joined | pending_approval | already_member }. */
+export function joinByCode(world, code) {
+  return join(world, lookupCode(world, code));
+}
+
+/** Join by invite message: as joinByCode, but the code must open `groupJid` (else 400). */
+export function joinByMessage(world, code, groupJid) {
+  const entry = lookupCode(world, code);
+  // An invite message names its group; WhatsApp rejects a code/group mismatch as 400.
+  if (entry.group_jid !== null && entry.group_jid !== groupJid) throw new WaError(400);
+  return join(world, entry);
+}
+
+/** The invite preview of a code: { group_jid, subject, description?, size, created_at?, requires_approval, owner }. */
+export function previewInvite(world, code) {
+  const entry = lookupCode(world, code);
+  if (entry.preview_error) throw new WaError(entry.preview_error);
+  const group = world.groups.get(entry.group_jid);
+  if (!group) throw new WaError(404);
+  return describe(entry, group);
+}
+
+export function leaveGroup(world, gjid) {
+  const group = world.groups.get(gjid);
+  if (!group) throw new WaError(404);
+  if (!isMember(group)) throw new WaError(403);
+  group.role = 'none';
+  group.size = Math.max(0, group.size - 1);
+  return {};
+}
+
+/** Pending join requests of a group the session administers: [{ jid, phone_number?, requested_at? }]. */
+export function listJoinRequests(world, gjid) {
+  return [...adminGroup(world, gjid).pending.values()].map((r) => ({ ...r }));
+}
+
+/**
+ * Approve or reject pending requests: one result per participant, in order,
+ * { jid, ok: true } or { jid, ok: false, wa_code }. Whole-call checks throw first.
+ */
+export function actOnJoinRequests(world, gjid, action, participants) {
+  const group = adminGroup(world, gjid);
+  return participants.map((jid) => {
+    if (Object.hasOwn(PARTICIPANT_FAILURES, jid)) return { jid, ok: false, wa_code: PARTICIPANT_FAILURES[jid] };
+    if (!USER_JID_RE.test(jid)) return { jid, ok: false, wa_code: 400 };
+    // Not (or no longer) pending: the requester withdrew, or it was handled already.
+    if (!group.pending.delete(jid)) return { jid, ok: false, wa_code: 404 };
+    if (action === 'approve') group.size += 1;
+    return { jid, ok: true };
+  });
+}
+
+/** Revoke a group's invite code and make a new one (admin only); returns the new code. */
+export function resetInvite(world, gjid) {
+  adminGroup(world, gjid);
+  const old = world.currentCode.get(gjid);
+  const entry = world.codes.get(old);
+  world.codes.delete(old);
+  world.revoked.add(old);
+  const code = newInviteCode(world);
+  world.codes.set(code, entry);
+  world.currentCode.set(gjid, code);
+  return code;
+}
+
+/** The current invite code of a group, without a reset (WhatsApp shows it to admins only). */
+export function currentInvite(world, gjid) {
+  adminGroup(world, gjid);
+  return world.currentCode.get(gjid);
+}
+
+/**
+ * Group metadata as a member sees it: 404 for an unknown or deleted group, 403 when the
+ * session is not a member (a pending request is not membership).
+ */
+export function groupInfo(world, gjid) {
+  const group = world.groups.get(gjid);
+  if (!group) throw new WaError(404);
+  if (!isMember(group)) throw new WaError(403);
+  return { ...describe(group.entry, group), role: group.role };
+}
+
+/** A readable dump of one session's world (debugging aid; invite codes included). */
+export function describeWorld(world, key) {
+  return {
+    session: key,
+    state: presenceOf(key),
+    groups: [...world.groups].map(([jid, g]) => ({
+      group_jid: jid,
+      name: g.entry.name,
+      role: g.role,
+      size: g.size,
+      invite_code: world.currentCode.get(jid),
+      pending_requests: [...g.pending.values()],
+    })),
+    revoked_codes: [...world.revoked],
+  };
+}

@@ -1,0 +1,420 @@
+//! Kind `evolution`: Evolution API v2 (Baileys underneath). Auth `apikey`; paths
+//! `/{group|instance}/{action}/{instance}`. A pending membership request is a join answer
+//! without `groupJid`; the group is then taken from a preview. Errors keep only WhatsApp's
+//! text (`Error: not-authorized`), never the number.
+
+use serde_json::{json, Value};
+
+use super::shape::{
+    credential_rejected, field, join_data, pct, reset_data, session_unknown, text, unknown_shape,
+    unusable, Preview,
+};
+use super::whatsapp::{classify_text, condition_failure, failure, is_already_member, Condition};
+use super::{not_implemented, Answer, HttpRequest, Kind, Op, Stage, Step, Target, Transport};
+use crate::core::error::{ApiError, ErrorCode};
+
+/// Evolution checks invite codes against `^[a-zA-Z0-9]{22}$`: other lengths never reach
+/// WhatsApp there, so they are refused at the edge instead of as a backend error.
+pub fn check_input(op: &Op) -> Result<(), ApiError> {
+    match op {
+        Op::Join { code } | Op::Preview { code } if code.len() != 22 => Err(ApiError::invalid(
+            "invite",
+            "this session's backend (evolution) takes only 22-character invite codes",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn send(target: &Target, method: &'static str, path: String, stage: Stage) -> Step {
+    let mut headers = Vec::new();
+    if let Some(key) = &target.credential {
+        headers.push(("apikey", key.clone()));
+    }
+    Step::Send(
+        HttpRequest {
+            method,
+            path,
+            headers,
+            body: None,
+        },
+        stage,
+    )
+}
+
+fn instance(target: &Target) -> String {
+    pct(target.remote_session.as_deref().unwrap_or_default())
+}
+
+fn preview_request(target: &Target, code: &str, stage: Stage) -> Step {
+    let path = format!(
+        "/group/inviteInfo/{}?inviteCode={}",
+        instance(target),
+        pct(code)
+    );
+    send(target, "GET", path, stage)
+}
+
+pub fn start(target: &Target, op: &Op) -> Step {
+    let i = instance(target);
+    match op {
+        Op::Join { code } => send(
+            target,
+            "GET",
+            format!("/group/acceptInviteCode/{i}?inviteCode={}", pct(code)),
+            Stage::Main,
+        ),
+        Op::Preview { code } => preview_request(target, code, Stage::Main),
+        Op::Leave { group_jid } => send(
+            target,
+            "DELETE",
+            format!("/group/leaveGroup/{i}?groupJid={}", pct(group_jid)),
+            Stage::Main,
+        ),
+        Op::ResetInvite { group_jid } => send(
+            target,
+            "POST",
+            format!("/group/revokeInviteCode/{i}?groupJid={}", pct(group_jid)),
+            Stage::Main,
+        ),
+        Op::SessionStatus => send(
+            target,
+            "GET",
+            format!("/instance/connectionState/{i}"),
+            Stage::Main,
+        ),
+        Op::JoinByMessage { .. } | Op::ListJoinRequests { .. } | Op::JoinRequestAction { .. } => {
+            Step::Done(Err(not_implemented(Kind::Evolution, op)))
+        }
+    }
+}
+
+pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Step {
+    if let Stage::PreviewForGroup { status } = stage {
+        // The join is done; only its group is missing. Without a preview it stays missing.
+        let group = outcome
+            .answer()
+            .ok()
+            .filter(Answer::is_success)
+            .and_then(|a| a.json())
+            .and_then(|v| Preview::from_baileys(&v).ok())
+            .map(|p| p.group_jid);
+        return Step::Done(Ok(join_data(group.as_deref(), status)));
+    }
+    let answer = match outcome.answer() {
+        Ok(answer) => answer,
+        Err(error) => return Step::Done(Err(error)),
+    };
+    let code = match op {
+        Op::Join { code } => code.as_str(),
+        _ => "",
+    };
+    if !answer.is_success() {
+        return match failure_of(&answer) {
+            Failure::WhatsApp(wa) if is_already_member(op, wa) => preview_request(
+                target,
+                code,
+                Stage::PreviewForGroup {
+                    status: "already_member",
+                },
+            ),
+            other => Step::Done(Err(other.into_error(op, &answer))),
+        };
+    }
+    let Some(value) = answer.json() else {
+        return Step::Done(Err(unknown_shape()));
+    };
+    match op {
+        Op::Join { .. } => {
+            if field(&value, "accepted").and_then(Value::as_bool) != Some(true) {
+                return Step::Done(Err(unknown_shape()));
+            }
+            match text(&value, "groupJid").and_then(super::shape::group_jid) {
+                Some(jid) => Step::Done(Ok(join_data(Some(&jid), "joined"))),
+                // Baileys returns no group for a membership request.
+                None => preview_request(
+                    target,
+                    code,
+                    Stage::PreviewForGroup {
+                        status: "pending_approval",
+                    },
+                ),
+            }
+        }
+        Op::Preview { .. } => Step::Done(Preview::from_baileys(&value).map(|p| p.data())),
+        Op::Leave { group_jid } => {
+            Step::Done(Ok(json!({ "group_jid": group_jid, "status": "left" })))
+        }
+        Op::ResetInvite { .. } => Step::Done(
+            text(&value, "inviteCode")
+                .ok_or_else(unknown_shape)
+                .and_then(reset_data),
+        ),
+        Op::SessionStatus => Step::Done(
+            field(&value, "instance")
+                .and_then(|i| text(i, "state"))
+                .map(|state| json!({ "connected": state == "open" }))
+                .ok_or_else(unknown_shape),
+        ),
+        _ => Step::Done(Err(unknown_shape())),
+    }
+}
+
+enum Failure {
+    WhatsApp(i64),
+    Condition(Condition),
+    UnknownInstance,
+    NoInviteInfo,
+    CredentialRejected,
+    Unusable,
+}
+
+impl Failure {
+    fn into_error(self, op: &Op, answer: &Answer) -> ApiError {
+        match self {
+            Self::WhatsApp(code) => failure(op, code, answer.retry_after_s),
+            Self::Condition(condition) => condition_failure(op, condition),
+            Self::UnknownInstance => session_unknown(),
+            // Evolution drops the cause of a failed preview: unknown, revoked or deleted.
+            Self::NoInviteInfo => ApiError::new(ErrorCode::InviteInvalid)
+                .with_message(
+                    "WhatsApp gave no invite info for this code (Evolution API does not say why).",
+                )
+                .with_detail("reason", "no_invite_info"),
+            Self::CredentialRejected => credential_rejected(answer.status),
+            Self::Unusable => unusable(answer.status),
+        }
+    }
+}
+
+/// `{"status":n,"error":"…","response":{"message":["<what failed>","Error: <WhatsApp text>"]}}`.
+fn failure_of(answer: &Answer) -> Failure {
+    if answer.status == 401 {
+        return Failure::CredentialRejected;
+    }
+    let body = answer.json().unwrap_or(Value::Null);
+    let messages: Vec<String> = match field(&body, "response").and_then(|r| field(r, "message")) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(one)) => vec![one.clone()],
+        _ => Vec::new(),
+    };
+    for message in &messages {
+        if message.contains("instance does not exist") {
+            return Failure::UnknownInstance;
+        }
+        if let Some(rest) = message.strip_prefix("Error: ") {
+            return match classify_text(rest) {
+                Some(Condition::WhatsApp(code)) => Failure::WhatsApp(code),
+                Some(condition) => Failure::Condition(condition),
+                None => Failure::Unusable,
+            };
+        }
+    }
+    if messages.first().is_some_and(|m| m == "No invite info") {
+        return Failure::NoInviteInfo;
+    }
+    Failure::Unusable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    fn evolution() -> Target {
+        target(Kind::Evolution, Some("inst"), Some("evolution-key"))
+    }
+
+    fn evo_error(status: u16, what: &str, text: &str) -> Transport {
+        answer(
+            status,
+            &format!(
+                r#"{{"status":{status},"error":"Not Found","response":{{"message":["{what}","{text}"]}}}}"#
+            ),
+        )
+    }
+
+    const PREVIEW: &str = r#"{"id":"120363000000000002@g.us","subject":"Approval","desc":"D","size":48,"creation":1700000002,"joinApprovalMode":true}"#;
+
+    #[test]
+    fn joins_and_pending_requests() {
+        let (done, sent) = script(
+            &evolution(),
+            &join(CODE),
+            vec![answer(
+                200,
+                &format!(r#"{{"accepted":true,"groupJid":"{GROUP}"}}"#),
+            )],
+        );
+        assert_eq!(
+            outcome(&done),
+            Ok(json!({ "group_jid": GROUP, "status": "joined" }))
+        );
+        assert_eq!(sent[0].method, "GET");
+        assert_eq!(
+            sent[0].path,
+            format!("/group/acceptInviteCode/inst?inviteCode={CODE}")
+        );
+        assert_eq!(
+            sent[0].headers,
+            vec![("apikey", "evolution-key".to_string())]
+        );
+        // No groupJid: a membership request; the group comes from a preview.
+        let (done, sent) = script(
+            &evolution(),
+            &join(CODE),
+            vec![answer(200, r#"{"accepted":true}"#), answer(200, PREVIEW)],
+        );
+        assert_eq!(
+            outcome(&done),
+            Ok(json!({ "group_jid": "120363000000000002@g.us", "status": "pending_approval" }))
+        );
+        assert_eq!(
+            sent[1].path,
+            format!("/group/inviteInfo/inst?inviteCode={CODE}")
+        );
+        // Conflict: already a member.
+        let (done, _) = script(
+            &evolution(),
+            &join(CODE),
+            vec![
+                evo_error(404, "Accept invite error", "Error: conflict"),
+                answer(200, PREVIEW),
+            ],
+        );
+        assert_eq!(
+            outcome(&done).map(|d| d["status"].clone()),
+            Ok(json!("already_member"))
+        );
+    }
+
+    #[test]
+    fn errors_keep_only_the_text() {
+        use ErrorCode::*;
+        for (reply, expected) in [
+            (
+                evo_error(404, "Accept invite error", "Error: not-authorized"),
+                Err((JoinNotAllowed, Some(401))),
+            ),
+            (
+                evo_error(404, "Accept invite error", "Error: gone"),
+                Err((InviteRevoked, Some(410))),
+            ),
+            (
+                evo_error(404, "Accept invite error", "Error: resource-limit"),
+                Err((GroupFull, Some(419))),
+            ),
+            (
+                evo_error(404, "Accept invite error", "Error: rate-overlimit"),
+                Err((UpstreamRateLimited, Some(429))),
+            ),
+            (
+                evo_error(404, "Accept invite error", "Error: Connection Closed"),
+                Err((SessionNotConnected, None)),
+            ),
+            (
+                answer(
+                    404,
+                    r#"{"status":404,"error":"Not Found","response":{"message":["The \"inst\" instance does not exist"]}}"#,
+                ),
+                Err((SessionNotConnected, None)),
+            ),
+            (
+                answer(
+                    401,
+                    r#"{"status":401,"error":"Unauthorized","response":{"message":"Unauthorized"}}"#,
+                ),
+                Err((BackendError, None)),
+            ),
+            (
+                answer(
+                    500,
+                    r#"{"status":500,"error":"Internal Server Error","response":{"message":["TypeError: Cannot read properties of undefined"]}}"#,
+                ),
+                Err((BackendError, None)),
+            ),
+        ] {
+            let (done, _) = script(&evolution(), &join(CODE), vec![reply]);
+            assert_eq!(outcome(&done), expected);
+        }
+        let preview = Op::Preview { code: CODE.into() };
+        let (done, _) = script(
+            &evolution(),
+            &preview,
+            vec![evo_error(404, "No invite info", CODE)],
+        );
+        let error = done.result.err();
+        assert_eq!(error.as_ref().map(|e| e.code), Some(InviteInvalid));
+        // The code the server echoes never reaches the answer.
+        assert!(!format!("{error:?}").contains(CODE));
+    }
+
+    #[test]
+    fn only_22_character_codes_are_sent() {
+        let short = join("AbCdEfGhIjKlMnOp");
+        assert_eq!(
+            check_input(&short).err().map(|e| e.code),
+            Some(ErrorCode::ValidationError)
+        );
+        let (done, sent) = script(&evolution(), &short, vec![]);
+        assert!(sent.is_empty());
+        assert!(done.result.is_err());
+    }
+
+    #[test]
+    fn leave_reset_and_status() {
+        let leave = Op::Leave {
+            group_jid: GROUP.into(),
+        };
+        let (done, sent) = script(
+            &evolution(),
+            &leave,
+            vec![answer(
+                200,
+                &format!(r#"{{"groupJid":"{GROUP}","leave":true}}"#),
+            )],
+        );
+        assert_eq!(sent[0].method, "DELETE");
+        assert_eq!(
+            sent[0].path,
+            format!("/group/leaveGroup/inst?groupJid={}", pct(GROUP))
+        );
+        assert_eq!(
+            outcome(&done),
+            Ok(json!({ "group_jid": GROUP, "status": "left" }))
+        );
+        let (done, _) = script(
+            &evolution(),
+            &leave,
+            vec![evo_error(
+                400,
+                "Unable to leave the group",
+                "Error: forbidden",
+            )],
+        );
+        assert_eq!(outcome(&done), Err((ErrorCode::NotInGroup, Some(403))));
+        let reset = Op::ResetInvite {
+            group_jid: GROUP.into(),
+        };
+        let (done, _) = script(
+            &evolution(),
+            &reset,
+            vec![answer(
+                201,
+                &format!(r#"{{"revoked":true,"inviteCode":"{CODE}"}}"#),
+            )],
+        );
+        assert_eq!(
+            outcome(&done).map(|d| d["invite_code"].clone()),
+            Ok(json!(CODE))
+        );
+        for (state, connected) in [("open", true), ("connecting", false), ("close", false)] {
+            let body = format!(r#"{{"instance":{{"instanceName":"inst","state":"{state}"}}}}"#);
+            let (done, _) = script(&evolution(), &Op::SessionStatus, vec![answer(200, &body)]);
+            assert_eq!(outcome(&done), Ok(json!({ "connected": connected })));
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! Session backends (contract sections 7 and 9): the typed operation the edge asks for, and
+//! for each server kind a pure *dialect* that turns it into HTTP requests and turns the
+//! answers into the contract's outcome.
+//!
+//! Invariants:
+//! - Only the dialects know backend paths, headers and bodies; the edge builds an [`Op`] of
+//!   validated values and the backend client executes the [`HttpRequest`]s it is handed.
+//! - A client call is one exchange: [`start`], then [`resume`] once per answer, until
+//!   [`Step::Done`]. Multi-step operations (a preview before a join, a membership check after
+//!   it) are stages of that one exchange: one queue turn, one rate-limit token, one deadline.
+//! - Nothing a server says is passed through raw: every answer becomes the contract's data
+//!   or an `ApiError` with a contract code; a credential is only ever put in a header.
+
+pub mod evolution;
+pub mod gowa;
+pub mod joingate;
+pub mod shape;
+pub mod spec;
+pub mod waha;
+pub mod whatsapp;
+pub mod wuzapi;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::{ApiError, ErrorCode};
+
+/// The server kinds joingate can front (contract section 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Joingate,
+    Waha,
+    Evolution,
+    Wuzapi,
+    Gowa,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Joingate,
+        Kind::Waha,
+        Kind::Evolution,
+        Kind::Wuzapi,
+        Kind::Gowa,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Joingate => "joingate",
+            Self::Waha => "waha",
+            Self::Evolution => "evolution",
+            Self::Wuzapi => "wuzapi",
+            Self::Gowa => "gowa",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether `remote_session` defaults to the session id (gowa: no device header; wuzapi:
+    /// the token names the user).
+    pub fn remote_session_defaults_to_sid(self) -> bool {
+        matches!(self, Self::Joingate | Self::Waha | Self::Evolution)
+    }
+}
+
+/// What a client call asks of WhatsApp, with every value validated at the edge (codes are
+/// invite codes of the contract's grammar, JIDs are the contract's JIDs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Join {
+        code: String,
+    },
+    JoinByMessage {
+        code: String,
+        group_jid: String,
+        inviter_jid: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expiration: Option<i64>,
+    },
+    Preview {
+        code: String,
+    },
+    Leave {
+        group_jid: String,
+    },
+    ListJoinRequests {
+        group_jid: String,
+    },
+    JoinRequestAction {
+        group_jid: String,
+        approve: bool,
+        participants: Vec<String>,
+    },
+    ResetInvite {
+        group_jid: String,
+    },
+    SessionStatus,
+}
+
+impl Op {
+    /// The operation's name in `not_implemented` details (contract section 2).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Join { .. } => "join",
+            Self::JoinByMessage { .. } => "join_by_message",
+            Self::Preview { .. } => "preview",
+            Self::Leave { .. } => "leave",
+            Self::ListJoinRequests { .. } => "list_join_requests",
+            Self::JoinRequestAction { approve: true, .. } => "approve_join_requests",
+            Self::JoinRequestAction { approve: false, .. } => "reject_join_requests",
+            Self::ResetInvite { .. } => "reset_invite",
+            Self::SessionStatus => "session_status",
+        }
+    }
+}
+
+/// Who the dialect talks to: the kind, the remote session name (already defaulted) and the
+/// credential in the clear. Lives only for one exchange; never serialised.
+#[derive(Clone, PartialEq)]
+pub struct Target {
+    pub kind: Kind,
+    pub remote_session: Option<String>,
+    pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential never reaches a log line, not even through Debug.
+        f.debug_struct("Target")
+            .field("kind", &self.kind)
+            .field("remote_session", &self.remote_session)
+            .field("has_credential", &self.credential.is_some())
+            .finish()
+    }
+}
+
+/// One HTTP request for the backend client to execute. `path` is below the backend's base
+/// URL (which has no trailing `/`), starts with `/` and carries its query, percent-encoded.
+#[derive(Clone, PartialEq)]
+pub struct HttpRequest {
+    pub method: &'static str,
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+    /// A JSON body (sent with `Content-Type: application/json`).
+    pub body: Option<String>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Headers hold the credential: only their names are shown.
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("headers", &names)
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+/// An answer the backend gave in full.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    /// `Retry-After` seconds, if it sent one.
+    pub retry_after_s: Option<u64>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    Answered(Answer),
+    /// The status line arrived, then the body was cut off: the backend was reached.
+    Cut {
+        status: u16,
+    },
+    /// Connection refused, reset or DNS failure: the backend was never reached.
+    Unreachable,
+    TimedOut {
+        timeout_ms: u64,
+    },
+}
+
+impl Transport {
+    /// Whether any part of an answer arrived (contract section 6: the token stays spent).
+    pub fn reached(&self) -> bool {
+        matches!(self, Self::Answered(_) | Self::Cut { .. })
+    }
+
+    /// Whether the circuit breaker counts this as a failure.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Unreachable | Self::TimedOut { .. })
+    }
+
+    /// The answer, or the error every dialect gives for a transport that did not answer.
+    pub fn answer(self) -> Result<Answer, ApiError> {
+        match self {
+            Self::Answered(answer) => Ok(answer),
+            Self::Unreachable => {
+                Err(ApiError::new(ErrorCode::BackendUnavailable).with_retry_after(5))
+            }
+            Self::TimedOut { timeout_ms } => {
+                Err(ApiError::new(ErrorCode::BackendTimeout).with_detail("timeout_ms", timeout_ms))
+            }
+            Self::Cut { status } => Err(ApiError::new(ErrorCode::BackendError)
+                .with_message("The session backend's answer was cut off.")
+                .with_detail("backend_status", status)
+                .with_detail("reason", "answer_cut_off")),
+        }
+    }
+}
+
+/// Where a multi-step exchange stands between two requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stage {
+    /// The operation's own request.
+    Main,
+    /// waha, wuzapi: the preview before a join, to learn the group and whether it needs
+    /// approval (their join answer cannot tell a membership request from a join).
+    PreviewBeforeJoin,
+    /// waha, wuzapi: the join, with what the preview said.
+    JoinAfterPreview {
+        group_jid: String,
+        requires_approval: bool,
+    },
+    /// evolution, gowa: a preview after a join whose answer named no group (a pending
+    /// request on Baileys, or "already a member" told as an error).
+    PreviewForGroup { status: &'static str },
+    /// gowa: whether the account is a member after the join (its preview has no approval
+    /// field, and its join answer is the same for a join and a request).
+    MembershipAfterJoin { group_jid: String },
+    /// wuzapi: a failure that says nothing; the status route tells whether the session is
+    /// connected.
+    StatusAfterSilentFailure { backend_status: u16 },
+}
+
+/// What the exchange does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Send(HttpRequest, Stage),
+    Done(Result<Value, ApiError>),
+}
+
+/// `501 not_implemented` (and the few input limits of a server) before anything is sent;
+/// the edge calls this right after the body checks (contract section 1).
+pub fn supports(kind: Kind, op: &Op) -> Result<(), ApiError> {
+    let implemented = match kind {
+        Kind::Joingate => true,
+        Kind::Waha | Kind::Gowa => !matches!(op, Op::JoinByMessage { .. }),
+        Kind::Evolution | Kind::Wuzapi => !matches!(
+            op,
+            Op::JoinByMessage { .. } | Op::ListJoinRequests { .. } | Op::JoinRequestAction { .. }
+        ),
+    };
+    if !implemented {
+        return Err(not_implemented(kind, op));
+    }
+    if kind == Kind::Evolution {
+        evolution::check_input(op)?;
+    }
+    Ok(())
+}
+
+pub fn not_implemented(kind: Kind, op: &Op) -> ApiError {
+    ApiError::new(ErrorCode::NotImplemented)
+        .with_message(format!(
+            "This session's backend ({}) cannot do {}.",
+            kind.as_str(),
+            op.name()
+        ))
+        .with_detail("backend_kind", kind.as_str())
+        .with_detail("operation", op.name())
+}
+
+/// The first step of the exchange for `op`.
+pub fn start(target: &Target, op: &Op) -> Step {
+    if let Err(error) = supports(target.kind, op) {
+        return Step::Done(Err(error));
+    }
+    match target.kind {
+        Kind::Joingate => joingate::start(target, op),
+        Kind::Waha => waha::start(target, op),
+        Kind::Evolution => evolution::start(target, op),
+        Kind::Wuzapi => wuzapi::start(target, op),
+        Kind::Gowa => gowa::start(target, op),
+    }
+}
+
+/// The step after the backend answered a request sent at `stage`.
+pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Step {
+    match target.kind {
+        Kind::Joingate => joingate::resume(op, outcome),
+        Kind::Waha => waha::resume(target, op, stage, outcome),
+        Kind::Evolution => evolution::resume(target, op, stage, outcome),
+        Kind::Wuzapi => wuzapi::resume(target, op, stage, outcome),
+        Kind::Gowa => gowa::resume(target, op, stage, outcome),
+    }
+}
+
+/// How a whole exchange ended, for the session object's bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exchanged {
+    pub result: Result<Value, ApiError>,
+    /// Some request got (part of) an answer: the rate-limit token stays spent.
+    pub reached: bool,
+    /// The exchange failed on its transport (unreachable, timeout): a breaker failure.
+    pub transport_failed: bool,
+}
+
+/// Bookkeeping of an exchange in progress; the edge's loop and the native tests share it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    reached: bool,
+    last_failed: bool,
+}
+
+impl Progress {
+    pub fn record(&mut self, outcome: &Transport) {
+        self.reached |= outcome.reached();
+        self.last_failed = outcome.is_failure();
+    }
+
+    pub fn finish(self, result: Result<Value, ApiError>) -> Exchanged {
+        let transport_failed = self.last_failed
+            && matches!(
+                result.as_ref().err().map(|e| e.code),
+                Some(ErrorCode::BackendUnavailable | ErrorCode::BackendTimeout)
+            );
+        Exchanged {
+            result,
+            reached: self.reached,
+            transport_failed,
+        }
+    }
+}
+
+/// Runs a whole exchange against `backend` synchronously (the native tests' backend).
+pub fn run_with(
+    target: &Target,
+    op: &Op,
+    mut backend: impl FnMut(&HttpRequest) -> Transport,
+) -> (Exchanged, Vec<HttpRequest>) {
+    let mut sent = Vec::new();
+    let mut progress = Progress::default();
+    let mut step = start(target, op);
+    loop {
+        match step {
+            Step::Done(result) => return (progress.finish(result), sent),
+            Step::Send(request, stage) => {
+                let outcome = backend(&request);
+                progress.record(&outcome);
+                sent.push(request);
+                step = resume(target, op, stage, outcome);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! Helpers for the dialects' table tests: canned answers and a scripted backend.
+    use super::*;
+
+    pub const CODE: &str = "AbCdEfGhIjKlMnOpQrStUv";
+    pub const GROUP: &str = "120363000000000001@g.us";
+
+    pub fn answer(status: u16, body: &str) -> Transport {
+        Transport::Answered(Answer {
+            status,
+            retry_after_s: None,
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    pub fn target(kind: Kind, remote: Option<&str>, credential: Option<&str>) -> Target {
+        Target {
+            kind,
+            remote_session: remote.map(str::to_owned),
+            credential: credential.map(str::to_owned),
+        }
+    }
+
+    /// Runs `op` against answers given in order; panics (a test failure) if more requests
+    /// are sent than answers given.
+    pub fn script(
+        target: &Target,
+        op: &Op,
+        answers: Vec<Transport>,
+    ) -> (Exchanged, Vec<HttpRequest>) {
+        let mut answers = answers.into_iter();
+        run_with(target, op, |request| {
+            answers
+                .next()
+                .unwrap_or_else(|| panic!("unexpected request {request:?}"))
+        })
+    }
+
+    /// The code (and wa_code) of an exchange that failed, or the data of one that worked.
+    pub fn outcome(exchanged: &Exchanged) -> Result<Value, (ErrorCode, Option<i64>)> {
+        exchanged
+            .result
+            .clone()
+            .map_err(|e| (e.code, e.details.get("wa_code").and_then(Value::as_i64)))
+    }
+
+    pub fn join(code: &str) -> Op {
+        Op::Join { code: code.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn unsupported_operations_are_501_before_any_request() {
+        let by_message = Op::JoinByMessage {
+            code: "x".into(),
+            group_jid: GROUP.into(),
+            inviter_jid: "1@s.whatsapp.net".into(),
+            expiration: None,
+        };
+        let list = Op::ListJoinRequests {
+            group_jid: GROUP.into(),
+        };
+        for (kind, op, implemented) in [
+            (Kind::Joingate, &by_message, true),
+            (Kind::Waha, &by_message, false),
+            (Kind::Evolution, &by_message, false),
+            (Kind::Wuzapi, &by_message, false),
+            (Kind::Gowa, &by_message, false),
+            (Kind::Waha, &list, true),
+            (Kind::Gowa, &list, true),
+            (Kind::Evolution, &list, false),
+            (Kind::Wuzapi, &list, false),
+        ] {
+            assert_eq!(supports(kind, op).is_ok(), implemented, "{kind:?} {op:?}");
+            if implemented {
+                continue;
+            }
+            let (done, sent) = script(&target(kind, Some("s"), None), op, vec![]);
+            assert!(sent.is_empty());
+            let error = done.result.err();
+            assert_eq!(
+                error.as_ref().map(|e| e.code),
+                Some(ErrorCode::NotImplemented)
+            );
+            assert_eq!(
+                error.as_ref().map(|e| e.details["backend_kind"].clone()),
+                Some(Value::from(kind.as_str()))
+            );
+            assert!(!done.reached);
+        }
+    }
+
+    #[test]
+    fn transport_failures_are_the_same_on_every_kind() {
+        for kind in Kind::ALL {
+            let t = target(kind, Some("s"), Some("c"));
+            for (outcome, code, reached, failed) in [
+                (
+                    Transport::Unreachable,
+                    ErrorCode::BackendUnavailable,
+                    false,
+                    true,
+                ),
+                (
+                    Transport::TimedOut { timeout_ms: 9 },
+                    ErrorCode::BackendTimeout,
+                    false,
+                    true,
+                ),
+                (
+                    Transport::Cut { status: 200 },
+                    ErrorCode::BackendError,
+                    true,
+                    false,
+                ),
+            ] {
+                let op = Op::Leave {
+                    group_jid: GROUP.into(),
+                };
+                let (done, _) = script(&t, &op, vec![outcome]);
+                assert_eq!(done.result.err().map(|e| e.code), Some(code), "{kind:?}");
+                assert_eq!(done.reached, reached);
+                assert_eq!(done.transport_failed, failed);
+            }
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_credential() {
+        let t = target(Kind::Waha, Some("s"), Some("super-secret"));
+        assert!(!format!("{t:?}").contains("super-secret"));
+        if let Step::Send(request, _) = start(&t, &Op::SessionStatus) {
+            assert!(!format!("{request:?}").contains("super-secret"));
+            assert!(request.headers.iter().any(|(_, v)| v == "super-secret"));
+        } else {
+            panic!("status sends a request");
+        }
+    }
+}

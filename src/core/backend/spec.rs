@@ -1,0 +1,362 @@
+//! A session's `backend` (contract section 9): validated from the admin body, kept in KV
+//! with its credential sealed, and shown in answers without it.
+//!
+//! Invariant: a credential in the clear exists only in a [`BackendInput`] (between parsing
+//! the admin body and sealing it) and in a dialect's `Target` (for one exchange); what is
+//! stored and what is answered hold only the sealed form and `has_credential`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::Kind;
+use crate::core::error::ApiError;
+use crate::core::json::{present, reject_unknown};
+
+pub const MAX_URL_CHARS: usize = 2048;
+pub const MAX_REMOTE_SESSION_CHARS: usize = 100;
+pub const MAX_CREDENTIAL_CHARS: usize = 512;
+
+/// A `backend` as the admin sent it, checked; the credential still in the clear.
+#[derive(Clone, PartialEq)]
+pub struct BackendInput {
+    pub kind: Kind,
+    pub url: String,
+    pub remote_session: Option<String>,
+    pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for BackendInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendInput")
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("remote_session", &self.remote_session)
+            .field("has_credential", &self.credential.is_some())
+            .finish()
+    }
+}
+
+/// An AES-256-GCM ciphertext (tag included) and its 96-bit IV, both base64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sealed {
+    pub iv: String,
+    pub ct: String,
+}
+
+/// What KV keeps of a session's backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredBackend {
+    pub kind: Kind,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<Sealed>,
+}
+
+impl StoredBackend {
+    /// The `backend` of admin answers: never the credential, only whether there is one.
+    pub fn view(&self) -> Value {
+        let mut view = json!({
+            "kind": self.kind.as_str(),
+            "url": self.url,
+            "has_credential": self.credential.is_some(),
+        });
+        if let Some(remote) = &self.remote_session {
+            view["remote_session"] = Value::from(remote.as_str());
+        }
+        view
+    }
+
+    /// The remote session name in force: the given one, else the session id where the kind
+    /// defaults to it.
+    pub fn remote_session_for(&self, sid: &str) -> Option<String> {
+        self.remote_session.clone().or_else(|| {
+            self.kind
+                .remote_session_defaults_to_sid()
+                .then(|| sid.to_string())
+        })
+    }
+}
+
+/// The additional data that binds a sealed credential to its session: a ciphertext copied
+/// to another session's record does not decrypt.
+pub fn credential_aad(sid: &str) -> Vec<u8> {
+    format!("joingate credential for session {sid}").into_bytes()
+}
+
+/// `CREDENTIALS_KEY`: 32 bytes, base64.
+pub fn credentials_key(text: &str) -> Option<[u8; 32]> {
+    crate::core::base64::decode(text.trim())?.try_into().ok()
+}
+
+fn printable(text: &str, allow_space: bool) -> bool {
+    text.bytes()
+        .all(|b| (0x21..=0x7e).contains(&b) || (allow_space && b == b' '))
+}
+
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+/// An absolute `https://` URL (`http://` only for a loopback host) without userinfo, query
+/// or fragment, normalised with no trailing `/`. `field` names it in errors.
+pub fn validate_url(text: &str, field: &str) -> Result<String, ApiError> {
+    let invalid = |why: &str| ApiError::invalid(field, why);
+    if text.is_empty() || text.len() > MAX_URL_CHARS || !printable(text, false) {
+        return Err(invalid(
+            "must be an absolute https:// URL of at most 2048 characters",
+        ));
+    }
+    let url = url::Url::parse(text).map_err(|_| invalid("must be an absolute https:// URL"))?;
+    let host = url.host().ok_or_else(|| invalid("must name a host"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&host) => {}
+        "http" => {
+            return Err(invalid(
+                "may use http:// only for a loopback host; use https://",
+            ))
+        }
+        _ => return Err(invalid("must be an https:// URL")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not carry a user name or password"));
+    }
+    if url.query().is_some() || text.contains('?') {
+        return Err(invalid("must not have a query"));
+    }
+    if url.fragment().is_some() || text.contains('#') {
+        return Err(invalid("must not have a fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+fn optional_text<'a>(
+    body: &'a Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    match present(body, key) {
+        None => Ok(None),
+        Some(value) => value
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(field, "must be a string")),
+    }
+}
+
+/// The `backend` of a `PUT /v1/admin/sessions/{sid}` body; `None` for absent or `null`.
+pub fn parse_backend(value: Option<&Value>) -> Result<Option<BackendInput>, ApiError> {
+    let body = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ApiError::invalid("backend", "must be an object")),
+    };
+    reject_unknown(
+        body,
+        &["kind", "url", "remote_session", "credential"],
+        "backend.",
+    )?;
+    let kind = optional_text(body, "kind", "backend.kind")?
+        .ok_or_else(|| ApiError::invalid("backend.kind", "is required"))?;
+    let kind = Kind::parse(kind).ok_or_else(|| {
+        ApiError::invalid(
+            "backend.kind",
+            "must be one of joingate, waha, evolution, wuzapi, gowa",
+        )
+    })?;
+    let url = optional_text(body, "url", "backend.url")?
+        .ok_or_else(|| ApiError::invalid("backend.url", "is required"))?;
+    let url = validate_url(url, "backend.url")?;
+    let remote_session = optional_text(body, "remote_session", "backend.remote_session")?;
+    if let Some(remote) = remote_session {
+        let fits = !remote.is_empty()
+            && remote.len() <= MAX_REMOTE_SESSION_CHARS
+            && printable(remote, false)
+            && !remote.contains(['/', '?', '#']);
+        if !fits {
+            return Err(ApiError::invalid(
+                "backend.remote_session",
+                "must be 1-100 printable ASCII characters without whitespace, /, ? or #",
+            ));
+        }
+    }
+    let credential = optional_text(body, "credential", "backend.credential")?;
+    if let Some(secret) = credential {
+        if secret.is_empty() || secret.len() > MAX_CREDENTIAL_CHARS || !printable(secret, true) {
+            return Err(ApiError::invalid(
+                "backend.credential",
+                "must be 1-512 printable ASCII characters",
+            ));
+        }
+    }
+    Ok(Some(BackendInput {
+        kind,
+        url,
+        remote_session: remote_session.map(str::to_owned),
+        credential: credential.map(str::to_owned),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::error::ErrorCode;
+
+    fn field_of(value: Value) -> Option<String> {
+        parse_backend(Some(&value)).err().and_then(|e| {
+            assert_eq!(e.code, ErrorCode::ValidationError);
+            e.details
+                .get("field")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+    }
+
+    #[test]
+    fn urls_follow_the_contract() {
+        for (given, normalised) in [
+            ("https://waha.example.com", "https://waha.example.com"),
+            ("https://waha.example.com/", "https://waha.example.com"),
+            (
+                "https://WAHA.example.com:8443/prefix/",
+                "https://waha.example.com:8443/prefix",
+            ),
+            ("http://127.0.0.1:3000", "http://127.0.0.1:3000"),
+            ("http://127.9.9.9/x", "http://127.9.9.9/x"),
+            ("http://localhost:8080/", "http://localhost:8080"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+        ] {
+            assert_eq!(
+                validate_url(given, "u").as_deref(),
+                Ok(normalised),
+                "{given}"
+            );
+        }
+        for bad in [
+            "",
+            "waha.example.com",
+            "/relative",
+            "ftp://waha.example.com",
+            "http://waha.example.com",
+            "http://10.0.0.1",
+            "http://localhost.evil.example",
+            "https://user:pass@waha.example.com",
+            "https://user@waha.example.com",
+            "https://waha.example.com/?",
+            "https://waha.example.com/?a=1",
+            "https://waha.example.com/#x",
+            "https://waha.example.com/ x",
+            "https://wähä.example.com",
+        ] {
+            assert!(validate_url(bad, "u").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let ok = json!({ "kind": "waha", "url": "https://w.example" });
+        assert_eq!(field_of(ok.clone()), None);
+        for (body, field) in [
+            (json!("waha"), "backend"),
+            (json!({ "url": "https://w.example" }), "backend.kind"),
+            (
+                json!({ "kind": "wappi", "url": "https://w.example" }),
+                "backend.kind",
+            ),
+            (
+                json!({ "kind": 5, "url": "https://w.example" }),
+                "backend.kind",
+            ),
+            (json!({ "kind": "waha" }), "backend.url"),
+            (
+                json!({ "kind": "waha", "url": "http://w.example" }),
+                "backend.url",
+            ),
+            (
+                json!({ "kind": "waha", "url": "https://w.example", "remote_session": "" }),
+                "backend.remote_session",
+            ),
+            (
+                json!({ "kind": "waha", "url": "https://w.example", "remote_session": "a/b" }),
+                "backend.remote_session",
+            ),
+            (
+                json!({ "kind": "waha", "url": "https://w.example", "remote_session": "a b" }),
+                "backend.remote_session",
+            ),
+            (
+                json!({ "kind": "waha", "url": "https://w.example", "remote_session": "x".repeat(101) }),
+                "backend.remote_session",
+            ),
+            (
+                json!({ "kind": "waha", "url": "https://w.example", "credential": "" }),
+                "backend.credential",
+            ),
+            (
+                json!({ "kind": "waha", "url": "https://w.example", "credential": "é" }),
+                "backend.credential",
+            ),
+            (
+                json!({ "kind": "waha", "url": "https://w.example", "credential": "x".repeat(513) }),
+                "backend.credential",
+            ),
+            (
+                json!({ "kind": "waha", "url": "https://w.example", "credential": 5 }),
+                "backend.credential",
+            ),
+            (
+                json!({ "kind": "waha", "url": "https://w.example", "token": "x" }),
+                "backend.token",
+            ),
+        ] {
+            assert_eq!(field_of(body.clone()).as_deref(), Some(field), "{body}");
+        }
+        assert_eq!(parse_backend(Some(&Value::Null)), Ok(None));
+        assert_eq!(parse_backend(None), Ok(None));
+    }
+
+    #[test]
+    fn keys_are_32_bytes_of_base64() {
+        let key = crate::core::base64::encode(&[7u8; 32]);
+        assert_eq!(credentials_key(&key), Some([7u8; 32]));
+        assert_eq!(
+            credentials_key(&crate::core::base64::encode(&[7u8; 16])),
+            None
+        );
+        assert_eq!(credentials_key("not base64"), None);
+        assert_ne!(credential_aad("a"), credential_aad("b"));
+    }
+
+    #[test]
+    fn views_never_hold_the_credential() {
+        let stored = StoredBackend {
+            kind: Kind::Gowa,
+            url: "https://g.example".into(),
+            remote_session: None,
+            credential: Some(Sealed {
+                iv: "aXY=".into(),
+                ct: "Y3Q=".into(),
+            }),
+        };
+        assert_eq!(
+            stored.view(),
+            json!({ "kind": "gowa", "url": "https://g.example", "has_credential": true })
+        );
+        assert_eq!(stored.remote_session_for("s1"), None);
+        let waha = StoredBackend {
+            kind: Kind::Waha,
+            ..stored
+        };
+        assert_eq!(waha.remote_session_for("s1").as_deref(), Some("s1"));
+        let input = parse_backend(Some(
+            &json!({ "kind": "waha", "url": "https://w.example", "credential": "top-secret" }),
+        ));
+        assert!(!format!("{input:?}").contains("top-secret"));
+    }
+}

@@ -1,0 +1,329 @@
+//! Kind `wuzapi`: wuzapi (whatsmeow underneath). Auth header `token`, which also names the
+//! user and so the WhatsApp session. Answers are `{"code","data","success"}` with Go field
+//! names matched in any letter case. Its join answer names no group and cannot tell a
+//! membership request from a join, so a join previews first. Its failures answer 500
+//! `{"code":500,"success":true}` without a word (an upstream bug): the status route then
+//! tells a disconnected session from a WhatsApp refusal that cannot be read.
+
+use serde_json::{json, Value};
+
+use super::shape::{
+    credential_rejected, error_text, field, flag, join_data, pct, reset_data, text, unknown_shape,
+    unusable, Preview,
+};
+use super::whatsapp::{classify_text, condition_failure};
+use super::{not_implemented, Answer, HttpRequest, Kind, Op, Stage, Step, Target, Transport};
+use crate::core::error::{ApiError, ErrorCode};
+
+fn send(
+    target: &Target,
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    stage: Stage,
+) -> Step {
+    let mut headers = Vec::new();
+    if let Some(token) = &target.credential {
+        headers.push(("token", token.clone()));
+    }
+    Step::Send(
+        HttpRequest {
+            method,
+            path,
+            headers,
+            body: body.map(|b| b.to_string()),
+        },
+        stage,
+    )
+}
+
+fn preview_request(target: &Target, code: &str, stage: Stage) -> Step {
+    send(
+        target,
+        "POST",
+        "/group/inviteinfo".into(),
+        Some(json!({ "Code": code })),
+        stage,
+    )
+}
+
+fn status_request(target: &Target, stage: Stage) -> Step {
+    send(target, "GET", "/session/status".into(), None, stage)
+}
+
+pub fn start(target: &Target, op: &Op) -> Step {
+    match op {
+        Op::Join { code } => preview_request(target, code, Stage::PreviewBeforeJoin),
+        Op::Preview { code } => preview_request(target, code, Stage::Main),
+        Op::Leave { group_jid } => send(
+            target,
+            "POST",
+            "/group/leave".into(),
+            Some(json!({ "GroupJID": group_jid })),
+            Stage::Main,
+        ),
+        Op::ResetInvite { group_jid } => send(
+            target,
+            "GET",
+            format!("/group/invitelink?groupJID={}&reset=true", pct(group_jid)),
+            None,
+            Stage::Main,
+        ),
+        Op::SessionStatus => status_request(target, Stage::Main),
+        Op::JoinByMessage { .. } | Op::ListJoinRequests { .. } | Op::JoinRequestAction { .. } => {
+            Step::Done(Err(not_implemented(Kind::Wuzapi, op)))
+        }
+    }
+}
+
+pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Step {
+    let answer = match outcome.answer() {
+        Ok(answer) => answer,
+        Err(error) => return Step::Done(Err(error)),
+    };
+    if let Stage::StatusAfterSilentFailure { backend_status } = stage {
+        return Step::Done(Err(match data(&answer) {
+            Ok(status) if connected(&status) == Some(false) => {
+                ApiError::new(ErrorCode::SessionNotConnected)
+            }
+            _ => unusable(backend_status)
+                .with_message("wuzapi failed without saying why (its session is connected)."),
+        }));
+    }
+    let value = match data(&answer) {
+        Ok(value) => value,
+        Err(Failure::Silent) if !matches!(op, Op::SessionStatus) => {
+            return status_request(
+                target,
+                Stage::StatusAfterSilentFailure {
+                    backend_status: answer.status,
+                },
+            )
+        }
+        Err(failure) => return Step::Done(Err(failure.into_error(op, &answer))),
+    };
+    Step::Done(match (stage, op) {
+        (Stage::PreviewBeforeJoin, Op::Join { code }) => {
+            return match Preview::from_whatsmeow(&value) {
+                Ok(preview) => send(
+                    target,
+                    "POST",
+                    "/group/join".into(),
+                    Some(json!({ "Code": code })),
+                    Stage::JoinAfterPreview {
+                        group_jid: preview.group_jid,
+                        requires_approval: preview.requires_approval.unwrap_or(false),
+                    },
+                ),
+                Err(error) => Step::Done(Err(error)),
+            }
+        }
+        (
+            Stage::JoinAfterPreview {
+                group_jid,
+                requires_approval,
+            },
+            _,
+        ) => Ok(join_data(
+            Some(&group_jid),
+            if requires_approval {
+                "pending_approval"
+            } else {
+                "joined"
+            },
+        )),
+        (_, Op::Preview { .. }) => Preview::from_whatsmeow(&value).map(|p| p.data()),
+        (_, Op::Leave { group_jid }) => Ok(json!({ "group_jid": group_jid, "status": "left" })),
+        (_, Op::ResetInvite { .. }) => text(&value, "InviteLink")
+            .ok_or_else(unknown_shape)
+            .and_then(reset_data),
+        (_, Op::SessionStatus) => connected(&value)
+            .map(|c| json!({ "connected": c }))
+            .ok_or_else(unknown_shape),
+        _ => Err(unknown_shape()),
+    })
+}
+
+/// Connected and logged in, both; `None` when the answer has neither field.
+fn connected(status: &Value) -> Option<bool> {
+    let connected = flag(status, "Connected")?;
+    Some(connected && flag(status, "LoggedIn").unwrap_or(connected))
+}
+
+enum Failure {
+    /// `{"code":500,"success":true}`: a failure that says nothing.
+    Silent,
+    Text(String),
+    CredentialRejected,
+    Unusable,
+}
+
+impl Failure {
+    fn into_error(self, op: &Op, answer: &Answer) -> ApiError {
+        match self {
+            Self::Text(text) => match classify_text(&text) {
+                Some(condition) => condition_failure(op, condition),
+                None => unusable(answer.status),
+            },
+            Self::CredentialRejected => credential_rejected(answer.status),
+            Self::Silent | Self::Unusable => unusable(answer.status),
+        }
+    }
+}
+
+/// The `data` of a successful answer, or what its failure says.
+fn data(answer: &Answer) -> Result<Value, Failure> {
+    if answer.status == 401 {
+        return Err(Failure::CredentialRejected);
+    }
+    let body = answer
+        .json()
+        .filter(Value::is_object)
+        .ok_or(Failure::Unusable)?;
+    if answer.is_success() && flag(&body, "success") == Some(true) {
+        return field(&body, "data").cloned().ok_or(Failure::Unusable);
+    }
+    match error_text(&body) {
+        Some(text) => Err(Failure::Text(text)),
+        None if answer.status == 500 => Err(Failure::Silent),
+        None => Err(Failure::Unusable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    fn wuzapi() -> Target {
+        target(Kind::Wuzapi, None, Some("wuzapi-s1"))
+    }
+
+    fn ok(data: &str) -> Transport {
+        answer(
+            200,
+            &format!(r#"{{"code":200,"data":{data},"success":true}}"#),
+        )
+    }
+
+    const SILENT: &str = r#"{"code":500,"success":true}"#;
+
+    fn preview(approval: bool) -> Transport {
+        ok(&format!(
+            r#"{{"JID":"{GROUP}","Name":"G","Topic":"T","ParticipantCount":5,"GroupCreated":"2023-11-14T22:13:21Z","IsJoinApprovalRequired":{approval}}}"#
+        ))
+    }
+
+    #[test]
+    fn a_join_previews_then_joins() {
+        let joined = ok(r#"{"Details":"Group joined successfully"}"#);
+        let (done, sent) = script(&wuzapi(), &join(CODE), vec![preview(false), joined.clone()]);
+        assert_eq!(
+            outcome(&done),
+            Ok(json!({ "group_jid": GROUP, "status": "joined" }))
+        );
+        assert_eq!(sent[0].path, "/group/inviteinfo");
+        assert_eq!(sent[1].path, "/group/join");
+        assert_eq!(
+            sent[1].body.as_deref(),
+            Some(format!(r#"{{"Code":"{CODE}"}}"#).as_str())
+        );
+        assert_eq!(sent[1].headers, vec![("token", "wuzapi-s1".to_string())]);
+        let (done, _) = script(&wuzapi(), &join(CODE), vec![preview(true), joined]);
+        assert_eq!(
+            outcome(&done).map(|d| d["status"].clone()),
+            Ok(json!("pending_approval"))
+        );
+    }
+
+    #[test]
+    fn a_silent_failure_asks_the_status_route() {
+        use ErrorCode::*;
+        let down = ok(r#"{"Connected":false,"LoggedIn":false}"#);
+        let up = ok(r#"{"Connected":true,"LoggedIn":true}"#);
+        let (done, sent) = script(&wuzapi(), &join(CODE), vec![answer(500, SILENT), down]);
+        assert_eq!(outcome(&done), Err((SessionNotConnected, None)));
+        assert_eq!(sent[1].path, "/session/status");
+        let (done, _) = script(
+            &wuzapi(),
+            &join(CODE),
+            vec![preview(false), answer(500, SILENT), up],
+        );
+        let error = done.result.err();
+        assert_eq!(error.as_ref().map(|e| e.code), Some(BackendError));
+        assert_eq!(
+            error.map(|e| e.details["backend_status"].clone()),
+            Some(json!(500))
+        );
+    }
+
+    #[test]
+    fn other_failures() {
+        use ErrorCode::*;
+        let leave = Op::Leave {
+            group_jid: GROUP.into(),
+        };
+        for (reply, expected) in [
+            (
+                answer(500, r#"{"code":500,"error":"no session","success":false}"#),
+                SessionNotConnected,
+            ),
+            (
+                answer(
+                    401,
+                    r#"{"code":401,"error":"unauthorized","success":false}"#,
+                ),
+                BackendError,
+            ),
+            (answer(200, "garbage"), BackendError),
+            (answer(200, r#"{"code":200,"success":true}"#), BackendError),
+        ] {
+            let (done, _) = script(&wuzapi(), &leave, vec![reply]);
+            assert_eq!(done.result.err().map(|e| e.code), Some(expected));
+        }
+    }
+
+    #[test]
+    fn leave_reset_status_and_keys_in_any_case() {
+        let leave = Op::Leave {
+            group_jid: GROUP.into(),
+        };
+        let (done, sent) = script(
+            &wuzapi(),
+            &leave,
+            vec![ok(r#"{"Details":"Group left successfully"}"#)],
+        );
+        assert_eq!(
+            sent[0].body.as_deref(),
+            Some(format!(r#"{{"GroupJID":"{GROUP}"}}"#).as_str())
+        );
+        assert_eq!(
+            outcome(&done).map(|d| d["status"].clone()),
+            Ok(json!("left"))
+        );
+        let reset = Op::ResetInvite {
+            group_jid: GROUP.into(),
+        };
+        let (done, sent) = script(
+            &wuzapi(),
+            &reset,
+            vec![ok(&format!(
+                r#"{{"InviteLink":"https://chat.whatsapp.com/{CODE}"}}"#
+            ))],
+        );
+        assert_eq!(
+            sent[0].path,
+            format!("/group/invitelink?groupJID={}&reset=true", pct(GROUP))
+        );
+        assert_eq!(
+            outcome(&done).map(|d| d["invite_code"].clone()),
+            Ok(json!(CODE))
+        );
+        let (done, _) = script(
+            &wuzapi(),
+            &Op::SessionStatus,
+            vec![ok(r#"{"connected":true,"loggedIn":false}"#)],
+        );
+        assert_eq!(outcome(&done), Ok(json!({ "connected": false })));
+    }
+}

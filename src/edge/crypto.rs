@@ -1,0 +1,100 @@
+//! AES-256-GCM of backend credentials through WebCrypto (`crypto.subtle`): a fresh 96-bit IV
+//! per seal, the session id bound as additional data. The imported key is kept per isolate.
+
+use std::cell::RefCell;
+
+use worker::js_sys::{self, Array, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{AesGcmParams, Crypto, CryptoKey, SubtleCrypto};
+
+use super::admin::random_bytes;
+use crate::core::backend::spec::{credential_aad, credentials_key, Sealed};
+use crate::core::base64;
+use crate::core::error::ApiError;
+
+thread_local! {
+    static KEY: RefCell<Option<CryptoKey>> = const { RefCell::new(None) };
+}
+
+fn failed(what: &str) -> ApiError {
+    // Never the key, the plaintext or the ciphertext: only what failed.
+    worker::console_error!(
+        "{{\"level\":\"error\",\"msg\":\"credential crypto failed\",\"step\":\"{what}\"}}"
+    );
+    ApiError::internal()
+}
+
+fn subtle() -> Result<SubtleCrypto, ApiError> {
+    let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
+        .map_err(|_| failed("crypto"))?;
+    Ok(crypto.unchecked_into::<Crypto>().subtle())
+}
+
+async fn key(key_text: &str) -> Result<CryptoKey, ApiError> {
+    if let Some(key) = KEY.with(|k| k.borrow().clone()) {
+        return Ok(key);
+    }
+    let raw = credentials_key(key_text)
+        .ok_or_else(|| failed("CREDENTIALS_KEY is not 32 bytes of base64"))?;
+    let usages = Array::of2(&JsValue::from_str("encrypt"), &JsValue::from_str("decrypt"));
+    let promise = subtle()?
+        .import_key_with_str(
+            "raw",
+            &Uint8Array::from(&raw[..]),
+            "AES-GCM",
+            false,
+            &usages,
+        )
+        .map_err(|_| failed("import"))?;
+    let key: CryptoKey = JsFuture::from(promise)
+        .await
+        .map_err(|_| failed("import"))?
+        .unchecked_into();
+    KEY.with(|k| *k.borrow_mut() = Some(key.clone()));
+    Ok(key)
+}
+
+fn params(iv: &[u8], sid: &str) -> AesGcmParams {
+    let params = AesGcmParams::new("AES-GCM", &Uint8Array::from(iv));
+    params.set_additional_data(&Uint8Array::from(&credential_aad(sid)[..]));
+    params
+}
+
+fn bytes(value: JsValue) -> Vec<u8> {
+    Uint8Array::new(&value).to_vec()
+}
+
+/// Encrypts a credential for session `sid`.
+pub async fn seal(key_text: &str, sid: &str, plaintext: &str) -> Result<Sealed, ApiError> {
+    let key = key(key_text).await?;
+    let iv = random_bytes::<12>()?;
+    let promise = subtle()?
+        .encrypt_with_object_and_u8_array(params(&iv, sid).as_ref(), &key, plaintext.as_bytes())
+        .map_err(|_| failed("encrypt"))?;
+    let ciphertext = JsFuture::from(promise)
+        .await
+        .map_err(|_| failed("encrypt"))?;
+    Ok(Sealed {
+        iv: base64::encode(&iv),
+        ct: base64::encode(&bytes(ciphertext)),
+    })
+}
+
+/// Decrypts a credential of session `sid`; any mismatch (another session's ciphertext,
+/// another key, a changed byte) fails.
+pub async fn open(key_text: &str, sid: &str, sealed: &Sealed) -> Result<String, ApiError> {
+    let key = key(key_text).await?;
+    let iv = base64::decode(&sealed.iv).filter(|iv| iv.len() == 12);
+    let ciphertext = base64::decode(&sealed.ct);
+    let (Some(iv), Some(ciphertext)) = (iv, ciphertext) else {
+        return Err(failed("stored credential is not base64"));
+    };
+    let promise = subtle()?
+        .decrypt_with_object_and_u8_array(params(&iv, sid).as_ref(), &key, &ciphertext)
+        .map_err(|_| failed("decrypt"))?;
+    let plaintext = JsFuture::from(promise)
+        .await
+        .map_err(|_| failed("decrypt"))?;
+    String::from_utf8(bytes(plaintext)).map_err(|_| failed("decrypt"))
+}
