@@ -9,6 +9,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 JOINGATE_PORT=${JOINGATE_PORT:-8787}
 SIMULATOR_PORT=${SIMULATOR_PORT:-8788}
 ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-$(node -e 'console.log(require("crypto").randomBytes(12).toString("hex"))')}
+# Seals the demo sessions' backend credentials (32 bytes, base64; random per run).
+CREDENTIALS_KEY=${CREDENTIALS_KEY:-$(node -e 'console.log(require("crypto").randomBytes(32).toString("base64"))')}
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 
 bash scripts/setup.sh
@@ -23,9 +25,10 @@ node sim/simulator.mjs --port "$SIMULATOR_PORT" > .wrangler/simulator.log 2>&1 &
 pids+=($!)
 node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$JOINGATE_PORT" \
   --var "ADMIN_TOKEN:$ADMIN_TOKEN" --var "SESSION_BACKEND_URL:http://127.0.0.1:$SIMULATOR_PORT" \
+  --var "CREDENTIALS_KEY:$CREDENTIALS_KEY" \
   > .wrangler/wrangler.log 2>&1 &
 pids+=($!)
 
-node scripts/seed.mjs "http://127.0.0.1:$JOINGATE_PORT" "$ADMIN_TOKEN"
+node scripts/seed.mjs "http://127.0.0.1:$JOINGATE_PORT" "$ADMIN_TOKEN" "http://127.0.0.1:$SIMULATOR_PORT"
 echo "Logs: .wrangler/wrangler.log (joingate), .wrangler/simulator.log (simulator). Ctrl-C stops both."
 wait -n "${pids[@]}"

@@ -1,14 +1,30 @@
-// Waits for a local joingate, seeds the demo org, session and token through the admin API
-// and prints ready-to-paste curls. Usage: node scripts/seed.mjs BASE_URL ADMIN_TOKEN
+// Waits for a local joingate, seeds the demo org, its sessions (one on the native protocol,
+// one per WhatsApp server kind the simulator speaks) and a token through the admin API, and
+// prints ready-to-paste curls. Usage: node scripts/seed.mjs BASE_URL ADMIN_TOKEN SIMULATOR_URL
 import { DEMO } from "../sim/catalogue.mjs";
+import { SIM_CREDENTIALS, wuzapiToken } from "../sim/credentials.mjs";
 import { callJson, waitUntilUp } from "./local-client.mjs";
 
-const [base, adminToken] = process.argv.slice(2);
+const [base, adminToken, simulatorUrl = "http://127.0.0.1:8788"] = process.argv.slice(2);
 const admin = { Authorization: `Bearer ${adminToken}` };
 const call = (method, path, body) => callJson(method, `${base}${path}`, admin, body);
 
 const waited = await waitUntilUp(base);
 await call("PUT", "/v1/admin/sessions/demo", { org: "demo" });
+// One session per server kind, each on the simulator's front end for that kind, with the
+// credential that front end checks (sealed with CREDENTIALS_KEY before it is stored).
+const KIND_SESSIONS = {
+  waha: { remote_session: "demo-waha", credential: SIM_CREDENTIALS.waha },
+  evolution: { remote_session: "demo-evolution", credential: SIM_CREDENTIALS.evolution },
+  wuzapi: { credential: wuzapiToken("demo-wuzapi") },
+  gowa: { remote_session: "demo-gowa", credential: SIM_CREDENTIALS.gowa },
+};
+for (const [kind, backend] of Object.entries(KIND_SESSIONS)) {
+  await call("PUT", `/v1/admin/sessions/demo-${kind}`, {
+    org: "demo",
+    backend: { kind, url: `${simulatorUrl}/${kind}`, ...backend },
+  });
+}
 const { token, token_id } = await call("POST", "/v1/admin/tokens", {
   org: "demo",
   capabilities: ["join", "read", "manage"],
@@ -46,4 +62,25 @@ Reset the admin group's invite link, leave the open group, and look at the sessi
 curl -s -X POST ${base}/v1/sessions/demo/groups/${DEMO.admin.group_jid}/invite/reset -H 'Authorization: Bearer ${token}'
 curl -s -X POST ${base}/v1/sessions/demo/groups/${DEMO.open.group_jid}/leave -H 'Authorization: Bearer ${token}'
 curl -s ${base}/v1/sessions/demo -H 'Authorization: Bearer ${token}'
+
+The same API in front of the WhatsApp servers people run (docs/backends.md): the sessions
+demo-waha, demo-evolution, demo-wuzapi and demo-gowa each talk to the simulator's front end
+for that server. Join the approval-required group through each (pending_approval on every
+kind, told apart with each server's own means):
+${Object.keys(KIND_SESSIONS)
+  .map(
+    (kind) => `
+curl -s -X POST ${base}/v1/sessions/demo-${kind}/groups/join \\
+  -H 'Authorization: Bearer ${token}' -H 'Content-Type: application/json' \\
+  -d '{"invite":"https://chat.whatsapp.com/${DEMO.approval.code}"}'`,
+  )
+  .join("\n")}
+
+What a kind cannot do answers 501 before anything is sent, e.g. join requests on Evolution:
+
+curl -s ${base}/v1/sessions/demo-evolution/groups/${DEMO.admin.group_jid}/join-requests -H 'Authorization: Bearer ${token}'
+
+A session's record shows its backend without the credential:
+
+curl -s ${base}/v1/admin/sessions/demo-gowa -H 'Authorization: Bearer ${adminToken}'
 `);

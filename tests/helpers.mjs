@@ -3,12 +3,16 @@
 import path from "node:path";
 import assert from "node:assert/strict";
 import { Miniflare } from "miniflare";
-import { startSimulator } from "../sim/simulator.mjs";
+import { startSimulator, SIM_CREDENTIALS, wuzapiToken } from "../sim/simulator.mjs";
 import { joingateOptions, ROOT } from "../scripts/miniflare-options.mjs";
 
 export { ROOT };
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
 export const BASE = "http://joingate.test";
+/** A test CREDENTIALS_KEY: 32 bytes, base64. */
+export const CREDENTIALS_KEY = Buffer.alloc(32, 7).toString("base64");
+/** The server kinds of contract section 9. */
+export const KINDS = ["joingate", "waha", "evolution", "wuzapi", "gowa"];
 
 /**
  * Starts the simulator and joingate. `vars` override plain bindings; `orgLimit` sets the
@@ -36,6 +40,7 @@ export async function startJoingate({ vars = {}, orgLimit = 100, persist, simula
         SESSION_BACKEND_TOKEN: "backend-secret",
         ADMIN_TOKEN,
         BACKEND_TIMEOUT_MS: "1500",
+        CREDENTIALS_KEY,
         ...vars,
       },
     }),
@@ -93,6 +98,36 @@ export class App {
     this.sessionCount = (this.sessionCount ?? 0) + 1;
     const sid = `${prefix}-${this.sessionCount}`;
     await this.session(sid, "acme", limits);
+    return sid;
+  }
+
+  /**
+   * The `backend` an operator would register for session `sid` of `kind` on this simulator:
+   * its front end's URL and credential (gowa: the device is the session id).
+   */
+  backendFor(kind, sid, overrides = {}) {
+    const url = kind === "joingate" ? this.sim.url : this.sim.urls[kind];
+    const defaults = {
+      joingate: { credential: "backend-secret" },
+      waha: { credential: SIM_CREDENTIALS.waha },
+      evolution: { credential: SIM_CREDENTIALS.evolution },
+      wuzapi: { credential: wuzapiToken(sid) },
+      gowa: { credential: SIM_CREDENTIALS.gowa, remote_session: sid },
+    }[kind];
+    return { kind, url, ...defaults, ...overrides };
+  }
+
+  /**
+   * Registers a new session of org `acme` with its own backend of `kind`, named
+   * `prefix-kind-N` (the prefix can carry the simulator's naming conventions: `offline`,
+   * `ghost`, `gows`, `legacy`).
+   */
+  async kindSession(kind, prefix, { limits, backend = {} } = {}) {
+    this.sessionCount = (this.sessionCount ?? 0) + 1;
+    const sid = `${prefix}-${kind}-${this.sessionCount}`;
+    const body = { org: "acme", backend: this.backendFor(kind, sid, backend), ...(limits ? { limits } : {}) };
+    const res = await this.admin("PUT", `/v1/admin/sessions/${sid}`, body);
+    assert.equal(res.status, 200, res.text);
     return sid;
   }
 

@@ -89,6 +89,23 @@ pub fn start(target: &Target, op: &Op) -> Step {
 }
 
 pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Step {
+    if let Stage::StatusAfterSilentFailure { .. } = stage {
+        // A preview failed without its cause: a closed connection, or WhatsApp's refusal.
+        let state = outcome
+            .answer()
+            .ok()
+            .filter(Answer::is_success)
+            .and_then(|a| a.json())
+            .and_then(|v| {
+                field(&v, "instance")
+                    .and_then(|i| text(i, "state"))
+                    .map(str::to_owned)
+            });
+        return Step::Done(Err(match state.as_deref() {
+            Some("open") => no_invite_info(),
+            _ => ApiError::new(ErrorCode::SessionNotConnected),
+        }));
+    }
     if let Stage::PreviewForGroup { status } = stage {
         // The join is done; only its group is missing. Without a preview it stays missing.
         let group = outcome
@@ -115,6 +132,15 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
                 code,
                 Stage::PreviewForGroup {
                     status: "already_member",
+                },
+            ),
+            // Without its cause, only the state route tells a closed connection apart.
+            Failure::NoInviteInfo => send(
+                target,
+                "GET",
+                format!("/instance/connectionState/{}", instance(target)),
+                Stage::StatusAfterSilentFailure {
+                    backend_status: answer.status,
                 },
             ),
             other => Step::Done(Err(other.into_error(op, &answer))),
@@ -159,6 +185,15 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
     }
 }
 
+/// Evolution drops the cause of a failed preview: unknown, revoked or deleted.
+fn no_invite_info() -> ApiError {
+    ApiError::new(ErrorCode::InviteInvalid)
+        .with_message(
+            "WhatsApp gave no invite info for this code (Evolution API does not say why).",
+        )
+        .with_detail("reason", "no_invite_info")
+}
+
 enum Failure {
     WhatsApp(i64),
     Condition(Condition),
@@ -174,12 +209,7 @@ impl Failure {
             Self::WhatsApp(code) => failure(op, code, answer.retry_after_s),
             Self::Condition(condition) => condition_failure(op, condition),
             Self::UnknownInstance => session_unknown(),
-            // Evolution drops the cause of a failed preview: unknown, revoked or deleted.
-            Self::NoInviteInfo => ApiError::new(ErrorCode::InviteInvalid)
-                .with_message(
-                    "WhatsApp gave no invite info for this code (Evolution API does not say why).",
-                )
-                .with_detail("reason", "no_invite_info"),
+            Self::NoInviteInfo => no_invite_info(),
             Self::CredentialRejected => credential_rejected(answer.status),
             Self::Unusable => unusable(answer.status),
         }
@@ -341,15 +371,22 @@ mod tests {
             assert_eq!(outcome(&done), expected);
         }
         let preview = Op::Preview { code: CODE.into() };
-        let (done, _) = script(
-            &evolution(),
-            &preview,
-            vec![evo_error(404, "No invite info", CODE)],
-        );
+        let state = |s: &str| {
+            answer(
+                200,
+                &format!(r#"{{"instance":{{"instanceName":"inst","state":"{s}"}}}}"#),
+            )
+        };
+        let failed = || evo_error(404, "No invite info", CODE);
+        let (done, sent) = script(&evolution(), &preview, vec![failed(), state("open")]);
+        assert_eq!(sent[1].path, "/instance/connectionState/inst");
         let error = done.result.err();
         assert_eq!(error.as_ref().map(|e| e.code), Some(InviteInvalid));
         // The code the server echoes never reaches the answer.
         assert!(!format!("{error:?}").contains(CODE));
+        // Without its cause, a closed connection is told by the state route.
+        let (done, _) = script(&evolution(), &preview, vec![failed(), state("close")]);
+        assert_eq!(outcome(&done), Err((SessionNotConnected, None)));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    action_data, backend_error, pct, request_entry, reset_data, session_unknown, unknown_shape,
-    unusable, ItemOutcome, Preview,
+    action_data, backend_error, credential_rejected, pct, request_entry, reset_data,
+    session_unknown, unknown_shape, unusable, ItemOutcome, Preview,
 };
 use super::whatsapp::{failure, is_already_member};
 use super::{HttpRequest, Op, Stage, Step, Target, Transport};
@@ -107,11 +107,20 @@ pub fn resume(op: &Op, outcome: Transport) -> Step {
             })?;
             return shape_success(op, &value);
         }
+        // A 401 that is not a WhatsApp answer is the backend refusing joingate's credential
+        // (the protocol goes by `error.kind`, so a WhatsApp 401 sent as HTTP 401 is not one).
+        let refused = || {
+            if answer.status == 401 {
+                credential_rejected(answer.status)
+            } else {
+                unusable(answer.status)
+            }
+        };
         let error = parsed
             .as_ref()
             .and_then(|v| v.get("error"))
             .filter(|e| e.is_object())
-            .ok_or_else(|| unusable(answer.status))?;
+            .ok_or_else(refused)?;
         match error.get("kind").and_then(Value::as_str) {
             Some("session_not_connected") => Err(ApiError::new(ErrorCode::SessionNotConnected)),
             Some("session_not_found") => Err(session_unknown()),
@@ -133,7 +142,7 @@ pub fn resume(op: &Op, outcome: Transport) -> Step {
                     answer.status,
                 )),
             },
-            _ => Err(unusable(answer.status)),
+            _ => Err(refused()),
         }
     }))
 }
@@ -364,6 +373,10 @@ mod tests {
                 BackendError,
             ),
             (answer(418, r#"{"error":{"kind":"teapot"}}"#), BackendError),
+            (
+                answer(401, r#"{"error":{"kind":"unauthorized"}}"#),
+                BackendError,
+            ),
             (answer(200, "not json"), BackendError),
             (answer(200, r#"{"foo":1}"#), BackendError),
             (answer(200, r#"[1,2]"#), BackendError),

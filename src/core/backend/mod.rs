@@ -244,8 +244,8 @@ pub enum Stage {
     /// gowa: whether the account is a member after the join (its preview has no approval
     /// field, and its join answer is the same for a join and a request).
     MembershipAfterJoin { group_jid: String },
-    /// wuzapi: a failure that says nothing; the status route tells whether the session is
-    /// connected.
+    /// wuzapi (any failure) and evolution (a failed preview): a failure that says nothing
+    /// of its cause; the status route tells whether the session is connected.
     StatusAfterSilentFailure { backend_status: u16 },
 }
 
