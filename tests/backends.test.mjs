@@ -141,12 +141,12 @@ describe("session backends of every kind", () => {
     });
 
     test("join by invite message is 501 on every kind but joingate, before any request", async () => {
-      const message = { code: "Xy12AbCd34EfGh56", group_jid: DEMO.open.group_jid, inviter_jid: "15551234567@s.whatsapp.net" };
+      const message = { code: DEMO.open.code, group_jid: DEMO.open.group_jid, inviter_jid: "15551234567@s.whatsapp.net" };
       for (const kind of KINDS) {
         const sid = await fresh(kind);
         const res = await app.join(sid, token, message);
         if (kind === "joingate") {
-          assert.notEqual(res.status, 501);
+          assert.deepEqual(assertEnvelope(res, { status: 200 }).data, { group_jid: DEMO.open.group_jid, status: "joined" });
           continue;
         }
         const body = assertEnvelope(res, { status: 501, code: "not_implemented" });
@@ -195,8 +195,11 @@ describe("session backends of every kind", () => {
           if (kind === "wuzapi") {
             assertEnvelope(res, { status: 502, code: "backend_error" });
           } else if (kind === "evolution") {
-            const body = assertEnvelope(res, { status: 400, code: "invite_invalid" });
+            // Evolution drops the cause: an answer that says nothing usable (the state route
+            // showed the instance open).
+            const body = assertEnvelope(res, { status: 502, code: "backend_error" });
             assert.equal(body.error.details.reason, "no_invite_info");
+            assert.equal(body.error.details.wa_code, undefined);
             assert.ok(!res.text.includes(DEMO[name].code), "the echoed code is not passed on");
           } else {
             const body = assertEnvelope(res, { status, code });
@@ -350,6 +353,10 @@ describe("session backends of every kind", () => {
         const sid = await fresh(kind, "ghost");
         assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 409, code: "session_not_connected" });
       }
+      // wuzapi's user without a client: "no session", and its status says not connected.
+      const sid = await fresh("wuzapi", "ghost");
+      assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 409, code: "session_not_connected" });
+      assert.equal(assertEnvelope(await get(`/v1/sessions/${sid}`), { status: 200 }).data.connected, false);
     });
   });
 
@@ -493,7 +500,7 @@ describe("session backends of every kind", () => {
       }
     });
 
-    test("an answer cut off after its status line keeps the token spent", async () => {
+    test("an answer cut off after its status line, or a timeout, keeps the token spent", async () => {
       for (const kind of KINDS) {
         const sid = await app.kindSession(kind, "cut", { limits: { join: { per_minute: 1, burst: 1 } } });
         app.sim.setFault({ session: sid, mode: "cut", count: 1 });
@@ -501,6 +508,10 @@ describe("session backends of every kind", () => {
         assert.equal(assertEnvelope(cut, { status: 502, code: "backend_error" }).error.details.reason, "answer_cut_off", kind);
         const next = await app.join(sid, token, { invite: DEMO.open.code });
         assertEnvelope(next, { status: 429, code: "rate_limited" });
+        const slow = await app.kindSession(kind, "slow", { limits: { join: { per_minute: 1, burst: 1 } } });
+        app.sim.setFault({ session: slow, mode: "hang", count: 1 });
+        assertEnvelope(await app.join(slow, token, { invite: DEMO.open.code }), { status: 504, code: "backend_timeout" });
+        assertEnvelope(await app.join(slow, token, { invite: DEMO.open.code }), { status: 429, code: "rate_limited" });
       }
     });
 

@@ -10,7 +10,7 @@ use super::shape::{
     unusable, Preview,
 };
 use super::whatsapp::{classify_text, condition_failure, failure, is_already_member, Condition};
-use super::{not_implemented, Answer, HttpRequest, Kind, Op, Stage, Step, Target, Transport};
+use super::{not_implemented, Answer, Kind, Op, Stage, Step, Target, Transport};
 use crate::core::error::{ApiError, ErrorCode};
 
 /// Evolution checks invite codes against `^[a-zA-Z0-9]{22}$`: other lengths never reach
@@ -25,22 +25,6 @@ pub fn check_input(op: &Op) -> Result<(), ApiError> {
     }
 }
 
-fn send(target: &Target, method: &'static str, path: String, stage: Stage) -> Step {
-    let mut headers = Vec::new();
-    if let Some(key) = &target.credential {
-        headers.push(("apikey", key.clone()));
-    }
-    Step::Send(
-        HttpRequest {
-            method,
-            path,
-            headers,
-            body: None,
-        },
-        stage,
-    )
-}
-
 fn instance(target: &Target) -> String {
     pct(target.remote_session.as_deref().unwrap_or_default())
 }
@@ -51,35 +35,35 @@ fn preview_request(target: &Target, code: &str, stage: Stage) -> Step {
         instance(target),
         pct(code)
     );
-    send(target, "GET", path, stage)
+    target.send("GET", path, None, stage)
 }
 
 pub fn start(target: &Target, op: &Op) -> Step {
     let i = instance(target);
     match op {
-        Op::Join { code } => send(
-            target,
+        Op::Join { code } => target.send(
             "GET",
             format!("/group/acceptInviteCode/{i}?inviteCode={}", pct(code)),
+            None,
             Stage::Main,
         ),
         Op::Preview { code } => preview_request(target, code, Stage::Main),
-        Op::Leave { group_jid } => send(
-            target,
+        Op::Leave { group_jid } => target.send(
             "DELETE",
             format!("/group/leaveGroup/{i}?groupJid={}", pct(group_jid)),
+            None,
             Stage::Main,
         ),
-        Op::ResetInvite { group_jid } => send(
-            target,
+        Op::ResetInvite { group_jid } => target.send(
             "POST",
             format!("/group/revokeInviteCode/{i}?groupJid={}", pct(group_jid)),
+            None,
             Stage::Main,
         ),
-        Op::SessionStatus => send(
-            target,
+        Op::SessionStatus => target.send(
             "GET",
             format!("/instance/connectionState/{i}"),
+            None,
             Stage::Main,
         ),
         Op::JoinByMessage { .. } | Op::ListJoinRequests { .. } | Op::JoinRequestAction { .. } => {
@@ -91,19 +75,18 @@ pub fn start(target: &Target, op: &Op) -> Step {
 pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Step {
     if let Stage::StatusAfterSilentFailure { .. } = stage {
         // A preview failed without its cause: a closed connection, or WhatsApp's refusal.
-        let state = outcome
-            .answer()
-            .ok()
-            .filter(Answer::is_success)
-            .and_then(|a| a.json())
-            .and_then(|v| {
-                field(&v, "instance")
-                    .and_then(|i| text(i, "state"))
-                    .map(str::to_owned)
-            });
-        return Step::Done(Err(match state.as_deref() {
-            Some("open") => no_invite_info(),
-            _ => ApiError::new(ErrorCode::SessionNotConnected),
+        let answer = match outcome.answer() {
+            Ok(answer) => answer,
+            Err(error) => return Step::Done(Err(error)),
+        };
+        let state = answer
+            .json()
+            .filter(|_| answer.is_success())
+            .and_then(|v| field(&v, "instance").map(|i| text(i, "state").map(str::to_owned)));
+        return Step::Done(Err(match state {
+            Some(Some(open)) if open == "open" => no_invite_info(),
+            Some(_) => ApiError::new(ErrorCode::SessionNotConnected),
+            None => unusable(answer.status),
         }));
     }
     if let Stage::PreviewForGroup { status } = stage {
@@ -135,10 +118,10 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
                 },
             ),
             // Without its cause, only the state route tells a closed connection apart.
-            Failure::NoInviteInfo => send(
-                target,
+            Failure::NoInviteInfo => target.send(
                 "GET",
                 format!("/instance/connectionState/{}", instance(target)),
+                None,
                 Stage::StatusAfterSilentFailure {
                     backend_status: answer.status,
                 },
@@ -175,21 +158,23 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
                 .ok_or_else(unknown_shape)
                 .and_then(reset_data),
         ),
+        // An instance that is not loaded has no `state`: not connected either.
         Op::SessionStatus => Step::Done(
             field(&value, "instance")
-                .and_then(|i| text(i, "state"))
-                .map(|state| json!({ "connected": state == "open" }))
+                .filter(|i| i.is_object())
+                .map(|i| json!({ "connected": text(i, "state") == Some("open") }))
                 .ok_or_else(unknown_shape),
         ),
         _ => Step::Done(Err(unknown_shape())),
     }
 }
 
-/// Evolution drops the cause of a failed preview: unknown, revoked or deleted.
+/// Evolution drops the cause of a failed preview (unknown, revoked, deleted, rate limited):
+/// an answer that says nothing usable.
 fn no_invite_info() -> ApiError {
-    ApiError::new(ErrorCode::InviteInvalid)
+    unusable(404)
         .with_message(
-            "WhatsApp gave no invite info for this code (Evolution API does not say why).",
+            "WhatsApp gave no invite info for this code, and Evolution API does not say why.",
         )
         .with_detail("reason", "no_invite_info")
 }
@@ -207,7 +192,7 @@ impl Failure {
     fn into_error(self, op: &Op, answer: &Answer) -> ApiError {
         match self {
             Self::WhatsApp(code) => failure(op, code, answer.retry_after_s),
-            Self::Condition(condition) => condition_failure(op, condition),
+            Self::Condition(condition) => condition_failure(op, condition, answer.retry_after_s),
             Self::UnknownInstance => session_unknown(),
             Self::NoInviteInfo => no_invite_info(),
             Self::CredentialRejected => credential_rejected(answer.status),
@@ -381,12 +366,20 @@ mod tests {
         let (done, sent) = script(&evolution(), &preview, vec![failed(), state("open")]);
         assert_eq!(sent[1].path, "/instance/connectionState/inst");
         let error = done.result.err();
-        assert_eq!(error.as_ref().map(|e| e.code), Some(InviteInvalid));
+        assert_eq!(error.as_ref().map(|e| e.code), Some(BackendError));
         // The code the server echoes never reaches the answer.
         assert!(!format!("{error:?}").contains(CODE));
         // Without its cause, a closed connection is told by the state route.
         let (done, _) = script(&evolution(), &preview, vec![failed(), state("close")]);
         assert_eq!(outcome(&done), Err((SessionNotConnected, None)));
+        // The state request failing on its transport ends the call with that failure.
+        let (done, _) = script(
+            &evolution(),
+            &preview,
+            vec![failed(), Transport::TimedOut { timeout_ms: 5 }],
+        );
+        assert_eq!(outcome(&done), Err((BackendTimeout, None)));
+        assert!(done.transport_failed && done.reached);
     }
 
     #[test]
@@ -448,6 +441,13 @@ mod tests {
             outcome(&done).map(|d| d["invite_code"].clone()),
             Ok(json!(CODE))
         );
+        // An instance that is not loaded answers without a state.
+        let (done, _) = script(
+            &evolution(),
+            &Op::SessionStatus,
+            vec![answer(200, r#"{"instance":{"instanceName":"inst"}}"#)],
+        );
+        assert_eq!(outcome(&done), Ok(json!({ "connected": false })));
         for (state, connected) in [("open", true), ("connecting", false), ("close", false)] {
             let body = format!(r#"{{"instance":{{"instanceName":"inst","state":"{state}"}}}}"#);
             let (done, _) = script(&evolution(), &Op::SessionStatus, vec![answer(200, &body)]);

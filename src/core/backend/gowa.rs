@@ -13,39 +13,10 @@ use super::shape::{
     ItemOutcome, Preview,
 };
 use super::whatsapp::{
-    classify_text, condition_failure, is_already_member, Condition, ITEM_NOT_SUPPORTED,
+    classify_text, condition_failure, failure, is_already_member, Condition, ITEM_NOT_SUPPORTED,
 };
-use super::{not_implemented, Answer, HttpRequest, Kind, Op, Stage, Step, Target, Transport};
-use crate::core::base64;
+use super::{not_implemented, Answer, Kind, Op, Stage, Step, Target, Transport};
 use crate::core::error::{ApiError, ErrorCode};
-
-fn send(
-    target: &Target,
-    method: &'static str,
-    path: String,
-    body: Option<Value>,
-    stage: Stage,
-) -> Step {
-    let mut headers = Vec::new();
-    if let Some(credential) = &target.credential {
-        headers.push((
-            "Authorization",
-            format!("Basic {}", base64::encode(credential.as_bytes())),
-        ));
-    }
-    if let Some(device) = &target.remote_session {
-        headers.push(("X-Device-Id", device.clone()));
-    }
-    Step::Send(
-        HttpRequest {
-            method,
-            path,
-            headers,
-            body: body.map(|b| b.to_string()),
-        },
-        stage,
-    )
-}
 
 fn link(code: &str) -> String {
     format!("https://chat.whatsapp.com/{code}")
@@ -53,7 +24,7 @@ fn link(code: &str) -> String {
 
 fn preview_request(target: &Target, code: &str, stage: Stage) -> Step {
     let path = format!("/group/info-from-link?link={}", pct(&link(code)));
-    send(target, "GET", path, None, stage)
+    target.send("GET", path, None, stage)
 }
 
 /// The phone digits of a `…@s.whatsapp.net` participant; `None` for a `@lid`.
@@ -64,23 +35,20 @@ fn phone_digits(jid: &str) -> Option<&str> {
 pub fn start(target: &Target, op: &Op) -> Step {
     let group = |jid: &str| pct(jid);
     match op {
-        Op::Join { code } => send(
-            target,
+        Op::Join { code } => target.send(
             "POST",
             "/group/join-with-link".into(),
             Some(json!({ "link": link(code) })),
             Stage::Main,
         ),
         Op::Preview { code } => preview_request(target, code, Stage::Main),
-        Op::Leave { group_jid } => send(
-            target,
+        Op::Leave { group_jid } => target.send(
             "POST",
             "/group/leave".into(),
             Some(json!({ "group_id": group_jid })),
             Stage::Main,
         ),
-        Op::ResetInvite { group_jid } => send(
-            target,
+        Op::ResetInvite { group_jid } => target.send(
             "GET",
             format!(
                 "/group/invite-link?group_id={}&reset=true",
@@ -89,8 +57,7 @@ pub fn start(target: &Target, op: &Op) -> Step {
             None,
             Stage::Main,
         ),
-        Op::ListJoinRequests { group_jid } => send(
-            target,
+        Op::ListJoinRequests { group_jid } => target.send(
             "GET",
             format!("/group/participant-requests?group_id={}", group(group_jid)),
             None,
@@ -110,15 +77,14 @@ pub fn start(target: &Target, op: &Op) -> Step {
                 return Step::Done(action_data(*approve, participants, lid_items(participants)));
             }
             let action = if *approve { "approve" } else { "reject" };
-            send(
-                target,
+            target.send(
                 "POST",
                 format!("/group/participant-requests/{action}"),
                 Some(json!({ "group_id": group_jid, "participants": phones })),
                 Stage::Main,
             )
         }
-        Op::SessionStatus => send(target, "GET", "/app/status".into(), None, Stage::Main),
+        Op::SessionStatus => target.send("GET", "/app/status".into(), None, Stage::Main),
         Op::JoinByMessage { .. } => Step::Done(Err(not_implemented(Kind::Gowa, op))),
     }
 }
@@ -187,8 +153,7 @@ fn main(target: &Target, op: &Op, outcome: Transport) -> Step {
     Step::Done(match op {
         Op::Join { .. } => {
             return match text(&value, "group_id").and_then(super::shape::group_jid) {
-                Some(jid) => send(
-                    target,
+                Some(jid) => target.send(
                     "GET",
                     format!("/group/info?group_id={}", pct(&jid)),
                     None,
@@ -202,8 +167,10 @@ fn main(target: &Target, op: &Op, outcome: Transport) -> Step {
         Op::ResetInvite { .. } => text(&value, "invite_link")
             .ok_or_else(unknown_shape)
             .and_then(reset_data),
-        Op::ListJoinRequests { .. } => value
-            .as_array()
+        // An empty list is `null` (a nil Go slice).
+        Op::ListJoinRequests { .. } => Some(&value)
+            .filter(|v| !v.is_null())
+            .map_or(Some(&Vec::new()), Value::as_array)
             .ok_or_else(unknown_shape)
             .and_then(|items| {
                 items
@@ -304,8 +271,8 @@ enum Failure {
 impl Failure {
     fn into_error(self, op: &Op, answer: &Answer) -> ApiError {
         match self {
-            Self::WhatsApp(code) => condition_failure(op, Condition::WhatsApp(code)),
-            Self::Condition(condition) => condition_failure(op, condition),
+            Self::WhatsApp(code) => failure(op, code, answer.retry_after_s),
+            Self::Condition(condition) => condition_failure(op, condition, answer.retry_after_s),
             Self::NotConnected => ApiError::new(ErrorCode::SessionNotConnected),
             Self::UnknownDevice => session_unknown(),
             Self::CredentialRejected => credential_rejected(answer.status),
@@ -532,6 +499,9 @@ mod tests {
         let list = Op::ListJoinRequests {
             group_jid: GROUP.into(),
         };
+        // An empty list comes as `results: null`.
+        let (done, _) = script(&gowa(), &list, vec![ok("null")]);
+        assert_eq!(outcome(&done), Ok(json!({ "requests": [] })));
         let body = r#"[{"jid":"15550000001@s.whatsapp.net","phone_number":"15550000001","requested_at":"2025-10-09T08:53:21Z"},{"jid":"987@lid","phone_number":""}]"#;
         let (done, _) = script(&gowa(), &list, vec![ok(body)]);
         assert_eq!(

@@ -8,24 +8,12 @@ use super::shape::{
     session_unknown, unknown_shape, unusable, ItemOutcome, Preview,
 };
 use super::whatsapp::{failure, is_already_member};
-use super::{HttpRequest, Op, Stage, Step, Target, Transport};
+use super::{Op, Stage, Step, Target, Transport};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::ids::GroupJid;
 
 fn request(target: &Target, method: &'static str, path: String, body: Option<Value>) -> Step {
-    let mut headers = Vec::new();
-    if let Some(token) = &target.credential {
-        headers.push(("Authorization", format!("Bearer {token}")));
-    }
-    Step::Send(
-        HttpRequest {
-            method,
-            path,
-            headers,
-            body: body.map(|b| b.to_string()),
-        },
-        Stage::Main,
-    )
+    target.send(method, path, body, Stage::Main)
 }
 
 pub fn start(target: &Target, op: &Op) -> Step {

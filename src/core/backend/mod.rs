@@ -138,6 +138,48 @@ impl std::fmt::Debug for Target {
     }
 }
 
+impl Target {
+    /// The credential as this kind sends it, and gowa's device.
+    fn auth_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::new();
+        if let Some(c) = &self.credential {
+            headers.push(match self.kind {
+                Kind::Joingate => ("Authorization", format!("Bearer {c}")),
+                Kind::Waha => ("X-Api-Key", c.clone()),
+                Kind::Evolution => ("apikey", c.clone()),
+                Kind::Wuzapi => ("token", c.clone()),
+                Kind::Gowa => (
+                    "Authorization",
+                    format!("Basic {}", super::base64::encode(c.as_bytes())),
+                ),
+            });
+        }
+        if let (Kind::Gowa, Some(device)) = (self.kind, &self.remote_session) {
+            headers.push(("X-Device-Id", device.clone()));
+        }
+        headers
+    }
+
+    /// The step that sends one request to this target (a JSON body, if any).
+    pub fn send(
+        &self,
+        method: &'static str,
+        path: String,
+        body: Option<Value>,
+        stage: Stage,
+    ) -> Step {
+        Step::Send(
+            HttpRequest {
+                method,
+                path,
+                headers: self.auth_headers(),
+                body: body.map(|b| b.to_string()),
+            },
+            stage,
+        )
+    }
+}
+
 /// One HTTP request for the backend client to execute. `path` is below the backend's base
 /// URL (which has no trailing `/`), starts with `/` and carries its query, percent-encoded.
 #[derive(Clone, PartialEq)]
@@ -197,9 +239,11 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// Whether any part of an answer arrived (contract section 6: the token stays spent).
+    /// Whether the request may have reached the backend: only a refused connection surely
+    /// did not. A timeout's effect is unknown, and part of an answer means it arrived
+    /// (contract section 6: the token stays spent).
     pub fn reached(&self) -> bool {
-        matches!(self, Self::Answered(_) | Self::Cut { .. })
+        !matches!(self, Self::Unreachable)
     }
 
     /// Whether the circuit breaker counts this as a failure.
@@ -483,7 +527,7 @@ mod tests {
                 (
                     Transport::TimedOut { timeout_ms: 9 },
                     ErrorCode::BackendTimeout,
-                    false,
+                    true,
                     true,
                 ),
                 (

@@ -11,30 +11,8 @@ use super::shape::{
     ItemOutcome, Preview,
 };
 use super::whatsapp::{classify_text, condition_failure, failure, is_already_member, Condition};
-use super::{not_implemented, Answer, HttpRequest, Kind, Op, Stage, Step, Target, Transport};
+use super::{not_implemented, Answer, Kind, Op, Stage, Step, Target, Transport};
 use crate::core::error::{ApiError, ErrorCode};
-
-fn send(
-    target: &Target,
-    method: &'static str,
-    path: String,
-    body: Option<Value>,
-    stage: Stage,
-) -> Step {
-    let mut headers = Vec::new();
-    if let Some(key) = &target.credential {
-        headers.push(("X-Api-Key", key.clone()));
-    }
-    Step::Send(
-        HttpRequest {
-            method,
-            path,
-            headers,
-            body: body.map(|b| b.to_string()),
-        },
-        stage,
-    )
-}
 
 fn session(target: &Target) -> String {
     pct(target.remote_session.as_deref().unwrap_or("default"))
@@ -46,7 +24,7 @@ fn preview_request(target: &Target, code: &str, stage: Stage) -> Step {
         session(target),
         pct(code)
     );
-    send(target, "GET", path, None, stage)
+    target.send("GET", path, None, stage)
 }
 
 pub fn start(target: &Target, op: &Op) -> Step {
@@ -55,15 +33,13 @@ pub fn start(target: &Target, op: &Op) -> Step {
     match op {
         Op::Join { code } => preview_request(target, code, Stage::PreviewBeforeJoin),
         Op::Preview { code } => preview_request(target, code, Stage::Main),
-        Op::Leave { group_jid } => send(
-            target,
+        Op::Leave { group_jid } => target.send(
             "POST",
             format!("{}/leave", group(group_jid)),
             None,
             Stage::Main,
         ),
-        Op::ListJoinRequests { group_jid } => send(
-            target,
+        Op::ListJoinRequests { group_jid } => target.send(
             "GET",
             format!("{}/participants/join-requests", group(group_jid)),
             None,
@@ -76,28 +52,20 @@ pub fn start(target: &Target, op: &Op) -> Step {
         } => {
             let action = if *approve { "approve" } else { "reject" };
             let list: Vec<Value> = participants.iter().map(|p| json!({ "id": p })).collect();
-            send(
-                target,
+            target.send(
                 "POST",
                 format!("{}/participants/join-requests/{action}", group(group_jid)),
                 Some(json!({ "participants": list })),
                 Stage::Main,
             )
         }
-        Op::ResetInvite { group_jid } => send(
-            target,
+        Op::ResetInvite { group_jid } => target.send(
             "POST",
             format!("{}/invite-code/revoke", group(group_jid)),
             None,
             Stage::Main,
         ),
-        Op::SessionStatus => send(
-            target,
-            "GET",
-            format!("/api/sessions/{s}"),
-            None,
-            Stage::Main,
-        ),
+        Op::SessionStatus => target.send("GET", format!("/api/sessions/{s}"), None, Stage::Main),
         Op::JoinByMessage { .. } => Step::Done(Err(not_implemented(Kind::Waha, op))),
     }
 }
@@ -109,8 +77,7 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
     };
     match (stage, op) {
         (Stage::PreviewBeforeJoin, Op::Join { code }) => match preview(&answer, op) {
-            Ok(preview) => send(
-                target,
+            Ok(preview) => target.send(
                 "POST",
                 format!("/api/{}/groups/join", session(target)),
                 Some(json!({ "code": code })),
@@ -245,7 +212,7 @@ impl Failure {
     fn into_error(self, op: &Op, answer: &Answer) -> ApiError {
         match self {
             Self::WhatsApp(code) => failure(op, code, answer.retry_after_s),
-            Self::Condition(condition) => condition_failure(op, condition),
+            Self::Condition(condition) => condition_failure(op, condition, answer.retry_after_s),
             Self::NotConnected => ApiError::new(ErrorCode::SessionNotConnected),
             Self::UnknownSession => session_unknown(),
             Self::CredentialRejected => credential_rejected(answer.status),
@@ -258,6 +225,9 @@ impl Failure {
 fn failure_of(answer: &Answer, op: &Op) -> Failure {
     let body = answer.json().unwrap_or(Value::Null);
     if let Some(exception) = field(&body, "exception").filter(|e| e.is_object()) {
+        if text(exception, "name") == Some("NotImplementedByEngineError") {
+            return Failure::Missing;
+        }
         // NOWEB: WhatsApp's code in `data`, its text in `message`; GOWS: whatsmeow's text.
         if let Some(code) = field(exception, "data").and_then(Value::as_i64) {
             return Failure::WhatsApp(code);
@@ -274,9 +244,12 @@ fn failure_of(answer: &Answer, op: &Op) -> Failure {
     match answer.status {
         401 => Failure::CredentialRejected,
         422 if message.contains("does not exist") => Failure::UnknownSession,
-        // NotImplementedByEngineError is a 422 too; older versions answered 501.
+        // A session that is not WORKING: the body names the status it expected.
+        422 if field(&body, "expected").is_some() || message.contains("not as expected") => {
+            Failure::NotConnected
+        }
+        // NotImplementedByEngineError was a 422 in some versions; older ones answered 501.
         422 if message.to_ascii_lowercase().contains("not implemented") => Failure::Missing,
-        422 => Failure::NotConnected,
         404 if matches!(op, Op::SessionStatus) => Failure::UnknownSession,
         404 if said("message").starts_with("Cannot ") && is_join_request_op(op) => Failure::Missing,
         501 => Failure::Missing,
@@ -445,6 +418,21 @@ mod tests {
                 BackendError,
             ),
             (answer(502, "<html>bad gateway</html>"), BackendError),
+            // WAHA Core refuses sessions other than `default`: not a connection state.
+            (
+                answer(
+                    422,
+                    r#"{"message":"WAHA Core support only 'default' session.","error":"Unprocessable Entity","statusCode":422}"#,
+                ),
+                BackendError,
+            ),
+            (
+                answer(
+                    500,
+                    r#"{"statusCode":500,"exception":{"name":"NotImplementedByEngineError","message":"Leave is not implemented by NOWEB"}}"#,
+                ),
+                NotImplemented,
+            ),
         ] {
             let (done, _) = script(&waha("s"), &leave, vec![reply]);
             assert_eq!(done.result.as_ref().err().map(|e| e.code), Some(expected));

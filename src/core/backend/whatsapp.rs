@@ -45,7 +45,7 @@ const CONDITIONS: [(&str, i64); 18] = [
 /// Sentences of whatsmeow, Baileys and the servers around them (lower case) and what they
 /// mean. A wrapped whatsmeow error carries only its sentence, never the number; older
 /// whatsmeow versions worded some of them differently, so both wordings are here.
-const SENTENCES: [(&str, Condition); 17] = [
+const SENTENCES: [(&str, Condition); 18] = [
     (
         "that group invite link has been revoked",
         Condition::WhatsApp(410),
@@ -81,6 +81,8 @@ const SENTENCES: [(&str, Condition); 17] = [
     ("no session", Condition::NotConnected),
     ("info query timed out", Condition::TimedOut),
     ("timed out waiting for whatsapp", Condition::TimedOut),
+    // Baileys' query timeout (a Boom 408 "Timed Out").
+    ("timed out", Condition::TimedOut),
 ];
 
 /// Reads a server's error text: whatsmeow's `info query returned status 403: forbidden`, a
@@ -146,9 +148,9 @@ pub fn failure(op: &Op, wa_code: i64, retry_after_s: Option<u64>) -> ApiError {
 }
 
 /// The error for a condition read from a server's text (not a WhatsApp success case).
-pub fn condition_failure(op: &Op, condition: Condition) -> ApiError {
+pub fn condition_failure(op: &Op, condition: Condition, retry_after_s: Option<u64>) -> ApiError {
     match condition {
-        Condition::WhatsApp(code) => failure(op, code, None),
+        Condition::WhatsApp(code) => failure(op, code, retry_after_s),
         Condition::NotConnected => ApiError::new(ErrorCode::SessionNotConnected),
         Condition::TimedOut => ApiError::new(ErrorCode::BackendTimeout)
             .with_message("WhatsApp did not answer the session backend in time."),
@@ -229,6 +231,7 @@ mod tests {
             ),
             ("that group does not exist", Some(WhatsApp(404))),
             ("info query timed out", Some(TimedOut)),
+            ("Error: Timed Out", Some(TimedOut)),
             ("Error: something else", None),
             ("", None),
             ("gone fishing", None),

@@ -12,34 +12,11 @@ use super::shape::{
     unusable, Preview,
 };
 use super::whatsapp::{classify_text, condition_failure};
-use super::{not_implemented, Answer, HttpRequest, Kind, Op, Stage, Step, Target, Transport};
+use super::{not_implemented, Answer, Kind, Op, Stage, Step, Target, Transport};
 use crate::core::error::{ApiError, ErrorCode};
 
-fn send(
-    target: &Target,
-    method: &'static str,
-    path: String,
-    body: Option<Value>,
-    stage: Stage,
-) -> Step {
-    let mut headers = Vec::new();
-    if let Some(token) = &target.credential {
-        headers.push(("token", token.clone()));
-    }
-    Step::Send(
-        HttpRequest {
-            method,
-            path,
-            headers,
-            body: body.map(|b| b.to_string()),
-        },
-        stage,
-    )
-}
-
 fn preview_request(target: &Target, code: &str, stage: Stage) -> Step {
-    send(
-        target,
+    target.send(
         "POST",
         "/group/inviteinfo".into(),
         Some(json!({ "Code": code })),
@@ -48,22 +25,20 @@ fn preview_request(target: &Target, code: &str, stage: Stage) -> Step {
 }
 
 fn status_request(target: &Target, stage: Stage) -> Step {
-    send(target, "GET", "/session/status".into(), None, stage)
+    target.send("GET", "/session/status".into(), None, stage)
 }
 
 pub fn start(target: &Target, op: &Op) -> Step {
     match op {
         Op::Join { code } => preview_request(target, code, Stage::PreviewBeforeJoin),
         Op::Preview { code } => preview_request(target, code, Stage::Main),
-        Op::Leave { group_jid } => send(
-            target,
+        Op::Leave { group_jid } => target.send(
             "POST",
             "/group/leave".into(),
             Some(json!({ "GroupJID": group_jid })),
             Stage::Main,
         ),
-        Op::ResetInvite { group_jid } => send(
-            target,
+        Op::ResetInvite { group_jid } => target.send(
             "GET",
             format!("/group/invitelink?groupJID={}&reset=true", pct(group_jid)),
             None,
@@ -100,13 +75,19 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
                 },
             )
         }
+        // The status route of a user without a client says "no session": not connected.
+        Err(Failure::Text(text))
+            if matches!(op, Op::SessionStatus)
+                && classify_text(&text) == Some(super::whatsapp::Condition::NotConnected) =>
+        {
+            return Step::Done(Ok(json!({ "connected": false })))
+        }
         Err(failure) => return Step::Done(Err(failure.into_error(op, &answer))),
     };
     Step::Done(match (stage, op) {
         (Stage::PreviewBeforeJoin, Op::Join { code }) => {
             return match Preview::from_whatsmeow(&value) {
-                Ok(preview) => send(
-                    target,
+                Ok(preview) => target.send(
                     "POST",
                     "/group/join".into(),
                     Some(json!({ "Code": code })),
@@ -162,7 +143,7 @@ impl Failure {
     fn into_error(self, op: &Op, answer: &Answer) -> ApiError {
         match self {
             Self::Text(text) => match classify_text(&text) {
-                Some(condition) => condition_failure(op, condition),
+                Some(condition) => condition_failure(op, condition, answer.retry_after_s),
                 None => unusable(answer.status),
             },
             Self::CredentialRejected => credential_rejected(answer.status),
@@ -319,6 +300,9 @@ mod tests {
             outcome(&done).map(|d| d["invite_code"].clone()),
             Ok(json!(CODE))
         );
+        let no_session = answer(500, r#"{"code":500,"error":"no session","success":false}"#);
+        let (done, _) = script(&wuzapi(), &Op::SessionStatus, vec![no_session]);
+        assert_eq!(outcome(&done), Ok(json!({ "connected": false })));
         let (done, _) = script(
             &wuzapi(),
             &Op::SessionStatus,
