@@ -5,7 +5,7 @@ import { DEMO } from "../sim/catalogue.mjs";
 import { SIM_CREDENTIALS, wuzapiToken } from "../sim/credentials.mjs";
 import { callJson, waitUntilUp } from "./local-client.mjs";
 
-const [base, adminToken, simulatorUrl = "http://127.0.0.1:8788"] = process.argv.slice(2);
+const [base, adminToken, simulatorUrl = "http://127.0.0.1:8788", idpUrl] = process.argv.slice(2);
 const admin = { Authorization: `Bearer ${adminToken}` };
 const call = (method, path, body) => callJson(method, `${base}${path}`, admin, body);
 
@@ -83,4 +83,15 @@ curl -s ${base}/v1/sessions/demo-evolution/groups/${DEMO.admin.group_jid}/join-r
 A session's record shows its backend without the credential:
 
 curl -s ${base}/v1/admin/sessions/demo-gowa -H 'Authorization: Bearer ${adminToken}'
-`);
+${
+  idpUrl
+    ? `
+Sign in a person with a login token (a JWT of the demo identity provider at ${idpUrl};
+role member may join and read, viewer only read, owner everything):
+
+JWT=$(curl -s '${idpUrl}/mint?role=member&org=demo&sub=alice')
+curl -s ${base}/v1/sessions/demo -H "Authorization: Bearer $JWT"
+curl -s -X POST ${base}/v1/sessions/demo/groups/${DEMO.member.group_jid}/invite/reset -H "Authorization: Bearer $JWT"   # 403: a member may not manage
+`
+    : ""
+}`);

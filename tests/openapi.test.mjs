@@ -367,7 +367,7 @@ test("every request body and every success response has an example", () => {
 
 test("error codes are exactly the Rust ones, with their statuses", () => {
   const rust = rustErrorCodes();
-  assert.equal(rust.size, 28);
+  assert.equal(rust.size, 29);
   const documented = DOC.components.schemas.ErrorCode.enum;
   for (const code of rust.keys()) assert.ok(documented.includes(code), `${code} is missing from the ErrorCode enum`);
   assert.deepEqual([...documented].sort(), [...rust.keys()].sort(), "no extra codes");
@@ -402,12 +402,12 @@ test("error codes are exactly the Rust ones, with their statuses", () => {
 
 test("security, headers and idempotency per route", () => {
   const schemes = DOC.components.securitySchemes;
-  for (const name of ["apiToken", "adminToken"]) assert.deepEqual([schemes[name].type, schemes[name].scheme], ["http", "bearer"]);
+  for (const name of ["apiToken", "adminToken", "loginToken"]) assert.deepEqual([schemes[name].type, schemes[name].scheme], ["http", "bearer"]);
   for (const { template, method, item, op } of operations()) {
     const where = `${method.toUpperCase()} ${template}`;
     const session = template.startsWith("/v1/sessions/");
     const admin = template.startsWith("/v1/admin/");
-    const expected = session ? [{ apiToken: [] }] : admin ? [{ adminToken: [] }] : [];
+    const expected = session ? [{ apiToken: [] }, { loginToken: [] }] : admin ? [{ adminToken: [] }] : [];
     assert.deepEqual(op.security, expected, `${where} security`);
     if (session || admin) assert.ok(op.responses["401"], `${where} answers 401`);
     assert.ok(op.responses["500"], `${where} answers 500`);

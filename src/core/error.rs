@@ -34,10 +34,11 @@ pub enum ErrorCode {
     SessionBusy,
     BackendTimeout,
     NotImplemented,
+    AuthUnavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::ValidationError,
         Self::InviteMalformed,
         Self::InviteInvalid,
@@ -66,6 +67,7 @@ impl ErrorCode {
         Self::SessionBusy,
         Self::BackendTimeout,
         Self::NotImplemented,
+        Self::AuthUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +100,7 @@ impl ErrorCode {
             Self::SessionBusy => "session_busy",
             Self::BackendTimeout => "backend_timeout",
             Self::NotImplemented => "not_implemented",
+            Self::AuthUnavailable => "auth_unavailable",
         }
     }
 
@@ -122,6 +125,7 @@ impl ErrorCode {
             Self::BackendUnavailable | Self::SessionBusy => 503,
             Self::BackendTimeout => 504,
             Self::NotImplemented => 501,
+            Self::AuthUnavailable => 503,
         }
     }
 
@@ -160,6 +164,9 @@ impl ErrorCode {
             Self::SessionBusy => "The session has too many queued calls; retry later.",
             Self::BackendTimeout => "The session backend did not answer in time.",
             Self::NotImplemented => "The session's backend kind cannot do this operation.",
+            Self::AuthUnavailable => {
+                "The login token could not be checked: its key set is unavailable; retry later."
+            }
         }
     }
 }
@@ -295,6 +302,7 @@ mod tests {
             ("session_busy", 503),
             ("backend_timeout", 504),
             ("not_implemented", 501),
+            ("auth_unavailable", 503),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {

@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod invite;
 pub mod json;
+pub mod jwt;
 pub mod limits;
 pub mod queue;
 pub mod ratelimit;

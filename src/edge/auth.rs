@@ -4,8 +4,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::kv::KvStore;
 
+use super::jwt;
 use crate::core::dispatch::SessionRecord;
 use crate::core::error::ApiError;
+use crate::core::jwt::{is_compact_jws, JwtConfig};
 use crate::core::token::{bearer, is_well_formed, sha256_hex, TokenRecord};
 
 pub fn token_key(hash: &str) -> String {
@@ -45,14 +47,21 @@ pub async fn remove(kv: &KvStore, key: &str) -> Result<(), ApiError> {
     kv.delete(key).await.map_err(|_| storage_failed("delete"))
 }
 
-/// The live token record behind an `Authorization` header. Every failure is the same 401;
-/// a value without the token shape or checksum never reaches KV.
+/// The live token record behind an `Authorization` header: an API key from KV, or a
+/// person's login token (a compact JWS, verified against the JWKS). Every failure is the
+/// same 401; a value without the token shape or checksum never reaches KV.
 pub async fn authenticate(
     kv: &KvStore,
+    jwt_config: Option<&JwtConfig>,
     header: Option<&str>,
-    now_s: i64,
+    now_ms: i64,
 ) -> Result<TokenRecord, ApiError> {
-    let token = bearer(header)
+    let value = bearer(header).ok_or_else(ApiError::unauthorized)?;
+    if is_compact_jws(value) {
+        return jwt::authenticate(jwt_config, value, now_ms).await;
+    }
+    let now_s = now_ms / 1000;
+    let token = Some(value)
         .filter(|t| is_well_formed(t))
         .ok_or_else(ApiError::unauthorized)?;
     let record: TokenRecord = read(kv, &token_key(&sha256_hex(token)))

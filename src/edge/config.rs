@@ -9,6 +9,7 @@ use std::rc::Rc;
 use worker::Env;
 
 use crate::core::error::ApiError;
+use crate::core::jwt::JwtConfig;
 use crate::core::limits::Limits;
 
 pub const DEFAULT_BACKEND_TIMEOUT_MS: u64 = 10_000;
@@ -100,6 +101,8 @@ pub struct Settings {
     pub backend_timeout_ms: u64,
     /// `CREDENTIALS_KEY` (32 bytes, base64), checked; without it no credential can be stored.
     pub credentials_key: Option<String>,
+    /// Login tokens (issuer, audience, JWKS URL, claim names, roles); `None`: not set up.
+    pub jwt: Option<JwtConfig>,
 }
 
 thread_local! {
@@ -118,6 +121,13 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
         backend_token: var(env, "SESSION_BACKEND_TOKEN"),
         backend_timeout_ms: backend_timeout_ms(env)?,
         credentials_key: credentials_key(env)?,
+        jwt: JwtConfig::from_vars(|name| var(env, name)).map_err(|message| {
+            worker::console_error!(
+                "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
+                serde_json::Value::from(message)
+            );
+            ApiError::internal()
+        })?,
     });
     SETTINGS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&settings)));
     Ok(settings)

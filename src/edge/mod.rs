@@ -5,6 +5,7 @@ mod auth;
 mod backend_client;
 mod config;
 mod crypto;
+mod jwt;
 mod reply;
 pub mod session;
 mod worker;

@@ -218,7 +218,14 @@ async fn session_route(
     };
     let now = now_ms();
     let kv = kv(env)?;
-    let record = authenticate(&kv, header(req, "Authorization").as_deref(), now / 1000).await?;
+    let settings = config::settings(env)?;
+    let record = authenticate(
+        &kv,
+        settings.jwt.as_ref(),
+        header(req, "Authorization").as_deref(),
+        now,
+    )
+    .await?;
     trace.token_id = Some(record.token_id.clone());
     // Every authenticated call counts against the org, whatever its fate; the refusal
     // itself comes at the rate-limit step of the check order, in the session's object.
@@ -268,9 +275,7 @@ async fn session_route(
     } else {
         None
     };
-    let limits = config::settings(env)?
-        .limits
-        .with_overrides(&session.limits);
+    let limits = settings.limits.with_overrides(&session.limits);
     let message = SessionCall {
         request_id: rid.to_string(),
         session: sid.to_string(),
