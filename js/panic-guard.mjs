@@ -47,5 +47,20 @@ export function withPanicGuard(Base, state) {
         waiters.delete(notify);
       }
     }
+
+    // A Durable Object's alarm: a panic rejects it (the runtime then retries the alarm)
+    // instead of leaving it hanging. Only classes that have an alarm get this.
+    async alarm(...args) {
+      let notify;
+      const panicked = new Promise((_, reject) => {
+        notify = () => reject(new Error("Rust panic"));
+        waiters.add(notify);
+      });
+      try {
+        return await Promise.race([super.alarm(...args), panicked]);
+      } finally {
+        waiters.delete(notify);
+      }
+    }
   };
 }

@@ -11,6 +11,7 @@ const call = (method, path, body) => callJson(method, `${base}${path}`, admin, b
 
 const waited = await waitUntilUp(base);
 await call("PUT", "/v1/admin/sessions/demo", { org: "demo" });
+await call("PUT", "/v1/admin/sessions/demo-jobs", { org: "demo" });
 // One session per server kind, each on the simulator's front end for that kind, with the
 // credential that front end checks (sealed with CREDENTIALS_KEY before it is stored).
 const KIND_SESSIONS = {
@@ -62,6 +63,15 @@ Reset the admin group's invite link, leave the open group, and look at the sessi
 curl -s -X POST ${base}/v1/sessions/demo/groups/${DEMO.admin.group_jid}/invite/reset -H 'Authorization: Bearer ${token}'
 curl -s -X POST ${base}/v1/sessions/demo/groups/${DEMO.open.group_jid}/leave -H 'Authorization: Bearer ${token}'
 curl -s ${base}/v1/sessions/demo -H 'Authorization: Bearer ${token}'
+
+Join three groups at a safe pace with a join job (5 s apart here; 60 s or more for a real
+account), then follow its progress item by item:
+
+curl -s -X POST ${base}/v1/sessions/demo-jobs/join-jobs \\
+  -H 'Authorization: Bearer ${token}' -H 'Content-Type: application/json' \\
+  -d '{"invites":["${DEMO.open.code}","${DEMO.approval.code}","${DEMO.revoked.code}"],"label":"demo","interval_s":5}'
+curl -s ${base}/v1/sessions/demo-jobs/join-jobs -H 'Authorization: Bearer ${token}'
+curl -s ${base}/v1/sessions/demo-jobs/join-jobs/JOB_ID -H 'Authorization: Bearer ${token}'   # JOB_ID from the first answer
 
 The same API in front of the WhatsApp servers people run (docs/backends.md): the sessions
 demo-waha, demo-evolution, demo-wuzapi and demo-gowa each talk to the simulator's front end

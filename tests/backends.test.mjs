@@ -132,11 +132,17 @@ describe("session backends of every kind", () => {
       }
     });
 
-    test("WhatsApp rate-overlimit without a Retry-After waits 60 s", async () => {
+    test("WhatsApp rate-overlimit without a Retry-After: a join cools down 15 min, a preview waits 60 s", async () => {
       for (const kind of ["waha", "evolution", "gowa"]) {
-        const res = await app.join(await fresh(kind), token, { invite: DEMO.rateLimited.code });
+        const sid = await fresh(kind);
+        const res = await app.join(sid, token, { invite: DEMO.rateLimited.code });
         assertEnvelope(res, { status: 429, code: "upstream_rate_limited" });
-        assert.equal(res.headers.get("retry-after"), "60", kind);
+        assert.equal(res.headers.get("retry-after"), "900", kind);
+        // Evolution drops a failed preview's cause (its "No invite info"): no 429 there.
+        if (kind === "evolution") continue;
+        const preview = await get(`/v1/sessions/${await fresh(kind)}/invites/${DEMO.rateLimited.code}`);
+        assertEnvelope(preview, { status: 429, code: "upstream_rate_limited" });
+        assert.equal(preview.headers.get("retry-after"), "60", kind);
       }
     });
 

@@ -307,6 +307,7 @@ describe("session status", () => {
       },
       tokens: { join: 1, manage: 10, read: 19 },
       circuit: "closed",
+      cooldown_until: null,
       backend_kind: "joingate",
     });
   });

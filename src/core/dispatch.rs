@@ -53,3 +53,43 @@ pub const BACKEND_LATENCY_HEADER: &str = "X-Joingate-Backend-Ms";
 /// Internal header carrying the `SessionCall` (JSON, ASCII only: every field is validated
 /// or generated as ASCII) from the Worker to the Durable Object.
 pub const CALL_HEADER: &str = "X-Joingate-Call";
+
+/// What a join-job route asks of the session's Durable Object (sent in the body: a submit
+/// can be large, and job routes need no arrival order before the queue).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobCall {
+    pub request_id: String,
+    pub session: String,
+    pub org: String,
+    pub org_limited: bool,
+    /// The session's join limit, for the estimates.
+    pub join_per_minute: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<IdempotencyRef>,
+    pub action: JobAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum JobAction {
+    Submit {
+        job_id: String,
+        items: Vec<super::backend::Op>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        interval_s: u32,
+    },
+    List,
+    Get {
+        job_id: String,
+    },
+    Pause {
+        job_id: String,
+    },
+    Resume {
+        job_id: String,
+    },
+    Cancel {
+        job_id: String,
+    },
+}

@@ -35,10 +35,13 @@ pub enum ErrorCode {
     BackendTimeout,
     NotImplemented,
     AuthUnavailable,
+    SessionCoolingDown,
+    TooManyJobs,
+    JobFinished,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::ValidationError,
         Self::InviteMalformed,
         Self::InviteInvalid,
@@ -68,6 +71,9 @@ impl ErrorCode {
         Self::BackendTimeout,
         Self::NotImplemented,
         Self::AuthUnavailable,
+        Self::SessionCoolingDown,
+        Self::TooManyJobs,
+        Self::JobFinished,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -101,6 +107,9 @@ impl ErrorCode {
             Self::BackendTimeout => "backend_timeout",
             Self::NotImplemented => "not_implemented",
             Self::AuthUnavailable => "auth_unavailable",
+            Self::SessionCoolingDown => "session_cooling_down",
+            Self::TooManyJobs => "too_many_jobs",
+            Self::JobFinished => "job_finished",
         }
     }
 
@@ -126,6 +135,8 @@ impl ErrorCode {
             Self::BackendTimeout => 504,
             Self::NotImplemented => 501,
             Self::AuthUnavailable => 503,
+            Self::SessionCoolingDown => 429,
+            Self::TooManyJobs | Self::JobFinished => 409,
         }
     }
 
@@ -164,6 +175,11 @@ impl ErrorCode {
             Self::SessionBusy => "The session has too many queued calls; retry later.",
             Self::BackendTimeout => "The session backend did not answer in time.",
             Self::NotImplemented => "The session's backend kind cannot do this operation.",
+            Self::SessionCoolingDown => {
+                "WhatsApp pushed back on this session: no join or leave until the cooldown ends."
+            }
+            Self::TooManyJobs => "The session already has 10 unfinished join jobs.",
+            Self::JobFinished => "The job is already completed or cancelled.",
             Self::AuthUnavailable => {
                 "The login token could not be checked: its key set is unavailable; retry later."
             }
@@ -303,6 +319,9 @@ mod tests {
             ("backend_timeout", 504),
             ("not_implemented", 501),
             ("auth_unavailable", 503),
+            ("session_cooling_down", 429),
+            ("too_many_jobs", 409),
+            ("job_finished", 409),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {

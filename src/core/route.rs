@@ -56,6 +56,12 @@ pub enum RouteId {
     PutSession,
     GetSession,
     DeleteSession,
+    SubmitJob,
+    ListJobs,
+    GetJob,
+    PauseJob,
+    ResumeJob,
+    CancelJob,
 }
 
 /// Who may call a route.
@@ -114,8 +120,19 @@ const fn session(
 use Capability as Cap;
 use Method::{Delete, Get, Post, Put};
 
+/// A session route that spends no session bucket (the join-job routes: an item spends its
+/// `join` token when it runs).
+const fn job(
+    id: RouteId,
+    method: Method,
+    template: &'static str,
+    capability: Capability,
+) -> RouteSpec {
+    row(id, method, template, Access::Session(capability), None)
+}
+
 /// Every route joingate serves. The OpenAPI test reads the (method, template) pairs from here.
-pub const ROUTES: [RouteSpec; 15] = [
+pub const ROUTES: [RouteSpec; 21] = [
     row(RouteId::Healthz, Get, "/healthz", Access::Public, None),
     row(
         RouteId::OpenApi,
@@ -179,6 +196,42 @@ pub const ROUTES: [RouteSpec; 15] = [
         "/v1/sessions/{sid}",
         Cap::Read,
         Class::Read,
+    ),
+    job(
+        RouteId::SubmitJob,
+        Post,
+        "/v1/sessions/{sid}/join-jobs",
+        Cap::Join,
+    ),
+    job(
+        RouteId::ListJobs,
+        Get,
+        "/v1/sessions/{sid}/join-jobs",
+        Cap::Read,
+    ),
+    job(
+        RouteId::GetJob,
+        Get,
+        "/v1/sessions/{sid}/join-jobs/{job_id}",
+        Cap::Read,
+    ),
+    job(
+        RouteId::PauseJob,
+        Post,
+        "/v1/sessions/{sid}/join-jobs/{job_id}/pause",
+        Cap::Join,
+    ),
+    job(
+        RouteId::ResumeJob,
+        Post,
+        "/v1/sessions/{sid}/join-jobs/{job_id}/resume",
+        Cap::Join,
+    ),
+    job(
+        RouteId::CancelJob,
+        Post,
+        "/v1/sessions/{sid}/join-jobs/{job_id}/cancel",
+        Cap::Join,
     ),
     row(
         RouteId::CreateToken,
@@ -354,6 +407,7 @@ mod tests {
             .replace("{gjid}", "1203630@g.us")
             .replace("{invite}", "AbCdEfGhIjKlMnOpQr")
             .replace("{token_id}", "tok_1")
+            .replace("{job_id}", "job_0123456789abcdef")
     }
 
     const ALL_METHODS: [Method; 5] = [
@@ -373,10 +427,16 @@ mod tests {
     }
 
     #[test]
-    fn every_session_route_has_a_capability_and_a_class() {
+    fn session_routes_have_a_capability_and_job_routes_no_class() {
         for spec in &ROUTES {
             let is_session = matches!(spec.access, Access::Session(_));
-            assert_eq!(is_session, spec.class.is_some(), "{}", spec.template);
+            let is_job = spec.template.contains("/join-jobs");
+            assert_eq!(
+                is_session && !is_job,
+                spec.class.is_some(),
+                "{}",
+                spec.template
+            );
             assert_eq!(
                 is_session,
                 spec.template.starts_with("/v1/sessions/{sid}"),

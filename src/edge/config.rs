@@ -103,6 +103,8 @@ pub struct Settings {
     pub credentials_key: Option<String>,
     /// Login tokens (issuer, audience, JWKS URL, claim names, roles); `None`: not set up.
     pub jwt: Option<JwtConfig>,
+    /// The default pace of join jobs, seconds between items.
+    pub job_interval_s: u32,
 }
 
 thread_local! {
@@ -121,6 +123,12 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
         backend_token: var(env, "SESSION_BACKEND_TOKEN"),
         backend_timeout_ms: backend_timeout_ms(env)?,
         credentials_key: credentials_key(env)?,
+        job_interval_s: number(
+            env,
+            "JOB_INTERVAL_S",
+            crate::core::jobs::DEFAULT_INTERVAL_S,
+            |s| crate::core::jobs::INTERVAL_RANGE.contains(s),
+        )?,
         jwt: JwtConfig::from_vars(|name| var(env, name)).map_err(|message| {
             worker::console_error!(
                 "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",

@@ -8,4 +8,5 @@ mod crypto;
 mod jwt;
 mod reply;
 pub mod session;
+mod store;
 mod worker;

@@ -1,43 +1,40 @@
 //! The session Durable Object: one per session id. It runs the per-session guarantees of
-//! contract section 6 in the contract's order (idempotency, circuit breaker, rate limits,
-//! queue, backend) and keeps every durable piece of state in its SQLite storage, so that
-//! eviction or a restart loses nothing but the queue itself.
+//! contract sections 6 and 10 through the pure pipeline (`core::pipeline`: admit, then the
+//! queue and the backend exchange, then settle), for client calls and join-job items alike,
+//! and keeps every durable piece of state in its SQLite storage (`store`), so that eviction
+//! or a restart loses nothing but the queue itself. Job items are driven by the alarm.
 //!
-//! Buckets and breaker are mirrored in memory (the object is the only writer of its storage)
-//! and written back in one synchronous batch after each backend call, together with the
-//! idempotency record: one storage commit per call, which the runtime's output gate waits
-//! for before the answer leaves. Refused calls write nothing.
+//! The pipeline's state is mirrored in memory (the object is the only writer of its
+//! storage) and written back in one synchronous batch after each backend call, together
+//! with the idempotency record: one storage commit per call, which the runtime's output gate
+//! waits for before the answer leaves. Refused calls write nothing.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{
-    durable_object, Date, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State,
-};
+use worker::{durable_object, Date, DurableObject, Env, Request, Response, State};
 
+use super::auth::load_session;
 use super::backend_client::BackendClient;
 use super::config::{self, Settings};
 use super::crypto;
 use super::reply::Reply;
+use super::store::Store;
+use crate::core::backend::spec::StoredBackend;
 use crate::core::backend::{Exchanged, Kind, Op, Target};
-use crate::core::breaker::{Admission, Breaker};
-use crate::core::dispatch::{SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
+use crate::core::dispatch::{JobAction, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
 use crate::core::error::{ApiError, ErrorCode};
-use crate::core::idempotency::{decide, is_storable, Decision, StoredOutcome, RETENTION_MS};
-use crate::core::limits::{Class, ClassLimit};
+use crate::core::idempotency::{decide, is_storable, Decision, StoredOutcome};
+use crate::core::jobs::{
+    job_view, standings, Book, Job, Next, Outcome, Submit, LIST_LIMIT, MAX_UNFINISHED_JOBS,
+};
+use crate::core::limits::{Class, ClassLimit, Limits};
+use crate::core::pipeline::{cooling_down_error, Admitted, Ask, Refusal, SessionState};
 use crate::core::queue::FifoGate;
-use crate::core::ratelimit::{header_values, retry_after_s, Bucket};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS buckets (class TEXT PRIMARY KEY, level INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS breaker (id INTEGER PRIMARY KEY CHECK (id = 1), failures INTEGER NOT NULL,
-  opened_at_ms INTEGER, probe_since_ms INTEGER);
-CREATE TABLE IF NOT EXISTS idempotency (scope TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
-  body TEXT NOT NULL, retry_after_s INTEGER, created_ms INTEGER NOT NULL);
-";
+use crate::core::ratelimit::{header_values, retry_after_s};
+use crate::core::time::format_rfc3339;
 
 /// How long a half-open probe may be out before another call may probe instead (its
 /// instance may have died): the backend deadline plus a margin.
@@ -56,12 +53,14 @@ fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }
 
-fn int(value: i64) -> SqlStorageValue {
-    SqlStorageValue::Integer(value)
+fn random_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).map_or(0, |_| u32::from_le_bytes(bytes))
 }
 
-fn text(value: &str) -> SqlStorageValue {
-    SqlStorageValue::String(value.to_string())
+fn log_error(request_id: &str, msg: &str, error: &dyn std::fmt::Display) {
+    let line = json!({ "level": "error", "request_id": request_id, "msg": msg, "error": error.to_string() });
+    worker::console_error!("{line}");
 }
 
 #[durable_object]
@@ -71,34 +70,15 @@ pub struct SessionObject {
     gate: Rc<FifoGate>,
     /// Idempotency scopes whose first request is running now, with its fingerprint.
     running: Rc<RefCell<HashMap<String, String>>>,
-    /// The buckets and the breaker as they stand; loaded on first use.
-    counters: Cell<Option<Counters>>,
+    /// The pipeline's state as it stands; loaded on first use.
+    live: Cell<Option<SessionState>>,
     /// The same as last written to storage, so that only changes are written.
-    stored: Cell<Counters>,
+    stored: Cell<SessionState>,
     /// Bumped when the session is deleted, so that calls admitted before forget their writes.
     epoch: Cell<u64>,
+    /// The job item in flight (job id, item index): a cancel lets it finish.
+    running_item: RefCell<Option<(String, u32)>>,
     schema_ready: Cell<bool>,
-}
-
-/// Rate-limit buckets (by class) and the circuit breaker of one session.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Counters {
-    buckets: [Option<Bucket>; 3],
-    breaker: Breaker,
-}
-
-fn slot(class: Class) -> usize {
-    match class {
-        Class::Join => 0,
-        Class::Manage => 1,
-        Class::Read => 2,
-    }
-}
-
-impl Counters {
-    fn bucket(&self, class: Class, limit: ClassLimit, now: i64) -> Bucket {
-        self.buckets[slot(class)].unwrap_or_else(|| Bucket::full(limit, now))
-    }
 }
 
 /// Removes an idempotency scope from `running` however the request ends.
@@ -115,29 +95,6 @@ impl Drop for RunningGuard {
     }
 }
 
-#[derive(Deserialize)]
-struct BucketRow {
-    class: String,
-    level: i64,
-    updated_ms: i64,
-}
-
-#[derive(Deserialize)]
-struct BreakerRow {
-    failures: i64,
-    opened_at_ms: Option<i64>,
-    probe_since_ms: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct OutcomeRow {
-    fingerprint: String,
-    status: i64,
-    body: String,
-    retry_after_s: Option<i64>,
-    created_ms: i64,
-}
-
 impl DurableObject for SessionObject {
     fn new(state: State, env: Env) -> Self {
         let queue_max = config::queue_max(&env).unwrap_or(config::DEFAULT_QUEUE_MAX);
@@ -146,14 +103,15 @@ impl DurableObject for SessionObject {
             env,
             gate: FifoGate::new(queue_max),
             running: Rc::new(RefCell::new(HashMap::new())),
-            counters: Cell::new(None),
-            stored: Cell::new(Counters::default()),
+            live: Cell::new(None),
+            stored: Cell::new(SessionState::default()),
             epoch: Cell::new(0),
+            running_item: RefCell::new(None),
             schema_ready: Cell::new(false),
         }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         self.ensure_schema()?;
         match req.path().as_str() {
             "/call" => {
@@ -167,160 +125,97 @@ impl DurableObject for SessionObject {
                     Ok(answer) => answer.into_response(&request_id),
                     // A storage failure still answers in the envelope.
                     Err(error) => {
-                        let line = json!({ "level": "error", "request_id": request_id,
-                            "msg": "session object failure", "error": error.to_string() });
-                        worker::console_error!("{line}");
+                        log_error(&request_id, "session object failure", &error);
+                        fail(&ApiError::internal(), &request_id).into_response(&request_id)
+                    }
+                }
+            }
+            "/jobs" => {
+                let call: JobCall = req.json().await?;
+                let request_id = call.request_id.clone();
+                match self.jobs(call).await {
+                    Ok(answer) => answer.into_response(&request_id),
+                    Err(error) => {
+                        log_error(&request_id, "session object failure", &error);
                         fail(&ApiError::internal(), &request_id).into_response(&request_id)
                     }
                 }
             }
             "/reset" => {
-                self.sql().exec(
-                    "DELETE FROM buckets; DELETE FROM breaker; DELETE FROM idempotency;",
-                    None,
-                )?;
-                self.counters.set(None);
-                self.stored.set(Counters::default());
+                self.store().reset()?;
+                self.state.storage().delete_alarm().await?;
+                self.live.set(None);
+                self.stored.set(SessionState::default());
                 self.epoch.set(self.epoch.get() + 1);
                 Reply::success(200, json!({ "reset": true }), "reset").into_response("reset")
             }
             _ => Response::error("unknown object route", 404),
         }
     }
+
+    /// Runs the session's next due job item, then sets the alarm for the one after. An alarm
+    /// runs at least once and may repeat: an item whose run was cut off is run again, a
+    /// finished one never.
+    async fn alarm(&self) -> worker::Result<Response> {
+        self.ensure_schema()?;
+        if let Err(error) = self.run_next_item().await {
+            log_error("alarm", "join job failure", &error);
+            // Try again in a minute rather than never.
+            self.state.storage().set_alarm(60_000i64).await?;
+        }
+        Response::ok("done")
+    }
 }
 
 impl SessionObject {
-    fn sql(&self) -> SqlStorage {
-        self.state.storage().sql()
+    fn store(&self) -> Store {
+        Store::new(self.state.storage().sql())
     }
 
     fn ensure_schema(&self) -> worker::Result<()> {
         if !self.schema_ready.get() {
-            self.sql().exec(SCHEMA, None)?;
+            self.store().ensure_schema()?;
             self.schema_ready.set(true);
         }
         Ok(())
     }
 
-    /// The buckets and the breaker, from memory, or from storage the first time.
-    fn counters(&self) -> worker::Result<Counters> {
-        if let Some(counters) = self.counters.get() {
-            return Ok(counters);
+    /// The pipeline's state, from memory, or from storage the first time.
+    fn pipeline_state(&self) -> worker::Result<SessionState> {
+        if let Some(state) = self.live.get() {
+            return Ok(state);
         }
-        let sql = self.sql();
-        let mut counters = Counters::default();
-        let rows: Vec<BucketRow> = sql
-            .exec("SELECT class, level, updated_ms FROM buckets", None)?
-            .to_array()?;
-        for row in rows {
-            if let Some(class) = Class::ALL.into_iter().find(|c| c.as_str() == row.class) {
-                counters.buckets[slot(class)] = Some(Bucket {
-                    level: u64::try_from(row.level).unwrap_or(0),
-                    updated_ms: row.updated_ms,
-                });
-            }
-        }
-        let rows: Vec<BreakerRow> = sql
-            .exec(
-                "SELECT failures, opened_at_ms, probe_since_ms FROM breaker WHERE id = 1",
-                None,
-            )?
-            .to_array()?;
-        if let Some(row) = rows.first() {
-            counters.breaker = Breaker {
-                failures: u32::try_from(row.failures).unwrap_or(u32::MAX),
-                opened_at_ms: row.opened_at_ms,
-                probe_since_ms: row.probe_since_ms,
-            };
-        }
-        self.counters.set(Some(counters));
-        self.stored.set(counters);
-        Ok(counters)
+        let state = self.store().load_state()?;
+        self.live.set(Some(state));
+        self.stored.set(state);
+        Ok(state)
     }
 
-    /// Writes the counters back. Called with no await since the last change, so that the
-    /// statements of one call share one storage commit.
-    fn persist(&self, counters: &Counters) -> worker::Result<()> {
-        let sql = self.sql();
-        let stored = self.stored.get();
-        for class in Class::ALL {
-            let bucket = counters.buckets[slot(class)];
-            if let Some(bucket) = bucket.filter(|_| bucket != stored.buckets[slot(class)]) {
-                sql.exec(
-                    "INSERT OR REPLACE INTO buckets (class, level, updated_ms) VALUES (?, ?, ?)",
-                    vec![
-                        text(class.as_str()),
-                        int(i64::try_from(bucket.level).unwrap_or(i64::MAX)),
-                        int(bucket.updated_ms),
-                    ],
-                )?;
-            }
-        }
-        let breaker = counters.breaker;
-        if breaker != stored.breaker {
-            let optional = |v: Option<i64>| v.map_or(SqlStorageValue::Null, int);
-            sql.exec(
-                "INSERT OR REPLACE INTO breaker (id, failures, opened_at_ms, probe_since_ms) VALUES (1, ?, ?, ?)",
-                vec![
-                    int(i64::from(breaker.failures)),
-                    optional(breaker.opened_at_ms),
-                    optional(breaker.probe_since_ms),
-                ],
-            )?;
-        }
-        self.stored.set(*counters);
+    /// Keeps the state in memory and writes what changed. Called with no await since the
+    /// last change, so that the statements of one call share one storage commit.
+    fn commit_state(&self, state: SessionState) -> worker::Result<()> {
+        self.live.set(Some(state));
+        self.store().persist_state(&state, &self.stored.get())?;
+        self.stored.set(state);
         Ok(())
     }
 
-    fn load_outcome(&self, scope: &str) -> worker::Result<Option<StoredOutcome>> {
-        let rows: Vec<OutcomeRow> = self
-            .sql()
-            .exec(
-                "SELECT fingerprint, status, body, retry_after_s, created_ms FROM idempotency WHERE scope = ?",
-                vec![text(scope)],
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|row| StoredOutcome {
-            fingerprint: row.fingerprint,
-            status: u16::try_from(row.status).unwrap_or(500),
-            body: row.body,
-            retry_after_s: row.retry_after_s.and_then(|s| u64::try_from(s).ok()),
-            created_ms: row.created_ms,
-        }))
+    fn probe_timeout_ms(settings: &Settings) -> i64 {
+        i64::try_from(settings.backend_timeout_ms + PROBE_MARGIN_MS).unwrap_or(i64::MAX)
     }
 
-    /// Stores an executed outcome and drops the records past retention (lazy cleanup).
-    fn store_outcome(&self, scope: &str, outcome: &StoredOutcome) -> worker::Result<()> {
-        let sql = self.sql();
-        sql.exec(
-            "DELETE FROM idempotency WHERE created_ms <= ?",
-            vec![int(outcome.created_ms - RETENTION_MS)],
-        )?;
-        sql.exec(
-            "INSERT OR REPLACE INTO idempotency (scope, fingerprint, status, body, retry_after_s, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            vec![
-                text(scope),
-                text(&outcome.fingerprint),
-                int(i64::from(outcome.status)),
-                text(&outcome.body),
-                outcome.retry_after_s.map_or(SqlStorageValue::Null, |s| int(i64::try_from(s).unwrap_or(i64::MAX))),
-                int(outcome.created_ms),
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// The backend to talk to for this call: the session's own, its credential decrypted,
-    /// or kind `joingate` at `SESSION_BACKEND_URL`.
+    /// The backend of a session: its own, its credential decrypted, or kind `joingate` at
+    /// `SESSION_BACKEND_URL`.
     async fn target(
         &self,
-        msg: &SessionCall,
+        sid: &str,
+        backend: Option<&StoredBackend>,
         settings: &Settings,
     ) -> Result<(Target, String), ApiError> {
-        let Some(backend) = &msg.backend else {
+        let Some(backend) = backend else {
             let target = Target {
                 kind: Kind::Joingate,
-                remote_session: Some(msg.session.clone()),
+                remote_session: Some(sid.to_string()),
                 credential: settings.backend_token.clone(),
             };
             return Ok((target, settings.backend_url.clone()));
@@ -332,27 +227,34 @@ impl SessionObject {
                     worker::console_error!("{{\"level\":\"error\",\"msg\":\"a stored credential needs CREDENTIALS_KEY\"}}");
                     ApiError::internal()
                 })?;
-                Some(crypto::open(key, &msg.session, sealed).await?)
+                Some(crypto::open(key, sid, sealed).await?)
             }
         };
         let target = Target {
             kind: backend.kind,
-            remote_session: backend.remote_session_for(&msg.session),
+            remote_session: backend.remote_session_for(sid),
             credential,
         };
         Ok((target, backend.url.clone()))
     }
 
-    /// The whole backend exchange of one call, inside its queue turn.
-    async fn exchange(&self, msg: &SessionCall, settings: &Settings) -> Exchanged {
-        match self.target(msg, settings).await {
+    /// The whole backend exchange of one call or item, inside its queue turn.
+    async fn exchange(
+        &self,
+        sid: &str,
+        backend: Option<&StoredBackend>,
+        op: &Op,
+        request_id: &str,
+        settings: &Settings,
+    ) -> Exchanged {
+        match self.target(sid, backend, settings).await {
             Ok((target, base_url)) => {
                 let client = BackendClient {
                     base_url: &base_url,
-                    request_id: &msg.request_id,
+                    request_id,
                     timeout_ms: settings.backend_timeout_ms,
                 };
-                client.exchange(&target, &msg.op).await
+                client.exchange(&target, op).await
             }
             // Never sent: no token is spent and the breaker does not count it.
             Err(error) => Exchanged {
@@ -363,9 +265,99 @@ impl SessionObject {
         }
     }
 
-    /// Everything up to and including the answer, in the contract's check order. Between
-    /// the idempotency decision and joining the queue nothing awaits, so no other request
-    /// of this session can interleave there.
+    /// A client call refused before the queue, as its answer.
+    fn refusal_reply(
+        refusal: Refusal,
+        state: &SessionState,
+        class: Class,
+        limit: ClassLimit,
+        now: i64,
+        rid: &str,
+    ) -> Reply {
+        match refusal {
+            Refusal::CircuitOpen { retry_after_ms } => {
+                let error = ApiError::new(ErrorCode::BackendUnavailable)
+                    .with_message("The session backend is failing; the circuit is open.")
+                    .with_detail("circuit", state.breaker.state(now).as_str())
+                    .with_retry_after(retry_after_s(retry_after_ms));
+                fail(&error, rid)
+            }
+            Refusal::CoolingDown(cooldown) => fail(&cooling_down_error(cooldown, now), rid),
+            Refusal::OrgLimited => fail(&org_limited_error(), rid),
+            Refusal::Bucket { wait_ms } => {
+                let seconds = retry_after_s(wait_ms);
+                let error = ApiError::new(ErrorCode::RateLimited)
+                    .with_detail("scope", "session")
+                    .with_detail("class", class.as_str())
+                    .with_detail("retry_after_s", seconds)
+                    .with_retry_after(seconds);
+                let bucket = state.bucket(class, limit, now).refilled(limit, now);
+                let (policy, header) = header_values(class.as_str(), limit, bucket, now);
+                fail(&error, rid)
+                    .with_header("RateLimit-Policy", policy)
+                    .with_header("RateLimit", header)
+            }
+        }
+    }
+
+    /// The idempotency step of a POST: `None` to execute, or the answer (a replay, 409, 422).
+    fn idempotent_answer(
+        &self,
+        scope: &str,
+        fingerprint: &str,
+        now: i64,
+        rid: &str,
+    ) -> worker::Result<Option<Reply>> {
+        let running = self.running.borrow().get(scope).cloned();
+        Ok(
+            match decide(
+                self.store().load_outcome(scope)?,
+                running.as_deref(),
+                fingerprint,
+                now,
+            ) {
+                Decision::Execute => None,
+                Decision::Replay(stored) => {
+                    let mut answer = Reply::json(stored.status, stored.body)
+                        .with_header("Idempotent-Replayed", "true".into());
+                    if let Some(seconds) = stored.retry_after_s {
+                        answer = answer.with_header("Retry-After", seconds.to_string());
+                    }
+                    Some(answer)
+                }
+                Decision::Reused => {
+                    Some(fail(&ApiError::new(ErrorCode::IdempotencyKeyReused), rid))
+                }
+                Decision::InProgress => {
+                    Some(fail(&ApiError::new(ErrorCode::IdempotencyInProgress), rid))
+                }
+            },
+        )
+    }
+
+    fn remember(
+        &self,
+        scope: &str,
+        fingerprint: &str,
+        answer: &Reply,
+        error: Option<&ApiError>,
+        now: i64,
+    ) -> worker::Result<()> {
+        if !is_storable(error) {
+            return Ok(());
+        }
+        let stored = StoredOutcome {
+            fingerprint: fingerprint.to_string(),
+            status: answer.status,
+            body: answer.body.clone(),
+            retry_after_s: error.and_then(|e| e.retry_after_s),
+            created_ms: now,
+        };
+        self.store().store_outcome(scope, &stored)
+    }
+
+    /// A client call, in the contract's check order. Between the idempotency decision and
+    /// joining the queue nothing awaits, so no other request of this session can interleave.
     async fn run(&self, msg: SessionCall) -> worker::Result<Reply> {
         let rid = msg.request_id.as_str();
         let settings = match config::settings(&self.env) {
@@ -378,95 +370,39 @@ impl SessionObject {
             .idempotency
             .as_ref()
             .map(|i| format!("{}\n{}", msg.org, i.key));
-
         if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
-            let running = self.running.borrow().get(scope).cloned();
-            match decide(
-                self.load_outcome(scope)?,
-                running.as_deref(),
-                &idem.fingerprint,
-                now,
-            ) {
-                Decision::Execute => {}
-                Decision::Replay(stored) => {
-                    let mut answer = Reply::json(stored.status, stored.body)
-                        .with_header("Idempotent-Replayed", "true".into());
-                    if let Some(seconds) = stored.retry_after_s {
-                        answer = answer.with_header("Retry-After", seconds.to_string());
-                    }
-                    return Ok(answer);
-                }
-                Decision::Reused => {
-                    return Ok(fail(&ApiError::new(ErrorCode::IdempotencyKeyReused), rid))
-                }
-                Decision::InProgress => {
-                    return Ok(fail(&ApiError::new(ErrorCode::IdempotencyInProgress), rid))
-                }
+            if let Some(answer) = self.idempotent_answer(scope, &idem.fingerprint, now, rid)? {
+                return Ok(answer);
             }
         }
 
-        // Everything from here to the queue is synchronous and changes only the in-memory
-        // counters; a refused call writes nothing.
-        let mut counters = self.counters()?;
-        let probe_timeout_ms = (settings.backend_timeout_ms + PROBE_MARGIN_MS) as i64;
-        let probe = match counters.breaker.admit(now, probe_timeout_ms) {
-            Admission::Rejected { retry_after_ms } => {
-                let error = ApiError::new(ErrorCode::BackendUnavailable)
-                    .with_message("The session backend is failing; the circuit is open.")
-                    .with_detail("circuit", counters.breaker.state(now).as_str())
-                    .with_retry_after(retry_after_s(retry_after_ms));
-                return Ok(fail(&error, rid));
-            }
-            Admission::Allowed { probe } => probe,
+        // Everything from here to the queue is synchronous and changes only memory; a
+        // refused call writes nothing.
+        let mut state = self.pipeline_state()?;
+        let ask = Ask {
+            class: msg.class,
+            limit,
+            org_limited: msg.org_limited,
+            now_ms: now,
+            probe_timeout_ms: Self::probe_timeout_ms(&settings),
         };
-        // A probe turned away before the backend frees the probe slot again.
-        let turned_away = |mut counters: Counters| {
-            if probe {
-                counters.breaker.probe_since_ms = None;
-            }
-            self.counters.set(Some(counters));
-        };
-
-        if msg.org_limited {
-            turned_away(counters);
-            let error = ApiError::new(ErrorCode::RateLimited)
-                .with_message(
-                    "The organisation's call limit is reached; retry after the indicated time.",
-                )
-                .with_detail("scope", "org")
-                .with_detail("retry_after_s", ORG_WINDOW_S)
-                .with_retry_after(ORG_WINDOW_S);
-            return Ok(fail(&error, rid));
-        }
-
-        let class = msg.class;
-        let bucket = counters.bucket(class, limit, now);
-        let spent = match bucket.take(limit, now) {
-            Ok(spent) => spent,
-            Err(wait_ms) => {
-                turned_away(counters);
-                let seconds = retry_after_s(wait_ms);
-                let error = ApiError::new(ErrorCode::RateLimited)
-                    .with_detail("scope", "session")
-                    .with_detail("class", class.as_str())
-                    .with_detail("retry_after_s", seconds)
-                    .with_retry_after(seconds);
-                let (policy, state) =
-                    header_values(class.as_str(), limit, bucket.refilled(limit, now), now);
-                return Ok(fail(&error, rid)
-                    .with_header("RateLimit-Policy", policy)
-                    .with_header("RateLimit", state));
+        let admitted = match state.admit(&ask) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                self.live.set(Some(state));
+                return Ok(Self::refusal_reply(
+                    refusal, &state, msg.class, limit, now, rid,
+                ));
             }
         };
-
         let queue_depth = self.gate.waiting();
         let Ok(turn) = self.gate.enter() else {
-            turned_away(counters);
+            state.turned_away(admitted, limit, now);
+            self.live.set(Some(state));
             let error = ApiError::new(ErrorCode::SessionBusy).with_retry_after(BUSY_RETRY_S);
             return Ok(fail(&error, rid));
         };
-        counters.buckets[slot(class)] = Some(spent);
-        self.counters.set(Some(counters));
+        self.live.set(Some(state));
         let _running = RunningGuard {
             running: Rc::clone(&self.running),
             scope: scope.clone().inspect(|scope| {
@@ -482,62 +418,364 @@ impl SessionObject {
         let permit = turn.await;
 
         let started = now_ms();
-        let exchanged = self.exchange(&msg, &settings).await;
+        let exchanged = self
+            .exchange(&msg.session, msg.backend.as_ref(), &msg.op, rid, &settings)
+            .await;
         let finished = now_ms();
         let backend_ms = u64::try_from(finished - started).unwrap_or(0);
 
         // From here to the answer nothing awaits: all writes share one storage commit. A
         // session deleted while this call ran keeps nothing of it.
         let current_epoch = self.epoch.get() == epoch;
-        let mut counters = self.counters()?;
-        if current_epoch {
-            counters
-                .breaker
-                .record(exchanged.transport_failed, finished);
-            if !exchanged.reached {
-                // Never reached the backend: the call had no effect, so it costs no token.
-                let current = counters.bucket(class, limit, finished);
-                counters.buckets[slot(class)] = Some(current.refund(limit, finished));
-            }
-            self.counters.set(Some(counters));
-            self.persist(&counters)?;
-        }
+        let mut state = self.pipeline_state()?;
+        let result = if current_epoch {
+            let (result, _) = state.settle(admitted, limit, exchanged, finished);
+            self.commit_state(state)?;
+            result
+        } else {
+            exchanged.result
+        };
         drop(permit);
 
-        let result = exchanged.result.map(|data| match msg.op {
-            Op::SessionStatus => status_data(&msg, &counters, data, queue_depth, finished),
+        let result = result.map(|data| match msg.op {
+            Op::SessionStatus => status_data(&msg, &state, data, queue_depth, finished),
             _ => data,
         });
-        let current = counters.bucket(class, limit, finished);
-        let (policy, state) = header_values(class.as_str(), limit, current, finished);
+        let current = state.bucket(msg.class, limit, finished);
+        let (policy, header) = header_values(msg.class.as_str(), limit, current, finished);
         let answer = match &result {
             Ok(data) => Reply::success(200, data.clone(), rid),
             Err(error) => fail(error, rid),
         };
-        if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
-            if current_epoch && is_storable(result.as_ref().err()) {
-                let retry_after_s = result.as_ref().err().and_then(|e| e.retry_after_s);
-                let stored = StoredOutcome {
-                    fingerprint: idem.fingerprint.clone(),
-                    status: answer.status,
-                    body: answer.body.clone(),
-                    retry_after_s,
-                    created_ms: finished,
-                };
-                self.store_outcome(scope, &stored)?;
-            }
+        if let (Some(scope), Some(idem), true) = (&scope, &msg.idempotency, current_epoch) {
+            self.remember(
+                scope,
+                &idem.fingerprint,
+                &answer,
+                result.as_ref().err(),
+                finished,
+            )?;
         }
         Ok(answer
             .with_header("RateLimit-Policy", policy)
-            .with_header("RateLimit", state)
+            .with_header("RateLimit", header)
             .with_header(BACKEND_LATENCY_HEADER, backend_ms.to_string()))
     }
+
+    /// The join-job routes: submit, list, get, pause, resume, cancel.
+    async fn jobs(&self, msg: JobCall) -> worker::Result<Reply> {
+        let rid = msg.request_id.as_str();
+        let now = now_ms();
+        let scope = msg
+            .idempotency
+            .as_ref()
+            .map(|i| format!("{}\n{}", msg.org, i.key));
+        if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
+            if let Some(answer) = self.idempotent_answer(scope, &idem.fingerprint, now, rid)? {
+                return Ok(answer);
+            }
+        }
+        if msg.org_limited {
+            return Ok(fail(&org_limited_error(), rid));
+        }
+        let store = self.store();
+        store.drop_expired_jobs(now)?;
+        let (_, next_item_ms) = store.meta()?.unwrap_or((msg.session.clone(), 0));
+        store.save_meta(&msg.session, next_item_ms)?;
+        let mut book = Book {
+            jobs: store.load_jobs(true)?,
+            next_item_ms,
+        };
+        // Another org's job, or a job id that is not one of this session's, is unknown.
+        let find = |book: &Book, id: &str| {
+            book.jobs
+                .iter()
+                .position(|j| j.id == id && j.org == msg.org)
+                .ok_or_else(ApiError::not_found)
+        };
+        let running = self.running_item.borrow().clone();
+        let outcome: Result<(u16, Value), ApiError> = match &msg.action {
+            JobAction::Submit {
+                job_id,
+                items,
+                label,
+                interval_s,
+            } => {
+                if book.unfinished() >= MAX_UNFINISHED_JOBS {
+                    Err(ApiError::new(ErrorCode::TooManyJobs))
+                } else {
+                    let submit = Submit {
+                        items: items.clone(),
+                        label: label.clone(),
+                        interval_s: *interval_s,
+                    };
+                    let job = Job::new(job_id.clone(), msg.org.clone(), submit, now);
+                    store.save_job_with_items(&job)?;
+                    book.jobs.push(job);
+                    Ok((202, Value::Null))
+                }
+            }
+            JobAction::List => Ok((200, Value::Null)),
+            JobAction::Get { job_id } => find(&book, job_id).map(|_| (200, Value::Null)),
+            JobAction::Pause { job_id }
+            | JobAction::Resume { job_id }
+            | JobAction::Cancel { job_id } => match find(&book, job_id) {
+                Err(error) => Err(error),
+                Ok(index) => {
+                    let job = &mut book.jobs[index];
+                    let running_here = running
+                        .as_ref()
+                        .filter(|(id, _)| *id == job.id)
+                        .map(|(_, item)| *item);
+                    let changed = match &msg.action {
+                        JobAction::Pause { .. } => job.pause(now),
+                        JobAction::Resume { .. } => job.resume(now),
+                        _ => job.cancel(running_here, now),
+                    };
+                    match changed {
+                        Ok(()) => {
+                            store.save_job_with_items(job)?;
+                            Ok((200, Value::Null))
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
+            },
+        };
+        let state = self.pipeline_state()?;
+        let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
+        let views = standings(&book, now, cooldown_until, msg.join_per_minute);
+        let view = |index: usize, items: bool| {
+            job_view(&msg.session, &book.jobs[index], views[index], items)
+        };
+        let answer = match outcome {
+            Err(error) => fail(&error, rid),
+            Ok((status, _)) => {
+                let data = match &msg.action {
+                    JobAction::List => {
+                        let jobs: Vec<Value> = (0..book.jobs.len())
+                            .rev()
+                            .filter(|i| book.jobs[*i].org == msg.org)
+                            .take(LIST_LIMIT)
+                            .map(|i| view(i, false))
+                            .collect();
+                        json!({ "jobs": jobs })
+                    }
+                    JobAction::Submit { job_id, .. }
+                    | JobAction::Get { job_id }
+                    | JobAction::Pause { job_id }
+                    | JobAction::Resume { job_id }
+                    | JobAction::Cancel { job_id } => match find(&book, job_id) {
+                        Ok(index) => view(index, true),
+                        Err(_) => Value::Null,
+                    },
+                };
+                Reply::success(status, data, rid)
+            }
+        };
+        if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
+            let error = answer_error(&answer);
+            self.remember(scope, &idem.fingerprint, &answer, error.as_ref(), now)?;
+        }
+        self.schedule(&book, cooldown_until, now).await?;
+        Ok(answer)
+    }
+
+    /// Sets the alarm to when the next item is due, or to the next job expiry.
+    async fn schedule(
+        &self,
+        book: &Book,
+        cooldown_until: Option<i64>,
+        now: i64,
+    ) -> worker::Result<()> {
+        let unfinished = Book {
+            jobs: book
+                .jobs
+                .iter()
+                .filter(|j| !j.status.is_finished())
+                .cloned()
+                .collect(),
+            next_item_ms: book.next_item_ms,
+        };
+        let at = match unfinished.next(now, cooldown_until) {
+            Next::Run { .. } => Some(now),
+            Next::At(at) => Some(at),
+            Next::Idle => self.store().next_expiry_ms()?,
+        };
+        let storage = self.state.storage();
+        match at {
+            Some(at) => storage.set_alarm((at - now).max(0)).await,
+            None => storage.delete_alarm().await,
+        }
+    }
+
+    /// One step of the session's jobs: the next due item, run like a client join.
+    async fn run_next_item(&self) -> worker::Result<()> {
+        let store = self.store();
+        let now = now_ms();
+        store.drop_expired_jobs(now)?;
+        let Some((sid, next_item_ms)) = store.meta()? else {
+            return Ok(());
+        };
+        let mut book = Book {
+            jobs: store.load_jobs(false)?,
+            next_item_ms,
+        };
+        let mut state = self.pipeline_state()?;
+        let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
+        let Next::Run { job, item } = book.next(now, cooldown_until) else {
+            return self.schedule(&book, cooldown_until, now).await;
+        };
+        let settings =
+            config::settings(&self.env).map_err(|e| worker::Error::RustError(e.message))?;
+        let kv = self
+            .env
+            .kv(config::KV_BINDING)
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let Ok(Some(record)) = load_session(&kv, &sid).await else {
+            // The session is gone (or KV failed): try again later; a delete resets the object.
+            return self.state.storage().set_alarm(60_000i64).await;
+        };
+        let limits: Limits = settings.limits.with_overrides(&record.limits);
+        let limit = limits.join;
+        let job_id = book.jobs[job].id.clone();
+        let index = book.jobs[job].items[item].index;
+        let op = book.jobs[job].items[item].op.clone();
+
+        // An invite message whose expiration passed while it waited fails without a call.
+        if let Op::JoinByMessage {
+            expiration: Some(at),
+            ..
+        } = &op
+        {
+            if *at <= now / 1000 {
+                let expired =
+                    ApiError::new(ErrorCode::InviteExpired).with_detail("field", "expiration");
+                book.record(
+                    job,
+                    item,
+                    Outcome::Failed(expired),
+                    cooldown_until,
+                    now,
+                    random_u32(),
+                );
+                return self
+                    .save_step(&book, job, item, &sid, cooldown_until, now)
+                    .await;
+            }
+        }
+        let ask = Ask {
+            class: Class::Join,
+            limit,
+            org_limited: false,
+            now_ms: now,
+            probe_timeout_ms: Self::probe_timeout_ms(&settings),
+        };
+        let admitted: Admitted = match state.admit(&ask) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                // No token, an open circuit or a cooldown: the item waits, no attempt.
+                self.live.set(Some(state));
+                book.wait(job, item, refusal.retry_at_ms(now));
+                store.save_item(&job_id, &book.jobs[job].items[item])?;
+                return self.schedule(&book, cooldown_until, now).await;
+            }
+        };
+        let Ok(turn) = self.gate.enter() else {
+            state.turned_away(admitted, limit, now);
+            self.live.set(Some(state));
+            book.wait(job, item, now + 1000);
+            store.save_item(&job_id, &book.jobs[job].items[item])?;
+            return self.schedule(&book, cooldown_until, now).await;
+        };
+        self.live.set(Some(state));
+        // A watchdog: should this instance die mid-call, the alarm runs the item again.
+        let watchdog =
+            i64::try_from(settings.backend_timeout_ms * 2 + PROBE_MARGIN_MS).unwrap_or(60_000);
+        self.state.storage().set_alarm(watchdog).await?;
+        *self.running_item.borrow_mut() = Some((job_id.clone(), index));
+        let epoch = self.epoch.get();
+        let permit = turn.await;
+        let request_id = format!("{job_id}.{index}");
+        let exchanged = self
+            .exchange(&sid, record.backend.as_ref(), &op, &request_id, &settings)
+            .await;
+        let finished = now_ms();
+        *self.running_item.borrow_mut() = None;
+        if self.epoch.get() != epoch {
+            // The session was deleted meanwhile: nothing of this item is kept.
+            return Ok(());
+        }
+        let mut state = self.pipeline_state()?;
+        let (result, _) = state.settle(admitted, limit, exchanged, finished);
+        self.commit_state(state)?;
+        drop(permit);
+        let outcome = match result {
+            Ok(data) => Outcome::Done(data),
+            Err(error) => Outcome::Failed(error),
+        };
+        let code = match &outcome {
+            Outcome::Done(data) => data["status"].as_str().unwrap_or("joined").to_string(),
+            Outcome::Failed(error) => error.code.as_str().to_string(),
+        };
+        let line = json!({ "level": "info", "msg": "join job item", "session": sid, "job_id": job_id,
+            "index": index, "outcome": code });
+        worker::console_log!("{line}");
+        // A pause or cancel may have come while the item ran: read the job again.
+        let mut book = Book {
+            jobs: self.store().load_jobs(true)?,
+            next_item_ms: book.next_item_ms,
+        };
+        let Some(job) = book.jobs.iter().position(|j| j.id == job_id) else {
+            return Ok(());
+        };
+        let Some(item) = book.jobs[job].items.iter().position(|i| i.index == index) else {
+            return Ok(());
+        };
+        let cooldown_until = state.cooldown_at(finished).map(|c| c.until_ms);
+        book.record(job, item, outcome, cooldown_until, finished, random_u32());
+        self.save_step(&book, job, item, &sid, cooldown_until, finished)
+            .await
+    }
+
+    async fn save_step(
+        &self,
+        book: &Book,
+        job: usize,
+        item: usize,
+        sid: &str,
+        cooldown_until: Option<i64>,
+        now: i64,
+    ) -> worker::Result<()> {
+        let store = self.store();
+        store.save_job(&book.jobs[job])?;
+        store.save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
+        store.save_meta(sid, book.next_item_ms)?;
+        self.schedule(book, cooldown_until, now).await
+    }
+}
+
+fn org_limited_error() -> ApiError {
+    ApiError::new(ErrorCode::RateLimited)
+        .with_message("The organisation's call limit is reached; retry after the indicated time.")
+        .with_detail("scope", "org")
+        .with_detail("retry_after_s", ORG_WINDOW_S)
+        .with_retry_after(ORG_WINDOW_S)
+}
+
+/// The error of an answer, for the idempotency store's decision.
+fn answer_error(answer: &Reply) -> Option<ApiError> {
+    let code = answer.code?;
+    ErrorCode::ALL
+        .into_iter()
+        .find(|c| c.as_str() == code)
+        .map(ApiError::new)
 }
 
 /// `GET /v1/sessions/{sid}`: the backend's `connected` plus what the object knows.
 fn status_data(
     msg: &SessionCall,
-    counters: &Counters,
+    state: &SessionState,
     backend: Value,
     queue_depth: usize,
     now: i64,
@@ -545,7 +783,7 @@ fn status_data(
     let mut tokens = serde_json::Map::new();
     for class in Class::ALL {
         let limit = msg.limits.class(class);
-        let remaining = counters.bucket(class, limit, now).remaining(limit, now);
+        let remaining = state.bucket(class, limit, now).remaining(limit, now);
         tokens.insert(class.as_str().into(), json!(remaining));
     }
     json!({
@@ -554,7 +792,8 @@ fn status_data(
         "queue_depth": queue_depth,
         "limits": msg.limits,
         "tokens": tokens,
-        "circuit": counters.breaker.state(now).as_str(),
+        "circuit": state.breaker.state(now).as_str(),
+        "cooldown_until": state.cooldown_at(now).map(|c| format_rfc3339(c.until_ms)),
         "backend_kind": msg.backend.as_ref().map_or(Kind::Joingate, |b| b.kind).as_str(),
     })
 }

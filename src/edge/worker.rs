@@ -9,16 +9,25 @@ use super::auth::{authenticate, load_session};
 use super::config;
 use super::reply::Reply;
 use crate::core::backend::{supports, Kind, Op};
-use crate::core::dispatch::{IdempotencyRef, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
+use std::rc::Rc;
+
+use super::config::Settings;
+use crate::core::dispatch::{
+    IdempotencyRef, JobAction, JobCall, SessionCall, SessionRecord, BACKEND_LATENCY_HEADER,
+    CALL_HEADER,
+};
 use crate::core::envelope::{accept_request_id, hex};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{fingerprint, validate_key};
 use crate::core::ids::{GroupJid, SessionId};
+use crate::core::jobs::{is_job_id, parse_submit};
 use crate::core::json::{expect_no_body, parse_object_body, MAX_BODY_BYTES};
 use crate::core::requests::{
-    group_jid, invite_from_path, parse_join, parse_new_token, parse_participants, session_id,
+    group_jid, invite_from_path, parse_join, parse_new_token, parse_participants, percent_decode,
+    session_id,
 };
 use crate::core::route::{is_admin_path, resolve, Access, Method, Route, RouteId};
+use crate::core::token::{Capability, TokenRecord};
 
 /// The OpenAPI document, served as it is at `GET /v1/openapi.json`.
 const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -206,16 +215,24 @@ fn operation(
     })
 }
 
-async fn session_route(
-    route: Route,
-    req: &mut Request,
+/// What every session route establishes first, in the contract's check order: the token,
+/// its capability, the sid and the session (another org's is unknown).
+struct SessionContext {
+    record: TokenRecord,
+    sid: SessionId,
+    session: SessionRecord,
+    org_limited: bool,
+    settings: Rc<Settings>,
+    now: i64,
+}
+
+async fn session_context(
+    route: &Route,
+    capability: Capability,
+    req: &Request,
     env: &Env,
-    rid: &str,
     trace: &mut Trace,
-) -> Result<Reply, ApiError> {
-    let (Access::Session(capability), Some(class)) = (route.spec.access, route.spec.class) else {
-        return Err(ApiError::not_found());
-    };
+) -> Result<SessionContext, ApiError> {
     let now = now_ms();
     let kv = kv(env)?;
     let settings = config::settings(env)?;
@@ -238,6 +255,50 @@ async fn session_route(
         .await?
         .filter(|s| record.may_use_session(sid.as_str(), &s.org))
         .ok_or_else(ApiError::not_found)?;
+    Ok(SessionContext {
+        record,
+        sid,
+        session,
+        org_limited,
+        settings,
+        now,
+    })
+}
+
+/// The fingerprint of a POST with an `Idempotency-Key`: the route, a canonical form of what
+/// it asks (`%40` and `@` in the URL are the same request) and the body.
+fn idempotency(
+    req: &Request,
+    route: &Route,
+    canonical: &str,
+    body: &[u8],
+) -> Result<Option<IdempotencyRef>, ApiError> {
+    Ok(
+        validate_key(header(req, "Idempotency-Key").as_deref())?.map(|key| IdempotencyRef {
+            key,
+            fingerprint: fingerprint("POST", &format!("{} {canonical}", route.template()), body),
+        }),
+    )
+}
+
+async fn session_route(
+    route: Route,
+    req: &mut Request,
+    env: &Env,
+    rid: &str,
+    trace: &mut Trace,
+) -> Result<Reply, ApiError> {
+    let (Access::Session(capability), Some(class)) = (route.spec.access, route.spec.class) else {
+        return job_route(route, req, env, rid, trace).await;
+    };
+    let SessionContext {
+        record,
+        sid,
+        session,
+        org_limited,
+        settings,
+        now,
+    } = session_context(&route, capability, req, env, trace).await?;
     let gjid = gjid_param(&route)?;
 
     let is_post = route.spec.method == Method::Post;
@@ -258,20 +319,13 @@ async fn session_route(
     supports(kind, &op)?;
 
     let idempotency = if is_post {
-        validate_key(header(req, "Idempotency-Key").as_deref())?.map(|key| IdempotencyRef {
-            key,
-            // The route and the typed operation are canonical (`%40` and `@` in the URL are
-            // the same request; approve and reject are two).
-            fingerprint: fingerprint(
-                "POST",
-                &format!(
-                    "{} {}",
-                    route.template(),
-                    serde_json::to_string(&op).unwrap_or_default()
-                ),
-                &body,
-            ),
-        })
+        // The typed operation is canonical; the route keeps approve and reject apart.
+        idempotency(
+            req,
+            &route,
+            &serde_json::to_string(&op).unwrap_or_default(),
+            &body,
+        )?
     } else {
         None
     };
@@ -287,7 +341,95 @@ async fn session_route(
         op,
         backend: session.backend,
     };
-    dispatch(env, sid.as_str(), "call", &message).await
+    dispatch(env, sid.as_str(), "call", &message, Carry::Header).await
+}
+
+/// The join-job routes (contract section 10): checked here, kept and run by the object.
+async fn job_route(
+    route: Route,
+    req: &mut Request,
+    env: &Env,
+    rid: &str,
+    trace: &mut Trace,
+) -> Result<Reply, ApiError> {
+    let Access::Session(capability) = route.spec.access else {
+        return Err(ApiError::not_found());
+    };
+    let SessionContext {
+        record,
+        sid,
+        session,
+        org_limited,
+        settings,
+        now,
+    } = session_context(&route, capability, req, env, trace).await?;
+    // A job id that is not a job of this session, malformed included, is unknown.
+    let job_id = match route.param("job_id") {
+        Some(raw) => Some(
+            percent_decode(raw)
+                .filter(|id| is_job_id(id))
+                .ok_or_else(ApiError::not_found)?,
+        ),
+        None => None,
+    };
+    let is_post = route.spec.method == Method::Post;
+    let body = if is_post {
+        read_body(req).await?
+    } else {
+        Vec::new()
+    };
+    let content_type = header(req, "Content-Type");
+    let id = || job_id.clone().unwrap_or_default();
+    let action = match route.id() {
+        RouteId::SubmitJob => {
+            let submit = parse_submit(
+                &parse_object_body(content_type.as_deref(), &body)?,
+                now / 1000,
+                settings.job_interval_s,
+            )?;
+            JobAction::Submit {
+                job_id: format!("job_{}", hex(&admin::random_bytes::<8>()?)),
+                items: submit.items,
+                label: submit.label,
+                interval_s: submit.interval_s,
+            }
+        }
+        RouteId::ListJobs => JobAction::List,
+        RouteId::GetJob => JobAction::Get { job_id: id() },
+        RouteId::PauseJob | RouteId::ResumeJob | RouteId::CancelJob => {
+            expect_no_body(content_type.as_deref(), &body)?;
+            match route.id() {
+                RouteId::PauseJob => JobAction::Pause { job_id: id() },
+                RouteId::ResumeJob => JobAction::Resume { job_id: id() },
+                _ => JobAction::Cancel { job_id: id() },
+            }
+        }
+        _ => return Err(ApiError::not_found()),
+    };
+    let idempotency = if is_post {
+        idempotency(req, &route, &id(), &body)?
+    } else {
+        None
+    };
+    let limits = settings.limits.with_overrides(&session.limits);
+    let message = JobCall {
+        request_id: rid.to_string(),
+        session: sid.to_string(),
+        org: record.org.clone(),
+        org_limited,
+        join_per_minute: limits.join.per_minute,
+        idempotency,
+        action,
+    };
+    dispatch(env, sid.as_str(), "jobs", &message, Carry::Body).await
+}
+
+/// How a message travels to the object: in a header for client calls (no await before the
+/// queue keeps arrival order), in the body for job routes (a submit can be large).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Carry {
+    Header,
+    Body,
 }
 
 /// Sends a message to the session's Durable Object and passes its answer on.
@@ -296,6 +438,7 @@ async fn dispatch(
     sid: &str,
     action: &str,
     message: &impl serde::Serialize,
+    carry: Carry,
 ) -> Result<Reply, ApiError> {
     let failed = |_| {
         worker::console_error!(
@@ -309,8 +452,15 @@ async fn dispatch(
         .map_err(failed)?;
     let body = serde_json::to_string(message).map_err(|_| ApiError::internal())?;
     let headers = worker::Headers::new();
-    headers.set(CALL_HEADER, &body).map_err(failed)?;
     let mut init = RequestInit::new();
+    if carry == Carry::Header {
+        headers.set(CALL_HEADER, &body).map_err(failed)?;
+    } else {
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(failed)?;
+        init.with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+    }
     init.with_method(worker::Method::Post).with_headers(headers);
     let request =
         Request::new_with_init(&format!("https://session/{action}"), &init).map_err(failed)?;
@@ -393,7 +543,7 @@ async fn admin_route(
             let sid = sid()?;
             let data = admin::delete_session(&kv, sid.as_str()).await?;
             // Its rate-limit buckets, breaker and idempotency records go with it.
-            dispatch(env, sid.as_str(), "reset", &json!({})).await?;
+            dispatch(env, sid.as_str(), "reset", &json!({}), Carry::Header).await?;
             Ok(Reply::success(200, data, rid))
         }
         _ => Err(ApiError::not_found()),

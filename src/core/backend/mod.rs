@@ -102,6 +102,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// Join and leave: the calls a WhatsApp cooldown stops (and the `join` class).
+    pub fn is_join_class(&self) -> bool {
+        matches!(
+            self,
+            Self::Join { .. } | Self::JoinByMessage { .. } | Self::Leave { .. }
+        )
+    }
+
     /// The operation's name in `not_implemented` details (contract section 2).
     pub fn name(&self) -> &'static str {
         match self {

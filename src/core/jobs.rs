@@ -1,0 +1,1079 @@
+//! Join jobs (contract section 10): many joins, paced and durable. Pure: the submit body,
+//! the jobs of a session as a book, which item runs next and when, what an item's outcome
+//! does to its job, and the job answers. The session object keeps the book in its storage,
+//! runs the chosen item through the same pipeline and queue as a client join, and sets its
+//! alarm to the time this module names.
+//!
+//! Invariants:
+//! - One item at a time per session, jobs oldest first, items in submission order.
+//! - Between two items of the session's jobs passes the job's `interval_s` with ±25% jitter,
+//!   and never less than the join bucket allows (waiting for a token is no attempt).
+//! - Every item ends in exactly one final state; a finished item is never run again.
+//! - During a cooldown no item runs.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Map, Value};
+
+use super::backend::Op;
+use super::error::{ApiError, ErrorCode};
+use super::json::{present, reject_unknown, whole_number};
+use super::requests::{parse_join, JoinRequest, MAX_LABEL_CHARS};
+use super::time::format_rfc3339;
+
+pub const MAX_ITEMS: usize = 500;
+pub const MAX_UNFINISHED_JOBS: usize = 10;
+pub const MAX_ATTEMPTS: u32 = 5;
+pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+pub const DEFAULT_INTERVAL_S: u32 = 20;
+pub const INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 5..=86_400;
+/// Backoff of a transient failure: 10 s, 20 s, 40 s, 80 s (then the item fails).
+pub const BACKOFF_BASE_MS: i64 = 10_000;
+/// The longest wait between two checks of a session that is not connected.
+pub const MAX_CHECK_MS: i64 = 15 * 60 * 1000;
+/// At most this many jobs in a list answer.
+pub const LIST_LIMIT: usize = 50;
+
+/// A validated submit body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submit {
+    /// The items after collapsing duplicate codes, in submission order.
+    pub items: Vec<Op>,
+    pub label: Option<String>,
+    pub interval_s: u32,
+}
+
+fn item_field(index: usize, inner: Option<&str>) -> String {
+    match inner {
+        Some(field) => format!("invites[{index}].{field}"),
+        None => format!("invites[{index}]"),
+    }
+}
+
+/// One `invites[i]`, checked exactly like a join body (a string: the `invite` form; an
+/// object: an invite message), errors naming `invites[i]` or a field inside it.
+fn parse_item(index: usize, value: &Value, now_s: i64) -> Result<JoinRequest, ApiError> {
+    let renamed = |mut error: ApiError, whole: bool| {
+        let inner = error
+            .details
+            .get("field")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let field = item_field(index, if whole { None } else { inner.as_deref() });
+        error
+            .details
+            .insert("field".into(), Value::from(field.as_str()));
+        if error.code == ErrorCode::ValidationError {
+            let reason = error
+                .message
+                .split_once(": ")
+                .map_or("", |(_, r)| r)
+                .to_string();
+            error.message = format!("{field}: {reason}");
+        }
+        error
+    };
+    match value {
+        Value::String(_) => {
+            let mut body = Map::new();
+            body.insert("invite".into(), value.clone());
+            parse_join(&body, now_s).map_err(|e| renamed(e, true))
+        }
+        Value::Object(map) => {
+            if map.contains_key("invite") {
+                return Err(ApiError::invalid(
+                    &item_field(index, Some("invite")),
+                    "is not a known field (an item is a link or code, or an invite message)",
+                ));
+            }
+            parse_join(map, now_s).map_err(|e| renamed(e, false))
+        }
+        _ => Err(ApiError::invalid(
+            &item_field(index, None),
+            "must be a link or code, or an invite message object",
+        )),
+    }
+}
+
+fn code_of(op: &Op) -> &str {
+    match op {
+        Op::Join { code } | Op::JoinByMessage { code, .. } => code,
+        _ => "",
+    }
+}
+
+/// `POST /v1/sessions/{sid}/join-jobs`: every item checked before anything is stored; the
+/// first bad item fails the whole request.
+pub fn parse_submit(
+    body: &Map<String, Value>,
+    now_s: i64,
+    default_interval_s: u32,
+) -> Result<Submit, ApiError> {
+    reject_unknown(body, &["invites", "label", "interval_s"], "")?;
+    let list = present(body, "invites")
+        .ok_or_else(|| ApiError::invalid("invites", "is required: 1 to 500 invites"))?
+        .as_array()
+        .ok_or_else(|| ApiError::invalid("invites", "must be a list of invites"))?;
+    if list.is_empty() || list.len() > MAX_ITEMS {
+        return Err(ApiError::invalid("invites", "must list 1 to 500 invites"));
+    }
+    let mut items = Vec::with_capacity(list.len());
+    let mut seen = HashSet::new();
+    for (index, value) in list.iter().enumerate() {
+        let op = parse_item(index, value, now_s)?.op();
+        // Items with the same invite code become one.
+        if seen.insert(code_of(&op).to_string()) {
+            items.push(op);
+        }
+    }
+    let label = match present(body, "label") {
+        None => None,
+        Some(value) => {
+            let text = value
+                .as_str()
+                .ok_or_else(|| ApiError::invalid("label", "must be a string"))?;
+            let chars = text.chars().count();
+            if chars == 0 || chars > MAX_LABEL_CHARS || text.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    "label",
+                    "must be 1-200 printable characters",
+                ));
+            }
+            Some(text.to_string())
+        }
+    };
+    let interval_s = match present(body, "interval_s") {
+        None => default_interval_s,
+        Some(value) => whole_number(value)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| INTERVAL_RANGE.contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "interval_s",
+                    "must be a whole number of seconds from 5 to 86400",
+                )
+            })?,
+    };
+    Ok(Submit {
+        items,
+        label,
+        interval_s,
+    })
+}
+
+/// `job_` and 16 lower-case hex digits.
+pub fn is_job_id(text: &str) -> bool {
+    text.len() == 20
+        && text.starts_with("job_")
+        && text[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Paused,
+    Completed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Paused,
+            Self::Completed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemStatus {
+    Pending,
+    Joined,
+    PendingApproval,
+    AlreadyMember,
+    Failed,
+    Cancelled,
+}
+
+impl ItemStatus {
+    pub const FINAL: [ItemStatus; 5] = [
+        Self::Joined,
+        Self::PendingApproval,
+        Self::AlreadyMember,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Joined => "joined",
+            Self::PendingApproval => "pending_approval",
+            Self::AlreadyMember => "already_member",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        std::iter::once(Self::Pending)
+            .chain(Self::FINAL)
+            .find(|s| s.as_str() == text)
+    }
+}
+
+pub const PAUSE_REQUESTED: &str = "requested";
+pub const PAUSE_NOT_CONNECTED: &str = "session_not_connected";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub index: u32,
+    pub op: Op,
+    pub status: ItemStatus,
+    pub group_jid: Option<String>,
+    /// `{ code, message, wa_code? }` of a failed item.
+    pub error: Option<Value>,
+    pub attempts: u32,
+    /// Not before this time (a retry's backoff, a wait for a token or a cooldown).
+    pub not_before_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub org: String,
+    pub label: Option<String>,
+    pub interval_s: u32,
+    pub status: JobStatus,
+    pub pause_reason: Option<String>,
+    /// Consecutive checks that found the session not connected.
+    pub checks: u32,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub items: Vec<Item>,
+}
+
+impl Job {
+    pub fn new(id: String, org: String, submit: Submit, now_ms: i64) -> Self {
+        let items = submit
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(index, op)| Item {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                op,
+                status: ItemStatus::Pending,
+                group_jid: None,
+                error: None,
+                attempts: 0,
+                not_before_ms: now_ms,
+                finished_ms: None,
+            })
+            .collect();
+        Self {
+            id,
+            org,
+            label: submit.label,
+            interval_s: submit.interval_s,
+            status: JobStatus::Queued,
+            pause_reason: None,
+            checks: 0,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            finished_ms: None,
+            items,
+        }
+    }
+
+    fn pending(&self) -> impl Iterator<Item = &Item> {
+        self.items
+            .iter()
+            .filter(|i| i.status == ItemStatus::Pending)
+    }
+
+    /// Whether the scheduler may pick it: unfinished and not paused on request.
+    fn is_runnable(&self) -> bool {
+        let paused_on_request = self.status == JobStatus::Paused
+            && self.pause_reason.as_deref() == Some(PAUSE_REQUESTED);
+        !(self.status.is_finished() || paused_on_request)
+    }
+
+    fn finish_if_done(&mut self, now_ms: i64) -> bool {
+        if !self.status.is_finished() && self.pending().next().is_none() {
+            self.status = JobStatus::Completed;
+            self.pause_reason = None;
+            self.finished_ms = Some(now_ms);
+            return true;
+        }
+        false
+    }
+
+    pub fn pause(&mut self, now_ms: i64) -> Result<(), ApiError> {
+        self.check_unfinished()?;
+        self.status = JobStatus::Paused;
+        self.pause_reason = Some(PAUSE_REQUESTED.into());
+        self.updated_ms = now_ms;
+        Ok(())
+    }
+
+    pub fn resume(&mut self, now_ms: i64) -> Result<(), ApiError> {
+        self.check_unfinished()?;
+        if self.status == JobStatus::Paused {
+            let started = self
+                .items
+                .iter()
+                .any(|i| i.attempts > 0 || i.finished_ms.is_some());
+            self.status = if started {
+                JobStatus::Running
+            } else {
+                JobStatus::Queued
+            };
+            self.pause_reason = None;
+            self.checks = 0;
+            for item in self
+                .items
+                .iter_mut()
+                .filter(|i| i.status == ItemStatus::Pending)
+            {
+                item.not_before_ms = item.not_before_ms.min(now_ms);
+            }
+        }
+        self.updated_ms = now_ms;
+        Ok(())
+    }
+
+    /// Marks every pending item cancelled, but the one running now (it finishes).
+    pub fn cancel(&mut self, running: Option<u32>, now_ms: i64) -> Result<(), ApiError> {
+        self.check_unfinished()?;
+        for item in self.items.iter_mut() {
+            if item.status == ItemStatus::Pending && Some(item.index) != running {
+                item.status = ItemStatus::Cancelled;
+                item.finished_ms = Some(now_ms);
+            }
+        }
+        self.status = JobStatus::Cancelled;
+        self.pause_reason = None;
+        self.finished_ms = Some(now_ms);
+        self.updated_ms = now_ms;
+        Ok(())
+    }
+
+    fn check_unfinished(&self) -> Result<(), ApiError> {
+        if self.status.is_finished() {
+            return Err(ApiError::new(ErrorCode::JobFinished));
+        }
+        Ok(())
+    }
+}
+
+/// What the session's scheduler does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Run this item (job index in the book, item index in the job) now.
+    Run { job: usize, item: usize },
+    /// Nothing is due before this time.
+    At(i64),
+    /// No job has anything to run.
+    Idle,
+}
+
+/// The unfinished jobs of a session, oldest first, and the pace between items.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Book {
+    pub jobs: Vec<Job>,
+    /// No item of the session's jobs starts before this time.
+    pub next_item_ms: i64,
+}
+
+/// The gap after an item of a job with `interval_s`: ±25% jitter from `random` (any u32).
+pub fn paced_gap_ms(interval_s: u32, random: u32) -> i64 {
+    let base = i64::from(interval_s) * 1000;
+    // 0.75 to 1.25 of the interval, in thousandths.
+    let factor = 750 + i64::from(random % 501);
+    base * factor / 1000
+}
+
+/// The retry wait after `attempts` transient failures: 10 s doubled each time.
+pub fn backoff_ms(attempts: u32) -> i64 {
+    BACKOFF_BASE_MS.saturating_mul(1i64 << attempts.saturating_sub(1).min(20))
+}
+
+/// How an item's outcome is to be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The backend answered the join (`joined`, `pending_approval`, `already_member`).
+    Done(Value),
+    Failed(ApiError),
+}
+
+/// What recording an outcome did to the job, for the events the caller raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recorded {
+    pub completed: bool,
+    pub paused: bool,
+}
+
+fn item_error(error: &ApiError) -> Value {
+    let mut value = json!({ "code": error.code.as_str(), "message": error.message });
+    if let Some(wa_code) = error.details.get("wa_code") {
+        value["wa_code"] = wa_code.clone();
+    }
+    value
+}
+
+fn is_transient(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::BackendUnavailable
+            | ErrorCode::BackendTimeout
+            | ErrorCode::BackendError
+            | ErrorCode::SessionBusy
+            | ErrorCode::InternalError
+            | ErrorCode::RateLimited
+    )
+}
+
+impl Book {
+    pub fn unfinished(&self) -> usize {
+        self.jobs.iter().filter(|j| !j.status.is_finished()).count()
+    }
+
+    /// The next item to run, in order, and when. `cooldown_until` holds every item back.
+    pub fn next(&self, now_ms: i64, cooldown_until: Option<i64>) -> Next {
+        for (j, job) in self.jobs.iter().enumerate() {
+            if !job.is_runnable() {
+                continue;
+            }
+            let Some(i) = job
+                .items
+                .iter()
+                .position(|i| i.status == ItemStatus::Pending)
+            else {
+                continue;
+            };
+            let at = job.items[i]
+                .not_before_ms
+                .max(self.next_item_ms)
+                .max(cooldown_until.unwrap_or(i64::MIN));
+            return if at <= now_ms {
+                Next::Run { job: j, item: i }
+            } else {
+                Next::At(at)
+            };
+        }
+        Next::Idle
+    }
+
+    /// An item that could not be admitted (no token, open circuit, cooldown) waits until
+    /// `until_ms`: no attempt.
+    pub fn wait(&mut self, job: usize, item: usize, until_ms: i64) {
+        if let Some(item) = self.jobs.get_mut(job).and_then(|j| j.items.get_mut(item)) {
+            item.not_before_ms = item.not_before_ms.max(until_ms);
+        }
+    }
+
+    /// Records what an item's run gave, and paces the session's next item.
+    pub fn record(
+        &mut self,
+        job: usize,
+        item: usize,
+        outcome: Outcome,
+        cooldown_until: Option<i64>,
+        now_ms: i64,
+        random: u32,
+    ) -> Recorded {
+        let Some(job_ref) = self.jobs.get_mut(job) else {
+            return Recorded::default();
+        };
+        self.next_item_ms = now_ms + paced_gap_ms(job_ref.interval_s, random);
+        job_ref.updated_ms = now_ms;
+        if job_ref.status == JobStatus::Queued {
+            job_ref.status = JobStatus::Running;
+        }
+        let mut recorded = Recorded::default();
+        let Some(entry) = job_ref.items.get_mut(item) else {
+            return recorded;
+        };
+        // An item already final (it was cancelled while it ran) takes its real outcome.
+        let finish = |entry: &mut Item, status: ItemStatus| {
+            entry.status = status;
+            entry.finished_ms = Some(now_ms);
+        };
+        match outcome {
+            Outcome::Done(data) => {
+                let status = match data.get("status").and_then(Value::as_str) {
+                    Some("pending_approval") => ItemStatus::PendingApproval,
+                    Some("already_member") => ItemStatus::AlreadyMember,
+                    _ => ItemStatus::Joined,
+                };
+                entry.attempts += 1;
+                entry.group_jid = data
+                    .get("group_jid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                finish(entry, status);
+                job_ref.checks = 0;
+                if job_ref.pause_reason.as_deref() == Some(PAUSE_NOT_CONNECTED) {
+                    job_ref.status = JobStatus::Running;
+                    job_ref.pause_reason = None;
+                }
+            }
+            Outcome::Failed(error) => match error.code {
+                ErrorCode::SessionNotConnected => {
+                    // Not an attempt: the job waits for the session, checking on a backoff.
+                    job_ref.checks += 1;
+                    entry.not_before_ms = now_ms + backoff_ms(job_ref.checks).min(MAX_CHECK_MS);
+                    if job_ref.status != JobStatus::Paused {
+                        job_ref.status = JobStatus::Paused;
+                        job_ref.pause_reason = Some(PAUSE_NOT_CONNECTED.into());
+                        recorded.paused = true;
+                    }
+                }
+                ErrorCode::UpstreamRateLimited | ErrorCode::SessionCoolingDown => {
+                    // WhatsApp pushed back: the cooldown holds the item, no attempt spent.
+                    entry.not_before_ms = entry.not_before_ms.max(cooldown_until.unwrap_or(now_ms));
+                }
+                code if is_transient(code) => {
+                    entry.attempts += 1;
+                    if entry.attempts >= MAX_ATTEMPTS {
+                        entry.error = Some(item_error(&error));
+                        finish(entry, ItemStatus::Failed);
+                    } else {
+                        entry.not_before_ms = now_ms + backoff_ms(entry.attempts);
+                    }
+                }
+                _ => {
+                    entry.attempts += 1;
+                    entry.error = Some(item_error(&error));
+                    finish(entry, ItemStatus::Failed);
+                }
+            },
+        }
+        recorded.completed = job_ref.finish_if_done(now_ms);
+        recorded
+    }
+
+    /// `estimated_completion_at` of each job: its pending items at the session's pace after
+    /// those of the jobs before it, from the next possible start.
+    pub fn estimates(
+        &self,
+        now_ms: i64,
+        cooldown_until: Option<i64>,
+        join_per_minute: u32,
+    ) -> Vec<Option<i64>> {
+        let bucket_gap = 60_000 / i64::from(join_per_minute.max(1));
+        let mut at = now_ms
+            .max(self.next_item_ms)
+            .max(cooldown_until.unwrap_or(i64::MIN));
+        let mut first = true;
+        self.jobs
+            .iter()
+            .map(|job| {
+                if !job.is_runnable() {
+                    return None;
+                }
+                let gap = (i64::from(job.interval_s) * 1000).max(bucket_gap);
+                let mut end = None;
+                for item in job.pending() {
+                    if !first {
+                        at += gap;
+                    }
+                    first = false;
+                    at = at.max(item.not_before_ms);
+                    end = Some(at);
+                }
+                end
+            })
+            .collect()
+    }
+}
+
+/// Counts of a job's items.
+pub fn counts(job: &Job) -> Value {
+    let count = |status: ItemStatus| job.items.iter().filter(|i| i.status == status).count();
+    json!({
+        "total": job.items.len(),
+        "pending": count(ItemStatus::Pending),
+        "joined": count(ItemStatus::Joined),
+        "pending_approval": count(ItemStatus::PendingApproval),
+        "already_member": count(ItemStatus::AlreadyMember),
+        "failed": count(ItemStatus::Failed),
+        "cancelled": count(ItemStatus::Cancelled),
+    })
+}
+
+/// An invite as shown in answers: its code's first 4 characters, then `…`.
+pub fn shown_invite(op: &Op) -> String {
+    let head: String = code_of(op).chars().take(4).collect();
+    format!("{head}…")
+}
+
+/// Where a job stands right now, for its answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Standing {
+    pub next_attempt_ms: Option<i64>,
+    pub estimated_completion_ms: Option<i64>,
+    pub cooling_down: bool,
+}
+
+/// A job's answer (contract section 10); `items` only when asked.
+pub fn job_view(sid: &str, job: &Job, standing: Standing, with_items: bool) -> Value {
+    let status =
+        if standing.cooling_down && matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+            "cooling_down"
+        } else {
+            job.status.as_str()
+        };
+    let mut view = json!({
+        "job_id": job.id,
+        "session_id": sid,
+        "status": status,
+        "interval_s": job.interval_s,
+        "created_at": format_rfc3339(job.created_ms),
+        "updated_at": format_rfc3339(job.updated_ms),
+        "counts": counts(job),
+    });
+    if let Some(label) = &job.label {
+        view["label"] = Value::from(label.as_str());
+    }
+    if let Some(reason) = &job.pause_reason {
+        view["pause_reason"] = Value::from(reason.as_str());
+    }
+    if !job.status.is_finished() {
+        if let Some(at) = standing.next_attempt_ms {
+            view["next_attempt_at"] = Value::from(format_rfc3339(at));
+        }
+        if let Some(at) = standing.estimated_completion_ms {
+            view["estimated_completion_at"] = Value::from(format_rfc3339(at));
+        }
+    }
+    if with_items {
+        let items: Vec<Value> = job
+            .items
+            .iter()
+            .map(|item| {
+                let mut entry = json!({
+                    "index": item.index,
+                    "invite": shown_invite(&item.op),
+                    "status": item.status.as_str(),
+                    "attempts": item.attempts,
+                });
+                if let Some(jid) = &item.group_jid {
+                    entry["group_jid"] = Value::from(jid.as_str());
+                }
+                if let Some(error) = &item.error {
+                    entry["error"] = error.clone();
+                }
+                if let Some(at) = item.finished_ms {
+                    entry["finished_at"] = Value::from(format_rfc3339(at));
+                }
+                entry
+            })
+            .collect();
+        view["items"] = Value::from(items);
+    }
+    view
+}
+
+/// The standing of every job of the book (for answers), given the session's cooldown.
+pub fn standings(
+    book: &Book,
+    now_ms: i64,
+    cooldown_until: Option<i64>,
+    join_per_minute: u32,
+) -> Vec<Standing> {
+    let estimates = book.estimates(now_ms, cooldown_until, join_per_minute);
+    let cooling = cooldown_until.is_some_and(|until| until > now_ms);
+    book.jobs
+        .iter()
+        .zip(estimates)
+        .map(|(job, estimate)| {
+            let next = job
+                .pending()
+                .next()
+                .filter(|_| job.is_runnable())
+                .map(|item| {
+                    item.not_before_ms
+                        .max(book.next_item_ms)
+                        .max(cooldown_until.unwrap_or(i64::MIN))
+                        .max(now_ms)
+                });
+            Standing {
+                next_attempt_ms: next,
+                estimated_completion_ms: estimate,
+                cooling_down: cooling,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CODE: &str = "AbCdEfGhIjKlMnOpQrStUv";
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    fn field(result: Result<Submit, ApiError>) -> Option<(ErrorCode, String)> {
+        result.err().map(|e| {
+            (
+                e.code,
+                e.details
+                    .get("field")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+    }
+
+    #[test]
+    fn submit_bodies_are_checked_item_by_item() {
+        let ok = parse_submit(
+            &map(
+                json!({ "invites": [CODE, format!("https://chat.whatsapp.com/{CODE}"), "BbCdEfGhIjKlMnOpQrStUv", { "code": "Xy12-ab", "group_jid": "1@g.us", "inviter_jid": "1@lid" }], "label": "onboarding" }),
+            ),
+            1000,
+            20,
+        );
+        assert_eq!(
+            ok.as_ref().map(|s| s.items.len()),
+            Ok(3),
+            "duplicates collapse"
+        );
+        assert_eq!(ok.as_ref().map(|s| s.interval_s), Ok(20));
+        use ErrorCode::*;
+        let many: Vec<Value> = (0..501).map(|_| Value::from(CODE)).collect();
+        for (body, expected) in [
+            (json!({}), (ValidationError, "invites")),
+            (json!({ "invites": [] }), (ValidationError, "invites")),
+            (json!({ "invites": CODE }), (ValidationError, "invites")),
+            (json!({ "invites": many }), (ValidationError, "invites")),
+            (
+                json!({ "invites": [CODE, "nope"] }),
+                (InviteMalformed, "invites[1]"),
+            ),
+            (
+                json!({ "invites": [CODE, 5] }),
+                (ValidationError, "invites[1]"),
+            ),
+            (
+                json!({ "invites": [{ "code": "x", "group_jid": "1@s.whatsapp.net", "inviter_jid": "1@lid" }] }),
+                (ValidationError, "invites[0].group_jid"),
+            ),
+            (
+                json!({ "invites": [{ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@lid", "expiration": 5 }] }),
+                (InviteExpired, "invites[0].expiration"),
+            ),
+            (
+                json!({ "invites": [{ "invite": CODE }] }),
+                (ValidationError, "invites[0].invite"),
+            ),
+            (
+                json!({ "invites": [CODE], "label": "" }),
+                (ValidationError, "label"),
+            ),
+            (
+                json!({ "invites": [CODE], "interval_s": 4 }),
+                (ValidationError, "interval_s"),
+            ),
+            (
+                json!({ "invites": [CODE], "interval_s": 86401 }),
+                (ValidationError, "interval_s"),
+            ),
+            (
+                json!({ "invites": [CODE], "interval_s": 5.5 }),
+                (ValidationError, "interval_s"),
+            ),
+            (
+                json!({ "invites": [CODE], "pace": 5 }),
+                (ValidationError, "pace"),
+            ),
+        ] {
+            let label = body.to_string();
+            assert_eq!(
+                field(parse_submit(&map(body), 1000, 20)),
+                Some((expected.0, expected.1.to_string())),
+                "{label:.80}"
+            );
+        }
+        // 500 sent, duplicates included, is fine.
+        let five_hundred: Vec<Value> = (0..500).map(|_| Value::from(CODE)).collect();
+        assert_eq!(
+            parse_submit(&map(json!({ "invites": five_hundred })), 0, 20).map(|s| s.items.len()),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn job_ids() {
+        assert!(is_job_id("job_0123456789abcdef"));
+        for bad in [
+            "job_0123456789ABCDEF",
+            "job_123",
+            "jab_0123456789abcdef",
+            "",
+        ] {
+            assert!(!is_job_id(bad));
+        }
+    }
+
+    fn book(items: usize, interval_s: u32) -> Book {
+        let submit = Submit {
+            items: (0..items)
+                .map(|n| Op::Join {
+                    code: format!("{CODE}{n}"),
+                })
+                .collect(),
+            label: None,
+            interval_s,
+        };
+        Book {
+            jobs: vec![Job::new(
+                "job_0000000000000001".into(),
+                "acme".into(),
+                submit,
+                0,
+            )],
+            next_item_ms: 0,
+        }
+    }
+
+    fn done(status: &str) -> Outcome {
+        Outcome::Done(json!({ "group_jid": "1@g.us", "status": status }))
+    }
+
+    #[test]
+    fn items_run_in_order_at_the_pace() {
+        let mut book = book(3, 20);
+        assert_eq!(book.next(0, None), Next::Run { job: 0, item: 0 });
+        book.record(0, 0, done("joined"), None, 0, 0);
+        // 0.75 x 20 s at the lowest jitter.
+        assert_eq!(book.next(1, None), Next::At(15_000));
+        assert_eq!(book.next(15_000, None), Next::Run { job: 0, item: 1 });
+        book.record(0, 1, done("pending_approval"), None, 15_000, 500);
+        assert_eq!(book.next(15_001, None), Next::At(40_000));
+        let recorded = book.record(0, 2, done("already_member"), None, 40_000, 250);
+        assert!(recorded.completed);
+        assert_eq!(book.jobs[0].status, JobStatus::Completed);
+        assert_eq!(book.next(100_000, None), Next::Idle);
+        assert_eq!(counts(&book.jobs[0])["pending_approval"], json!(1));
+    }
+
+    #[test]
+    fn transient_failures_retry_then_fail_definite_ones_fail_at_once() {
+        let mut book = book(2, 5);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let Next::Run { item, .. } = book.next(i64::MAX / 2, None) else {
+                panic!("runs")
+            };
+            assert_eq!(item, 0);
+            book.record(
+                0,
+                0,
+                Outcome::Failed(ApiError::new(ErrorCode::BackendTimeout)),
+                None,
+                0,
+                0,
+            );
+            let entry = &book.jobs[0].items[0];
+            assert_eq!(entry.attempts, attempt);
+            if attempt < MAX_ATTEMPTS {
+                assert_eq!(entry.not_before_ms, backoff_ms(attempt));
+            }
+        }
+        assert_eq!(book.jobs[0].items[0].status, ItemStatus::Failed);
+        assert_eq!(
+            book.jobs[0].items[0]
+                .error
+                .as_ref()
+                .map(|e| e["code"].clone()),
+            Some(json!("backend_timeout"))
+        );
+        let revoked = ApiError::new(ErrorCode::InviteRevoked).with_detail("wa_code", 410);
+        book.record(0, 1, Outcome::Failed(revoked), None, 1, 0);
+        assert_eq!(
+            book.jobs[0].items[1]
+                .error
+                .as_ref()
+                .map(|e| e["wa_code"].clone()),
+            Some(json!(410))
+        );
+        assert_eq!(book.jobs[0].status, JobStatus::Completed);
+    }
+
+    #[test]
+    fn not_connected_pauses_and_resumes_by_itself() {
+        let mut book = book(1, 5);
+        let recorded = book.record(
+            0,
+            0,
+            Outcome::Failed(ApiError::new(ErrorCode::SessionNotConnected)),
+            None,
+            0,
+            0,
+        );
+        assert!(recorded.paused);
+        assert_eq!(
+            book.jobs[0].pause_reason.as_deref(),
+            Some(PAUSE_NOT_CONNECTED)
+        );
+        assert_eq!(book.jobs[0].items[0].attempts, 0, "no attempt spent");
+        assert_eq!(
+            book.next(1, None),
+            Next::At(BACKOFF_BASE_MS.max(book.next_item_ms))
+        );
+        let at = match book.next(1, None) {
+            Next::At(at) => at,
+            other => panic!("{other:?}"),
+        };
+        book.record(0, 0, done("joined"), None, at, 0);
+        assert_eq!(book.jobs[0].status, JobStatus::Completed);
+    }
+
+    #[test]
+    fn pause_resume_cancel() {
+        let mut book = book(3, 5);
+        assert!(book.jobs[0].pause(0).is_ok());
+        assert_eq!(book.next(0, None), Next::Idle, "a paused job does not run");
+        assert!(book.jobs[0].resume(1).is_ok());
+        assert_eq!(book.jobs[0].status, JobStatus::Queued);
+        assert_eq!(book.next(1, None), Next::Run { job: 0, item: 0 });
+        // Cancelling while item 0 runs: the others are cancelled, item 0 finishes.
+        assert!(book.jobs[0].cancel(Some(0), 2).is_ok());
+        book.record(0, 0, done("joined"), None, 3, 0);
+        let statuses: Vec<_> = book.jobs[0].items.iter().map(|i| i.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                ItemStatus::Joined,
+                ItemStatus::Cancelled,
+                ItemStatus::Cancelled
+            ]
+        );
+        assert_eq!(
+            book.jobs[0].pause(4).err().map(|e| e.code),
+            Some(ErrorCode::JobFinished)
+        );
+    }
+
+    #[test]
+    fn a_cooldown_holds_every_item() {
+        let mut book = book(2, 5);
+        assert_eq!(book.next(0, Some(60_000)), Next::At(60_000));
+        book.record(
+            0,
+            0,
+            Outcome::Failed(ApiError::new(ErrorCode::UpstreamRateLimited)),
+            Some(900_000),
+            0,
+            0,
+        );
+        assert_eq!(book.jobs[0].items[0].attempts, 0);
+        assert_eq!(book.next(10_000, Some(900_000)), Next::At(900_000));
+    }
+
+    #[test]
+    fn views_hide_codes_and_estimate_completion() {
+        let book = book(3, 20);
+        let standing = standings(&book, 0, None, 4);
+        assert_eq!(standing[0].estimated_completion_ms, Some(40_000));
+        let view = job_view("s1", &book.jobs[0], standing[0], true);
+        assert_eq!(view["items"][0]["invite"], json!("AbCd…"));
+        assert!(!view.to_string().contains(CODE));
+        assert_eq!(view["status"], json!("queued"));
+        let cooling = standings(&book, 0, Some(100_000), 4);
+        assert_eq!(
+            job_view("s1", &book.jobs[0], cooling[0], false)["status"],
+            json!("cooling_down")
+        );
+        assert_eq!(cooling[0].next_attempt_ms, Some(100_000));
+    }
+
+    proptest! {
+        /// For any sequence of outcomes: items of the session run one at a time, in order, no
+        /// two closer than the pace allows; no item runs during a cooldown; every item ends in
+        /// exactly one final state.
+        #[test]
+        fn jobs_keep_pace_order_and_end(
+            outcomes in proptest::collection::vec((0u8..8, any::<u32>()), 1..300),
+            interval_s in 5u32..60,
+            sizes in proptest::collection::vec(1usize..6, 1..4),
+        ) {
+            let mut book = Book::default();
+            for (n, size) in sizes.iter().enumerate() {
+                let submit = Submit { items: (0..*size).map(|k| Op::Join { code: format!("{CODE}{n}x{k}") }).collect(), label: None, interval_s };
+                book.jobs.push(Job::new(format!("job_{n:016x}"), "acme".into(), submit, 0));
+            }
+            let mut now = 0i64;
+            let mut cooldown: Option<i64> = None;
+            let mut last_run: Option<i64> = None;
+            let mut order: Vec<(usize, usize)> = Vec::new();
+            for (outcome, random) in outcomes {
+                let step = book.next(now, cooldown.filter(|c| *c > now));
+                let (job, item) = match step {
+                    Next::Idle => break,
+                    Next::At(at) => { prop_assert!(at > now); now = at; continue; }
+                    Next::Run { job, item } => (job, item),
+                };
+                prop_assert!(cooldown.is_none_or(|c| c <= now), "ran during a cooldown");
+                if let Some(last) = last_run {
+                    prop_assert!(now - last >= i64::from(interval_s) * 750, "too close: {} ms", now - last);
+                }
+                if let Some(&(pj, pi)) = order.last() {
+                    prop_assert!((job, item) >= (pj, pi), "out of order");
+                }
+                order.push((job, item));
+                last_run = Some(now);
+                let result = match outcome {
+                    0 => done("joined"),
+                    1 => done("pending_approval"),
+                    2 => Outcome::Failed(ApiError::new(ErrorCode::BackendTimeout)),
+                    3 => Outcome::Failed(ApiError::new(ErrorCode::InviteRevoked)),
+                    4 => Outcome::Failed(ApiError::new(ErrorCode::SessionNotConnected)),
+                    5 => { cooldown = Some(now + 900_000); Outcome::Failed(ApiError::new(ErrorCode::UpstreamRateLimited)) }
+                    6 => Outcome::Failed(ApiError::new(ErrorCode::BackendError)),
+                    _ => done("already_member"),
+                };
+                book.record(job, item, result, cooldown, now, random);
+                now += 1;
+            }
+            for job in &book.jobs {
+                for item in &job.items {
+                    let final_state = ItemStatus::FINAL.contains(&item.status);
+                    prop_assert_eq!(final_state, item.finished_ms.is_some());
+                    prop_assert!(item.attempts <= MAX_ATTEMPTS);
+                }
+                prop_assert_eq!(job.status == JobStatus::Completed, job.items.iter().all(|i| i.status != ItemStatus::Pending));
+            }
+        }
+    }
+}
