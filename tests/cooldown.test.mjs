@@ -47,6 +47,25 @@ describe("WhatsApp cooldown", () => {
     assertEnvelope(await app.join(other, token, { invite: DEMO.open.code }), { status: 200 });
   });
 
+  test("a join queued behind the one that starts it does not reach the backend", async () => {
+    const sid = await app.freshSession("cool-queued", FAST);
+    app.sim.setConfig({ latency_ms: 400 });
+    try {
+      const [first, second] = await Promise.all([
+        app.join(sid, token, { invite: DEMO.rateLimited.code }),
+        (async () => {
+          await sleep(100);
+          return app.join(sid, token, { invite: DEMO.open.code });
+        })(),
+      ]);
+      assertEnvelope(first, { status: 429, code: "upstream_rate_limited" });
+      assertEnvelope(second, { status: 429, code: "session_cooling_down" });
+      assert.deepEqual(app.sim.calls(sid).map((c) => c.body?.code), [DEMO.rateLimited.code]);
+    } finally {
+      app.sim.setConfig({ latency_ms: 0 });
+    }
+  });
+
   test("an account restriction (WhatsApp 463) is a 24-hour cooldown, answered as session_cooling_down", async () => {
     const sid = await app.freshSession("cool-463", FAST);
     app.sim.setFault({ session: sid, mode: "whatsapp", wa_code: 463, count: 1 });
@@ -83,7 +102,8 @@ describe("WhatsApp cooldown", () => {
     assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 429, code: "session_cooling_down" });
     // Nothing more reached the backend while it lasts.
     const joins = app.sim.calls(sid).filter((c) => c.route === "join").length;
-    await sleep(1500);
+    // Longer than the pace (at most 1.25 x 5 s): without the cooldown the next item would run.
+    await sleep(7000);
     assert.equal(app.sim.calls(sid).filter((c) => c.route === "join").length, joins);
   });
 

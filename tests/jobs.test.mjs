@@ -65,7 +65,8 @@ describe("join jobs", () => {
     for (let i = 1; i < calls.length; i++) {
       const gap = calls[i].started_at - calls[i - 1].started_at;
       assert.ok(gap >= 3750 - 50, `gap ${gap} ms is at least 0.75 x interval`);
-      assert.ok(gap <= 6250 + 1500, `gap ${gap} ms is at most 1.25 x interval (and a little)`);
+      // Slack for the exchange, KV and alarm latency on a loaded machine.
+      assert.ok(gap <= 6250 + 3000, `gap ${gap} ms is at most 1.25 x interval (and a little)`);
     }
     assert.equal(app.sim.stats().max_concurrency[sid], 1);
     console.log(`# a 3-item job at interval_s 5 took ${(elapsed / 1000).toFixed(1)} s`);

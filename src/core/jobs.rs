@@ -445,8 +445,10 @@ fn item_error(error: &ApiError) -> Value {
     value
 }
 
-fn is_transient(code: ErrorCode) -> bool {
-    matches!(
+/// A definite answer finishes an item; the rest are transient (retried), a pause
+/// (`session_not_connected`) or WhatsApp's push-back (a cooldown), which are no attempt.
+fn is_definite(code: ErrorCode) -> bool {
+    !matches!(
         code,
         ErrorCode::BackendUnavailable
             | ErrorCode::BackendTimeout
@@ -454,7 +456,33 @@ fn is_transient(code: ErrorCode) -> bool {
             | ErrorCode::SessionBusy
             | ErrorCode::InternalError
             | ErrorCode::RateLimited
+            | ErrorCode::SessionNotConnected
+            | ErrorCode::UpstreamRateLimited
+            | ErrorCode::SessionCoolingDown
     )
+}
+
+/// Ends an item with a definite outcome: the join's status, or `failed` with its error.
+fn apply_final(entry: &mut Item, outcome: Outcome, now_ms: i64) {
+    entry.attempts += 1;
+    entry.finished_ms = Some(now_ms);
+    match outcome {
+        Outcome::Done(data) => {
+            entry.status = match data.get("status").and_then(Value::as_str) {
+                Some("pending_approval") => ItemStatus::PendingApproval,
+                Some("already_member") => ItemStatus::AlreadyMember,
+                _ => ItemStatus::Joined,
+            };
+            entry.group_jid = data
+                .get("group_jid")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
+        Outcome::Failed(error) => {
+            entry.status = ItemStatus::Failed;
+            entry.error = Some(item_error(&error));
+        }
+    }
 }
 
 impl Book {
@@ -506,42 +534,44 @@ impl Book {
         now_ms: i64,
         random: u32,
     ) -> Recorded {
+        let mut recorded = Recorded::default();
         let Some(job_ref) = self.jobs.get_mut(job) else {
-            return Recorded::default();
+            return recorded;
         };
         self.next_item_ms = now_ms + paced_gap_ms(job_ref.interval_s, random);
+        let definite = match &outcome {
+            Outcome::Done(_) => true,
+            Outcome::Failed(error) => is_definite(error.code),
+        };
+        let Some(entry) = job_ref.items.get_mut(item) else {
+            return recorded;
+        };
+        if job_ref.status.is_finished() {
+            // Cancelled while this item ran: a final answer is kept; anything else (a retry,
+            // a pause, a cooldown) ends the item cancelled. The job stays as it is.
+            if definite {
+                apply_final(entry, outcome, now_ms);
+            } else if entry.status == ItemStatus::Pending {
+                entry.status = ItemStatus::Cancelled;
+                entry.finished_ms = Some(now_ms);
+            }
+            return recorded;
+        }
         job_ref.updated_ms = now_ms;
         if job_ref.status == JobStatus::Queued {
             job_ref.status = JobStatus::Running;
         }
-        let mut recorded = Recorded::default();
-        let Some(entry) = job_ref.items.get_mut(item) else {
-            return recorded;
-        };
-        // An item already final (it was cancelled while it ran) takes its real outcome.
-        let finish = |entry: &mut Item, status: ItemStatus| {
-            entry.status = status;
-            entry.finished_ms = Some(now_ms);
-        };
         match outcome {
-            Outcome::Done(data) => {
-                let status = match data.get("status").and_then(Value::as_str) {
-                    Some("pending_approval") => ItemStatus::PendingApproval,
-                    Some("already_member") => ItemStatus::AlreadyMember,
-                    _ => ItemStatus::Joined,
-                };
-                entry.attempts += 1;
-                entry.group_jid = data
-                    .get("group_jid")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                finish(entry, status);
+            _ if definite => {
+                // WhatsApp answered: the session is connected, so a check-paused job goes on.
                 job_ref.checks = 0;
                 if job_ref.pause_reason.as_deref() == Some(PAUSE_NOT_CONNECTED) {
                     job_ref.status = JobStatus::Running;
                     job_ref.pause_reason = None;
                 }
+                apply_final(entry, outcome, now_ms);
             }
+            Outcome::Done(_) => {}
             Outcome::Failed(error) => match error.code {
                 ErrorCode::SessionNotConnected => {
                     // Not an attempt: the job waits for the session, checking on a backoff.
@@ -557,19 +587,16 @@ impl Book {
                     // WhatsApp pushed back: the cooldown holds the item, no attempt spent.
                     entry.not_before_ms = entry.not_before_ms.max(cooldown_until.unwrap_or(now_ms));
                 }
-                code if is_transient(code) => {
+                _ => {
+                    // Transient: retried with backoff; the fifth failure is final.
                     entry.attempts += 1;
                     if entry.attempts >= MAX_ATTEMPTS {
                         entry.error = Some(item_error(&error));
-                        finish(entry, ItemStatus::Failed);
+                        entry.status = ItemStatus::Failed;
+                        entry.finished_ms = Some(now_ms);
                     } else {
                         entry.not_before_ms = now_ms + backoff_ms(entry.attempts);
                     }
-                }
-                _ => {
-                    entry.attempts += 1;
-                    entry.error = Some(item_error(&error));
-                    finish(entry, ItemStatus::Failed);
                 }
             },
         }
@@ -846,6 +873,10 @@ mod tests {
         }
     }
 
+    fn book_of(items: usize) -> Book {
+        book(items, 5)
+    }
+
     fn book(items: usize, interval_s: u32) -> Book {
         let submit = Submit {
             items: (0..items)
@@ -983,6 +1014,32 @@ mod tests {
             book.jobs[0].pause(4).err().map(|e| e.code),
             Some(ErrorCode::JobFinished)
         );
+        // Cancelled while its item ran, and that item's answer is transient, a pause or a
+        // cooldown: the item ends cancelled and the job stays cancelled.
+        for code in [
+            ErrorCode::BackendTimeout,
+            ErrorCode::SessionNotConnected,
+            ErrorCode::UpstreamRateLimited,
+        ] {
+            let mut fresh = book_of(2);
+            assert!(fresh.jobs[0].cancel(Some(0), 1).is_ok());
+            fresh.record(0, 0, Outcome::Failed(ApiError::new(code)), None, 2, 0);
+            assert_eq!(fresh.jobs[0].status, JobStatus::Cancelled, "{code:?}");
+            assert_eq!(fresh.jobs[0].items[0].status, ItemStatus::Cancelled);
+            assert_eq!(counts(&fresh.jobs[0])["pending"], json!(0));
+        }
+    }
+
+    #[test]
+    fn a_definite_answer_ends_a_not_connected_pause() {
+        let mut book = book_of(2);
+        let not_connected = ApiError::new(ErrorCode::SessionNotConnected);
+        book.record(0, 0, Outcome::Failed(not_connected), None, 0, 0);
+        assert_eq!(book.jobs[0].status, JobStatus::Paused);
+        let revoked = ApiError::new(ErrorCode::InviteRevoked);
+        book.record(0, 0, Outcome::Failed(revoked), None, 20_000, 0);
+        assert_eq!(book.jobs[0].status, JobStatus::Running);
+        assert_eq!(book.jobs[0].pause_reason, None);
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub struct SessionState {
     pub cooldown: Option<Cooldown>,
 }
 
-fn slot(class: Class) -> usize {
+/// The index of a class in `SessionState::buckets` (and so in the store's rows).
+pub fn slot(class: Class) -> usize {
     match class {
         Class::Join => 0,
         Class::Manage => 1,
@@ -224,9 +225,13 @@ impl SessionState {
         let wa_code = error.details.get("wa_code").and_then(Value::as_i64);
         let cooldown = match (error.code, wa_code) {
             (ErrorCode::UpstreamRateLimited, _) => {
-                let wait_ms = error.retry_after_s.map_or(DEFAULT_COOLDOWN_MS, |s| {
-                    i64::try_from(s * 1000).unwrap_or(i64::MAX)
-                });
+                let wait_ms = error
+                    .retry_after_s
+                    .map_or(DEFAULT_COOLDOWN_MS, |s| {
+                        i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+                    })
+                    // A backend that names more than a restriction's 24 hours is not believed.
+                    .min(RESTRICTED_COOLDOWN_MS);
                 Cooldown {
                     until_ms: now_ms.saturating_add(wait_ms),
                     reason: CooldownReason::RateOverlimit,

@@ -24,6 +24,7 @@ use super::reply::Reply;
 use super::store::Store;
 use crate::core::backend::spec::StoredBackend;
 use crate::core::backend::{Exchanged, Kind, Op, Target};
+use crate::core::dispatch::SessionRecord;
 use crate::core::dispatch::{JobAction, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{decide, is_storable, Decision, StoredOutcome};
@@ -32,7 +33,7 @@ use crate::core::jobs::{
 };
 use crate::core::limits::{Class, ClassLimit, Limits};
 use crate::core::pipeline::{cooling_down_error, Admitted, Ask, Refusal, SessionState};
-use crate::core::queue::FifoGate;
+use crate::core::queue::{FifoGate, Turn};
 use crate::core::ratelimit::{header_values, retry_after_s};
 use crate::core::time::format_rfc3339;
 
@@ -142,11 +143,12 @@ impl DurableObject for SessionObject {
                 }
             }
             "/reset" => {
-                self.store().reset()?;
-                self.state.storage().delete_alarm().await?;
+                // Before any await: a call or item finishing meanwhile must keep nothing.
+                self.epoch.set(self.epoch.get() + 1);
                 self.live.set(None);
                 self.stored.set(SessionState::default());
-                self.epoch.set(self.epoch.get() + 1);
+                self.store().reset()?;
+                self.state.storage().delete_alarm().await?;
                 Reply::success(200, json!({ "reset": true }), "reset").into_response("reset")
             }
             _ => Response::error("unknown object route", 404),
@@ -416,6 +418,17 @@ impl SessionObject {
         };
         let epoch = self.epoch.get();
         let permit = turn.await;
+        // A join or leave that waited behind the call that started a cooldown does not go.
+        if msg.class == Class::Join {
+            let now = now_ms();
+            let mut state = self.pipeline_state()?;
+            if let Some(cooldown) = state.cooldown_at(now) {
+                state.turned_away(admitted, limit, now);
+                self.live.set(Some(state));
+                drop(permit);
+                return Ok(fail(&cooling_down_error(cooldown, now), rid));
+            }
+        }
 
         let started = now_ms();
         let exchanged = self
@@ -609,14 +622,54 @@ impl SessionObject {
         }
     }
 
+    /// An item that cannot run yet (no token, an open circuit, a full queue, a cooldown)
+    /// waits until `until_ms`: no attempt.
+    async fn hold(
+        &self,
+        book: &mut Book,
+        job: usize,
+        item: usize,
+        until_ms: i64,
+        cooldown_until: Option<i64>,
+        now: i64,
+    ) -> worker::Result<()> {
+        book.wait(job, item, until_ms);
+        self.store()
+            .save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
+        self.schedule(book, cooldown_until, now).await
+    }
+
     /// One step of the session's jobs: the next due item, run like a client join.
     async fn run_next_item(&self) -> worker::Result<()> {
+        // Alarms do not overlap, but an item still running here must not run twice.
+        if self.running_item.borrow().is_some() {
+            return Ok(());
+        }
+        let epoch = self.epoch.get();
+        let Some((sid, _)) = self.store().meta()? else {
+            return Ok(());
+        };
+        let settings =
+            config::settings(&self.env).map_err(|e| worker::Error::RustError(e.message))?;
+        let kv = self
+            .env
+            .kv(config::KV_BINDING)
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        // The session's current record (backend, limits). Requests may run during this read,
+        // so everything the step decides on is loaded after it.
+        let record = load_session(&kv, &sid).await;
+        if self.epoch.get() != epoch {
+            return Ok(());
+        }
+        let Ok(Some(record)) = record else {
+            // KV failed, or the session is gone: try again later (a delete resets the object).
+            return self.state.storage().set_alarm(60_000i64).await;
+        };
+        // From here to joining the queue nothing awaits.
         let store = self.store();
         let now = now_ms();
         store.drop_expired_jobs(now)?;
-        let Some((sid, next_item_ms)) = store.meta()? else {
-            return Ok(());
-        };
+        let next_item_ms = store.meta()?.map_or(0, |(_, at)| at);
         let mut book = Book {
             jobs: store.load_jobs(false)?,
             next_item_ms,
@@ -625,16 +678,6 @@ impl SessionObject {
         let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
         let Next::Run { job, item } = book.next(now, cooldown_until) else {
             return self.schedule(&book, cooldown_until, now).await;
-        };
-        let settings =
-            config::settings(&self.env).map_err(|e| worker::Error::RustError(e.message))?;
-        let kv = self
-            .env
-            .kv(config::KV_BINDING)
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let Ok(Some(record)) = load_session(&kv, &sid).await else {
-            // The session is gone (or KV failed): try again later; a delete resets the object.
-            return self.state.storage().set_alarm(60_000i64).await;
         };
         let limits: Limits = settings.limits.with_overrides(&record.limits);
         let limit = limits.join;
@@ -674,34 +717,88 @@ impl SessionObject {
         let admitted: Admitted = match state.admit(&ask) {
             Ok(admitted) => admitted,
             Err(refusal) => {
-                // No token, an open circuit or a cooldown: the item waits, no attempt.
                 self.live.set(Some(state));
-                book.wait(job, item, refusal.retry_at_ms(now));
-                store.save_item(&job_id, &book.jobs[job].items[item])?;
-                return self.schedule(&book, cooldown_until, now).await;
+                let until = refusal.retry_at_ms(now);
+                return self
+                    .hold(&mut book, job, item, until, cooldown_until, now)
+                    .await;
             }
         };
         let Ok(turn) = self.gate.enter() else {
             state.turned_away(admitted, limit, now);
             self.live.set(Some(state));
-            book.wait(job, item, now + 1000);
-            store.save_item(&job_id, &book.jobs[job].items[item])?;
-            return self.schedule(&book, cooldown_until, now).await;
+            return self
+                .hold(&mut book, job, item, now + 1000, cooldown_until, now)
+                .await;
         };
         self.live.set(Some(state));
+        *self.running_item.borrow_mut() = Some((job_id.clone(), index));
+        let ran = self
+            .run_item(
+                &sid,
+                &record,
+                (job_id.clone(), index),
+                &op,
+                admitted,
+                limit,
+                turn,
+                epoch,
+                &settings,
+            )
+            .await;
+        *self.running_item.borrow_mut() = None;
+        ran
+    }
+
+    /// The item's turn: checked again after the wait (a pause, a cancel, a cooldown or a
+    /// delete may have come), then the exchange, settled and recorded.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_item(
+        &self,
+        sid: &str,
+        record: &SessionRecord,
+        (job_id, index): (String, u32),
+        op: &Op,
+        admitted: Admitted,
+        limit: ClassLimit,
+        turn: Turn,
+        epoch: u64,
+        settings: &Settings,
+    ) -> worker::Result<()> {
         // A watchdog: should this instance die mid-call, the alarm runs the item again.
         let watchdog =
             i64::try_from(settings.backend_timeout_ms * 2 + PROBE_MARGIN_MS).unwrap_or(60_000);
         self.state.storage().set_alarm(watchdog).await?;
-        *self.running_item.borrow_mut() = Some((job_id.clone(), index));
-        let epoch = self.epoch.get();
         let permit = turn.await;
+        if self.epoch.get() != epoch {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut book = Book {
+            jobs: self.store().load_jobs(false)?,
+            next_item_ms: self.store().meta()?.map_or(0, |(_, at)| at),
+        };
+        let mut state = self.pipeline_state()?;
+        let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
+        let still_due = book.next(now, None).eq(&{
+            let job = book.jobs.iter().position(|j| j.id == job_id);
+            let item = job.and_then(|j| book.jobs[j].items.iter().position(|i| i.index == index));
+            match (job, item) {
+                (Some(job), Some(item)) => Next::Run { job, item },
+                _ => Next::Idle,
+            }
+        });
+        if !still_due || cooldown_until.is_some() {
+            state.turned_away(admitted, limit, now);
+            self.live.set(Some(state));
+            drop(permit);
+            return self.schedule(&book, cooldown_until, now).await;
+        }
         let request_id = format!("{job_id}.{index}");
         let exchanged = self
-            .exchange(&sid, record.backend.as_ref(), &op, &request_id, &settings)
+            .exchange(sid, record.backend.as_ref(), op, &request_id, settings)
             .await;
         let finished = now_ms();
-        *self.running_item.borrow_mut() = None;
         if self.epoch.get() != epoch {
             // The session was deleted meanwhile: nothing of this item is kept.
             return Ok(());
@@ -721,11 +818,8 @@ impl SessionObject {
         let line = json!({ "level": "info", "msg": "join job item", "session": sid, "job_id": job_id,
             "index": index, "outcome": code });
         worker::console_log!("{line}");
-        // A pause or cancel may have come while the item ran: read the job again.
-        let mut book = Book {
-            jobs: self.store().load_jobs(true)?,
-            next_item_ms: book.next_item_ms,
-        };
+        // A pause or cancel may have come while the item ran: the job as it is now.
+        book.jobs = self.store().load_jobs(true)?;
         let Some(job) = book.jobs.iter().position(|j| j.id == job_id) else {
             return Ok(());
         };
@@ -734,7 +828,7 @@ impl SessionObject {
         };
         let cooldown_until = state.cooldown_at(finished).map(|c| c.until_ms);
         book.record(job, item, outcome, cooldown_until, finished, random_u32());
-        self.save_step(&book, job, item, &sid, cooldown_until, finished)
+        self.save_step(&book, job, item, sid, cooldown_until, finished)
             .await
     }
 

@@ -11,7 +11,7 @@ use crate::core::breaker::Breaker;
 use crate::core::idempotency::{StoredOutcome, RETENTION_MS};
 use crate::core::jobs::{Item, ItemStatus, Job, JobStatus, RETENTION_MS as JOB_RETENTION_MS};
 use crate::core::limits::Class;
-use crate::core::pipeline::{Cooldown, CooldownReason, SessionState};
+use crate::core::pipeline::{slot, Cooldown, CooldownReason, SessionState};
 use crate::core::ratelimit::Bucket;
 
 const SCHEMA: &str = "
@@ -44,14 +44,6 @@ fn optional_int(value: Option<i64>) -> SqlStorageValue {
 
 fn optional_text(value: Option<&str>) -> SqlStorageValue {
     value.map_or(SqlStorageValue::Null, text)
-}
-
-fn slot(class: Class) -> usize {
-    match class {
-        Class::Join => 0,
-        Class::Manage => 1,
-        Class::Read => 2,
-    }
 }
 
 #[derive(Deserialize)]
@@ -281,7 +273,7 @@ impl Store {
         let rows: Vec<JobRow> = self
             .sql
             .exec(
-                &format!("SELECT job_id, org, label, interval_s, status, pause_reason, checks, created_ms, updated_ms, finished_ms FROM jobs {filter} ORDER BY created_ms, job_id"),
+                &format!("SELECT job_id, org, label, interval_s, status, pause_reason, checks, created_ms, updated_ms, finished_ms FROM jobs {filter} ORDER BY rowid"),
                 None,
             )?
             .to_array()?;
@@ -339,7 +331,10 @@ impl Store {
 
     pub fn save_job(&self, job: &Job) -> worker::Result<()> {
         self.sql.exec(
-            "INSERT OR REPLACE INTO jobs (job_id, org, label, interval_s, status, pause_reason, checks, created_ms, updated_ms, finished_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            // An upsert keeps a known job's row, and so its rowid: the submission order.
+            "INSERT INTO jobs (job_id, org, label, interval_s, status, pause_reason, checks, created_ms, updated_ms, finished_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, pause_reason = excluded.pause_reason,
+             checks = excluded.checks, updated_ms = excluded.updated_ms, finished_ms = excluded.finished_ms",
             vec![
                 text(&job.id),
                 text(&job.org),
