@@ -70,7 +70,7 @@ pub struct JobCall {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum JobAction {
     Submit {
         job_id: String,

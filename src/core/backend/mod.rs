@@ -69,7 +69,7 @@ impl Kind {
 /// What a client call asks of WhatsApp, with every value validated at the edge (codes are
 /// invite codes of the contract's grammar, JIDs are the contract's JIDs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     Join {
         code: String,
