@@ -2,14 +2,15 @@
 # Runs joingate locally: installs what is missing, builds the Worker, starts the session
 # backend simulator and `wrangler dev` on 127.0.0.1, seeds a demo org, session and token
 # through the admin API and prints a ready-to-paste curl. Ctrl-C stops everything.
-#   JOINGATE_PORT (8787), SIMULATOR_PORT (8788), IDP_PORT (8789), ADMIN_TOKEN (random per
-#   run) may be set.
+#   JOINGATE_PORT (8787), SIMULATOR_PORT (8788), IDP_PORT (8789), RECEIVER_PORT (8790),
+#   ADMIN_TOKEN (random per run) may be set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 JOINGATE_PORT=${JOINGATE_PORT:-8787}
 SIMULATOR_PORT=${SIMULATOR_PORT:-8788}
 IDP_PORT=${IDP_PORT:-8789}
+RECEIVER_PORT=${RECEIVER_PORT:-8790}
 ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-$(node -e 'console.log(require("crypto").randomBytes(12).toString("hex"))')}
 # Seals the demo sessions' backend credentials (32 bytes, base64; random per run).
 CREDENTIALS_KEY=${CREDENTIALS_KEY:-$(node -e 'console.log(require("crypto").randomBytes(32).toString("base64"))')}
@@ -28,6 +29,10 @@ pids+=($!)
 # A demo identity provider: its JWKS signs in people with login tokens (scripts/demo-idp.mjs).
 node scripts/demo-idp.mjs --port "$IDP_PORT" > .wrangler/idp.log 2>&1 &
 pids+=($!)
+# A webhook receiver for the demo org: it prints each verified event here, in the terminal.
+rm -f .wrangler/demo-webhook-secret
+node scripts/demo-receiver.mjs --port "$RECEIVER_PORT" --secret-file .wrangler/demo-webhook-secret &
+pids+=($!)
 node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$JOINGATE_PORT" \
   --var "ADMIN_TOKEN:$ADMIN_TOKEN" --var "SESSION_BACKEND_URL:http://127.0.0.1:$SIMULATOR_PORT" \
   --var "CREDENTIALS_KEY:$CREDENTIALS_KEY" \
@@ -36,6 +41,6 @@ node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$JOINGATE_PORT" \
   > .wrangler/wrangler.log 2>&1 &
 pids+=($!)
 
-node scripts/seed.mjs "http://127.0.0.1:$JOINGATE_PORT" "$ADMIN_TOKEN" "http://127.0.0.1:$SIMULATOR_PORT" "http://127.0.0.1:$IDP_PORT"
-echo "Logs: .wrangler/wrangler.log (joingate), .wrangler/simulator.log (simulator), .wrangler/idp.log (demo identity provider). Ctrl-C stops all three."
+node scripts/seed.mjs "http://127.0.0.1:$JOINGATE_PORT" "$ADMIN_TOKEN" "http://127.0.0.1:$SIMULATOR_PORT" "http://127.0.0.1:$IDP_PORT" "http://127.0.0.1:$RECEIVER_PORT/events"
+echo "Logs: .wrangler/wrangler.log (joingate), .wrangler/simulator.log (simulator), .wrangler/idp.log (demo identity provider); verified webhook events print here. Ctrl-C stops everything."
 wait -n "${pids[@]}"

@@ -16,10 +16,17 @@ export function joingateOptions({ bindings, orgLimit = 100 }) {
     modulesRules: [
       { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
       { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
+      { type: "Text", include: ["**/openapi.json"] },
     ],
     compatibilityDate: COMPATIBILITY_DATE,
     kvNamespaces: ["JOINGATE_KV"],
-    durableObjects: { SESSIONS: { className: "SessionObject", useSQLite: true } },
+    durableObjects: {
+      SESSIONS: { className: "SessionObject", useSQLite: true },
+      ORGS: { className: "OrgObject", useSQLite: true },
+    },
+    // The webhook deliveries' queue: producer and consumer are this Worker.
+    queueProducers: { WEBHOOKS: "joingate-webhooks" },
+    queueConsumers: { "joingate-webhooks": { maxBatchSize: 10, maxBatchTimeout: 1 } },
     ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } } },
     bindings,
   };

@@ -86,7 +86,8 @@ done
 
 ADMIN_TOKEN=st-admin-$(node -e 'console.log(require("crypto").randomBytes(12).toString("hex"))')
 
-# Serve a snapshot of the Worker (build/, js/, wrangler.toml) from the temporary directory:
+# Serve a snapshot of the Worker (build/, js/, docs/openapi.json, wrangler.toml) from the
+# temporary directory:
 # `wrangler dev` hot-reloads on file changes, and a rebuild of build/ during the run would
 # otherwise restart the server mid-run (or catch a half-written wasm).
 # The snapshot is taken when build/index_bg.wasm has not changed for 2 s, before or during the copy.
@@ -94,7 +95,7 @@ stamp() { stat -c '%s %Y' build/index_bg.wasm build/index.js 2>/dev/null; }
 for attempt in $(seq 1 20); do
   before=$(stamp)
   rm -rf "$WORK/app" && mkdir -p "$WORK/app"
-  cp -R build js "$WORK/app/"
+  mkdir -p "$WORK/app/docs" && cp -R build js "$WORK/app/" && cp docs/openapi.json "$WORK/app/docs/"
   newest=$(stat -c %Y build/index_bg.wasm build/index.js | sort -n | tail -1)
   if [ "$before" = "$(stamp)" ] && [ $(( $(date +%s) - newest )) -ge 2 ] \
     && [ "$(head -c 4 "$WORK/app/build/index_bg.wasm" | od -An -tx1 | tr -d ' ')" = 0061736d ]; then
@@ -258,7 +259,9 @@ st_run() { # NAME, then filters
 say "seed $ST_SEED, max examples $ST_MAX_EXAMPLES per operation and phase, $ST_WORKERS workers"
 status=0
 st_run api --exclude-path-regex '^/v1/admin/' || status=$?
-st_run admin --include-path-regex '^/v1/admin/' || status=$?
+# No generated webhook endpoint is registered: its events would be posted to whatever host
+# the fuzzer wrote (the webhook tests use a loopback receiver).
+st_run admin --include-path-regex '^/v1/admin/' --exclude-operation-id putWebhook || status=$?
 # What reached the server, by status (from the HAR recordings).
 "$VENV/bin/python" - "$REPORT_DIR/api.har" "$REPORT_DIR/admin.har" <<'EOF' || true
 import collections, json, os, sys

@@ -3,15 +3,21 @@
 // prints ready-to-paste curls. Usage: node scripts/seed.mjs BASE_URL ADMIN_TOKEN SIMULATOR_URL
 import { DEMO } from "../sim/catalogue.mjs";
 import { SIM_CREDENTIALS, wuzapiToken } from "../sim/credentials.mjs";
+import { writeFileSync } from "node:fs";
 import { callJson, waitUntilUp } from "./local-client.mjs";
 
-const [base, adminToken, simulatorUrl = "http://127.0.0.1:8788", idpUrl] = process.argv.slice(2);
+const [base, adminToken, simulatorUrl = "http://127.0.0.1:8788", idpUrl, receiverUrl] = process.argv.slice(2);
 const admin = { Authorization: `Bearer ${adminToken}` };
 const call = (method, path, body) => callJson(method, `${base}${path}`, admin, body);
 
 const waited = await waitUntilUp(base);
 await call("PUT", "/v1/admin/sessions/demo", { org: "demo" });
 await call("PUT", "/v1/admin/sessions/demo-jobs", { org: "demo" });
+// The demo org's webhook: the local receiver verifies and prints every event.
+if (receiverUrl) {
+  const { secret } = await call("PUT", "/v1/admin/orgs/demo/webhook", { url: receiverUrl });
+  writeFileSync(".wrangler/demo-webhook-secret", `${secret}\n`, { mode: 0o600 });
+}
 // One session per server kind, each on the simulator's front end for that kind, with the
 // credential that front end checks (sealed with CREDENTIALS_KEY before it is stored).
 const KIND_SESSIONS = {
@@ -90,7 +96,17 @@ What a kind cannot do answers 501 before anything is sent, e.g. join requests on
 
 curl -s ${base}/v1/sessions/demo-evolution/groups/${DEMO.admin.group_jid}/join-requests -H 'Authorization: Bearer ${token}'
 
-A session's record shows its backend without the credential:
+${
+  receiverUrl
+    ? `Every join, leave, job completion and cooldown of the demo org is posted, signed, to the
+receiver at ${receiverUrl}, which prints each verified event in this terminal. The
+delivery log:
+
+curl -s ${base}/v1/admin/orgs/demo/webhook/deliveries -H 'Authorization: Bearer ${adminToken}'
+
+`
+    : ""
+}A session's record shows its backend without the credential:
 
 curl -s ${base}/v1/admin/sessions/demo-gowa -H 'Authorization: Bearer ${adminToken}'
 ${

@@ -8,4 +8,5 @@
 pub mod core;
 mod edge;
 
+pub use edge::org::OrgObject;
 pub use edge::session::SessionObject;

@@ -229,7 +229,7 @@ test("the document is OpenAPI 3.1 and reasonably small", () => {
   assert.match(DOC.openapi, /^3\.1\./);
   assert.ok(DOC.info?.title && DOC.info?.version, "info.title and info.version");
   // It is compiled into the wasm (include_str!), whose gzipped size has a budget.
-  assert.ok(DOC_TEXT.length < 80_000, `docs/openapi.json is ${DOC_TEXT.length} bytes`);
+  assert.ok(DOC_TEXT.length < 100_000, `docs/openapi.json is ${DOC_TEXT.length} bytes`);
 });
 
 test("paths x methods are exactly the Rust route table", () => {

@@ -93,3 +93,37 @@ pub enum JobAction {
         job_id: String,
     },
 }
+
+/// What the Worker (admin routes, the queue consumer) and the session objects ask of an
+/// org's Durable Object, which keeps the org's webhook endpoint and delivery log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgAction {
+    PutWebhook {
+        url: String,
+        events: Vec<String>,
+        rotate_secret: bool,
+    },
+    GetWebhook,
+    DeleteWebhook,
+    Deliveries,
+    Redeliver {
+        delivery_id: String,
+    },
+    /// An event raised for the org (sent only where one happened).
+    Event {
+        event_type: String,
+        data: serde_json::Value,
+    },
+    /// One delivery attempt, from the queue consumer.
+    Attempt {
+        delivery_id: String,
+    },
+}
+
+/// The message on the `WEBHOOKS` queue: which delivery of which org to attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryTask {
+    pub org: String,
+    pub delivery_id: String,
+}

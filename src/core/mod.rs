@@ -21,3 +21,4 @@ pub mod requests;
 pub mod route;
 pub mod time;
 pub mod token;
+pub mod webhooks;

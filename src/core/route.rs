@@ -62,6 +62,11 @@ pub enum RouteId {
     PauseJob,
     ResumeJob,
     CancelJob,
+    PutWebhook,
+    GetWebhook,
+    DeleteWebhook,
+    ListDeliveries,
+    Redeliver,
 }
 
 /// Who may call a route.
@@ -132,7 +137,7 @@ const fn job(
 }
 
 /// Every route joingate serves. The OpenAPI test reads the (method, template) pairs from here.
-pub const ROUTES: [RouteSpec; 21] = [
+pub const ROUTES: [RouteSpec; 26] = [
     row(RouteId::Healthz, Get, "/healthz", Access::Public, None),
     row(
         RouteId::OpenApi,
@@ -265,6 +270,41 @@ pub const ROUTES: [RouteSpec; 21] = [
         RouteId::DeleteSession,
         Delete,
         "/v1/admin/sessions/{sid}",
+        Access::Admin,
+        None,
+    ),
+    row(
+        RouteId::PutWebhook,
+        Put,
+        "/v1/admin/orgs/{org}/webhook",
+        Access::Admin,
+        None,
+    ),
+    row(
+        RouteId::GetWebhook,
+        Get,
+        "/v1/admin/orgs/{org}/webhook",
+        Access::Admin,
+        None,
+    ),
+    row(
+        RouteId::DeleteWebhook,
+        Delete,
+        "/v1/admin/orgs/{org}/webhook",
+        Access::Admin,
+        None,
+    ),
+    row(
+        RouteId::ListDeliveries,
+        Get,
+        "/v1/admin/orgs/{org}/webhook/deliveries",
+        Access::Admin,
+        None,
+    ),
+    row(
+        RouteId::Redeliver,
+        Post,
+        "/v1/admin/orgs/{org}/webhook/deliveries/{delivery_id}/redeliver",
         Access::Admin,
         None,
     ),
@@ -408,6 +448,8 @@ mod tests {
             .replace("{invite}", "AbCdEfGhIjKlMnOpQr")
             .replace("{token_id}", "tok_1")
             .replace("{job_id}", "job_0123456789abcdef")
+            .replace("{org}", "acme")
+            .replace("{delivery_id}", "msg_0123456789abcdef01234567")
     }
 
     const ALL_METHODS: [Method; 5] = [

@@ -17,6 +17,8 @@ pub const DEFAULT_QUEUE_MAX: usize = 16;
 pub const KV_BINDING: &str = "JOINGATE_KV";
 pub const SESSIONS_BINDING: &str = "SESSIONS";
 pub const ORG_LIMITER_BINDING: &str = "ORG_LIMITER";
+pub const ORGS_BINDING: &str = "ORGS";
+pub const WEBHOOKS_BINDING: &str = "WEBHOOKS";
 
 /// A string var or secret, if set and not blank.
 pub fn var(env: &Env, name: &str) -> Option<String> {
@@ -105,6 +107,8 @@ pub struct Settings {
     pub jwt: Option<JwtConfig>,
     /// The default pace of join jobs, seconds between items.
     pub job_interval_s: u32,
+    /// The base of the webhook retry schedule, seconds.
+    pub webhook_retry_base_s: u64,
 }
 
 thread_local! {
@@ -123,6 +127,12 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
         backend_token: var(env, "SESSION_BACKEND_TOKEN"),
         backend_timeout_ms: backend_timeout_ms(env)?,
         credentials_key: credentials_key(env)?,
+        webhook_retry_base_s: number(
+            env,
+            "WEBHOOK_RETRY_BASE_S",
+            crate::core::webhooks::DEFAULT_RETRY_BASE_S,
+            |s| (1..=3600).contains(s),
+        )?,
         job_interval_s: number(
             env,
             "JOB_INTERVAL_S",

@@ -6,6 +6,7 @@ mod backend_client;
 mod config;
 mod crypto;
 mod jwt;
+pub mod org;
 mod reply;
 pub mod session;
 mod store;

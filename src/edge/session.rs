@@ -20,6 +20,7 @@ use super::auth::load_session;
 use super::backend_client::BackendClient;
 use super::config::{self, Settings};
 use super::crypto;
+use super::org;
 use super::reply::Reply;
 use super::store::Store;
 use crate::core::backend::spec::StoredBackend;
@@ -29,10 +30,11 @@ use crate::core::dispatch::{JobAction, JobCall, SessionCall, BACKEND_LATENCY_HEA
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{decide, is_storable, Decision, StoredOutcome};
 use crate::core::jobs::{
-    job_view, standings, Book, Job, Next, Outcome, Submit, LIST_LIMIT, MAX_UNFINISHED_JOBS,
+    counts, job_view, standings, Book, Job, Next, Outcome, Recorded, Submit, LIST_LIMIT,
+    MAX_UNFINISHED_JOBS,
 };
 use crate::core::limits::{Class, ClassLimit, Limits};
-use crate::core::pipeline::{cooling_down_error, Admitted, Ask, Refusal, SessionState};
+use crate::core::pipeline::{cooling_down_error, Admitted, Ask, Cooldown, Refusal, SessionState};
 use crate::core::queue::{FifoGate, Turn};
 use crate::core::ratelimit::{header_values, retry_after_s};
 use crate::core::time::format_rfc3339;
@@ -441,14 +443,18 @@ impl SessionObject {
         // session deleted while this call ran keeps nothing of it.
         let current_epoch = self.epoch.get() == epoch;
         let mut state = self.pipeline_state()?;
-        let result = if current_epoch {
-            let (result, _) = state.settle(admitted, limit, exchanged, finished);
+        let (result, cooldown) = if current_epoch {
+            let settled = state.settle(admitted, limit, exchanged, finished);
             self.commit_state(state)?;
-            result
+            settled
         } else {
-            exchanged.result
+            (exchanged.result, None)
         };
         drop(permit);
+        if current_epoch {
+            self.raise_call_events(&msg, result.as_ref().ok(), cooldown)
+                .await;
+        }
 
         let result = result.map(|data| match msg.op {
             Op::SessionStatus => status_data(&msg, &state, data, queue_depth, finished),
@@ -804,7 +810,7 @@ impl SessionObject {
             return Ok(());
         }
         let mut state = self.pipeline_state()?;
-        let (result, _) = state.settle(admitted, limit, exchanged, finished);
+        let (result, cooldown) = state.settle(admitted, limit, exchanged, finished);
         self.commit_state(state)?;
         drop(permit);
         let outcome = match result {
@@ -827,9 +833,88 @@ impl SessionObject {
             return Ok(());
         };
         let cooldown_until = state.cooldown_at(finished).map(|c| c.until_ms);
-        book.record(job, item, outcome, cooldown_until, finished, random_u32());
+        let joined = match &outcome {
+            Outcome::Done(data) => Some(data.clone()),
+            Outcome::Failed(_) => None,
+        };
+        let recorded = book.record(job, item, outcome, cooldown_until, finished, random_u32());
         self.save_step(&book, job, item, sid, cooldown_until, finished)
-            .await
+            .await?;
+        self.raise_item_events(sid, &book.jobs[job], joined, recorded, cooldown)
+            .await;
+        Ok(())
+    }
+
+    /// The events of a client call: a join or leave that succeeded, a cooldown it started.
+    async fn raise_call_events(
+        &self,
+        msg: &SessionCall,
+        data: Option<&Value>,
+        cooldown: Option<Cooldown>,
+    ) {
+        match (&msg.op, data) {
+            (Op::Join { .. } | Op::JoinByMessage { .. }, Some(data)) => {
+                let mut event = json!({ "session_id": msg.session, "status": data["status"], "request_id": msg.request_id });
+                if let Some(jid) = data.get("group_jid") {
+                    event["group_jid"] = jid.clone();
+                }
+                org::raise(&self.env, &msg.org, "group.join", event).await;
+            }
+            (Op::Leave { group_jid }, Some(_)) => {
+                let event = json!({ "session_id": msg.session, "group_jid": group_jid, "request_id": msg.request_id });
+                org::raise(&self.env, &msg.org, "group.leave", event).await;
+            }
+            _ => {}
+        }
+        if let Some(cooldown) = cooldown {
+            org::raise(
+                &self.env,
+                &msg.org,
+                "session.cooldown",
+                cooldown_event(&msg.session, cooldown),
+            )
+            .await;
+        }
+    }
+
+    /// The events of a job item: its join, the job completed or paused, a cooldown.
+    async fn raise_item_events(
+        &self,
+        sid: &str,
+        job: &Job,
+        joined: Option<Value>,
+        recorded: Recorded,
+        cooldown: Option<Cooldown>,
+    ) {
+        if let Some(data) = joined {
+            let mut event =
+                json!({ "session_id": sid, "status": data["status"], "job_id": job.id });
+            if let Some(jid) = data.get("group_jid") {
+                event["group_jid"] = jid.clone();
+            }
+            org::raise(&self.env, &job.org, "group.join", event).await;
+        }
+        if recorded.completed {
+            let mut event = json!({ "session_id": sid, "job_id": job.id, "counts": counts(job) });
+            if let Some(label) = &job.label {
+                event["label"] = Value::from(label.as_str());
+            }
+            org::raise(&self.env, &job.org, "join_job.completed", event).await;
+        }
+        if recorded.paused {
+            let event =
+                json!({ "session_id": sid, "job_id": job.id, "pause_reason": job.pause_reason });
+            org::raise(&self.env, &job.org, "join_job.paused", event).await;
+        }
+        if let Some(cooldown) = cooldown {
+            org::raise(
+                &self.env,
+                &job.org,
+                "session.cooldown",
+                cooldown_event(sid, cooldown),
+            )
+            .await;
+        }
     }
 
     async fn save_step(
@@ -847,6 +932,14 @@ impl SessionObject {
         store.save_meta(sid, book.next_item_ms)?;
         self.schedule(book, cooldown_until, now).await
     }
+}
+
+fn cooldown_event(sid: &str, cooldown: Cooldown) -> Value {
+    json!({
+        "session_id": sid,
+        "cooldown_until": format_rfc3339(cooldown.until_ms),
+        "reason": cooldown.reason.as_str(),
+    })
 }
 
 fn org_limited_error() -> ApiError {

@@ -1,5 +1,6 @@
-//! All SQL of the session Durable Object: the pipeline's state (buckets, breaker,
-//! cooldown), idempotency records, and the session's join jobs with their items and pace.
+//! All SQL of the Durable Objects: the session object's pipeline state (buckets, breaker,
+//! cooldown), idempotency records, the session's join jobs with their items and pace; and
+//! the org object's webhook endpoint and delivery log.
 //! Every statement is synchronous; the object calls these with no await in between when
 //! they must share one storage commit.
 
@@ -411,5 +412,137 @@ impl Store {
             .first()
             .and_then(|r| r.at)
             .map(|at| at + JOB_RETENTION_MS))
+    }
+}
+
+const ORG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS endpoint (id INTEGER PRIMARY KEY CHECK (id = 1), url TEXT NOT NULL, events TEXT NOT NULL,
+  secret TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, body TEXT NOT NULL,
+  url TEXT NOT NULL, secret TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, round_start INTEGER NOT NULL,
+  last_status INTEGER, last_error TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+";
+
+/// An org's webhook endpoint, the secret in the clear (it lives only in the org's object).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EndpointRow {
+    pub url: String,
+    /// JSON list of event types.
+    pub events: String,
+    pub secret: String,
+}
+
+/// One event's delivery, with the endpoint and secret it was raised under.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DeliveryRow {
+    pub delivery_id: String,
+    pub event_type: String,
+    pub body: String,
+    pub url: String,
+    pub secret: String,
+    pub state: String,
+    pub attempts: i64,
+    pub round_start: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// All SQL of an org's Durable Object: its webhook endpoint and delivery log.
+pub struct OrgStore {
+    sql: SqlStorage,
+}
+
+impl OrgStore {
+    pub fn new(sql: SqlStorage) -> Self {
+        Self { sql }
+    }
+
+    pub fn ensure_schema(&self) -> worker::Result<()> {
+        self.sql.exec(ORG_SCHEMA, None).map(|_| ())
+    }
+
+    pub fn endpoint(&self) -> worker::Result<Option<EndpointRow>> {
+        let rows: Vec<EndpointRow> = self
+            .sql
+            .exec(
+                "SELECT url, events, secret FROM endpoint WHERE id = 1",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next())
+    }
+
+    pub fn save_endpoint(&self, row: &EndpointRow) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO endpoint (id, url, events, secret) VALUES (1, ?, ?, ?)",
+                vec![text(&row.url), text(&row.events), text(&row.secret)],
+            )
+            .map(|_| ())
+    }
+
+    /// Removes the endpoint and its delivery log.
+    pub fn delete_endpoint(&self) -> worker::Result<()> {
+        self.sql
+            .exec("DELETE FROM endpoint; DELETE FROM deliveries;", None)
+            .map(|_| ())
+    }
+
+    pub fn delivery(&self, id: &str) -> worker::Result<Option<DeliveryRow>> {
+        let rows: Vec<DeliveryRow> = self
+            .sql
+            .exec(
+                "SELECT delivery_id, event_type, body, url, secret, state, attempts, round_start, last_status, last_error, created_ms, updated_ms FROM deliveries WHERE delivery_id = ?",
+                vec![text(id)],
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// The newest deliveries first.
+    pub fn deliveries(&self, limit: usize) -> worker::Result<Vec<DeliveryRow>> {
+        self.sql
+            .exec(
+                "SELECT delivery_id, event_type, body, url, secret, state, attempts, round_start, last_status, last_error, created_ms, updated_ms FROM deliveries ORDER BY created_ms DESC, rowid DESC LIMIT ?",
+                vec![int(i64::try_from(limit).unwrap_or(100))],
+            )?
+            .to_array()
+    }
+
+    pub fn save_delivery(&self, row: &DeliveryRow) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "INSERT INTO deliveries (delivery_id, event_type, body, url, secret, state, attempts, round_start, last_status, last_error, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (delivery_id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+                 round_start = excluded.round_start, last_status = excluded.last_status, last_error = excluded.last_error,
+                 updated_ms = excluded.updated_ms",
+                vec![
+                    text(&row.delivery_id),
+                    text(&row.event_type),
+                    text(&row.body),
+                    text(&row.url),
+                    text(&row.secret),
+                    text(&row.state),
+                    int(row.attempts),
+                    int(row.round_start),
+                    optional_int(row.last_status),
+                    optional_text(row.last_error.as_deref()),
+                    int(row.created_ms),
+                    int(row.updated_ms),
+                ],
+            )
+            .map(|_| ())
+    }
+
+    /// Keeps the log to the newest `keep` deliveries.
+    pub fn trim(&self, keep: usize) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "DELETE FROM deliveries WHERE delivery_id NOT IN (SELECT delivery_id FROM deliveries ORDER BY created_ms DESC, rowid DESC LIMIT ?)",
+                vec![int(i64::try_from(keep).unwrap_or(1000))],
+            )
+            .map(|_| ())
     }
 }

@@ -106,6 +106,16 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 /// An absolute `https://` URL (`http://` only for a loopback host) without userinfo, query
 /// or fragment, normalised with no trailing `/`. `field` names it in errors.
 pub fn validate_url(text: &str, field: &str) -> Result<String, ApiError> {
+    check_url(text, field, false)
+}
+
+/// A webhook endpoint (contract section 11): the same rules, but a query is kept (receivers
+/// often take a key there) and the URL is not otherwise changed.
+pub fn validate_webhook_url(text: &str, field: &str) -> Result<String, ApiError> {
+    check_url(text, field, true)
+}
+
+fn check_url(text: &str, field: &str, query_allowed: bool) -> Result<String, ApiError> {
     let invalid = |why: &str| ApiError::invalid(field, why);
     if text.is_empty() || text.len() > MAX_URL_CHARS || !printable(text, false) {
         return Err(invalid(
@@ -127,11 +137,14 @@ pub fn validate_url(text: &str, field: &str) -> Result<String, ApiError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("must not carry a user name or password"));
     }
-    if url.query().is_some() || text.contains('?') {
+    if !query_allowed && (url.query().is_some() || text.contains('?')) {
         return Err(invalid("must not have a query"));
     }
     if url.fragment().is_some() || text.contains('#') {
         return Err(invalid("must not have a fragment"));
+    }
+    if query_allowed {
+        return Ok(url.to_string());
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }

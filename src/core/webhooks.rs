@@ -1,0 +1,286 @@
+//! Signed webhooks (contract section 11), the pure part: the endpoint body, secrets, event
+//! bodies, the Standard Webhooks 1.0 signature (HMAC-SHA256 over `id.timestamp.body`), and
+//! what an attempt's result means for the delivery (done, retry when, failed).
+//!
+//! Invariants: a secret is shown only when created or rotated; an event never carries an
+//! invite code or a token; every attempt of one event has the same `webhook-id`.
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::base64;
+use super::error::ApiError;
+use super::json::{present, reject_unknown};
+
+pub const EVENT_TYPES: [&str; 5] = [
+    "group.join",
+    "group.leave",
+    "join_job.completed",
+    "join_job.paused",
+    "session.cooldown",
+];
+/// Attempts in all before a delivery fails.
+pub const MAX_ATTEMPTS: u32 = 7;
+pub const DEFAULT_RETRY_BASE_S: u64 = 5;
+/// How long one attempt may take.
+pub const ATTEMPT_TIMEOUT_MS: u64 = 10_000;
+/// At most this many deliveries in the list answer.
+pub const DELIVERIES_LIMIT: usize = 100;
+
+/// HMAC-SHA256 (RFC 2104) over the `sha2` the project already has.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// `whsec_` + base64 of 32 random bytes.
+pub fn new_secret(random: &[u8; 32]) -> String {
+    format!("whsec_{}", base64::encode(random))
+}
+
+/// The key bytes of a `whsec_` secret.
+pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
+    base64::decode(secret.strip_prefix("whsec_")?)
+}
+
+/// `webhook-signature` of one attempt: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`.
+pub fn signature(key: &[u8], id: &str, timestamp_s: i64, body: &str) -> String {
+    let signed = format!("{id}.{timestamp_s}.{body}");
+    format!(
+        "v1,{}",
+        base64::encode(&hmac_sha256(key, signed.as_bytes()))
+    )
+}
+
+/// A validated `PUT /v1/admin/orgs/{org}/webhook` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointInput {
+    pub url: String,
+    pub events: Vec<String>,
+    pub rotate_secret: bool,
+}
+
+pub fn parse_endpoint(body: &Map<String, Value>) -> Result<EndpointInput, ApiError> {
+    reject_unknown(body, &["url", "events", "rotate_secret"], "")?;
+    let url = present(body, "url")
+        .ok_or_else(|| ApiError::invalid("url", "is required"))?
+        .as_str()
+        .ok_or_else(|| ApiError::invalid("url", "must be a string"))?;
+    let url = super::backend::spec::validate_webhook_url(url, "url")?;
+    let events = match present(body, "events") {
+        None => EVENT_TYPES.iter().map(|e| (*e).to_string()).collect(),
+        Some(value) => {
+            let list = value
+                .as_array()
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| ApiError::invalid("events", "must list at least one event type"))?;
+            let mut events: Vec<String> = Vec::new();
+            for item in list {
+                let name = item
+                    .as_str()
+                    .filter(|n| EVENT_TYPES.contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid("events", "may only hold group.join, group.leave, join_job.completed, join_job.paused, session.cooldown")
+                    })?;
+                if !events.iter().any(|e| e == name) {
+                    events.push(name.to_string());
+                }
+            }
+            events
+        }
+    };
+    let rotate_secret = match present(body, "rotate_secret") {
+        None => false,
+        Some(value) => value
+            .as_bool()
+            .ok_or_else(|| ApiError::invalid("rotate_secret", "must be true or false"))?,
+    };
+    Ok(EndpointInput {
+        url,
+        events,
+        rotate_secret,
+    })
+}
+
+/// `msg_` + 24 hex digits, also the delivery id.
+pub fn is_delivery_id(text: &str) -> bool {
+    text.len() == 28
+        && text.starts_with("msg_")
+        && text[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The JSON body of an event: `{ type, timestamp, data }`.
+pub fn event_body(event_type: &str, timestamp: &str, data: &Value) -> String {
+    json!({ "type": event_type, "timestamp": timestamp, "data": data }).to_string()
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    Status(u16),
+    /// A network error or a timeout: no HTTP answer.
+    NoAnswer,
+}
+
+/// What the delivery does after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    /// Try again after this many seconds.
+    RetryIn(u64),
+    Failed,
+}
+
+/// The wait before attempt `n` (n ≥ 2): `base` × 5^(n−2).
+pub fn delay_before_attempt(n: u32, base_s: u64) -> u64 {
+    base_s.saturating_mul(5u64.saturating_pow(n.saturating_sub(2)))
+}
+
+/// After attempt number `attempt` (1-based): 2xx is delivered; network errors, timeouts,
+/// 408, 429 and 5xx are retried until the 7th attempt; any other 4xx, and any 3xx (a
+/// redirect is not followed), fail at once.
+pub fn after_attempt(result: AttemptResult, attempt: u32, base_s: u64) -> Next {
+    let retryable = match result {
+        AttemptResult::Status(200..=299) => return Next::Delivered,
+        AttemptResult::NoAnswer => true,
+        AttemptResult::Status(status) => matches!(status, 408 | 429 | 500..=599),
+    };
+    if retryable && attempt < MAX_ATTEMPTS {
+        Next::RetryIn(delay_before_attempt(attempt + 1, base_s))
+    } else {
+        Next::Failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_webhooks_example_verifies() {
+        // The example of the Standard Webhooks specification's reference libraries.
+        let key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap_or_default();
+        assert_eq!(
+            signature(
+                &key,
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                r#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 test case 2.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            crate::core::envelope::hex(&mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than the block.
+        let mac = hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            crate::core::envelope::hex(&mac),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn retries_follow_the_schedule() {
+        let base = DEFAULT_RETRY_BASE_S;
+        let waits: Vec<u64> = (2..=MAX_ATTEMPTS)
+            .map(|n| delay_before_attempt(n, base))
+            .collect();
+        assert_eq!(waits, [5, 25, 125, 625, 3125, 15625]);
+        use AttemptResult::*;
+        assert_eq!(after_attempt(Status(204), 1, base), Next::Delivered);
+        for retry in [NoAnswer, Status(408), Status(429), Status(500), Status(503)] {
+            assert_eq!(after_attempt(retry, 1, base), Next::RetryIn(5));
+            assert_eq!(after_attempt(retry, 6, base), Next::RetryIn(15625));
+            assert_eq!(after_attempt(retry, 7, base), Next::Failed);
+        }
+        for fail in [
+            Status(400),
+            Status(401),
+            Status(404),
+            Status(301),
+            Status(302),
+        ] {
+            assert_eq!(after_attempt(fail, 1, base), Next::Failed);
+        }
+    }
+
+    #[test]
+    fn endpoint_bodies() {
+        let map = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let ok = parse_endpoint(&map(json!({ "url": "https://hooks.example/in?k=1" })));
+        assert_eq!(ok.as_ref().map(|e| e.events.len()), Ok(5));
+        let some = parse_endpoint(&map(
+            json!({ "url": "http://127.0.0.1:9/h", "events": ["group.join", "group.join"], "rotate_secret": true }),
+        ));
+        assert_eq!(
+            some.map(|e| (e.events, e.rotate_secret)),
+            Ok((vec!["group.join".to_string()], true))
+        );
+        for (body, field) in [
+            (json!({}), "url"),
+            (json!({ "url": "http://hooks.example" }), "url"),
+            (json!({ "url": "https://u:p@hooks.example" }), "url"),
+            (
+                json!({ "url": "https://hooks.example", "events": [] }),
+                "events",
+            ),
+            (
+                json!({ "url": "https://hooks.example", "events": ["group.joined"] }),
+                "events",
+            ),
+            (
+                json!({ "url": "https://hooks.example", "rotate_secret": "yes" }),
+                "rotate_secret",
+            ),
+            (
+                json!({ "url": "https://hooks.example", "secret": "x" }),
+                "secret",
+            ),
+        ] {
+            let error = parse_endpoint(&map(body.clone())).err();
+            assert_eq!(
+                error.and_then(|e| e.details.get("field").cloned()),
+                Some(Value::from(field)),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_and_secrets() {
+        assert!(is_delivery_id("msg_0123456789abcdef01234567"));
+        assert!(!is_delivery_id("msg_0123456789ABCDEF01234567"));
+        let secret = new_secret(&[1u8; 32]);
+        assert!(secret.starts_with("whsec_"));
+        assert_eq!(secret_key(&secret), Some(vec![1u8; 32]));
+        assert_eq!(secret_key("nope"), None);
+    }
+}

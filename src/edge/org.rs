@@ -1,0 +1,317 @@
+//! The org Durable Object: one per org. It keeps the org's webhook endpoint (its secret
+//! only here) and the delivery log, records each event raised for the org under the
+//! endpoint in force at that moment, and makes each delivery attempt the queue consumer
+//! asks for: signed as Standard Webhooks 1.0 says, 10 s at most, redirects not followed.
+//! What an attempt's result means is `core::webhooks`'.
+
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use futures_util::pin_mut;
+use serde_json::{json, Value};
+use wasm_bindgen::JsValue;
+use worker::{
+    durable_object, AbortController, Date, Delay, DurableObject, Env, Fetch, Headers,
+    MessageBuilder, Method, Request, RequestInit, RequestRedirect, Response, State,
+};
+
+use super::admin::random_bytes;
+use super::config;
+use super::reply::Reply;
+use super::store::{DeliveryRow, EndpointRow, OrgStore};
+use crate::core::dispatch::{DeliveryTask, OrgAction};
+use crate::core::envelope::hex;
+use crate::core::error::ApiError;
+use crate::core::time::format_rfc3339;
+use crate::core::webhooks::{
+    after_attempt, event_body, new_secret, secret_key, signature, AttemptResult, Next,
+    ATTEMPT_TIMEOUT_MS, DELIVERIES_LIMIT,
+};
+
+/// The log keeps this many deliveries (the route shows the newest 100).
+const LOG_KEEP: usize = 1000;
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+#[durable_object]
+pub struct OrgObject {
+    state: State,
+    env: Env,
+}
+
+impl DurableObject for OrgObject {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let store = OrgStore::new(self.state.storage().sql());
+        store.ensure_schema()?;
+        let org = req.path().trim_start_matches('/').to_string();
+        let action: OrgAction = req.json().await?;
+        let reply = match self.act(&store, &org, action).await {
+            Ok((status, data)) => Reply::success(status, data, "org"),
+            Err(error) => Reply::error(&error, "org", now_ms()),
+        };
+        reply.into_response("org")
+    }
+}
+
+/// The endpoint as answered: never the secret.
+fn endpoint_view(org: &str, row: &EndpointRow) -> Value {
+    let events: Value = serde_json::from_str(&row.events).unwrap_or(Value::Array(vec![]));
+    json!({ "org": org, "url": row.url, "events": events })
+}
+
+fn delivery_view(row: &DeliveryRow) -> Value {
+    let mut view = json!({
+        "delivery_id": row.delivery_id,
+        "event_type": row.event_type,
+        "state": row.state,
+        "attempts": row.attempts,
+        "created_at": format_rfc3339(row.created_ms),
+        "updated_at": format_rfc3339(row.updated_ms),
+    });
+    if let Some(status) = row.last_status {
+        view["last_status"] = Value::from(status);
+    }
+    if let Some(error) = &row.last_error {
+        view["last_error"] = Value::from(error.as_str());
+    }
+    view
+}
+
+impl OrgObject {
+    async fn enqueue(&self, org: &str, delivery_id: &str, delay_s: u32) -> worker::Result<()> {
+        let task = DeliveryTask {
+            org: org.to_string(),
+            delivery_id: delivery_id.to_string(),
+        };
+        let queue = self.env.queue(config::WEBHOOKS_BINDING)?;
+        queue
+            .send(MessageBuilder::new(task).delay_seconds(delay_s).build())
+            .await
+    }
+
+    async fn act(
+        &self,
+        store: &OrgStore,
+        org: &str,
+        action: OrgAction,
+    ) -> Result<(u16, Value), ApiError> {
+        let failed = |error: worker::Error| {
+            let line = json!({ "level": "error", "msg": "org object failure", "error": error.to_string() });
+            worker::console_error!("{line}");
+            ApiError::internal()
+        };
+        let now = now_ms();
+        let endpoint = store.endpoint().map_err(failed)?;
+        match action {
+            OrgAction::PutWebhook {
+                url,
+                events,
+                rotate_secret,
+            } => {
+                // The first PUT and a rotation make a new secret, shown only in this answer.
+                let fresh = endpoint.is_none() || rotate_secret;
+                let secret = match (&endpoint, fresh) {
+                    (Some(current), false) => current.secret.clone(),
+                    _ => new_secret(&random_bytes::<32>()?),
+                };
+                let row = EndpointRow {
+                    url,
+                    events: serde_json::to_string(&events).map_err(|_| ApiError::internal())?,
+                    secret,
+                };
+                store.save_endpoint(&row).map_err(failed)?;
+                let mut view = endpoint_view(org, &row);
+                if fresh {
+                    view["secret"] = Value::from(row.secret.as_str());
+                }
+                Ok((200, view))
+            }
+            OrgAction::GetWebhook => endpoint
+                .map(|row| (200, endpoint_view(org, &row)))
+                .ok_or_else(ApiError::not_found),
+            OrgAction::DeleteWebhook => {
+                endpoint.ok_or_else(ApiError::not_found)?;
+                store.delete_endpoint().map_err(failed)?;
+                Ok((200, json!({ "org": org, "deleted": true })))
+            }
+            OrgAction::Deliveries => {
+                endpoint.ok_or_else(ApiError::not_found)?;
+                let rows = store.deliveries(DELIVERIES_LIMIT).map_err(failed)?;
+                let list: Vec<Value> = rows.iter().map(delivery_view).collect();
+                Ok((200, json!({ "deliveries": list })))
+            }
+            OrgAction::Redeliver { delivery_id } => {
+                endpoint.ok_or_else(ApiError::not_found)?;
+                let mut row = store
+                    .delivery(&delivery_id)
+                    .map_err(failed)?
+                    .ok_or_else(ApiError::not_found)?;
+                row.state = "pending".into();
+                row.round_start = row.attempts;
+                row.updated_ms = now;
+                store.save_delivery(&row).map_err(failed)?;
+                self.enqueue(org, &delivery_id, 0).await.map_err(failed)?;
+                Ok((
+                    202,
+                    json!({ "delivery_id": delivery_id, "state": "pending" }),
+                ))
+            }
+            OrgAction::Event { event_type, data } => {
+                // Only an endpoint in force now, whose filter takes this type, gets it.
+                let Some(endpoint) = endpoint.filter(|e| {
+                    serde_json::from_str::<Vec<String>>(&e.events)
+                        .is_ok_and(|events| events.contains(&event_type))
+                }) else {
+                    return Ok((200, json!({ "raised": false })));
+                };
+                let delivery_id = format!("msg_{}", hex(&random_bytes::<12>()?));
+                let row = DeliveryRow {
+                    delivery_id: delivery_id.clone(),
+                    body: event_body(&event_type, &format_rfc3339(now), &data),
+                    event_type,
+                    url: endpoint.url,
+                    secret: endpoint.secret,
+                    state: "pending".into(),
+                    attempts: 0,
+                    round_start: 0,
+                    last_status: None,
+                    last_error: None,
+                    created_ms: now,
+                    updated_ms: now,
+                };
+                store.save_delivery(&row).map_err(failed)?;
+                store.trim(LOG_KEEP).map_err(failed)?;
+                self.enqueue(org, &delivery_id, 0).await.map_err(failed)?;
+                Ok((200, json!({ "raised": true })))
+            }
+            OrgAction::Attempt { delivery_id } => {
+                let Some(mut row) = store.delivery(&delivery_id).map_err(failed)? else {
+                    return Ok((200, json!({ "done": true })));
+                };
+                if row.state != "pending" {
+                    return Ok((200, json!({ "done": true })));
+                }
+                let result = attempt(&row, now).await;
+                row.attempts += 1;
+                row.updated_ms = now_ms();
+                match result {
+                    AttemptResult::Status(status) => {
+                        row.last_status = Some(i64::from(status));
+                        row.last_error = None;
+                    }
+                    AttemptResult::NoAnswer => {
+                        row.last_error =
+                            Some("no answer within 10 s (network error or timeout)".into());
+                    }
+                }
+                let base = config::settings(&self.env)?.webhook_retry_base_s;
+                let round = u32::try_from(row.attempts - row.round_start).unwrap_or(u32::MAX);
+                let next = after_attempt(result, round, base);
+                row.state = match next {
+                    Next::Delivered => "delivered",
+                    Next::Failed => "failed",
+                    Next::RetryIn(_) => "pending",
+                }
+                .into();
+                store.save_delivery(&row).map_err(failed)?;
+                if let Next::RetryIn(seconds) = next {
+                    let delay = u32::try_from(seconds).unwrap_or(u32::MAX);
+                    self.enqueue(org, &delivery_id, delay)
+                        .await
+                        .map_err(failed)?;
+                }
+                Ok((200, json!({ "state": row.state })))
+            }
+        }
+    }
+}
+
+/// One signed POST of the event, within 10 s; a redirect is an answer, not followed.
+async fn attempt(row: &DeliveryRow, now_ms: i64) -> AttemptResult {
+    let Some(key) = secret_key(&row.secret) else {
+        return AttemptResult::NoAnswer;
+    };
+    let timestamp = now_ms / 1000;
+    let build = || -> worker::Result<Request> {
+        let headers = Headers::new();
+        headers.set("Content-Type", "application/json")?;
+        headers.set("webhook-id", &row.delivery_id)?;
+        headers.set("webhook-timestamp", &timestamp.to_string())?;
+        headers.set(
+            "webhook-signature",
+            &signature(&key, &row.delivery_id, timestamp, &row.body),
+        )?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_redirect(RequestRedirect::Manual)
+            .with_headers(headers)
+            .with_body(Some(JsValue::from_str(&row.body)));
+        Request::new_with_init(&row.url, &init)
+    };
+    let Ok(request) = build() else {
+        return AttemptResult::NoAnswer;
+    };
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let send = async {
+        let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
+        // The body is read (and dropped) so the answer is complete within the deadline.
+        let _ = response.bytes().await;
+        Ok::<_, worker::Error>(response.status_code())
+    };
+    let timer = Delay::from(Duration::from_millis(ATTEMPT_TIMEOUT_MS));
+    pin_mut!(send);
+    pin_mut!(timer);
+    match select(send, timer).await {
+        Either::Left((Ok(status), _)) => AttemptResult::Status(status),
+        Either::Left((Err(_), _)) => AttemptResult::NoAnswer,
+        Either::Right(_) => {
+            controller.abort();
+            AttemptResult::NoAnswer
+        }
+    }
+}
+
+/// Sends an action to an org's object and returns its answer.
+pub async fn ask(env: &Env, org: &str, action: &OrgAction) -> Result<Reply, ApiError> {
+    let failed = |error: worker::Error| {
+        let line = json!({ "level": "error", "msg": "org object call failed", "error": error.to_string() });
+        worker::console_error!("{line}");
+        ApiError::internal()
+    };
+    let stub = env
+        .durable_object(config::ORGS_BINDING)
+        .and_then(|ns| ns.id_from_name(org)?.get_stub())
+        .map_err(failed)?;
+    let body = serde_json::to_string(action).map_err(|_| ApiError::internal())?;
+    let headers = Headers::new();
+    headers
+        .set("Content-Type", "application/json")
+        .map_err(failed)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(&body)));
+    let request = Request::new_with_init(&format!("https://org/{org}"), &init).map_err(failed)?;
+    let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
+    let text = response.text().await.map_err(failed)?;
+    Ok(Reply::json(response.status_code(), text))
+}
+
+/// Raises an event for an org; a failure is logged and never fails the call that raised it.
+pub async fn raise(env: &Env, org: &str, event_type: &str, data: Value) {
+    let action = OrgAction::Event {
+        event_type: event_type.to_string(),
+        data,
+    };
+    if ask(env, org, &action).await.is_err() {
+        let line = json!({ "level": "error", "msg": "event not raised", "event_type": event_type });
+        worker::console_error!("{line}");
+    }
+}
