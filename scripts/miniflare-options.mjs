@@ -26,7 +26,7 @@ export function joingateOptions({ bindings, orgLimit = 100 }) {
     },
     // The webhook deliveries' queue: producer and consumer are this Worker.
     queueProducers: { WEBHOOKS: "joingate-webhooks" },
-    queueConsumers: { "joingate-webhooks": { maxBatchSize: 10, maxBatchTimeout: 1 } },
+    queueConsumers: { "joingate-webhooks": { maxBatchSize: 1, maxBatchTimeout: 1 } },
     ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } } },
     bindings,
   };

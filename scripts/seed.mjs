@@ -15,7 +15,8 @@ await call("PUT", "/v1/admin/sessions/demo", { org: "demo" });
 await call("PUT", "/v1/admin/sessions/demo-jobs", { org: "demo" });
 // The demo org's webhook: the local receiver verifies and prints every event.
 if (receiverUrl) {
-  const { secret } = await call("PUT", "/v1/admin/orgs/demo/webhook", { url: receiverUrl });
+  // Rotated on every run: local state is kept between runs, and only a new secret is shown.
+  const { secret } = await call("PUT", "/v1/admin/orgs/demo/webhook", { url: receiverUrl, rotate_secret: true });
   writeFileSync(".wrangler/demo-webhook-secret", `${secret}\n`, { mode: 0o600 });
 }
 // One session per server kind, each on the simulator's front end for that kind, with the

@@ -115,9 +115,10 @@ pub enum OrgAction {
         event_type: String,
         data: serde_json::Value,
     },
-    /// One delivery attempt, from the queue consumer.
+    /// One delivery attempt, from the queue consumer: the one after `attempts` made.
     Attempt {
         delivery_id: String,
+        attempts: i64,
     },
 }
 
@@ -126,4 +127,7 @@ pub enum OrgAction {
 pub struct DeliveryTask {
     pub org: String,
     pub delivery_id: String,
+    /// Attempts made when this one was queued: a task that does not match (a duplicate
+    /// message, a stale retry) is dropped, so one delivery never has two attempts at once.
+    pub attempts: i64,
 }

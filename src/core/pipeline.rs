@@ -243,10 +243,10 @@ impl SessionState {
             },
             _ => return (result, None),
         };
-        // A cooldown never shortens one already in force.
-        let cooldown = match self.cooldown_at(now_ms) {
-            Some(current) if current.until_ms >= cooldown.until_ms => current,
-            _ => cooldown,
+        // A cooldown never shortens one already in force; only a new or longer one is news.
+        let (cooldown, news) = match self.cooldown_at(now_ms) {
+            Some(current) if current.until_ms >= cooldown.until_ms => (current, false),
+            _ => (cooldown, true),
         };
         self.cooldown = Some(cooldown);
         if cooldown.reason == CooldownReason::Restricted && wa_code == Some(RESTRICTED_WA_CODE) {
@@ -257,7 +257,7 @@ impl SessionState {
             // The answer that started it stays upstream_rate_limited, and says how long.
             error.retry_after_s = Some(seconds_until(now_ms, cooldown.until_ms));
         }
-        (result, Some(cooldown))
+        (result, news.then_some(cooldown))
     }
 }
 

@@ -131,7 +131,8 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
             env,
             "WEBHOOK_RETRY_BASE_S",
             crate::core::webhooks::DEFAULT_RETRY_BASE_S,
-            |s| (1..=3600).contains(s),
+            // The 7th attempt waits 3125 x base: a queue delay may be at most 12 hours.
+            |s| (1..=13).contains(s),
         )?,
         job_interval_s: number(
             env,

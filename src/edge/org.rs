@@ -84,10 +84,17 @@ fn delivery_view(row: &DeliveryRow) -> Value {
 }
 
 impl OrgObject {
-    async fn enqueue(&self, org: &str, delivery_id: &str, delay_s: u32) -> worker::Result<()> {
+    async fn enqueue(
+        &self,
+        org: &str,
+        delivery_id: &str,
+        attempts: i64,
+        delay_s: u32,
+    ) -> worker::Result<()> {
         let task = DeliveryTask {
             org: org.to_string(),
             delivery_id: delivery_id.to_string(),
+            attempts,
         };
         let queue = self.env.queue(config::WEBHOOKS_BINDING)?;
         queue
@@ -152,11 +159,16 @@ impl OrgObject {
                     .delivery(&delivery_id)
                     .map_err(failed)?
                     .ok_or_else(ApiError::not_found)?;
-                row.state = "pending".into();
-                row.round_start = row.attempts;
-                row.updated_ms = now;
-                store.save_delivery(&row).map_err(failed)?;
-                self.enqueue(org, &delivery_id, 0).await.map_err(failed)?;
+                // A delivery still pending has its next attempt queued already.
+                if row.state != "pending" {
+                    row.state = "pending".into();
+                    row.round_start = row.attempts;
+                    row.updated_ms = now;
+                    store.save_delivery(&row).map_err(failed)?;
+                    self.enqueue(org, &delivery_id, row.attempts, 0)
+                        .await
+                        .map_err(failed)?;
+                }
                 Ok((
                     202,
                     json!({ "delivery_id": delivery_id, "state": "pending" }),
@@ -187,18 +199,27 @@ impl OrgObject {
                 };
                 store.save_delivery(&row).map_err(failed)?;
                 store.trim(LOG_KEEP).map_err(failed)?;
-                self.enqueue(org, &delivery_id, 0).await.map_err(failed)?;
+                self.enqueue(org, &delivery_id, 0, 0)
+                    .await
+                    .map_err(failed)?;
                 Ok((200, json!({ "raised": true })))
             }
-            OrgAction::Attempt { delivery_id } => {
+            OrgAction::Attempt {
+                delivery_id,
+                attempts,
+            } => {
                 let Some(mut row) = store.delivery(&delivery_id).map_err(failed)? else {
                     return Ok((200, json!({ "done": true })));
                 };
-                if row.state != "pending" {
+                // Claimed before the fetch: a duplicate or stale task finds nothing to do.
+                if !store
+                    .claim_attempt(&delivery_id, attempts, now)
+                    .map_err(failed)?
+                {
                     return Ok((200, json!({ "done": true })));
                 }
+                row.attempts = attempts + 1;
                 let result = attempt(&row, now).await;
-                row.attempts += 1;
                 row.updated_ms = now_ms();
                 match result {
                     AttemptResult::Status(status) => {
@@ -219,10 +240,11 @@ impl OrgObject {
                     Next::RetryIn(_) => "pending",
                 }
                 .into();
-                store.save_delivery(&row).map_err(failed)?;
+                // Only onto the row it claimed: a delete meanwhile leaves nothing to write.
+                store.record_attempt(&row).map_err(failed)?;
                 if let Next::RetryIn(seconds) = next {
                     let delay = u32::try_from(seconds).unwrap_or(u32::MAX);
-                    self.enqueue(org, &delivery_id, delay)
+                    self.enqueue(org, &delivery_id, row.attempts, delay)
                         .await
                         .map_err(failed)?;
                 }
@@ -310,7 +332,8 @@ pub async fn raise(env: &Env, org: &str, event_type: &str, data: Value) {
         event_type: event_type.to_string(),
         data,
     };
-    if ask(env, org, &action).await.is_err() {
+    let raised = ask(env, org, &action).await;
+    if !raised.is_ok_and(|answer| answer.status < 300) {
         let line = json!({ "level": "error", "msg": "event not raised", "event_type": event_type });
         worker::console_error!("{line}");
     }

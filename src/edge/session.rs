@@ -451,10 +451,6 @@ impl SessionObject {
             (exchanged.result, None)
         };
         drop(permit);
-        if current_epoch {
-            self.raise_call_events(&msg, result.as_ref().ok(), cooldown)
-                .await;
-        }
 
         let result = result.map(|data| match msg.op {
             Op::SessionStatus => status_data(&msg, &state, data, queue_depth, finished),
@@ -474,6 +470,12 @@ impl SessionObject {
                 result.as_ref().err(),
                 finished,
             )?;
+        }
+        // Events last: every write of the call is done, and a session deleted meanwhile
+        // raises nothing.
+        if self.epoch.get() == epoch {
+            let data = result.as_ref().ok();
+            self.raise_call_events(&msg, data, cooldown).await;
         }
         Ok(answer
             .with_header("RateLimit-Policy", policy)
@@ -700,7 +702,7 @@ impl SessionObject {
             if *at <= now / 1000 {
                 let expired =
                     ApiError::new(ErrorCode::InviteExpired).with_detail("field", "expiration");
-                book.record(
+                let recorded = book.record(
                     job,
                     item,
                     Outcome::Failed(expired),
@@ -708,9 +710,11 @@ impl SessionObject {
                     now,
                     random_u32(),
                 );
-                return self
-                    .save_step(&book, job, item, &sid, cooldown_until, now)
+                self.save_step(&book, job, item, &sid, cooldown_until, now)
+                    .await?;
+                self.raise_item_events(&sid, &book.jobs[job], None, recorded, None)
                     .await;
+                return Ok(());
             }
         }
         let ask = Ask {

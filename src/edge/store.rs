@@ -536,6 +536,35 @@ impl OrgStore {
             .map(|_| ())
     }
 
+    /// Claims the attempt after `attempts` of a pending delivery (no await between the read
+    /// and this write, so two tasks cannot both claim it). False when it was not there to
+    /// claim: delivered, failed, deleted, or already claimed.
+    pub fn claim_attempt(&self, id: &str, attempts: i64, now_ms: i64) -> worker::Result<bool> {
+        let cursor = self.sql.exec(
+            "UPDATE deliveries SET attempts = attempts + 1, updated_ms = ? WHERE delivery_id = ? AND attempts = ? AND state = 'pending'",
+            vec![int(now_ms), text(id), int(attempts)],
+        )?;
+        Ok(cursor.rows_written() > 0)
+    }
+
+    /// Records the result of a claimed attempt; nothing when the delivery was deleted or
+    /// redelivered meanwhile.
+    pub fn record_attempt(&self, row: &DeliveryRow) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "UPDATE deliveries SET state = ?, last_status = ?, last_error = ?, updated_ms = ? WHERE delivery_id = ? AND attempts = ?",
+                vec![
+                    text(&row.state),
+                    optional_int(row.last_status),
+                    optional_text(row.last_error.as_deref()),
+                    int(row.updated_ms),
+                    text(&row.delivery_id),
+                    int(row.attempts),
+                ],
+            )
+            .map(|_| ())
+    }
+
     /// Keeps the log to the newest `keep` deliveries.
     pub fn trim(&self, keep: usize) -> worker::Result<()> {
         self.sql

@@ -457,14 +457,18 @@ pub async fn queue(
     env: Env,
     _ctx: Context,
 ) -> worker::Result<()> {
+    // A batch is one message (max_batch_size = 1): a slow endpoint holds back no other
+    // delivery, since batches run side by side.
     for message in batch.messages()? {
         let task = message.body();
         let action = OrgAction::Attempt {
             delivery_id: task.delivery_id.clone(),
+            attempts: task.attempts,
         };
+        // An object that failed (500) has not queued what comes next: retry the task.
         match org::ask(&env, &task.org, &action).await {
-            Ok(_) => message.ack(),
-            Err(_) => message.retry(),
+            Ok(answer) if answer.status < 500 => message.ack(),
+            _ => message.retry(),
         }
     }
     Ok(())

@@ -110,7 +110,7 @@ pub fn validate_url(text: &str, field: &str) -> Result<String, ApiError> {
 }
 
 /// A webhook endpoint (contract section 11): the same rules, but a query is kept (receivers
-/// often take a key there) and the URL is not otherwise changed.
+/// often take a key there); the URL is kept as the `url` crate normalises it.
 pub fn validate_webhook_url(text: &str, field: &str) -> Result<String, ApiError> {
     check_url(text, field, true)
 }
