@@ -17,9 +17,9 @@ use serde_json::{json, Map, Value};
 
 use super::backend::Op;
 use super::error::{ApiError, ErrorCode};
+pub use super::job_views::{counts, job_view, shown_invite, standings, Standing};
 use super::json::{present, reject_unknown, whole_number};
 use super::requests::{parse_join, JoinRequest, MAX_LABEL_CHARS};
-use super::time::format_rfc3339;
 
 pub const MAX_ITEMS: usize = 500;
 pub const MAX_UNFINISHED_JOBS: usize = 10;
@@ -95,7 +95,7 @@ fn parse_item(index: usize, value: &Value, now_s: i64) -> Result<JoinRequest, Ap
     }
 }
 
-fn code_of(op: &Op) -> &str {
+pub(crate) fn code_of(op: &Op) -> &str {
     match op {
         Op::Join { code } | Op::JoinByMessage { code, .. } => code,
         _ => "",
@@ -309,14 +309,14 @@ impl Job {
         }
     }
 
-    fn pending(&self) -> impl Iterator<Item = &Item> {
+    pub(crate) fn pending(&self) -> impl Iterator<Item = &Item> {
         self.items
             .iter()
             .filter(|i| i.status == ItemStatus::Pending)
     }
 
     /// Whether the scheduler may pick it: unfinished and not paused on request.
-    fn is_runnable(&self) -> bool {
+    pub(crate) fn is_runnable(&self) -> bool {
         let paused_on_request = self.status == JobStatus::Paused
             && self.pause_reason.as_deref() == Some(PAUSE_REQUESTED);
         !(self.status.is_finished() || paused_on_request)
@@ -637,125 +637,6 @@ impl Book {
             })
             .collect()
     }
-}
-
-/// Counts of a job's items.
-pub fn counts(job: &Job) -> Value {
-    let count = |status: ItemStatus| job.items.iter().filter(|i| i.status == status).count();
-    json!({
-        "total": job.items.len(),
-        "pending": count(ItemStatus::Pending),
-        "joined": count(ItemStatus::Joined),
-        "pending_approval": count(ItemStatus::PendingApproval),
-        "already_member": count(ItemStatus::AlreadyMember),
-        "failed": count(ItemStatus::Failed),
-        "cancelled": count(ItemStatus::Cancelled),
-    })
-}
-
-/// An invite as shown in answers: its code's first 4 characters, then `…`.
-pub fn shown_invite(op: &Op) -> String {
-    let head: String = code_of(op).chars().take(4).collect();
-    format!("{head}…")
-}
-
-/// Where a job stands right now, for its answer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Standing {
-    pub next_attempt_ms: Option<i64>,
-    pub estimated_completion_ms: Option<i64>,
-    pub cooling_down: bool,
-}
-
-/// A job's answer (contract section 10); `items` only when asked.
-pub fn job_view(sid: &str, job: &Job, standing: Standing, with_items: bool) -> Value {
-    let status =
-        if standing.cooling_down && matches!(job.status, JobStatus::Queued | JobStatus::Running) {
-            "cooling_down"
-        } else {
-            job.status.as_str()
-        };
-    let mut view = json!({
-        "job_id": job.id,
-        "session_id": sid,
-        "status": status,
-        "interval_s": job.interval_s,
-        "created_at": format_rfc3339(job.created_ms),
-        "updated_at": format_rfc3339(job.updated_ms),
-        "counts": counts(job),
-    });
-    if let Some(label) = &job.label {
-        view["label"] = Value::from(label.as_str());
-    }
-    if let Some(reason) = &job.pause_reason {
-        view["pause_reason"] = Value::from(reason.as_str());
-    }
-    if !job.status.is_finished() {
-        if let Some(at) = standing.next_attempt_ms {
-            view["next_attempt_at"] = Value::from(format_rfc3339(at));
-        }
-        if let Some(at) = standing.estimated_completion_ms {
-            view["estimated_completion_at"] = Value::from(format_rfc3339(at));
-        }
-    }
-    if with_items {
-        let items: Vec<Value> = job
-            .items
-            .iter()
-            .map(|item| {
-                let mut entry = json!({
-                    "index": item.index,
-                    "invite": shown_invite(&item.op),
-                    "status": item.status.as_str(),
-                    "attempts": item.attempts,
-                });
-                if let Some(jid) = &item.group_jid {
-                    entry["group_jid"] = Value::from(jid.as_str());
-                }
-                if let Some(error) = &item.error {
-                    entry["error"] = error.clone();
-                }
-                if let Some(at) = item.finished_ms {
-                    entry["finished_at"] = Value::from(format_rfc3339(at));
-                }
-                entry
-            })
-            .collect();
-        view["items"] = Value::from(items);
-    }
-    view
-}
-
-/// The standing of every job of the book (for answers), given the session's cooldown.
-pub fn standings(
-    book: &Book,
-    now_ms: i64,
-    cooldown_until: Option<i64>,
-    join_per_minute: u32,
-) -> Vec<Standing> {
-    let estimates = book.estimates(now_ms, cooldown_until, join_per_minute);
-    let cooling = cooldown_until.is_some_and(|until| until > now_ms);
-    book.jobs
-        .iter()
-        .zip(estimates)
-        .map(|(job, estimate)| {
-            let next = job
-                .pending()
-                .next()
-                .filter(|_| job.is_runnable())
-                .map(|item| {
-                    item.not_before_ms
-                        .max(book.next_item_ms)
-                        .max(cooldown_until.unwrap_or(i64::MIN))
-                        .max(now_ms)
-                });
-            Standing {
-                next_attempt_ms: next,
-                estimated_completion_ms: estimate,
-                cooling_down: cooling,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod error;
 pub mod idempotency;
 pub mod ids;
 pub mod invite;
+pub mod job_views;
 pub mod jobs;
 pub mod json;
 pub mod jwt;
