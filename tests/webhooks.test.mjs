@@ -251,6 +251,23 @@ describe("webhooks", () => {
     assert.equal(receiver.at("/elsewhere").length, 0, "the redirect was not followed");
   });
 
+  test("a receiver that does not answer (connection refused) is retried, keeping the error", async () => {
+    const name = org();
+    // Port 9 (discard) on loopback: nothing listens there.
+    const { secret } = assertEnvelope(await put(name, { url: "http://127.0.0.1:9/hooks" }), { status: 200 }).data;
+    assert.ok(secret);
+    await app.session(`${name}-s`, name, FAST);
+    const orgToken = await app.token(name, ["join"]);
+    assertEnvelope(await app.join(`${name}-s`, orgToken, { invite: DEMO.open.code }), { status: 200 });
+    const retried = await eventually(async () => {
+      const list = await deliveries(name);
+      return list[0]?.attempts >= 2 ? list[0] : null;
+    }, "a second attempt");
+    assert.equal(retried.state, "pending", "retried, not failed");
+    assert.equal(retried.last_status, undefined);
+    assert.match(retried.last_error, /no answer/);
+  });
+
   test("tenancy, rotation and the events filter", async () => {
     const a = await orgWith("/tenant-a");
     const b = await orgWith("/tenant-b");
