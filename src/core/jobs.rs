@@ -19,7 +19,7 @@ use super::backend::Op;
 use super::error::{ApiError, ErrorCode};
 pub use super::job_views::{counts, job_view, shown_invite, standings, Standing};
 use super::json::{present, reject_unknown, whole_number};
-use super::requests::{parse_join, JoinRequest, MAX_LABEL_CHARS};
+use super::requests::{parse_join, parse_label, JoinRequest};
 
 pub const MAX_ITEMS: usize = 500;
 pub const MAX_UNFINISHED_JOBS: usize = 10;
@@ -126,22 +126,7 @@ pub fn parse_submit(
             items.push(op);
         }
     }
-    let label = match present(body, "label") {
-        None => None,
-        Some(value) => {
-            let text = value
-                .as_str()
-                .ok_or_else(|| ApiError::invalid("label", "must be a string"))?;
-            let chars = text.chars().count();
-            if chars == 0 || chars > MAX_LABEL_CHARS || text.chars().any(char::is_control) {
-                return Err(ApiError::invalid(
-                    "label",
-                    "must be 1-200 printable characters",
-                ));
-            }
-            Some(text.to_string())
-        }
-    };
+    let label = parse_label(body, 1)?;
     let interval_s = match present(body, "interval_s") {
         None => default_interval_s,
         Some(value) => whole_number(value)

@@ -201,6 +201,30 @@ pub fn parse_participants(body: &Map<String, Value>) -> Result<Vec<UserJid>, Api
     Ok(jids)
 }
 
+/// An optional `label`: a string of `min_chars` to 200 characters without control
+/// characters (tokens and join jobs).
+pub fn parse_label(
+    body: &Map<String, Value>,
+    min_chars: usize,
+) -> Result<Option<String>, ApiError> {
+    let Some(value) = present(body, "label") else {
+        return Ok(None);
+    };
+    let text = value
+        .as_str()
+        .ok_or_else(|| ApiError::invalid("label", "must be a string"))?;
+    let chars = text.chars().count();
+    if chars < min_chars || chars > MAX_LABEL_CHARS || text.chars().any(char::is_control) {
+        let reason = if min_chars == 0 {
+            "must be at most 200 printable characters".to_string()
+        } else {
+            format!("must be {min_chars}-200 printable characters")
+        };
+        return Err(ApiError::invalid("label", reason));
+    }
+    Ok(Some(text.to_string()))
+}
+
 /// A validated `POST /v1/admin/tokens` body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewToken {
@@ -279,21 +303,8 @@ pub fn parse_new_token(body: &Map<String, Value>, now_s: i64) -> Result<NewToken
             Some(at)
         }
     };
-    let label = match present(body, "label") {
-        None => None,
-        Some(value) => {
-            let text = value
-                .as_str()
-                .ok_or_else(|| ApiError::invalid("label", "must be a string"))?;
-            if text.chars().count() > MAX_LABEL_CHARS || text.chars().any(char::is_control) {
-                return Err(ApiError::invalid(
-                    "label",
-                    "must be at most 200 printable characters",
-                ));
-            }
-            Some(text.to_string())
-        }
-    };
+    // A token's label may be empty (as before); a job's may not.
+    let label = parse_label(body, 0)?;
     Ok(NewToken {
         org,
         capabilities,
