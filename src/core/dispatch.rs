@@ -35,6 +35,13 @@ pub struct IdempotencyRef {
     pub fingerprint: String,
 }
 
+impl IdempotencyRef {
+    /// Records are kept per session object, org and key.
+    pub fn scope(&self, org: &str) -> String {
+        format!("{org}\n{}", self.key)
+    }
+}
+
 /// What KV holds for a registered session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {

@@ -24,7 +24,9 @@ use super::reply::Reply;
 use super::store::Store;
 use crate::core::backend::spec::StoredBackend;
 use crate::core::backend::{Exchanged, Kind, Op, Target};
-use crate::core::dispatch::{JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER};
+use crate::core::dispatch::{
+    IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
+};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{decide, is_storable, Decision, StoredOutcome};
 use crate::core::limits::{Class, ClassLimit};
@@ -303,11 +305,14 @@ impl SessionObject {
     /// The idempotency step of a POST: `None` to execute, or the answer (a replay, 409, 422).
     fn idempotent_answer(
         &self,
-        scope: &str,
-        fingerprint: &str,
+        scope: Option<&str>,
+        idempotency: Option<&IdempotencyRef>,
         now: i64,
         rid: &str,
     ) -> worker::Result<Option<Reply>> {
+        let (Some(scope), Some(IdempotencyRef { fingerprint, .. })) = (scope, idempotency) else {
+            return Ok(None);
+        };
         let running = self.running.borrow().get(scope).cloned();
         Ok(
             match decide(
@@ -366,14 +371,11 @@ impl SessionObject {
         };
         let now = now_ms();
         let limit = msg.limits.class(msg.class);
-        let scope = msg
-            .idempotency
-            .as_ref()
-            .map(|i| format!("{}\n{}", msg.org, i.key));
-        if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
-            if let Some(answer) = self.idempotent_answer(scope, &idem.fingerprint, now, rid)? {
-                return Ok(answer);
-            }
+        let scope = msg.idempotency.as_ref().map(|i| i.scope(&msg.org));
+        if let Some(answer) =
+            self.idempotent_answer(scope.as_deref(), msg.idempotency.as_ref(), now, rid)?
+        {
+            return Ok(answer);
         }
 
         // Everything from here to the queue is synchronous and changes only memory; a

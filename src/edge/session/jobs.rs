@@ -29,14 +29,11 @@ impl SessionObject {
     pub(super) async fn jobs(&self, msg: JobCall) -> worker::Result<Reply> {
         let rid = msg.request_id.as_str();
         let now = now_ms();
-        let scope = msg
-            .idempotency
-            .as_ref()
-            .map(|i| format!("{}\n{}", msg.org, i.key));
-        if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
-            if let Some(answer) = self.idempotent_answer(scope, &idem.fingerprint, now, rid)? {
-                return Ok(answer);
-            }
+        let scope = msg.idempotency.as_ref().map(|i| i.scope(&msg.org));
+        if let Some(answer) =
+            self.idempotent_answer(scope.as_deref(), msg.idempotency.as_ref(), now, rid)?
+        {
+            return Ok(answer);
         }
         if msg.org_limited {
             return Ok(fail(&org_limited_error(), rid));
