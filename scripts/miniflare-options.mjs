@@ -7,8 +7,13 @@ import { fileURLToPath } from "node:url";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const COMPATIBILITY_DATE = "2026-04-20";
 
-/** `bindings` are the vars and secrets; `orgLimit` the org limiter's calls per minute. */
-export function joingateOptions({ bindings, orgLimit = 100 }) {
+/**
+ * `bindings` are the vars and secrets; `orgLimit` the org-wide limit's calls per minute (and
+ * burst), in `[vars]` and for the per-location guard; `withoutOrgs` leaves out the org
+ * objects (to see that their failure does not take calls down).
+ */
+export function joingateOptions({ bindings, orgLimit = 100, withoutOrgs = false }) {
+  const orgVars = { ORG_PER_MINUTE: String(Math.min(orgLimit, 1_000_000)), ORG_BURST: String(Math.min(orgLimit, 1_000_000)) };
   return {
     modules: true,
     modulesRoot: ROOT,
@@ -22,12 +27,12 @@ export function joingateOptions({ bindings, orgLimit = 100 }) {
     kvNamespaces: ["JOINGATE_KV"],
     durableObjects: {
       SESSIONS: { className: "SessionObject", useSQLite: true },
-      ORGS: { className: "OrgObject", useSQLite: true },
+      ...(withoutOrgs ? {} : { ORGS: { className: "OrgObject", useSQLite: true } }),
     },
     // The webhook deliveries' queue: producer and consumer are this Worker.
     queueProducers: { WEBHOOKS: "joingate-webhooks" },
     queueConsumers: { "joingate-webhooks": { maxBatchSize: 1, maxBatchTimeout: 1 } },
     ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } } },
-    bindings,
+    bindings: { ...orgVars, ...bindings },
   };
 }

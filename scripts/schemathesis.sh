@@ -105,9 +105,9 @@ for attempt in $(seq 1 20); do
   say "build/ is being rewritten; retrying the snapshot in 3 s"
   sleep 3
 done
-# The org-wide limiter is a [[ratelimits]] binding (100/min from wrangler.toml) that --var
-# cannot change; it would answer most fuzzing calls with 429 after the first minute's
-# hundred. The snapshot's wrangler.toml raises it.
+# The org-wide limit (100/min by default) would answer most fuzzing calls with 429 after the
+# first minute's hundred: --var raises it below. Its stand-in, the [[ratelimits]] binding,
+# is not a var; the snapshot's wrangler.toml raises that too.
 sed -e 's#^simple = { limit = 100, period = 60 }#simple = { limit = 1000000, period = 60 }#' \
   wrangler.toml > "$WORK/app/wrangler.toml"
 grep -q "limit = 1000000" "$WORK/app/wrangler.toml" || { echo "could not raise the org limit in a copy of wrangler.toml" >&2; exit 1; }
@@ -120,6 +120,7 @@ node_modules/.bin/wrangler dev -c "$WORK/app/wrangler.toml" --ip 127.0.0.1 --por
   --var JOIN_PER_MINUTE:6000 --var JOIN_BURST:1000 \
   --var MANAGE_PER_MINUTE:6000 --var MANAGE_BURST:1000 \
   --var READ_PER_MINUTE:6000 --var READ_BURST:1000 \
+  --var ORG_PER_MINUTE:1000000 --var ORG_BURST:1000000 \
   > "$REPORT_DIR/wrangler.log" 2>&1 < /dev/null &
 wrangler_pid=$!
 pids+=("$wrangler_pid")

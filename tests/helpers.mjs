@@ -18,7 +18,7 @@ export const KINDS = ["joingate", "waha", "evolution", "wuzapi", "gowa"];
  * Starts the simulator and joingate. `vars` override plain bindings; `orgLimit` sets the
  * org-wide limiter; `persist` is a directory for KV and Durable Object state (restart tests).
  */
-export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator } = {}) {
+export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator, withoutOrgs = false } = {}) {
   const sim = simulator ?? (await startSimulator({ port: 0, token: "backend-secret" }));
   const logs = [];
   const mf = new Miniflare({
@@ -35,6 +35,7 @@ export async function startJoingate({ vars = {}, orgLimit = 100, persist, simula
     },
     ...joingateOptions({
       orgLimit,
+      withoutOrgs,
       bindings: {
         SESSION_BACKEND_URL: sim.url,
         SESSION_BACKEND_TOKEN: "backend-secret",

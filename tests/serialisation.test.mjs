@@ -21,12 +21,12 @@ describe("serialisation", () => {
     await app.session("serial", "acme", UNLIMITED);
     app.sim.setConfig({ latency_ms: 100 });
     // Requests leave 60 ms apart, so they reach the session's object in this order while
-    // its queue is long (20 calls of 100 ms). The Worker's own reads (token, session) can
-    // reorder calls that arrive closer together on a loaded machine: the guarantee starts
-    // at the object.
+    // its queue is long (20 calls of 100 ms).
     const ids = Array.from({ length: 20 }, (_, i) => `serial-${String(i).padStart(2, "0")}`);
     const answers = await Promise.all(
       ids.map(async (id, i) => {
+        // The Worker's own reads (token, session, org limit) can reorder calls that arrive
+        // closer together: the guarantee starts at the object.
         await sleep(i * 60);
         return app.join("serial", token, { invite: DEMO.open.code }, { "X-Request-Id": id });
       }),

@@ -17,9 +17,11 @@ pub struct SessionCall {
     pub class: Class,
     /// The session's effective limits (defaults with its overrides).
     pub limits: Limits,
-    /// The org-wide limiter refused this call; the object answers 429 at the rate-limit step
-    /// of the contract's check order (after idempotency replays and the circuit breaker).
-    pub org_limited: bool,
+    /// The org-wide limit refused this call, with the seconds until it has room; the object
+    /// answers 429 at the rate-limit step of the contract's check order (after idempotency
+    /// replays and the circuit breaker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_wait_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<IdempotencyRef>,
     /// What to ask of WhatsApp, validated at the edge.
@@ -68,7 +70,8 @@ pub struct JobCall {
     pub request_id: String,
     pub session: String,
     pub org: String,
-    pub org_limited: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_wait_s: Option<u64>,
     /// The session's join limit, for the estimates.
     pub join_per_minute: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +129,19 @@ pub enum OrgAction {
     Attempt {
         delivery_id: String,
         attempts: i64,
+    },
+    /// One call against the org-wide limit; `default` is the `[vars]` limit, which the org's
+    /// own `limits` override.
+    Take {
+        default: super::limits::ClassLimit,
+    },
+    /// The org record: its `limits` (an override of the default, or none).
+    PutOrg {
+        limits: Option<super::limits::ClassOverride>,
+        default: super::limits::ClassLimit,
+    },
+    GetOrg {
+        default: super::limits::ClassLimit,
     },
 }
 

@@ -165,6 +165,67 @@ fn bounded(
     }
 }
 
+/// One `{ "per_minute"?, "burst"? }`, named `prefix` in errors.
+pub fn parse_class_override(value: &Value, prefix: &str) -> Result<ClassOverride, ApiError> {
+    let inner = object(value, prefix)?;
+    reject_unknown(inner, &["per_minute", "burst"], &format!("{prefix}."))?;
+    Ok(ClassOverride {
+        per_minute: bounded(
+            inner,
+            "per_minute",
+            &format!("{prefix}.per_minute"),
+            PER_MINUTE_RANGE,
+        )?,
+        burst: bounded(inner, "burst", &format!("{prefix}.burst"), BURST_RANGE)?,
+    })
+}
+
+impl ClassLimit {
+    pub fn with_override(self, over: Option<ClassOverride>) -> Self {
+        match over {
+            None => self,
+            Some(over) => Self {
+                per_minute: over.per_minute.unwrap_or(self.per_minute),
+                burst: over.burst.unwrap_or(self.burst),
+            },
+        }
+    }
+}
+
+/// The org limit's defaults (contract section 6): 100 per minute, burst 100, or `[vars]`
+/// `ORG_PER_MINUTE` and `ORG_BURST`.
+pub fn org_limit_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<ClassLimit, String> {
+    let mut limit = ClassLimit {
+        per_minute: 100,
+        burst: 100,
+    };
+    // The operator's default may exceed what a per-org override may ask (load tests, one
+    // org behind everything); an org's own `limits` are validated like a session's.
+    for (name, range, target) in [
+        ("ORG_PER_MINUTE", 1..=1_000_000, &mut limit.per_minute),
+        ("ORG_BURST", 1..=1_000_000, &mut limit.burst),
+    ] {
+        if let Some(text) = var(name) {
+            *target = text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| format!("{name} must be a whole number in {range:?}"))?;
+        }
+    }
+    Ok(limit)
+}
+
+/// The body of `PUT /v1/admin/orgs/{org}`: `{ "limits"?: { "per_minute"?, "burst"? } }`.
+pub fn parse_org_body(body: &Map<String, Value>) -> Result<Option<ClassOverride>, ApiError> {
+    reject_unknown(body, &["limits"], "")?;
+    match body.get("limits").filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(value) => parse_class_override(value, "limits").map(Some),
+    }
+}
+
 /// Parses the `limits` object of `PUT /v1/admin/sessions/{sid}`.
 pub fn parse_overrides(value: &Value) -> Result<LimitOverrides, ApiError> {
     let map = object(value, "limits")?;
@@ -175,18 +236,7 @@ pub fn parse_overrides(value: &Value) -> Result<LimitOverrides, ApiError> {
         let Some(inner) = map.get(key).filter(|v| !v.is_null()) else {
             continue;
         };
-        let prefix = format!("limits.{key}");
-        let inner = object(inner, &prefix)?;
-        reject_unknown(inner, &["per_minute", "burst"], &format!("{prefix}."))?;
-        let over = ClassOverride {
-            per_minute: bounded(
-                inner,
-                "per_minute",
-                &format!("{prefix}.per_minute"),
-                PER_MINUTE_RANGE,
-            )?,
-            burst: bounded(inner, "burst", &format!("{prefix}.burst"), BURST_RANGE)?,
-        };
+        let over = parse_class_override(inner, &format!("limits.{key}"))?;
         match class {
             Class::Join => overrides.join = Some(over),
             Class::Manage => overrides.manage = Some(over),

@@ -81,8 +81,8 @@ pub fn slot(class: Class) -> usize {
 pub struct Ask {
     pub class: Class,
     pub limit: ClassLimit,
-    /// The org-wide limiter refused it (client calls only).
-    pub org_limited: bool,
+    /// The org-wide limit refused it, with the seconds until it has room (client calls).
+    pub org_wait_s: Option<u64>,
     pub now_ms: i64,
     /// How long a half-open probe may be out before another call may probe.
     pub probe_timeout_ms: i64,
@@ -102,7 +102,9 @@ pub enum Refusal {
         retry_after_ms: u64,
     },
     CoolingDown(Cooldown),
-    OrgLimited,
+    OrgLimited {
+        retry_after_s: u64,
+    },
     /// The class's bucket is empty; a token is there in this many milliseconds.
     Bucket {
         wait_ms: u64,
@@ -116,7 +118,7 @@ impl Refusal {
         match self {
             Self::CircuitOpen { retry_after_ms } => after(*retry_after_ms),
             Self::CoolingDown(cooldown) => cooldown.until_ms,
-            Self::OrgLimited => after(60_000),
+            Self::OrgLimited { retry_after_s } => after(retry_after_s.saturating_mul(1000)),
             Self::Bucket { wait_ms } => after(*wait_ms),
         }
     }
@@ -171,8 +173,8 @@ impl SessionState {
                 return refused(self, Refusal::CoolingDown(cooldown));
             }
         }
-        if ask.org_limited {
-            return refused(self, Refusal::OrgLimited);
+        if let Some(retry_after_s) = ask.org_wait_s {
+            return refused(self, Refusal::OrgLimited { retry_after_s });
         }
         match self
             .bucket(ask.class, ask.limit, ask.now_ms)
@@ -273,7 +275,7 @@ mod tests {
         Ask {
             class,
             limit: Limits::default().class(class),
-            org_limited: false,
+            org_wait_s: None,
             now_ms,
             probe_timeout_ms: 15_000,
         }
@@ -425,9 +427,12 @@ mod tests {
         assert_eq!(state.breaker.failures, 1);
         assert!(state.admit(&one).is_ok(), "the token came back");
         let mut org = ask(Class::Read, 0);
-        org.org_limited = true;
+        org.org_wait_s = Some(7);
         let before = state;
-        assert_eq!(state.admit(&org), Err(Refusal::OrgLimited));
+        assert_eq!(
+            state.admit(&org),
+            Err(Refusal::OrgLimited { retry_after_s: 7 })
+        );
         assert_eq!(state, before);
     }
 

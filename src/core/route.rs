@@ -62,6 +62,8 @@ pub enum RouteId {
     PauseJob,
     ResumeJob,
     CancelJob,
+    PutOrg,
+    GetOrg,
     PutWebhook,
     GetWebhook,
     DeleteWebhook,
@@ -137,7 +139,7 @@ const fn job(
 }
 
 /// Every route joingate serves. The OpenAPI test reads the (method, template) pairs from here.
-pub const ROUTES: [RouteSpec; 26] = [
+pub const ROUTES: [RouteSpec; 28] = [
     row(RouteId::Healthz, Get, "/healthz", Access::Public, None),
     row(
         RouteId::OpenApi,
@@ -270,6 +272,20 @@ pub const ROUTES: [RouteSpec; 26] = [
         RouteId::DeleteSession,
         Delete,
         "/v1/admin/sessions/{sid}",
+        Access::Admin,
+        None,
+    ),
+    row(
+        RouteId::PutOrg,
+        Put,
+        "/v1/admin/orgs/{org}",
+        Access::Admin,
+        None,
+    ),
+    row(
+        RouteId::GetOrg,
+        Get,
+        "/v1/admin/orgs/{org}",
         Access::Admin,
         None,
     ),

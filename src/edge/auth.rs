@@ -28,15 +28,22 @@ fn storage_failed(what: &str) -> ApiError {
 }
 
 pub async fn read<T: DeserializeOwned>(kv: &KvStore, key: &str) -> Result<Option<T>, ApiError> {
-    kv.get(key)
-        .json::<T>()
+    // Text and serde_json rather than the binding's `json()`, which deserializes through
+    // serde-wasm-bindgen: one deserializer per type instead of two in the wasm.
+    let text = kv
+        .get(key)
+        .text()
         .await
-        .map_err(|_| storage_failed("read"))
+        .map_err(|_| storage_failed("read"))?;
+    text.map(|text| serde_json::from_str(&text).map_err(|_| storage_failed("read")))
+        .transpose()
 }
 
 pub async fn write<T: Serialize>(kv: &KvStore, key: &str, value: &T) -> Result<(), ApiError> {
     let text = serde_json::to_string(value).map_err(|_| ApiError::internal())?;
-    kv.put(key, text)
+    // Bytes: the binding's `put` of a string passes through serde-wasm-bindgen and pulls
+    // in float formatting (~11 KB of wasm) for values that are never numbers here.
+    kv.put_bytes(key, text.as_bytes())
         .map_err(|_| storage_failed("write"))?
         .execute()
         .await

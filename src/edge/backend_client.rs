@@ -2,14 +2,12 @@
 //! the whole exchange: the fetch is aborted when the timer wins. It only moves bytes; what
 //! to send and what an answer means is the dialect's (core::backend).
 
+use super::Redirects;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
-use wasm_bindgen::JsValue;
-use worker::{
-    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
-};
+use worker::{AbortController, Date, Delay, Fetch, Headers, Request};
 
 use crate::core::backend::{
     resume, start, Answer, Exchanged, HttpRequest, Op, Progress, Step, Target, Transport,
@@ -33,17 +31,18 @@ fn build(client: &BackendClient, request: &HttpRequest) -> worker::Result<Reques
     for (name, value) in &request.headers {
         headers.set(name, value)?;
     }
-    let mut init = RequestInit::new();
+    if request.body.is_some() {
+        headers.set("Content-Type", "application/json")?;
+    }
     // A redirect is not followed: it would carry the credential elsewhere, and a 3xx is not
     // an answer of any protocol (it becomes backend_error).
-    init.with_redirect(RequestRedirect::Manual);
-    init.with_method(Method::from(request.method.to_string()));
-    if let Some(body) = &request.body {
-        headers.set("Content-Type", "application/json")?;
-        init.with_body(Some(JsValue::from_str(body)));
-    }
-    init.with_headers(headers);
-    Request::new_with_init(&format!("{}{}", client.base_url, request.path), &init)
+    super::outgoing(
+        request.method,
+        &format!("{}{}", client.base_url, request.path),
+        &headers,
+        request.body.as_deref(),
+        Redirects::Manual,
+    )
 }
 
 /// How far a request got before it failed.

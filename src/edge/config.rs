@@ -10,7 +10,7 @@ use worker::Env;
 
 use crate::core::error::ApiError;
 use crate::core::jwt::JwtConfig;
-use crate::core::limits::Limits;
+use crate::core::limits::{ClassLimit, Limits};
 
 pub const DEFAULT_BACKEND_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_QUEUE_MAX: usize = 16;
@@ -109,6 +109,8 @@ pub struct Settings {
     pub job_interval_s: u32,
     /// The base of the webhook retry schedule, seconds.
     pub webhook_retry_base_s: u64,
+    /// The org-wide limit's default (`ORG_PER_MINUTE`, `ORG_BURST`).
+    pub org_limit: ClassLimit,
 }
 
 thread_local! {
@@ -127,6 +129,15 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
         backend_token: var(env, "SESSION_BACKEND_TOKEN"),
         backend_timeout_ms: backend_timeout_ms(env)?,
         credentials_key: credentials_key(env)?,
+        org_limit: crate::core::limits::org_limit_from_vars(|name| var(env, name)).map_err(
+            |message| {
+                worker::console_error!(
+                    "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
+                    serde_json::Value::from(message)
+                );
+                ApiError::internal()
+            },
+        )?,
         webhook_retry_base_s: number(
             env,
             "WEBHOOK_RETRY_BASE_S",

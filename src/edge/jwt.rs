@@ -2,6 +2,7 @@
 //! WebCrypto once and kept per isolate, and the signature verified with `crypto.subtle`.
 //! Every decision (shape, key choice, claims, when to fetch) is `core::jwt`'s.
 
+use super::Redirects;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use worker::js_sys::{self, Array, Object, Reflect, JSON};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{Crypto, CryptoKey, SubtleCrypto};
-use worker::{Delay, Fetch, Method, Request, RequestInit, RequestRedirect};
+use worker::{Delay, Fetch, Headers};
 
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::jwt::{
@@ -85,10 +86,7 @@ async fn import(jwk: &Jwk) -> Option<CryptoKey> {
 
 /// Fetches and imports the set; `None` when the fetch or the document fails.
 async fn fetch_keys(url: &str) -> Option<(KeySet, u64)> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get);
-    init.with_redirect(RequestRedirect::Manual);
-    let request = Request::new_with_init(url, &init).ok()?;
+    let request = super::outgoing("GET", url, &Headers::new(), None, Redirects::Manual).ok()?;
     let exchange = async {
         let mut response = Fetch::Request(request).send().await.ok()?;
         if response.status_code() != 200 {

@@ -4,15 +4,15 @@
 //! asks for: signed as Standard Webhooks 1.0 says, 10 s at most, redirects not followed.
 //! What an attempt's result means is `core::webhooks`'.
 
+use super::Redirects;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
 use serde_json::{json, Value};
-use wasm_bindgen::JsValue;
 use worker::{
     durable_object, AbortController, Date, Delay, DurableObject, Env, Fetch, Headers,
-    MessageBuilder, Method, Request, RequestInit, RequestRedirect, Response, State,
+    MessageBuilder, Request, Response, State,
 };
 
 use super::admin::random_bytes;
@@ -22,6 +22,7 @@ use super::store::{DeliveryRow, EndpointRow, OrgStore};
 use crate::core::dispatch::{DeliveryTask, OrgAction};
 use crate::core::envelope::hex;
 use crate::core::error::ApiError;
+use crate::core::ratelimit::{retry_after_s, Bucket};
 use crate::core::time::format_rfc3339;
 use crate::core::webhooks::{
     after_attempt, event_body, new_secret, secret_key, signature, AttemptResult, Next,
@@ -50,7 +51,7 @@ impl DurableObject for OrgObject {
         let store = OrgStore::new(self.state.storage().sql());
         store.ensure_schema()?;
         let org = req.path().trim_start_matches('/').to_string();
-        let action: OrgAction = req.json().await?;
+        let action: OrgAction = super::json_body(&mut req).await?;
         let reply = match self.act(&store, &org, action).await {
             Ok((status, data)) => Reply::success(status, data, "org"),
             Err(error) => Reply::error(&error, "org", now_ms()),
@@ -96,9 +97,12 @@ impl OrgObject {
             delivery_id: delivery_id.to_string(),
             attempts,
         };
+        // The task travels as JSON text, so that only serde_json's code for it is in the
+        // wasm (a typed body goes through serde-wasm-bindgen both ways).
+        let body = serde_json::to_string(&task)?;
         let queue = self.env.queue(config::WEBHOOKS_BINDING)?;
         queue
-            .send(MessageBuilder::new(task).delay_seconds(delay_s).build())
+            .send(MessageBuilder::new(body).delay_seconds(delay_s).build())
             .await
     }
 
@@ -114,8 +118,41 @@ impl OrgObject {
             ApiError::internal()
         };
         let now = now_ms();
+        // The org limit first: it is on every client call's path, so nothing else is read.
+        match &action {
+            OrgAction::Take { default } => {
+                let limit = default.with_override(store.org_limit().map_err(failed)?);
+                let bucket = store
+                    .org_bucket()
+                    .map_err(failed)?
+                    .unwrap_or_else(|| Bucket::full(limit, now));
+                return Ok(match bucket.take(limit, now) {
+                    Ok(spent) => {
+                        store.save_org_bucket(&spent).map_err(failed)?;
+                        (200, json!({ "allowed": true }))
+                    }
+                    Err(wait_ms) => (
+                        200,
+                        json!({ "allowed": false, "retry_after_s": retry_after_s(wait_ms) }),
+                    ),
+                });
+            }
+            OrgAction::PutOrg { limits, default } => {
+                store.save_org_limit(*limits).map_err(failed)?;
+                let limit = default.with_override(*limits);
+                return Ok((200, json!({ "org": org, "limits": limit })));
+            }
+            OrgAction::GetOrg { default } => {
+                let limit = default.with_override(store.org_limit().map_err(failed)?);
+                return Ok((200, json!({ "org": org, "limits": limit })));
+            }
+            _ => {}
+        }
         let endpoint = store.endpoint().map_err(failed)?;
         match action {
+            OrgAction::Take { .. } | OrgAction::PutOrg { .. } | OrgAction::GetOrg { .. } => {
+                Err(ApiError::internal())
+            }
             OrgAction::PutWebhook {
                 url,
                 events,
@@ -269,12 +306,13 @@ async fn attempt(row: &DeliveryRow, now_ms: i64) -> AttemptResult {
             "webhook-signature",
             &signature(&key, &row.delivery_id, timestamp, &row.body),
         )?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_redirect(RequestRedirect::Manual)
-            .with_headers(headers)
-            .with_body(Some(JsValue::from_str(&row.body)));
-        Request::new_with_init(&row.url, &init)
+        super::outgoing(
+            "POST",
+            &row.url,
+            &headers,
+            Some(&row.body),
+            Redirects::Manual,
+        )
     };
     let Ok(request) = build() else {
         return AttemptResult::NoAnswer;
@@ -316,11 +354,9 @@ pub async fn ask(env: &Env, org: &str, action: &OrgAction) -> Result<Reply, ApiE
     headers
         .set("Content-Type", "application/json")
         .map_err(failed)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&body)));
-    let request = Request::new_with_init(&format!("https://org/{org}"), &init).map_err(failed)?;
+    let url = format!("https://org/{org}");
+    let request =
+        super::outgoing("POST", &url, &headers, Some(&body), Redirects::Follow).map_err(failed)?;
     let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
     let text = response.text().await.map_err(failed)?;
     Ok(Reply::json(response.status_code(), text))

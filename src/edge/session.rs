@@ -40,8 +40,6 @@ use crate::core::time::format_rfc3339;
 const PROBE_MARGIN_MS: u64 = 5_000;
 /// `Retry-After` for `session_busy`: the queue drains one backend call at a time.
 const BUSY_RETRY_S: u64 = 1;
-/// The org limiter's window (the binding's period).
-const ORG_WINDOW_S: u64 = 60;
 
 /// An error answer of the object, in the envelope.
 fn fail(error: &ApiError, request_id: &str) -> Reply {
@@ -132,7 +130,7 @@ impl DurableObject for SessionObject {
                 }
             }
             "/jobs" => {
-                let call: JobCall = req.json().await?;
+                let call: JobCall = super::json_body(&mut req).await?;
                 let request_id = call.request_id.clone();
                 match self.jobs(call).await {
                     Ok(answer) => answer.into_response(&request_id),
@@ -285,7 +283,7 @@ impl SessionObject {
                 fail(&error, rid)
             }
             Refusal::CoolingDown(cooldown) => fail(&cooling_down_error(cooldown, now), rid),
-            Refusal::OrgLimited => fail(&org_limited_error(), rid),
+            Refusal::OrgLimited { retry_after_s } => fail(&org_limited_error(retry_after_s), rid),
             Refusal::Bucket { wait_ms } => {
                 let seconds = retry_after_s(wait_ms);
                 let error = ApiError::new(ErrorCode::RateLimited)
@@ -384,7 +382,7 @@ impl SessionObject {
         let ask = Ask {
             class: msg.class,
             limit,
-            org_limited: msg.org_limited,
+            org_wait_s: msg.org_wait_s,
             now_ms: now,
             probe_timeout_ms: Self::probe_timeout_ms(&settings),
         };
@@ -522,12 +520,13 @@ fn cooldown_event(sid: &str, cooldown: Cooldown) -> Value {
     })
 }
 
-fn org_limited_error() -> ApiError {
+fn org_limited_error(seconds: u64) -> ApiError {
+    let seconds = seconds.max(1);
     ApiError::new(ErrorCode::RateLimited)
         .with_message("The organisation's call limit is reached; retry after the indicated time.")
         .with_detail("scope", "org")
-        .with_detail("retry_after_s", ORG_WINDOW_S)
-        .with_retry_after(ORG_WINDOW_S)
+        .with_detail("retry_after_s", seconds)
+        .with_retry_after(seconds)
 }
 
 /// The error of an answer, for the idempotency store's decision.

@@ -11,7 +11,7 @@ use crate::core::backend::Op;
 use crate::core::breaker::Breaker;
 use crate::core::idempotency::{StoredOutcome, RETENTION_MS};
 use crate::core::jobs::{Item, ItemStatus, Job, JobStatus, RETENTION_MS as JOB_RETENTION_MS};
-use crate::core::limits::Class;
+use crate::core::limits::{Class, ClassOverride};
 use crate::core::pipeline::{slot, Cooldown, CooldownReason, SessionState};
 use crate::core::ratelimit::Bucket;
 
@@ -418,6 +418,8 @@ impl Store {
 const ORG_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS endpoint (id INTEGER PRIMARY KEY CHECK (id = 1), url TEXT NOT NULL, events TEXT NOT NULL,
   secret TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS org_limit (id INTEGER PRIMARY KEY CHECK (id = 1), per_minute INTEGER, burst INTEGER);
+CREATE TABLE IF NOT EXISTS org_bucket (id INTEGER PRIMARY KEY CHECK (id = 1), level INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, body TEXT NOT NULL,
   url TEXT NOT NULL, secret TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, round_start INTEGER NOT NULL,
   last_status INTEGER, last_error TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
@@ -560,6 +562,70 @@ impl OrgStore {
                     int(row.updated_ms),
                     text(&row.delivery_id),
                     int(row.attempts),
+                ],
+            )
+            .map(|_| ())
+    }
+
+    /// The org's own limit (an override of the default), if it has one.
+    pub fn org_limit(&self) -> worker::Result<Option<ClassOverride>> {
+        #[derive(Deserialize)]
+        struct Row {
+            per_minute: Option<i64>,
+            burst: Option<i64>,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT per_minute, burst FROM org_limit WHERE id = 1", None)?
+            .to_array()?;
+        Ok(rows.into_iter().next().map(|r| ClassOverride {
+            per_minute: r.per_minute.and_then(|n| u32::try_from(n).ok()),
+            burst: r.burst.and_then(|n| u32::try_from(n).ok()),
+        }))
+    }
+
+    pub fn save_org_limit(&self, over: Option<ClassOverride>) -> worker::Result<()> {
+        match over {
+            None => self.sql.exec("DELETE FROM org_limit", None).map(|_| ()),
+            Some(over) => self
+                .sql
+                .exec(
+                    "INSERT OR REPLACE INTO org_limit (id, per_minute, burst) VALUES (1, ?, ?)",
+                    vec![
+                        optional_int(over.per_minute.map(i64::from)),
+                        optional_int(over.burst.map(i64::from)),
+                    ],
+                )
+                .map(|_| ()),
+        }
+    }
+
+    pub fn org_bucket(&self) -> worker::Result<Option<Bucket>> {
+        #[derive(Deserialize)]
+        struct Row {
+            level: i64,
+            updated_ms: i64,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT level, updated_ms FROM org_bucket WHERE id = 1",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next().map(|r| Bucket {
+            level: u64::try_from(r.level).unwrap_or(0),
+            updated_ms: r.updated_ms,
+        }))
+    }
+
+    pub fn save_org_bucket(&self, bucket: &Bucket) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO org_bucket (id, level, updated_ms) VALUES (1, ?, ?)",
+                vec![
+                    int(i64::try_from(bucket.level).unwrap_or(i64::MAX)),
+                    int(bucket.updated_ms),
                 ],
             )
             .map(|_| ())

@@ -1,8 +1,11 @@
 //! The Worker's fetch handler: route, token, body, then hand the call to the session's
 //! Durable Object (contract section 1's check order), and one log line per request.
 
+use super::Redirects;
 use serde_json::{json, Value};
-use worker::{event, Context, Date, Env, Request, RequestInit, Response};
+use worker::{event, Context, Date, Env, Request, Response};
+
+use futures_util::future::join;
 
 use super::admin;
 use super::auth::{authenticate, load_session};
@@ -12,6 +15,7 @@ use super::reply::Reply;
 use crate::core::backend::{supports, Kind, Op};
 use crate::core::dispatch::{DeliveryTask, OrgAction};
 use crate::core::ids::OrgId;
+use crate::core::limits::parse_org_body;
 use crate::core::webhooks::{is_delivery_id, parse_endpoint};
 use std::rc::Rc;
 use worker::{MessageBatch, MessageExt};
@@ -169,21 +173,35 @@ fn kv(env: &Env) -> Result<worker::kv::KvStore, ApiError> {
     env.kv(config::KV_BINDING).map_err(|_| ApiError::internal())
 }
 
-/// Whether the org-wide limiter refuses this call. A limiter failure lets the call through
-/// (the session's own limits still apply) and is logged.
-async fn org_limited(env: &Env, org: &str) -> bool {
+/// The org-wide limit's verdict on this call: `None` to let it through, or the seconds
+/// until the org has room. The limit is the org's token bucket in its own Durable Object,
+/// one place for the whole network. Should that object fail, the per-location rate limiting
+/// binding decides instead (a flood guard, not the limit), and the failure is logged.
+async fn org_wait(env: &Env, settings: &Settings, org: &str) -> Option<u64> {
+    let take = OrgAction::Take {
+        default: settings.org_limit,
+    };
+    let verdict = org::ask(env, org, &take).await.ok().and_then(|answer| {
+        let envelope: Value = serde_json::from_str(&answer.body).ok()?;
+        let data = envelope.get("data")?;
+        match data.get("allowed")?.as_bool()? {
+            true => Some(None),
+            false => Some(Some(data.get("retry_after_s")?.as_u64()?)),
+        }
+    });
+    if let Some(verdict) = verdict {
+        return verdict;
+    }
+    worker::console_error!(
+        "{{\"level\":\"error\",\"msg\":\"org limit unavailable; the per-location guard decides\"}}"
+    );
     let outcome = match env.rate_limiter(config::ORG_LIMITER_BINDING) {
         Ok(limiter) => limiter.limit(org.to_string()).await,
         Err(error) => Err(error),
     };
     match outcome {
-        Ok(outcome) => !outcome.success,
-        Err(_) => {
-            worker::console_error!(
-                "{{\"level\":\"error\",\"msg\":\"org rate limiter unavailable\"}}"
-            );
-            false
-        }
+        Ok(outcome) if !outcome.success => Some(60),
+        _ => None,
     }
 }
 
@@ -236,7 +254,7 @@ struct SessionContext {
     record: TokenRecord,
     sid: SessionId,
     session: SessionRecord,
-    org_limited: bool,
+    org_wait_s: Option<u64>,
     settings: Rc<Settings>,
     now: i64,
 }
@@ -259,22 +277,31 @@ async fn session_context(
     )
     .await?;
     trace.token_id = Some(record.token_id.clone());
-    // Every authenticated call counts against the org, whatever its fate; the refusal
-    // itself comes at the rate-limit step of the check order, in the session's object.
-    let org_limited = org_limited(env, &record.org).await;
-    record.check_capability(capability)?;
+    // Every authenticated call counts against the org, whatever its fate, and the org's
+    // verdict is awaited together with the session's record: one round trip, not two. The
+    // answers keep the contract's order: 403, 400 (sid), 404, and the org's 429 at the
+    // rate-limit step, in the session's object.
+    let capable = record.check_capability(capability);
     // An invalid sid cannot name anyone's session: 400 before any lookup.
-    let sid: SessionId = session_id(route.param("sid").unwrap_or_default())?;
+    let sid = session_id(route.param("sid").unwrap_or_default());
+    let lookup = async {
+        match (&capable, &sid) {
+            (Ok(()), Ok(sid)) => load_session(&kv, sid.as_str()).await,
+            _ => Ok(None),
+        }
+    };
+    let (org_wait_s, session) = join(org_wait(env, &settings, &record.org), lookup).await;
+    capable?;
+    let sid = sid?;
     trace.session = Some(sid.to_string());
-    let session = load_session(&kv, sid.as_str())
-        .await?
+    let session = session?
         .filter(|s| record.may_use_session(sid.as_str(), &s.org))
         .ok_or_else(ApiError::not_found)?;
     Ok(SessionContext {
         record,
         sid,
         session,
-        org_limited,
+        org_wait_s,
         settings,
         now,
     })
@@ -310,7 +337,7 @@ async fn session_route(
         record,
         sid,
         session,
-        org_limited,
+        org_wait_s,
         settings,
         now,
     } = session_context(&route, capability, req, env, trace).await?;
@@ -351,7 +378,7 @@ async fn session_route(
         org: record.org.clone(),
         class,
         limits,
-        org_limited,
+        org_wait_s,
         idempotency,
         op,
         backend: session.backend,
@@ -374,7 +401,7 @@ async fn job_route(
         record,
         sid,
         session,
-        org_limited,
+        org_wait_s,
         settings,
         now,
     } = session_context(&route, capability, req, env, trace).await?;
@@ -431,12 +458,29 @@ async fn job_route(
         request_id: rid.to_string(),
         session: sid.to_string(),
         org: record.org.clone(),
-        org_limited,
+        org_wait_s,
         join_per_minute: limits.join.per_minute,
         idempotency,
         action,
     };
     dispatch(env, sid.as_str(), "jobs", &message, Carry::Body).await
+}
+
+/// An org object's answer, in the envelope under this request's id.
+async fn org_answer(
+    env: &Env,
+    org: &str,
+    action: &OrgAction,
+    rid: &str,
+) -> Result<Reply, ApiError> {
+    let answer = org::ask(env, org, action).await?;
+    let envelope: Value = serde_json::from_str(&answer.body).map_err(|_| ApiError::internal())?;
+    match envelope.get("data") {
+        Some(data) if envelope["success"] == Value::Bool(true) => {
+            Ok(Reply::success(answer.status, data.clone(), rid))
+        }
+        _ => Err(org_error(&envelope)),
+    }
 }
 
 /// The error an org object answered, as ours (its code and message).
@@ -452,15 +496,15 @@ fn org_error(envelope: &Value) -> ApiError {
 /// The `WEBHOOKS` queue consumer: each message is one delivery attempt, made by the org's
 /// object (which queues the next attempt itself when one is due).
 #[event(queue)]
-pub async fn queue(
-    batch: MessageBatch<DeliveryTask>,
-    env: Env,
-    _ctx: Context,
-) -> worker::Result<()> {
+pub async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
     // A batch is one message (max_batch_size = 1): a slow endpoint holds back no other
     // delivery, since batches run side by side.
     for message in batch.messages()? {
-        let task = message.body();
+        // Not a task (it cannot come from us): drop it rather than retry it for ever.
+        let Ok(task) = serde_json::from_str::<DeliveryTask>(message.body()) else {
+            message.ack();
+            continue;
+        };
         let action = OrgAction::Attempt {
             delivery_id: task.delivery_id.clone(),
             attempts: task.attempts,
@@ -502,18 +546,17 @@ async fn dispatch(
         .map_err(failed)?;
     let body = serde_json::to_string(message).map_err(|_| ApiError::internal())?;
     let headers = worker::Headers::new();
-    let mut init = RequestInit::new();
-    if carry == Carry::Header {
+    let url = format!("https://session/{action}");
+    let request = if carry == Carry::Header {
         headers.set(CALL_HEADER, &body).map_err(failed)?;
+        super::outgoing("POST", &url, &headers, None, Redirects::Follow)
     } else {
         headers
             .set("Content-Type", "application/json")
             .map_err(failed)?;
-        init.with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+        super::outgoing("POST", &url, &headers, Some(&body), Redirects::Follow)
     }
-    init.with_method(worker::Method::Post).with_headers(headers);
-    let request =
-        Request::new_with_init(&format!("https://session/{action}"), &init).map_err(failed)?;
+    .map_err(failed)?;
     let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
     let body = response.text().await.map_err(failed)?;
     // Anything but an envelope (the runtime's own error page, say) is an internal error.
@@ -589,6 +632,24 @@ async fn admin_route(
             admin::get_session(env, &kv, sid()?.as_str()).await?,
             rid,
         )),
+        RouteId::PutOrg | RouteId::GetOrg => {
+            let org = OrgId::parse(
+                &percent_decode(route.param("org").unwrap_or_default()).unwrap_or_default(),
+            )
+            .map_err(|e| ApiError::invalid("org", e.0))?;
+            let default = config::settings(env)?.org_limit;
+            let action = if route.id() == RouteId::PutOrg {
+                let body = read_body(req).await?;
+                let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
+                OrgAction::PutOrg {
+                    limits: parse_org_body(&map)?,
+                    default,
+                }
+            } else {
+                OrgAction::GetOrg { default }
+            };
+            org_answer(env, org.as_str(), &action, rid).await
+        }
         RouteId::PutWebhook
         | RouteId::GetWebhook
         | RouteId::DeleteWebhook
@@ -624,16 +685,7 @@ async fn admin_route(
                     OrgAction::Redeliver { delivery_id: id }
                 }
             };
-            let answer = org::ask(env, org.as_str(), &action).await?;
-            // The object answers in the envelope under its own request id: answer with ours.
-            let envelope: Value =
-                serde_json::from_str(&answer.body).map_err(|_| ApiError::internal())?;
-            match envelope.get("data") {
-                Some(data) if envelope["success"] == Value::Bool(true) => {
-                    Ok(Reply::success(answer.status, data.clone(), rid))
-                }
-                _ => Err(org_error(&envelope)),
-            }
+            org_answer(env, org.as_str(), &action, rid).await
         }
         RouteId::DeleteSession => {
             let sid = sid()?;

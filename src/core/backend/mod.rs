@@ -69,7 +69,7 @@ impl Kind {
 /// What a client call asks of WhatsApp, with every value validated at the edge (codes are
 /// invite codes of the contract's grammar, JIDs are the contract's JIDs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "OpWire", try_from = "OpWire")]
 pub enum Op {
     Join {
         code: String,
@@ -78,7 +78,6 @@ pub enum Op {
         code: String,
         group_jid: String,
         inviter_jid: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         expiration: Option<i64>,
     },
     Preview {
@@ -123,6 +122,109 @@ impl Op {
             Self::ResetInvite { .. } => "reset_invite",
             Self::SessionStatus => "session_status",
         }
+    }
+}
+
+/// An [`Op`] between joingate's own parts (the session object's messages, job items in
+/// SQLite): one flat record named by `op`. The derived enum format compiled to a visitor
+/// per variant, about 10 KB of wasm; this is one struct's.
+#[derive(Default, Serialize, Deserialize)]
+struct OpWire {
+    op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group_jid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inviter_jid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expiration: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approve: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    participants: Option<Vec<String>>,
+}
+
+impl From<Op> for OpWire {
+    fn from(op: Op) -> Self {
+        let name = match &op {
+            Op::JoinRequestAction { .. } => "join_request_action",
+            other => other.name(),
+        };
+        let mut wire = OpWire {
+            op: name.to_string(),
+            ..OpWire::default()
+        };
+        match op {
+            Op::Join { code } | Op::Preview { code } => wire.code = Some(code),
+            Op::JoinByMessage {
+                code,
+                group_jid,
+                inviter_jid,
+                expiration,
+            } => {
+                wire.code = Some(code);
+                wire.group_jid = Some(group_jid);
+                wire.inviter_jid = Some(inviter_jid);
+                wire.expiration = expiration;
+            }
+            Op::Leave { group_jid }
+            | Op::ListJoinRequests { group_jid }
+            | Op::ResetInvite { group_jid } => wire.group_jid = Some(group_jid),
+            Op::JoinRequestAction {
+                group_jid,
+                approve,
+                participants,
+            } => {
+                wire.group_jid = Some(group_jid);
+                wire.approve = Some(approve);
+                wire.participants = Some(participants);
+            }
+            Op::SessionStatus => {}
+        }
+        wire
+    }
+}
+
+impl TryFrom<OpWire> for Op {
+    type Error = String;
+
+    fn try_from(wire: OpWire) -> Result<Self, String> {
+        let missing = |field: &str| format!("op {}: missing {field}", wire.op);
+        let code = || wire.code.clone().ok_or_else(|| missing("code"));
+        let group_jid = || wire.group_jid.clone().ok_or_else(|| missing("group_jid"));
+        Ok(match wire.op.as_str() {
+            "join" => Op::Join { code: code()? },
+            "preview" => Op::Preview { code: code()? },
+            "join_by_message" => Op::JoinByMessage {
+                code: code()?,
+                group_jid: group_jid()?,
+                inviter_jid: wire
+                    .inviter_jid
+                    .clone()
+                    .ok_or_else(|| missing("inviter_jid"))?,
+                expiration: wire.expiration,
+            },
+            "leave" => Op::Leave {
+                group_jid: group_jid()?,
+            },
+            "list_join_requests" => Op::ListJoinRequests {
+                group_jid: group_jid()?,
+            },
+            "reset_invite" => Op::ResetInvite {
+                group_jid: group_jid()?,
+            },
+            "join_request_action" => Op::JoinRequestAction {
+                group_jid: group_jid()?,
+                approve: wire.approve.ok_or_else(|| missing("approve"))?,
+                participants: wire
+                    .participants
+                    .clone()
+                    .ok_or_else(|| missing("participants"))?,
+            },
+            "session_status" => Op::SessionStatus,
+            other => return Err(format!("unknown op {other}")),
+        })
     }
 }
 
@@ -479,6 +581,54 @@ pub mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+
+    #[test]
+    fn every_op_survives_its_wire_form_and_a_broken_one_is_refused() {
+        let ops = [
+            Op::Join { code: "c".into() },
+            Op::Preview { code: "c".into() },
+            Op::JoinByMessage {
+                code: "c".into(),
+                group_jid: GROUP.into(),
+                inviter_jid: "1@s.whatsapp.net".into(),
+                expiration: Some(7),
+            },
+            Op::JoinByMessage {
+                code: "c".into(),
+                group_jid: GROUP.into(),
+                inviter_jid: "1@s.whatsapp.net".into(),
+                expiration: None,
+            },
+            Op::Leave {
+                group_jid: GROUP.into(),
+            },
+            Op::ListJoinRequests {
+                group_jid: GROUP.into(),
+            },
+            Op::ResetInvite {
+                group_jid: GROUP.into(),
+            },
+            Op::JoinRequestAction {
+                group_jid: GROUP.into(),
+                approve: false,
+                participants: vec!["1@s.whatsapp.net".into()],
+            },
+            Op::SessionStatus,
+        ];
+        for op in ops {
+            let text = serde_json::to_string(&op).unwrap();
+            assert_eq!(serde_json::from_str::<Op>(&text).unwrap(), op, "{text}");
+        }
+        for broken in [
+            r#"{"op":"join"}"#,
+            r#"{"op":"leave","code":"c"}"#,
+            r#"{"op":"join_request_action","group_jid":"g","approve":true}"#,
+            r#"{"op":"dance"}"#,
+            r#"{"code":"c"}"#,
+        ] {
+            assert!(serde_json::from_str::<Op>(broken).is_err(), "{broken}");
+        }
+    }
 
     #[test]
     fn unsupported_operations_are_501_before_any_request() {

@@ -35,8 +35,8 @@ impl SessionObject {
         {
             return Ok(answer);
         }
-        if msg.org_limited {
-            return Ok(fail(&org_limited_error(), rid));
+        if let Some(seconds) = msg.org_wait_s {
+            return Ok(fail(&org_limited_error(seconds), rid));
         }
         let store = self.store();
         store.drop_expired_jobs(now)?;
@@ -259,7 +259,7 @@ impl SessionObject {
         let ask = Ask {
             class: Class::Join,
             limit,
-            org_limited: false,
+            org_wait_s: None,
             now_ms: now,
             probe_timeout_ms: Self::probe_timeout_ms(&settings),
         };
