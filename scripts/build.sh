@@ -7,6 +7,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export WASM_BINDGEN_BIN=wasm-bindgen
 export ESBUILD_BIN=node_modules/.bin/esbuild
 export WASM_OPT_BIN=node_modules/.bin/wasm-opt
+# The API reference page (/docs) is static assets: Swagger UI comes from its npm package,
+# copied next to the page, never from a CDN.
+mkdir -p public/docs/vendor
+cp node_modules/swagger-ui-dist/{swagger-ui.css,swagger-ui-bundle.js,LICENSE} public/docs/vendor/
 worker-build --release
 # worker-build runs wasm-opt -O with --debuginfo, which keeps the function-name section
 # (~110 KB raw, ~30 KB gzip; panic messages carry their source location without it). A

@@ -24,6 +24,12 @@ export function joingateOptions({ bindings, orgLimit = 100, withoutOrgs = false 
       { type: "Text", include: ["**/openapi.json"] },
     ],
     compatibilityDate: COMPATIBILITY_DATE,
+    // Static assets as wrangler.toml's [assets]: a file wins, any other path is the Worker's.
+    assets: {
+      directory: path.join(ROOT, "public"),
+      routerConfig: { has_user_worker: true },
+      assetConfig: { html_handling: "auto-trailing-slash", not_found_handling: "none" },
+    },
     kvNamespaces: ["JOINGATE_KV"],
     durableObjects: {
       SESSIONS: { className: "SessionObject", useSQLite: true },

@@ -86,7 +86,7 @@ done
 
 ADMIN_TOKEN=st-admin-$(node -e 'console.log(require("crypto").randomBytes(12).toString("hex"))')
 
-# Serve a snapshot of the Worker (build/, js/, docs/openapi.json, wrangler.toml) from the
+# Serve a snapshot of the Worker (build/, js/, public/, docs/openapi.json, wrangler.toml) from the
 # temporary directory:
 # `wrangler dev` hot-reloads on file changes, and a rebuild of build/ during the run would
 # otherwise restart the server mid-run (or catch a half-written wasm).
@@ -95,7 +95,7 @@ stamp() { stat -c '%s %Y' build/index_bg.wasm build/index.js 2>/dev/null; }
 for attempt in $(seq 1 20); do
   before=$(stamp)
   rm -rf "$WORK/app" && mkdir -p "$WORK/app"
-  mkdir -p "$WORK/app/docs" && cp -R build js "$WORK/app/" && cp docs/openapi.json "$WORK/app/docs/"
+  mkdir -p "$WORK/app/docs" && cp -R build js public "$WORK/app/" && cp docs/openapi.json "$WORK/app/docs/"
   newest=$(stat -c %Y build/index_bg.wasm build/index.js | sort -n | tail -1)
   if [ "$before" = "$(stamp)" ] && [ $(( $(date +%s) - newest )) -ge 2 ] \
     && [ "$(head -c 4 "$WORK/app/build/index_bg.wasm" | od -An -tx1 | tr -d ' ')" = 0061736d ]; then

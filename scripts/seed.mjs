@@ -110,6 +110,17 @@ curl -s ${base}/v1/admin/orgs/demo/webhook/deliveries -H 'Authorization: Bearer 
 }A session's record shows its backend without the credential:
 
 curl -s ${base}/v1/admin/sessions/demo-gowa -H 'Authorization: Bearer ${adminToken}'
+
+The API reference, to try every call in a browser (Authorize with the token above):
+
+${base}/docs
+
+The admin command line does the admin routes without a curl:
+
+export JOINGATE_URL=${base} JOINGATE_ADMIN_TOKEN=${adminToken}
+npm run admin -- session show demo-gowa
+npm run admin -- token create --org demo --cap read --label "from the command line"
+npm run admin -- webhook deliveries demo
 ${
   idpUrl
     ? `

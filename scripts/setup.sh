@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing joingate needs, skipping whatever is already there:
 # the wasm32 Rust target, worker-build, the wasm-bindgen CLI matching Cargo.lock, and the
-# npm packages of package-lock.json (wrangler, miniflare, esbuild, binaryen's wasm-opt).
+# npm packages of package-lock.json (wrangler, miniflare, esbuild, binaryen's wasm-opt,
+# swagger-ui-dist, puppeteer-core), and Debian's chromium for the docs page's browser test.
 # Nothing is downloaded from GitHub: worker-build is pointed at these local tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,4 +45,18 @@ if [ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -
 else
   say "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund
+fi
+
+# Chromium for the API reference page's browser test (Debian's package; puppeteer-core
+# downloads no browser of its own).
+CHROMIUM=${CHROMIUM_PATH:-/usr/bin/chromium}
+if [ -x "$CHROMIUM" ]; then
+  say "chromium: present"
+elif command -v apt-get >/dev/null; then
+  say "installing chromium (apt)"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+else
+  echo "Chromium is required for tests/docs-page.test.mjs: install it, or set CHROMIUM_PATH"; exit 1
 fi

@@ -19,6 +19,8 @@ step "cargo test (native)"
 cargo test
 step "build the Worker"
 bash scripts/build.sh
+step "deploy bundle (wrangler deploy --dry-run, offline)"
+node scripts/deploy-check.mjs
 step "end-to-end tests (miniflare)"
 node --test --test-concurrency=2 tests/*.test.mjs
 step "schemathesis against wrangler dev (fixed seed)"

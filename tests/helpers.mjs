@@ -16,9 +16,10 @@ export const KINDS = ["joingate", "waha", "evolution", "wuzapi", "gowa"];
 
 /**
  * Starts the simulator and joingate. `vars` override plain bindings; `orgLimit` sets the
- * org-wide limiter; `persist` is a directory for KV and Durable Object state (restart tests).
+ * org-wide limiter; `persist` is a directory for KV and Durable Object state (restart tests);
+ * `serve` listens on a port of 127.0.0.1 as well, at `app.url`.
  */
-export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator, withoutOrgs = false } = {}) {
+export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator, withoutOrgs = false, serve = false } = {}) {
   const sim = simulator ?? (await startSimulator({ port: 0, token: "backend-secret" }));
   const logs = [];
   const mf = new Miniflare({
@@ -46,9 +47,12 @@ export async function startJoingate({ vars = {}, orgLimit = 100, persist, simula
       },
     }),
     ...(persist ? { kvPersist: path.join(persist, "kv"), durableObjectsPersist: path.join(persist, "do") } : {}),
+    // A real port (for a browser or a command line), not only dispatchFetch.
+    ...(serve ? { host: "127.0.0.1", port: 0 } : {}),
   });
-  await mf.ready;
+  const url = await mf.ready;
   const app = new App(mf, sim, logs);
+  if (serve) app.url = url.origin;
   return app;
 }
 

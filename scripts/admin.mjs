@@ -1,0 +1,206 @@
+#!/usr/bin/env node
+// joingate's admin command line: tokens, sessions, org limits and webhooks over the admin
+// API, without writing a curl. `npm run admin -- help` lists the commands.
+//
+// Secrets stay off the command line: a session's backend (with its credential) is read
+// from standard input, and the admin token is best given in JOINGATE_ADMIN_TOKEN (a flag is
+// visible to every user of the machine through the process list).
+import { parseArgs } from "node:util";
+
+const USAGE = `usage: npm run admin -- [options] <command> [arguments]
+
+commands:
+  token create --org ORG --cap join,read[,manage] [--session SID]... [--expires RFC3339] [--label TEXT]
+  token revoke TOKEN_ID
+  session put SID --org ORG [--limits JSON] [--backend -]   (the backend JSON, with its
+                                                           credential, from standard input)
+  session show SID
+  session delete SID
+  org show ORG
+  org set ORG [--per-minute N] [--burst N]                  (neither: back to the default)
+  webhook set ORG URL [--events a,b] [--rotate-secret]
+  webhook show ORG
+  webhook delete ORG
+  webhook deliveries ORG
+  webhook redeliver ORG DELIVERY_ID
+
+options:
+  --base-url URL       joingate's address (JOINGATE_URL; default http://127.0.0.1:8787)
+  --admin-token TOKEN  the ADMIN_TOKEN secret (better: JOINGATE_ADMIN_TOKEN)
+  --json               print the answer's data as JSON instead of plain text
+  -h, --help           this text`;
+
+const OPTIONS = {
+  "base-url": { type: "string" },
+  "admin-token": { type: "string" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+  org: { type: "string" },
+  cap: { type: "string" },
+  session: { type: "string", multiple: true },
+  expires: { type: "string" },
+  label: { type: "string" },
+  limits: { type: "string" },
+  backend: { type: "string" },
+  "per-minute": { type: "string" },
+  burst: { type: "string" },
+  events: { type: "string" },
+  "rotate-secret": { type: "boolean", default: false },
+};
+
+/** A mistake in how the command was called: exit 2 with the usage. */
+class UsageError extends Error {}
+
+function need(value, what) {
+  if (value === undefined || value === "") throw new UsageError(`missing ${what}`);
+  return value;
+}
+
+function list(text) {
+  return text.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+function integer(text, flag) {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${flag} must be a whole number`);
+  return Number(text);
+}
+
+function jsonArgument(text, flag) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new UsageError(`${flag} must be JSON`);
+  }
+}
+
+async function readStdin() {
+  if (process.stdin.isTTY) throw new UsageError("--backend - reads the backend JSON from standard input; pipe it in");
+  let text = "";
+  for await (const chunk of process.stdin) text += chunk;
+  return text;
+}
+
+const enc = encodeURIComponent;
+
+/** The request of a command: [method, path, body?]. */
+async function requestFor(words, flags) {
+  const [group, action, ...rest] = words;
+  const arg = (i, what) => need(rest[i], what);
+  switch (`${group} ${action}`) {
+    case "token create": {
+      const body = { org: need(flags.org, "--org"), capabilities: list(need(flags.cap, "--cap")) };
+      if (flags.session) body.sessions = flags.session;
+      if (flags.expires) body.expires_at = flags.expires;
+      if (flags.label) body.label = flags.label;
+      return ["POST", "/v1/admin/tokens", body];
+    }
+    case "token revoke":
+      return ["DELETE", `/v1/admin/tokens/${enc(arg(0, "TOKEN_ID"))}`];
+    case "session put": {
+      const body = { org: need(flags.org, "--org") };
+      if (flags.limits) body.limits = jsonArgument(flags.limits, "--limits");
+      if (flags.backend !== undefined) {
+        if (flags.backend !== "-") {
+          throw new UsageError("the backend is read from standard input only (--backend -): a credential on the command line would be seen by every user of the machine");
+        }
+        body.backend = jsonArgument(await readStdin(), "the backend on standard input");
+      }
+      return ["PUT", `/v1/admin/sessions/${enc(arg(0, "SID"))}`, body];
+    }
+    case "session show":
+      return ["GET", `/v1/admin/sessions/${enc(arg(0, "SID"))}`];
+    case "session delete":
+      return ["DELETE", `/v1/admin/sessions/${enc(arg(0, "SID"))}`];
+    case "org show":
+      return ["GET", `/v1/admin/orgs/${enc(arg(0, "ORG"))}`];
+    case "org set": {
+      const limits = {};
+      if (flags["per-minute"] !== undefined) limits.per_minute = integer(flags["per-minute"], "--per-minute");
+      if (flags.burst !== undefined) limits.burst = integer(flags.burst, "--burst");
+      return ["PUT", `/v1/admin/orgs/${enc(arg(0, "ORG"))}`, Object.keys(limits).length ? { limits } : {}];
+    }
+    case "webhook set": {
+      const body = { url: arg(1, "URL") };
+      if (flags.events) body.events = list(flags.events);
+      if (flags["rotate-secret"]) body.rotate_secret = true;
+      return ["PUT", `/v1/admin/orgs/${enc(arg(0, "ORG"))}/webhook`, body];
+    }
+    case "webhook show":
+      return ["GET", `/v1/admin/orgs/${enc(arg(0, "ORG"))}/webhook`];
+    case "webhook delete":
+      return ["DELETE", `/v1/admin/orgs/${enc(arg(0, "ORG"))}/webhook`];
+    case "webhook deliveries":
+      return ["GET", `/v1/admin/orgs/${enc(arg(0, "ORG"))}/webhook/deliveries`];
+    case "webhook redeliver":
+      return ["POST", `/v1/admin/orgs/${enc(arg(0, "ORG"))}/webhook/deliveries/${enc(arg(1, "DELIVERY_ID"))}/redeliver`];
+    default:
+      throw new UsageError(words.length ? `unknown command: ${words.join(" ")}` : "no command");
+  }
+}
+
+/** Plain text: one `key: value` line per field, nested fields dotted, lists one per line. */
+function plain(value, prefix = "") {
+  if (Array.isArray(value)) {
+    if (value.every((v) => v === null || typeof v !== "object")) return [`${prefix}: ${value.join(", ")}`];
+    return value.flatMap((v, i) => plain(v, `${prefix}[${i}]`));
+  }
+  if (value !== null && typeof value === "object") {
+    return Object.entries(value).flatMap(([k, v]) => plain(v, prefix ? `${prefix}.${k}` : k));
+  }
+  return [`${prefix}: ${value}`];
+}
+
+async function main(argv) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(error.message);
+  }
+  const { values: flags, positionals } = parsed;
+  if (flags.help || positionals[0] === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  const [method, path, body] = await requestFor(positionals, flags);
+  const base = (flags["base-url"] ?? process.env.JOINGATE_URL ?? "http://127.0.0.1:8787").replace(/\/+$/, "");
+  const token = flags["admin-token"] ?? process.env.JOINGATE_ADMIN_TOKEN;
+  if (!token) throw new UsageError("no admin token: set JOINGATE_ADMIN_TOKEN (or --admin-token)");
+  let response;
+  try {
+    response = await fetch(`${base}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  } catch (error) {
+    console.error(`error: cannot reach ${base}: ${error.cause?.code ?? error.message}`);
+    return 1;
+  }
+  const text = await response.text();
+  let envelope;
+  try {
+    envelope = JSON.parse(text);
+  } catch {
+    console.error(`error: HTTP ${response.status}, not a joingate answer`);
+    return 1;
+  }
+  if (!envelope.success) {
+    const error = envelope.error ?? {};
+    const field = error.details?.field ? ` (${error.details.field})` : "";
+    console.error(`error: ${error.code ?? `HTTP ${response.status}`}: ${error.message ?? "no message"}${field}`);
+    return 1;
+  }
+  if (flags.json) console.log(JSON.stringify(envelope.data, null, 2));
+  else console.log(plain(envelope.data).join("\n"));
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => (process.exitCode = code),
+  (error) => {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`error: ${error.message}\n\n${USAGE}`);
+    process.exitCode = 2;
+  },
+);

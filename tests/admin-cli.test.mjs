@@ -1,0 +1,137 @@
+// The admin command line (npm run admin -- ...), run as a separate process against a
+// served joingate: tokens, sessions (the backend and its credential on standard input),
+// org limits and webhooks; plain text and --json; errors exit non-zero with the envelope's
+// message; no credential or token shows where it should not.
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { startJoingate, assertEnvelope, ADMIN_TOKEN } from "./helpers.mjs";
+import { DEMO } from "../sim/catalogue.mjs";
+
+const CLI = fileURLToPath(new URL("../scripts/admin.mjs", import.meta.url));
+
+describe("admin command line", () => {
+  let app;
+  /** Runs the CLI; resolves { code, stdout, stderr }. */
+  const run = (args, { stdin, env = {} } = {}) =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, ...args], {
+        env: { PATH: process.env.PATH, JOINGATE_URL: app.url, JOINGATE_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (c) => (stdout += c));
+      child.stderr.on("data", (c) => (stderr += c));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, stdout, stderr }));
+      child.stdin.end(stdin ?? "");
+    });
+  const json = async (args, options) => {
+    const result = await run(["--json", ...args], options);
+    assert.equal(result.code, 0, result.stderr);
+    return JSON.parse(result.stdout);
+  };
+
+  before(async () => {
+    app = await startJoingate({ serve: true });
+  });
+  after(() => app.close());
+
+  test("token create prints the token once; it works until token revoke", async () => {
+    const created = await run(["token", "create", "--org", "cli-org", "--cap", "read,join", "--label", "ci bot"]);
+    assert.equal(created.code, 0, created.stderr);
+    const token = created.stdout.match(/^token: (jg_\S+)$/m)?.[1];
+    const tokenId = created.stdout.match(/^token_id: (\S+)$/m)?.[1];
+    assert.ok(token && tokenId, created.stdout);
+    assert.match(created.stdout, /^capabilities: read, join$/m);
+    assert.match(created.stdout, /^org: cli-org$/m);
+    const sid = "cli-token-check";
+    assert.equal((await run(["session", "put", sid, "--org", "cli-org"])).code, 0);
+    assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/invites/${DEMO.open.code}`, { token }), { status: 200 });
+    const revoked = await json(["token", "revoke", tokenId]);
+    assert.equal(revoked.token_id, tokenId);
+    assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/invites/${DEMO.open.code}`, { token }), { status: 401 });
+    // No revoke answer, no later output, carries the token again.
+    assert.ok(!JSON.stringify(revoked).includes(token));
+  });
+
+  test("session put reads the backend and its credential from standard input; show hides it", async () => {
+    const sid = "cli-waha";
+    const backend = app.backendFor("waha", sid);
+    const put = await json(["session", "put", sid, "--org", "cli-org", "--limits", '{"join":{"per_minute":2}}', "--backend", "-"], {
+      stdin: JSON.stringify(backend),
+    });
+    assert.equal(put.session_id, sid);
+    assert.equal(put.backend.kind, "waha");
+    assert.equal(put.backend.has_credential, true);
+    assert.equal(put.limits.join.per_minute, 2);
+    const shown = await run(["session", "show", sid]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^backend\.kind: waha$/m);
+    assert.match(shown.stdout, /^backend\.has_credential: true$/m);
+    assert.ok(!shown.stdout.includes(backend.credential), "the credential is never printed");
+    // The session really fronts the WAHA simulator.
+    const token = await app.token("cli-org", ["read"]);
+    assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/invites/${DEMO.open.code}`, { token }), { status: 200 });
+    const deleted = await json(["session", "delete", sid]);
+    assert.equal(deleted.deleted, true);
+    const gone = await run(["session", "show", sid]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /^error: not_found: /m);
+  });
+
+  test("a credential on the command line is refused before anything is sent", async () => {
+    const result = await run(["session", "put", "cli-never", "--org", "cli-org", "--backend", '{"kind":"waha","credential":"s3cret"}']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /standard input only/);
+    assertEnvelope(await app.admin("GET", "/v1/admin/sessions/cli-never"), { status: 404 });
+    const garbage = await run(["session", "put", "cli-never", "--org", "cli-org", "--backend", "-"], { stdin: "{nope" });
+    assert.equal(garbage.code, 2);
+    assert.match(garbage.stderr, /must be JSON/);
+  });
+
+  test("org set and show; webhook set, show, deliveries and delete", async () => {
+    assert.deepEqual((await json(["org", "set", "cli-org", "--per-minute", "30", "--burst", "10"])).limits, { per_minute: 30, burst: 10 });
+    assert.match((await run(["org", "show", "cli-org"])).stdout, /^limits\.per_minute: 30$/m);
+    assert.deepEqual((await json(["org", "set", "cli-org"])).limits, { per_minute: 100, burst: 100 });
+
+    const set = await json(["webhook", "set", "cli-org", "http://127.0.0.1:9/hooks", "--events", "group.join,group.leave"]);
+    assert.equal(set.url, "http://127.0.0.1:9/hooks");
+    assert.deepEqual(set.events, ["group.join", "group.leave"]);
+    assert.match(set.secret, /^whsec_/, "the secret is shown on create");
+    const shown = await json(["webhook", "show", "cli-org"]);
+    assert.equal(shown.secret, undefined, "and never again");
+    assert.equal(shown.url, set.url);
+    const rotated = await json(["webhook", "set", "cli-org", "http://127.0.0.1:9/hooks", "--rotate-secret"]);
+    assert.notEqual(rotated.secret, set.secret);
+    assert.deepEqual((await json(["webhook", "deliveries", "cli-org"])).deliveries, []);
+    assert.equal((await json(["webhook", "delete", "cli-org"])).deleted, true);
+    const gone = await run(["webhook", "show", "cli-org"]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /^error: not_found: /m);
+  });
+
+  test("errors exit non-zero with the envelope's message", async () => {
+    const bad = await run(["token", "create", "--org", "cli-org", "--cap", "fly"]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^error: validation_error: .+\(capabilities/m);
+    const wrongToken = await run(["session", "show", "x"], { env: { JOINGATE_ADMIN_TOKEN: "wrong" } });
+    assert.equal(wrongToken.code, 1);
+    assert.match(wrongToken.stderr, /^error: unauthorized: /m);
+    const noToken = await run(["session", "show", "x"], { env: { JOINGATE_ADMIN_TOKEN: "" } });
+    assert.equal(noToken.code, 2);
+    const down = await run(["session", "show", "x"], { env: { JOINGATE_URL: "http://127.0.0.1:9" } });
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /^error: cannot reach http:\/\/127\.0\.0\.1:9/m);
+    const unknown = await run(["dance"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command: dance/);
+    // The flag works as well as the environment, and a base URL with a trailing slash.
+    const flagged = await run(["--base-url", `${app.url}/`, "--admin-token", ADMIN_TOKEN, "org", "show", "cli-org"], {
+      env: { JOINGATE_URL: "", JOINGATE_ADMIN_TOKEN: "" },
+    });
+    assert.equal(flagged.code, 0, flagged.stderr);
+  });
+});
