@@ -3,7 +3,7 @@
 import puppeteer from "puppeteer-core";
 import { startJoingate } from "../tests/helpers.mjs";
 
-const app = await startJoingate({ serve: true });
+const app = await startJoingate({ serve: true, assets: true });
 const browser = await puppeteer.launch({
   executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
   headless: true,

@@ -25,7 +25,7 @@ describe("API reference page", () => {
   let token;
 
   before(async () => {
-    app = await startJoingate({ serve: true });
+    app = await startJoingate({ serve: true, assets: true });
     await app.session("docs-demo", "acme");
     token = await app.token("acme", ["read"]);
     browser = await puppeteer.launch({

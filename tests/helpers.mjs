@@ -17,9 +17,10 @@ export const KINDS = ["joingate", "waha", "evolution", "wuzapi", "gowa"];
 /**
  * Starts the simulator and joingate. `vars` override plain bindings; `orgLimit` sets the
  * org-wide limiter; `persist` is a directory for KV and Durable Object state (restart tests);
- * `serve` listens on a port of 127.0.0.1 as well, at `app.url`.
+ * `serve` listens on a port of 127.0.0.1 as well, at `app.url`; `assets` serves public/ as
+ * static assets, as wrangler.toml does.
  */
-export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator, withoutOrgs = false, serve = false } = {}) {
+export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator, withoutOrgs = false, serve = false, assets = false } = {}) {
   const sim = simulator ?? (await startSimulator({ port: 0, token: "backend-secret" }));
   const logs = [];
   const mf = new Miniflare({
@@ -37,6 +38,7 @@ export async function startJoingate({ vars = {}, orgLimit = 100, persist, simula
     ...joingateOptions({
       orgLimit,
       withoutOrgs,
+      assets,
       bindings: {
         SESSION_BACKEND_URL: sim.url,
         SESSION_BACKEND_TOKEN: "backend-secret",
