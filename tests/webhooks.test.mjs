@@ -131,6 +131,30 @@ describe("webhooks", () => {
     for (const line of app.logs) assert.ok(!line.includes(first.secret.slice(6)) && !line.includes(rotated.secret.slice(6)));
   });
 
+  test("a webhook set, changed or deleted between an org's calls applies from the next call", async () => {
+    // The org's object hands each call the webhook's filter with the org limit's verdict,
+    // and keeps both in memory: every change must reach the very next call.
+    const name = org();
+    const sid = `${name}-s`;
+    await app.session(sid, name, FAST);
+    const token = await app.token(name, ["join"]);
+    const path = `/late-${name}`;
+    assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
+    assertEnvelope(await put(name, { url: `${receiver.base}${path}`, events: ["group.leave"] }), { status: 200 });
+    assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
+    assertEnvelope(await app.request("POST", `/v1/sessions/${sid}/groups/${DEMO.open.group_jid}/leave`, { token }), { status: 200 });
+    const leave = await eventually(() => receiver.at(path)[0], "the leave event");
+    assert.equal(JSON.parse(leave.body).type, "group.leave", "the join was filtered out, the leave was not");
+    assertEnvelope(await put(name, { url: `${receiver.base}${path}`, events: ["group.join"] }), { status: 200 });
+    assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
+    await eventually(() => receiver.at(path).length === 2, "the join event after the filter changed");
+    assert.equal(JSON.parse(receiver.at(path)[1].body).type, "group.join");
+    assertEnvelope(await app.admin("DELETE", `/v1/admin/orgs/${name}/webhook`), { status: 200 });
+    assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
+    await sleep(1500);
+    assert.equal(receiver.at(path).length, 2, "nothing after the delete");
+  });
+
   test("a join and a leave are signed events; the deliveries log shows them delivered", async () => {
     const o = await orgWith("/join-leave");
     const join = await app.join(o.sid, o.token, { invite: DEMO.open.code }, { "X-Request-Id": "hook-join-1" });

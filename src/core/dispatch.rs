@@ -22,6 +22,12 @@ pub struct SessionCall {
     /// replays and the circuit breaker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_wait_s: Option<u64>,
+    /// The event types the org's webhook takes, as the org's object said when it counted
+    /// the call (empty: no webhook); `None` when that is unknown, and then every event is
+    /// offered to the object. Saves the object a round trip per join for an org without
+    /// a webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_events: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<IdempotencyRef>,
     /// What to ask of WhatsApp, validated at the edge.

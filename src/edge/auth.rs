@@ -78,6 +78,12 @@ pub async fn authenticate(
     Ok(record)
 }
 
+/// Whether the header could authenticate at all (an API key's shape and checksum, or a
+/// compact JWS): only then is the session record read ahead, beside the token's.
+pub fn may_authenticate(header: Option<&str>) -> bool {
+    bearer(header).is_some_and(|value| is_compact_jws(value) || is_well_formed(value))
+}
+
 /// The session record, if the session is registered.
 pub async fn load_session(kv: &KvStore, sid: &str) -> Result<Option<SessionRecord>, ApiError> {
     read(kv, &session_key(sid)).await

@@ -2,13 +2,13 @@
 //! the whole exchange: the fetch is aborted when the timer wins. It only moves bytes; what
 //! to send and what an answer means is the dialect's (core::backend).
 
-use super::Redirects;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
 use worker::{AbortController, Date, Delay, Fetch, Headers, Request};
 
+use super::Redirects;
 use crate::core::backend::{
     resume, start, Answer, Exchanged, HttpRequest, Op, Progress, Step, Target, Transport,
 };

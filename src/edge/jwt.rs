@@ -2,7 +2,6 @@
 //! WebCrypto once and kept per isolate, and the signature verified with `crypto.subtle`.
 //! Every decision (shape, key choice, claims, when to fetch) is `core::jwt`'s.
 
-use super::Redirects;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{Crypto, CryptoKey, SubtleCrypto};
 use worker::{Delay, Fetch, Headers};
 
+use super::Redirects;
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::jwt::{
     check_claims, choose_key, log_name, max_age_s, parse, parse_jwks, Alg, CacheClock, Jwk, Jws,

@@ -4,7 +4,7 @@
 //! asks for: signed as Standard Webhooks 1.0 says, 10 s at most, redirects not followed.
 //! What an attempt's result means is `core::webhooks`'.
 
-use super::Redirects;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
@@ -19,9 +19,11 @@ use super::admin::random_bytes;
 use super::config;
 use super::reply::Reply;
 use super::store::{DeliveryRow, EndpointRow, OrgStore};
+use super::Redirects;
 use crate::core::dispatch::{DeliveryTask, OrgAction};
 use crate::core::envelope::hex;
 use crate::core::error::ApiError;
+use crate::core::limits::ClassOverride;
 use crate::core::ratelimit::{retry_after_s, Bucket};
 use crate::core::time::format_rfc3339;
 use crate::core::webhooks::{
@@ -40,16 +42,40 @@ fn now_ms() -> i64 {
 pub struct OrgObject {
     state: State,
     env: Env,
+    /// The schema was ensured by this instance (once, not on every call).
+    schema_ready: Cell<bool>,
+    /// What every call's `Take` needs, mirrored in memory: this instance is the only
+    /// writer of the org's storage, so the copy stays exact; it is read from storage once
+    /// per instance and dropped whenever the webhook changes.
+    live: RefCell<Option<LimitState>>,
+}
+
+/// The org limit's state as `Take` uses it.
+#[derive(Clone)]
+struct LimitState {
+    /// The org's own limit (an override of the `[vars]` default), if any.
+    over: Option<ClassOverride>,
+    bucket: Option<Bucket>,
+    /// The webhook's event filter (empty: no webhook), handed to each call.
+    webhook_events: Value,
 }
 
 impl DurableObject for OrgObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        Self {
+            state,
+            env,
+            schema_ready: Cell::new(false),
+            live: RefCell::new(None),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let store = OrgStore::new(self.state.storage().sql());
-        store.ensure_schema()?;
+        if !self.schema_ready.get() {
+            store.ensure_schema()?;
+            self.schema_ready.set(true);
+        }
         let org = req.path().trim_start_matches('/').to_string();
         let action: OrgAction = super::json_body(&mut req).await?;
         let reply = match self.act(&store, &org, action).await {
@@ -121,24 +147,46 @@ impl OrgObject {
         // The org limit first: it is on every client call's path, so nothing else is read.
         match &action {
             OrgAction::Take { default } => {
-                let limit = default.with_override(store.org_limit().map_err(failed)?);
-                let bucket = store
-                    .org_bucket()
-                    .map_err(failed)?
-                    .unwrap_or_else(|| Bucket::full(limit, now));
+                let cached = self.live.borrow().clone();
+                let mut live = match cached {
+                    Some(live) => live,
+                    None => LimitState {
+                        over: store.org_limit().map_err(failed)?,
+                        bucket: store.org_bucket().map_err(failed)?,
+                        // The webhook's filter rides along, so that a call of an org without
+                        // a webhook need not ask again to raise its events.
+                        webhook_events: store
+                            .endpoint()
+                            .map_err(failed)?
+                            .and_then(|e| serde_json::from_str::<Value>(&e.events).ok())
+                            .unwrap_or_else(|| json!([])),
+                    },
+                };
+                let limit = default.with_override(live.over);
+                let bucket = live.bucket.unwrap_or_else(|| Bucket::full(limit, now));
                 return Ok(match bucket.take(limit, now) {
                     Ok(spent) => {
                         store.save_org_bucket(&spent).map_err(failed)?;
-                        (200, json!({ "allowed": true }))
+                        live.bucket = Some(spent);
+                        let answer =
+                            json!({ "allowed": true, "webhook_events": live.webhook_events });
+                        *self.live.borrow_mut() = Some(live);
+                        (200, answer)
                     }
-                    Err(wait_ms) => (
-                        200,
-                        json!({ "allowed": false, "retry_after_s": retry_after_s(wait_ms) }),
-                    ),
+                    Err(wait_ms) => {
+                        *self.live.borrow_mut() = Some(live);
+                        (
+                            200,
+                            json!({ "allowed": false, "retry_after_s": retry_after_s(wait_ms) }),
+                        )
+                    }
                 });
             }
             OrgAction::PutOrg { limits, default } => {
                 store.save_org_limit(*limits).map_err(failed)?;
+                if let Some(live) = self.live.borrow_mut().as_mut() {
+                    live.over = *limits;
+                }
                 let limit = default.with_override(*limits);
                 return Ok((200, json!({ "org": org, "limits": limit })));
             }
@@ -170,6 +218,7 @@ impl OrgObject {
                     secret,
                 };
                 store.save_endpoint(&row).map_err(failed)?;
+                self.live.borrow_mut().take();
                 let mut view = endpoint_view(org, &row);
                 if fresh {
                     view["secret"] = Value::from(row.secret.as_str());
@@ -182,6 +231,7 @@ impl OrgObject {
             OrgAction::DeleteWebhook => {
                 endpoint.ok_or_else(ApiError::not_found)?;
                 store.delete_endpoint().map_err(failed)?;
+                self.live.borrow_mut().take();
                 Ok((200, json!({ "org": org, "deleted": true })))
             }
             OrgAction::Deliveries => {

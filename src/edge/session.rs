@@ -486,7 +486,16 @@ impl SessionObject {
         data: Option<&Value>,
         cooldown: Option<Cooldown>,
     ) {
+        // The org's webhook filter as its object gave it at the edge: an event it does not
+        // take is not sent to the object at all.
+        let wanted = |event_type: &str| {
+            msg.webhook_events
+                .as_ref()
+                .is_none_or(|events| events.iter().any(|e| e == event_type))
+        };
         match (&msg.op, data) {
+            (Op::Join { .. } | Op::JoinByMessage { .. }, Some(_)) if !wanted("group.join") => {}
+            (Op::Leave { .. }, Some(_)) if !wanted("group.leave") => {}
             (Op::Join { .. } | Op::JoinByMessage { .. }, Some(data)) => {
                 let mut event = json!({ "session_id": msg.session, "status": data["status"], "request_id": msg.request_id });
                 if let Some(jid) = data.get("group_jid") {
@@ -500,7 +509,7 @@ impl SessionObject {
             }
             _ => {}
         }
-        if let Some(cooldown) = cooldown {
+        if let Some(cooldown) = cooldown.filter(|_| wanted("session.cooldown")) {
             org::raise(
                 &self.env,
                 &msg.org,

@@ -1,17 +1,17 @@
 //! The Worker's fetch handler: route, token, body, then hand the call to the session's
 //! Durable Object (contract section 1's check order), and one log line per request.
 
-use super::Redirects;
 use serde_json::{json, Value};
 use worker::{event, Context, Date, Env, Request, Response};
 
 use futures_util::future::join;
 
 use super::admin;
-use super::auth::{authenticate, load_session};
+use super::auth::{authenticate, load_session, may_authenticate};
 use super::config;
 use super::org;
 use super::reply::Reply;
+use super::Redirects;
 use crate::core::backend::{supports, Kind, Op};
 use crate::core::dispatch::{DeliveryTask, OrgAction};
 use crate::core::ids::OrgId;
@@ -177,17 +177,24 @@ fn kv(env: &Env) -> Result<worker::kv::KvStore, ApiError> {
 /// until the org has room. The limit is the org's token bucket in its own Durable Object,
 /// one place for the whole network. Should that object fail, the per-location rate limiting
 /// binding decides instead (a flood guard, not the limit), and the failure is logged.
-async fn org_wait(env: &Env, settings: &Settings, org: &str) -> Option<u64> {
+async fn org_verdict(env: &Env, settings: &Settings, org: &str) -> OrgVerdict {
     let take = OrgAction::Take {
         default: settings.org_limit,
     };
     let verdict = org::ask(env, org, &take).await.ok().and_then(|answer| {
         let envelope: Value = serde_json::from_str(&answer.body).ok()?;
         let data = envelope.get("data")?;
-        match data.get("allowed")?.as_bool()? {
-            true => Some(None),
-            false => Some(Some(data.get("retry_after_s")?.as_u64()?)),
-        }
+        let wait_s = match data.get("allowed")?.as_bool()? {
+            true => None,
+            false => Some(data.get("retry_after_s")?.as_u64()?),
+        };
+        let webhook_events = data
+            .get("webhook_events")
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        Some(OrgVerdict {
+            wait_s,
+            webhook_events,
+        })
     });
     if let Some(verdict) = verdict {
         return verdict;
@@ -199,10 +206,20 @@ async fn org_wait(env: &Env, settings: &Settings, org: &str) -> Option<u64> {
         Ok(limiter) => limiter.limit(org.to_string()).await,
         Err(error) => Err(error),
     };
-    match outcome {
-        Ok(outcome) if !outcome.success => Some(60),
-        _ => None,
+    OrgVerdict {
+        wait_s: match outcome {
+            Ok(outcome) if !outcome.success => Some(60),
+            _ => None,
+        },
+        webhook_events: None,
     }
+}
+
+/// What the org's object said of a call: the wait when the org-wide limit refuses it, and
+/// the event types of the org's webhook (`None`: not known, the object was not reached).
+struct OrgVerdict {
+    wait_s: Option<u64>,
+    webhook_events: Option<Vec<String>>,
 }
 
 /// A group JID path parameter, if the route has one.
@@ -255,6 +272,7 @@ struct SessionContext {
     sid: SessionId,
     session: SessionRecord,
     org_wait_s: Option<u64>,
+    webhook_events: Option<Vec<String>>,
     settings: Rc<Settings>,
     now: i64,
 }
@@ -269,29 +287,33 @@ async fn session_context(
     let now = now_ms();
     let kv = kv(env)?;
     let settings = config::settings(env)?;
-    let record = authenticate(
-        &kv,
-        settings.jwt.as_ref(),
-        header(req, "Authorization").as_deref(),
-        now,
-    )
-    .await?;
-    trace.token_id = Some(record.token_id.clone());
-    // Every authenticated call counts against the org, whatever its fate, and the org's
-    // verdict is awaited together with the session's record: one round trip, not two. The
-    // answers keep the contract's order: 403, 400 (sid), 404, and the org's 429 at the
-    // rate-limit step, in the session's object.
-    let capable = record.check_capability(capability);
-    // An invalid sid cannot name anyone's session: 400 before any lookup.
+    let authorization = header(req, "Authorization");
+    // The edge's three reads are independent but for the org, which the token names: the
+    // session record is read beside the token's and the org's verdict, so a call waits
+    // max(token + org, session) instead of their sum. The answers keep the contract's order
+    // all the same: 401, 403, 400 (sid), 404, and the org's 429 at the rate-limit step, in
+    // the session's object. Every authenticated call counts against the org, whatever its
+    // fate. An invalid sid cannot name anyone's session, and a header that cannot
+    // authenticate costs no session read.
     let sid = session_id(route.param("sid").unwrap_or_default());
     let lookup = async {
-        match (&capable, &sid) {
-            (Ok(()), Ok(sid)) => load_session(&kv, sid.as_str()).await,
+        match &sid {
+            Ok(sid) if may_authenticate(authorization.as_deref()) => {
+                load_session(&kv, sid.as_str()).await
+            }
             _ => Ok(None),
         }
     };
-    let (org_wait_s, session) = join(org_wait(env, &settings, &record.org), lookup).await;
-    capable?;
+    let counted = async {
+        let record =
+            authenticate(&kv, settings.jwt.as_ref(), authorization.as_deref(), now).await?;
+        let verdict = org_verdict(env, &settings, &record.org).await;
+        Ok::<_, ApiError>((record, verdict))
+    };
+    let (counted, session) = join(counted, lookup).await;
+    let (record, verdict) = counted?;
+    trace.token_id = Some(record.token_id.clone());
+    record.check_capability(capability)?;
     let sid = sid?;
     trace.session = Some(sid.to_string());
     let session = session?
@@ -301,7 +323,8 @@ async fn session_context(
         record,
         sid,
         session,
-        org_wait_s,
+        org_wait_s: verdict.wait_s,
+        webhook_events: verdict.webhook_events,
         settings,
         now,
     })
@@ -338,6 +361,7 @@ async fn session_route(
         sid,
         session,
         org_wait_s,
+        webhook_events,
         settings,
         now,
     } = session_context(&route, capability, req, env, trace).await?;
@@ -379,6 +403,7 @@ async fn session_route(
         class,
         limits,
         org_wait_s,
+        webhook_events,
         idempotency,
         op,
         backend: session.backend,
@@ -402,6 +427,7 @@ async fn job_route(
         sid,
         session,
         org_wait_s,
+        webhook_events: _,
         settings,
         now,
     } = session_context(&route, capability, req, env, trace).await?;
