@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// Benchmark: joingate against the floor of its topology (docs/bench.md).
+// Benchmark: joingate against the two floors of its topology (docs/bench.md).
 //
-// Builds the release Worker (unless --no-build), starts the session backend simulator and
-// two workerd runtimes through Miniflare, both on real HTTP on 127.0.0.1: joingate (exactly
-// as tests/helpers.mjs starts it, limits raised) and the baseline Worker of bench/baseline/
-// (same bindings, same I/O hops, nothing else). Load comes from autocannon in a separate
-// child process (this file, run with --load-child). Each scenario runs A/B/A/B (joingate,
-// baseline, joingate, baseline, ...). Prints a table and writes bench/results.json.
+// Builds the release Worker (unless --no-build), starts the session backend simulator, a
+// JWKS server and three workerd runtimes through Miniflare, all on real HTTP on 127.0.0.1:
+// joingate (exactly as tests/helpers.mjs starts it, limits raised), the *no-logic floor*
+// (bench/baseline/: the same bindings and I/O hops, nothing else) and the *durable floor*
+// (the same Worker, each object writing one SQLite row per call). Load comes from
+// autocannon in a separate child process (this file, run with --load-child). Each scenario
+// runs A/B/C/A/B/C (joingate, floor, durable, ...). Prints a table (throughput, latency,
+// workerd CPU per request, ratios to both floors) and writes bench/results.json.
 //
 //   npm run bench                      # build, then benchmark
 //   npm run bench -- --no-build        # use the existing build/
@@ -22,7 +24,9 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
+import http from "node:http";
 import { joingateOptions as sharedJoingateOptions } from "../scripts/miniflare-options.mjs";
+import { SIM_CREDENTIALS, wuzapiToken } from "../sim/credentials.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..");
@@ -142,6 +146,15 @@ const RAISED = { per_minute: 6000, burst: 1000 };
 const LIMITS = { join: RAISED, manage: RAISED, read: RAISED };
 const ORG_LIMIT = 1e9;
 const QUEUE_MAX = "1000";
+const CREDENTIALS_KEY = Buffer.alloc(32, 7).toString("base64");
+const KINDS = ["waha", "evolution", "wuzapi", "gowa"];
+const KIND_SESSIONS = Object.fromEntries(
+  KINDS.map((kind) => [kind, Array.from({ length: 50 }, (_, i) => `k-${kind}-${String(i).padStart(2, "0")}`)]),
+);
+const JWT_ISSUER = "https://id.bench.test";
+const JWT_AUDIENCE = "joingate-bench";
+/** The three runtimes, in the order each round runs them. */
+const TARGETS = ["joingate", "floor", "durable"];
 
 // ---------------------------------------------------------------------------------------
 // Processes: the simulator, workerd PIDs, /proc readings
@@ -269,26 +282,32 @@ function drainTo(sink) {
 }
 
 /** joingate with tests/helpers.mjs's options, limits raised, served on 127.0.0.1. */
-function joingateOptions(simUrl, sink) {
+function joingateOptions(simUrl, sink, jwksUrl) {
   return {
     host: "127.0.0.1",
     port: 0,
     handleRuntimeStdio: drainTo(sink),
     ...sharedJoingateOptions({
       orgLimit: ORG_LIMIT,
+      // No static assets (the default): Cloudflare routes them before the Worker and does
+      // not bill that to it; in Miniflare the routing is two JS workers in the same process
+      // (about 1 ms of CPU per request here). See docs/bench.md.
       bindings: {
         SESSION_BACKEND_URL: simUrl,
         SESSION_BACKEND_TOKEN: BACKEND_TOKEN,
         ADMIN_TOKEN,
         BACKEND_TIMEOUT_MS: "1500",
         QUEUE_MAX,
+        CREDENTIALS_KEY,
+        ...(jwksUrl ? { JWT_ISSUER, JWT_AUDIENCE, JWT_JWKS_URL: jwksUrl } : {}),
       },
     }),
   };
 }
 
-/** The baseline: the same bindings and runtime settings, bench/baseline/worker.mjs. */
-function baselineOptions(simUrl) {
+/** A floor: the same bindings and runtime settings, bench/baseline/worker.mjs; `durable`
+ * makes each object write one SQLite row per call. */
+function baselineOptions(simUrl, durable = false) {
   return {
     host: "127.0.0.1",
     port: 0,
@@ -298,9 +317,11 @@ function baselineOptions(simUrl) {
     scriptPath: path.join(HERE, "baseline/worker.mjs"),
     compatibilityDate: "2026-04-20",
     kvNamespaces: ["JOINGATE_KV"],
-    durableObjects: { SESSIONS: { className: "SessionObject", useSQLite: true } },
-    ratelimits: { ORG_LIMITER: { simple: { limit: ORG_LIMIT, period: 60 } } },
-    bindings: { SESSION_BACKEND_URL: simUrl, SESSION_BACKEND_TOKEN: BACKEND_TOKEN },
+    durableObjects: {
+      SESSIONS: { className: "SessionObject", useSQLite: true },
+      ORGS: { className: "OrgObject", useSQLite: true },
+    },
+    bindings: { SESSION_BACKEND_URL: simUrl, SESSION_BACKEND_TOKEN: BACKEND_TOKEN, DURABLE: durable ? "1" : "0" },
   };
 }
 
@@ -335,6 +356,28 @@ async function measureStartup(Miniflare, options) {
   } finally {
     await mf.dispose();
   }
+}
+
+/** A JWKS server with one RS256 key; resolves { url, sign, close }. */
+async function startJwks() {
+  const { SignJWT, exportJWK, generateKeyPair } = await import("jose");
+  const { publicKey, privateKey } = await generateKeyPair("RS256", { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid: "bench-1", alg: "RS256", use: "sig" };
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "public, max-age=3600" });
+    res.end(JSON.stringify({ keys: [jwk] }));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const now = Math.floor(Date.now() / 1000);
+  const sign = () =>
+    new SignJWT({ iss: JWT_ISSUER, aud: JWT_AUDIENCE, sub: "bench-person", org: ORG, role: "member", iat: now, exp: now + 7200 })
+      .setProtectedHeader({ alg: "RS256", kid: "bench-1" })
+      .sign(privateKey);
+  return {
+    url: `http://127.0.0.1:${server.address().port}/.well-known/jwks.json`,
+    sign,
+    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -387,7 +430,18 @@ async function pool(items, width, fn) {
   );
 }
 
-async function seed(joingate, baseline, sessionIds) {
+/** The backend a session of `kind` has on the simulator's front end for that kind. */
+function backendFor(kind, simUrl, sid) {
+  const url = `${simUrl}/${kind}`;
+  return {
+    waha: { kind, url, credential: SIM_CREDENTIALS.waha },
+    evolution: { kind, url, credential: SIM_CREDENTIALS.evolution },
+    wuzapi: { kind, url, credential: wuzapiToken(sid) },
+    gowa: { kind, url, credential: SIM_CREDENTIALS.gowa, remote_session: sid },
+  }[kind];
+}
+
+async function seed(joingate, floors, sessionIds, simUrl) {
   const minted = await call(joingate.url, "POST", "/v1/admin/tokens", {
     token: ADMIN_TOKEN,
     json: { org: ORG, capabilities: ["join", "read"], label: "bench" },
@@ -404,19 +458,30 @@ async function seed(joingate, baseline, sessionIds) {
     });
     if (res.status !== 200) throw new Error(`PUT session ${sid}: ${res.status} ${res.text}`);
   });
-  // The baseline's KV gets the very records joingate wrote (same keys, same bytes).
+  // Sessions on each server kind's front end: only joingate has them (a floor speaks only
+  // the native protocol), so a kind's join is compared with the floors' native join.
+  await pool(Object.entries(KIND_SESSIONS).flatMap(([kind, sids]) => sids.map((sid) => [kind, sid])), 8, async ([kind, sid]) => {
+    const res = await call(joingate.url, "PUT", `/v1/admin/sessions/${sid}`, {
+      token: ADMIN_TOKEN,
+      json: { org: ORG, limits: LIMITS, backend: backendFor(kind, simUrl, sid) },
+    });
+    if (res.status !== 200) throw new Error(`PUT session ${sid}: ${res.status} ${res.text}`);
+  });
+  // The floors' KV gets the very records joingate wrote (same keys, same bytes).
   const from = await joingate.mf.getKVNamespace("JOINGATE_KV");
-  const to = await baseline.mf.getKVNamespace("JOINGATE_KV");
-  let cursor;
   let copied = 0;
-  do {
-    const page = await from.list({ cursor });
-    for (const { name } of page.keys) {
-      await to.put(name, await from.get(name));
-      copied++;
-    }
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
+  for (const floor of floors) {
+    const to = await floor.mf.getKVNamespace("JOINGATE_KV");
+    let cursor;
+    do {
+      const page = await from.list({ cursor });
+      for (const { name } of page.keys) {
+        await to.put(name, await from.get(name));
+        copied++;
+      }
+      cursor = page.list_complete ? undefined : page.cursor;
+    } while (cursor);
+  }
   return { token, copied };
 }
 
@@ -426,7 +491,7 @@ async function seed(joingate, baseline, sessionIds) {
 const joinPath = (sid) => `/v1/sessions/${sid}/groups/join`;
 const previewPath = (sid) => `/v1/sessions/${sid}/invites/${OPEN_CODE}`;
 
-function scenarios(token, unknownToken, connections, hotSessions) {
+function scenarios(token, unknownToken, connections, hotSessions, jwt) {
   const json = { "Content-Type": "application/json" };
   const auth = { Authorization: `Bearer ${token}` };
   const joinBody = JSON.stringify({ invite: OPEN_CODE });
@@ -476,6 +541,48 @@ function scenarios(token, unknownToken, connections, hotSessions) {
       connections: 1,
       latency: 0,
     },
+    // wuzapi answers a repeated join with an empty 500 (joingate: backend_error), so its
+    // adapter is measured on previews, the first stage of its join.
+    ...KINDS.map((kind) =>
+      kind === "wuzapi"
+        ? {
+            id: `k-${kind}`,
+            name: `previews on ${kind} (adapter; floors: native preview)`,
+            method: "GET",
+            paths: KIND_SESSIONS[kind].map(previewPath),
+            floorPaths: SESSIONS.map(previewPath),
+            bodies: null,
+            headers: { ...auth },
+            expect: 200,
+            connections,
+            latency: 0,
+          }
+        : {
+            id: `k-${kind}`,
+            name: `joins on ${kind} (adapter; floors: native join)`,
+            method: "POST",
+            paths: KIND_SESSIONS[kind].map(joinPath),
+            floorPaths: SESSIONS.map(joinPath),
+            bodies: [joinBody],
+            headers: { ...auth, ...json },
+            expect: 200,
+            connections,
+            latency: 0,
+          },
+    ),
+    {
+      id: "j",
+      name: "joins with a login JWT, RS256, keys kept",
+      method: "POST",
+      paths: SESSIONS.map(joinPath),
+      bodies: [joinBody],
+      headers: { Authorization: `Bearer ${jwt}`, ...json },
+      // The floors take the API token: the JWT's verification replaces the token's KV read.
+      floorHeaders: { ...auth, ...json },
+      expect: 200,
+      connections,
+      latency: 0,
+    },
     {
       id: "d",
       name: "preview over 200 sessions",
@@ -510,6 +617,63 @@ function scenarios(token, unknownToken, connections, hotSessions) {
       latency: HOT_DELAY_MS,
     },
   ];
+}
+
+const JOB_CODES = ["OpenGroupDemo000000001", "ApprovalGroupDemo00002", "MemberGroupDemo0000003", "AdminGroupDemo00000004"];
+const JOB_SESSIONS = Array.from({ length: 40 }, (_, i) => `job-${String(i).padStart(2, "0")}`);
+const JOB_ITEMS = JOB_CODES.length * JOB_SESSIONS.length;
+const JOB_INTERVAL_S = 5;
+
+/**
+ * What one join-job item costs: workerd CPU over one job per session of JOB_SESSIONS (each
+ * of JOB_CODES, at the shortest pace), less the same process's idle CPU over as long, per
+ * item. Progress is read from the simulator's record, so no client call adds CPU of its
+ * own. (The process's CPU counter ticks in 10 ms: many items make that negligible.)
+ */
+async function measureJobItems(target, sim, token) {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  /** CPU per ms of this process with no traffic (after what came before has settled). */
+  const idleRate = async () => {
+    await sleep(3000);
+    const start = cpuMs(target.pid);
+    const t = performance.now();
+    await sleep(8000);
+    return (cpuMs(target.pid) - start) / (performance.now() - t);
+  };
+  const idleBefore = await idleRate();
+  await simPrepare(sim, 0);
+  const t0 = performance.now();
+  const cpu0 = cpuMs(target.pid);
+  // Distinct codes (a job collapses duplicates), each answering 200: joined,
+  // pending_approval, already a member, already an admin (sim/catalogue.mjs).
+  const body = { invites: JOB_CODES, interval_s: JOB_INTERVAL_S };
+  await pool(JOB_SESSIONS, 8, async (sid) => {
+    const submitted = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs`, { token, json: body });
+    if (submitted.status !== 202) throw new Error(`job submit: ${submitted.status} ${submitted.text}`);
+  });
+  const deadline = performance.now() + (JOB_CODES.length * JOB_INTERVAL_S * 1.25 + 20) * 1000;
+  let calls = [];
+  while (performance.now() < deadline) {
+    ({ calls } = await simControl(sim, "GET", "/__sim/calls"));
+    calls = calls.filter((c) => c.session?.startsWith("job-"));
+    if (calls.filter((c) => c.finished_at !== null).length >= JOB_ITEMS) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  await sleep(500); // the last item's commit and events
+  const elapsed = performance.now() - t0;
+  const spent = cpuMs(target.pid) - cpu0;
+  const idleAfter = await idleRate();
+  // The lower of the two: a rest right after load may still be draining it.
+  const idlePerMs = Math.min(idleBefore, idleAfter);
+  const cpu = spent - idlePerMs * elapsed;
+  return {
+    items: JOB_ITEMS,
+    interval_s: JOB_INTERVAL_S,
+    backend_calls: calls.length,
+    elapsed_s: elapsed / 1000,
+    idle_cpu_us_per_s: idlePerMs * 1e6,
+    cpu_us_per_item: (cpu * 1000) / JOB_ITEMS,
+  };
 }
 
 function runLoad(cfg) {
@@ -558,23 +722,25 @@ const padEnd = (s, w) => String(s).padEnd(w);
 
 function printTable(rows, opts) {
   const head =
-    `${padEnd("scenario", 50)} ${pad("conn", 4)} | ${padEnd("target", 8)} ${pad("req/s", 8)} ${pad("p50 ms", 7)} ${pad("p99 ms", 7)} ${pad("err", 5)} ${pad("cpu us/req", 10)}` +
-    ` | ${pad("rps ratio", 9)} ${pad("p50 ovh ms", 10)}`;
+    `${padEnd("scenario", 52)} ${pad("conn", 4)} | ${padEnd("target", 8)} ${pad("req/s", 8)} ${pad("p50 ms", 7)} ${pad("p99 ms", 7)} ${pad("err", 5)} ${pad("cpu us/req", 10)}` +
+    ` | ${pad("joingate/it", 11)} ${pad("p50 ovh ms", 10)} ${pad("cpu x", 6)}`;
   console.log("\n" + head);
   console.log("-".repeat(head.length));
   for (const row of rows) {
-    for (const target of ["joingate", "baseline"]) {
+    for (const target of TARGETS) {
       const s = row[target];
       const first = target === "joingate";
+      const vs = row[`vs_${target}`];
       console.log(
-        `${padEnd(first ? `(${row.id}) ${row.name}` : "", 50)} ${pad(first ? row.connections : "", 4)} | ${padEnd(target, 8)} ${pad(f(s.rps, 0), 8)} ${pad(f(s.p50_ms), 7)} ${pad(f(s.p99_ms), 7)} ${pad(s.errors, 5)} ${pad(f(s.cpu_us_per_req, 0), 10)}` +
-          ` | ${pad(first ? f(row.rps_ratio) + "x" : "", 9)} ${pad(first ? f(row.p50_overhead_ms) : "", 10)}`,
+        `${padEnd(first ? `(${row.id}) ${row.name}` : "", 52)} ${pad(first ? row.connections : "", 4)} | ${padEnd(target, 8)} ${pad(f(s.rps, 0), 8)} ${pad(f(s.p50_ms), 7)} ${pad(f(s.p99_ms), 7)} ${pad(s.errors, 5)} ${pad(f(s.cpu_us_per_req, 0), 10)}` +
+          ` | ${pad(vs ? f(vs.rps_ratio) + "x" : "", 11)} ${pad(vs ? f(vs.p50_overhead_ms) : "", 10)} ${pad(vs ? f(vs.cpu_ratio) : "", 6)}`,
       );
     }
   }
   console.log(
-    `figures: mean over ${opts.rounds} rounds of ${opts.duration} s per target (A/B/A/B); latency measured in the load process; ` +
-      "cpu = workerd process CPU time / answered requests; err = answers with another status than expected + socket errors + timeouts",
+    `figures: mean over ${opts.rounds} rounds of ${opts.duration} s per target (joingate, floor, durable floor in turn); latency measured in the load process; ` +
+      "cpu = workerd process CPU time / answered requests; on a floor's line: joingate's throughput ratio to it, p50 overhead over it, CPU ratio to it; " +
+      "err = answers with another status than expected + socket errors + timeouts",
   );
 }
 
@@ -636,7 +802,11 @@ async function main() {
       `start-up to first /healthz answer: joingate ${f(startupSummary.joingate.first_answer_ms_median, 0)} ms, baseline ${f(startupSummary.baseline.first_answer_ms_median, 0)} ms`,
     );
 
-    // The two runtimes under test.
+    const jwks = await startJwks();
+    cleanup.push(() => jwks.close());
+    const jwt = await jwks.sign();
+
+    // The three runtimes under test.
     const logStats = { lines: 0, latency_ms: 0, backend_ms: 0, backend_n: 0 };
     const joingate = await startTarget(Miniflare, "joingate", joingateOptions(sim.url, (line) => {
       if (!line.startsWith("{")) return;
@@ -652,11 +822,16 @@ async function main() {
       } catch {
         // not a request log line
       }
-    }));
+    }, jwks.url));
     cleanup.push(() => joingate.mf.dispose());
-    const baseline = await startTarget(Miniflare, "baseline", baselineOptions(sim.url));
-    cleanup.push(() => baseline.mf.dispose());
-    log(`joingate at ${joingate.url} (workerd pid ${joingate.pid}), baseline at ${baseline.url} (workerd pid ${baseline.pid})`);
+    const floor = await startTarget(Miniflare, "floor", baselineOptions(sim.url, false));
+    cleanup.push(() => floor.mf.dispose());
+    const durable = await startTarget(Miniflare, "durable", baselineOptions(sim.url, true));
+    cleanup.push(() => durable.mf.dispose());
+    const runtimes = { joingate, floor, durable };
+    log(
+      `joingate at ${joingate.url} (workerd pid ${joingate.pid}), floor at ${floor.url} (pid ${floor.pid}), durable floor at ${durable.url} (pid ${durable.pid})`,
+    );
 
     const hotSessions = {};
     const hotIds = [];
@@ -664,17 +839,17 @@ async function main() {
       hotSessions[id] = Array.from({ length: opts.rounds }, (_, r) => `hot-${id}-r${r + 1}`);
       hotIds.push(...hotSessions[id]);
     }
-    const { token, copied } = await seed(joingate, baseline, [...SESSIONS, ...hotIds]);
-    log(`seeded ${SESSIONS.length + hotIds.length} sessions and a token; ${copied} KV records copied to the baseline`);
+    const { token, copied } = await seed(joingate, [floor, durable], [...SESSIONS, ...hotIds, ...JOB_SESSIONS], sim.url);
+    log(`seeded ${SESSIONS.length + hotIds.length} native and ${KINDS.length * 50} other-kind sessions and a token; ${copied} KV records copied to the floors`);
 
     const unknownToken = unknownWellFormedToken();
-    const list = scenarios(token, unknownToken, opts.connections, hotSessions).filter(
+    const list = scenarios(token, unknownToken, opts.connections, hotSessions, jwt).filter(
       (s) => !opts.only || opts.only.has(s.id),
     );
 
     // Warm-up: every Durable Object exists and every path has run once on both sides.
     await simPrepare(sim, 0);
-    for (const target of [joingate, baseline]) {
+    for (const target of [joingate, floor, durable]) {
       const auth = { token };
       await pool([...SESSIONS, ...hotIds], 8, async (sid) => {
         const join = await call(target.url, "POST", joinPath(sid), { ...auth, json: { invite: OPEN_CODE } });
@@ -684,6 +859,14 @@ async function main() {
           if (preview.status !== 200) throw new Error(`${target.name} warm-up preview ${sid}: ${preview.status} ${preview.text}`);
         }
       });
+      if (target === joingate) {
+        await pool(Object.values(KIND_SESSIONS).flat(), 8, async (sid) => {
+          const join = await call(target.url, "POST", joinPath(sid), { ...auth, json: { invite: OPEN_CODE } });
+          if (join.status !== 200) throw new Error(`warm-up join ${sid}: ${join.status} ${join.text}`);
+        });
+        const viaJwt = await call(target.url, "GET", previewPath(SESSIONS[0]), { token: jwt });
+        if (viaJwt.status !== 200) throw new Error(`warm-up JWT preview: ${viaJwt.status} ${viaJwt.text}`);
+      }
       for (const s of list.filter((s) => s.expect !== 200)) {
         const res = await fetch(`${target.url}${s.paths[0]}`, { method: s.method, headers: s.headers, body: s.bodies?.[0] });
         await res.arrayBuffer();
@@ -692,18 +875,19 @@ async function main() {
     }
     log("warm-up done");
 
-    const idleMem = { joingate: memKb(joingate.pid), baseline: memKb(baseline.pid) };
+    const idleMem = Object.fromEntries(TARGETS.map((t) => [t, memKb(runtimes[t].pid)]));
     const rows = [];
     for (const s of list) {
-      const runs = { joingate: [], baseline: [] };
+      const runs = Object.fromEntries(TARGETS.map((t) => [t, []]));
       for (let round = 0; round < opts.rounds; round++) {
-        for (const target of [joingate, baseline]) {
+        for (const target of TARGETS.map((t) => runtimes[t])) {
           await simPrepare(sim, s.latency);
-          const paths = s.hot ? [joinPath(s.hot[round])] : s.paths;
+          const isFloor = target !== joingate;
+          const paths = s.hot ? [joinPath(s.hot[round])] : isFloor && s.floorPaths ? s.floorPaths : s.paths;
           const cfg = {
             url: target.url,
             method: s.method,
-            headers: s.headers,
+            headers: isFloor && s.floorHeaders ? s.floorHeaders : s.headers,
             paths,
             bodies: s.bodies,
             duration: opts.duration,
@@ -732,7 +916,7 @@ async function main() {
           }
           runs[target.name].push(result);
           log(
-            `(${s.id}) round ${round + 1} ${padEnd(target.name, 8)} ${pad(f(result.rps, 0), 6)} req/s  p50 ${f(result.p50_ms)} ms  p99 ${f(result.p99_ms)} ms  errors ${result.errors}  statuses ${JSON.stringify(result.statuses)}`,
+            `(${s.id}) round ${round + 1} ${padEnd(target.name, 8)} ${pad(f(result.rps, 0), 6)} req/s  p50 ${f(result.p50_ms)} ms  p99 ${f(result.p99_ms)} ms  cpu ${f(result.cpu_us_per_req, 0)} us/req  errors ${result.errors}  statuses ${JSON.stringify(result.statuses)}`,
           );
           await new Promise((r) => setTimeout(r, 250)); // let queued work drain
         }
@@ -753,18 +937,36 @@ async function main() {
         expected_status: s.expect,
         backend_delay_ms: s.latency,
         joingate: summary(runs.joingate),
-        baseline: summary(runs.baseline),
+        floor: summary(runs.floor),
+        durable: summary(runs.durable),
       };
-      row.rps_ratio = row.joingate.rps / row.baseline.rps;
-      row.p50_overhead_ms = row.joingate.p50_ms - row.baseline.p50_ms;
+      // Ratios to each floor: throughput (higher is better), p50 overhead, CPU per request.
+      for (const floorName of ["floor", "durable"]) {
+        row[`vs_${floorName}`] = {
+          rps_ratio: row.joingate.rps / row[floorName].rps,
+          p50_overhead_ms: row.joingate.p50_ms - row[floorName].p50_ms,
+          cpu_ratio: row.joingate.cpu_us_per_req / row[floorName].cpu_us_per_req,
+        };
+      }
       rows.push(row);
+    }
+
+    // One join job on joingate alone (the floors have no jobs): CPU per item.
+    let jobItem = null;
+    if (!opts.only || opts.only.has("job")) {
+      log(
+        `join jobs: ${JOB_SESSIONS.length} sessions x ${JOB_CODES.length} items at ${JOB_INTERVAL_S} s (about ${JOB_CODES.length * JOB_INTERVAL_S + 22} s with the idle CPU before and after)`,
+      );
+      jobItem = await measureJobItems(joingate, sim, token);
+      const c1 = rows.find((r) => r.id === "c1");
+      if (c1) jobItem.interactive_join_cpu_us = c1.joingate.cpu_us_per_req;
     }
 
     // Hot session: per-call time and the queue's overhead per call (docs/bench.md).
     const perCall = (row) => {
       if (!row) return null; // scenario left out with --only
       const out = {};
-      for (const target of ["joingate", "baseline"]) {
+      for (const target of TARGETS) {
         const r = row[target];
         const perCallMs = r.mean_ms / row.connections;
         out[target] = {
@@ -777,7 +979,8 @@ async function main() {
           backend_max_concurrency: Math.max(...r.rounds.map((x) => x.backend.max_concurrency)),
         };
       }
-      out.queue_overhead_vs_baseline_ms = out.joingate.overhead_per_call_ms - out.baseline.overhead_per_call_ms;
+      out.queue_overhead_vs_floor_ms = out.joingate.overhead_per_call_ms - out.floor.overhead_per_call_ms;
+      out.queue_overhead_vs_durable_ms = out.joingate.overhead_per_call_ms - out.durable.overhead_per_call_ms;
       return out;
     };
     const hot = {
@@ -786,19 +989,24 @@ async function main() {
       [`concurrency_${opts.connections}`]: perCall(rows.find((r) => r.id === "eN")),
     };
 
-    const peak = {
-      joingate: { ...memKb(joingate.pid), idle_rss_kb: idleMem.joingate.rss_kb },
-      baseline: { ...memKb(baseline.pid), idle_rss_kb: idleMem.baseline.rss_kb },
-    };
+    const peak = Object.fromEntries(
+      TARGETS.map((t) => [t, { ...memKb(runtimes[t].pid), idle_rss_kb: idleMem[t].rss_kb }]),
+    );
 
     // Targets: reported, never asserted.
     const rowC = rows.find((r) => r.id === "c");
     const rowC1 = rows.find((r) => r.id === "c1");
+    const edge = rows.filter((r) => r.id === "a" || r.id === "b");
+    const atLeast = (target, value, limit, unit) => ({ target, value, limit, pass: value >= limit, unit });
+    const atMost = (target, value, limit, unit) => ({ target, value, limit, pass: value <= limit, unit });
     // A target whose scenario was left out with --only is not reported.
     const targets = [
-      rowC && { target: "join throughput >= 0.8x baseline (c)", value: rowC.rps_ratio, limit: 0.8, pass: rowC.rps_ratio >= 0.8, unit: "x" },
-      rowC1 && { target: "join p50 overhead <= 1 ms (c1, unloaded)", value: rowC1.p50_overhead_ms, limit: 1, pass: rowC1.p50_overhead_ms <= 1, unit: "ms" },
-      { target: "gzip wasm <= 220 KB", value: wasm.gzip / 1000, limit: 220, pass: wasm.gzip <= 220_000, unit: "KB" },
+      rowC && atLeast("join >= 0.85x the durable floor (c)", rowC.vs_durable.rps_ratio, 0.85, "x"),
+      rowC && atLeast("join >= 0.7x the no-logic floor (c)", rowC.vs_floor.rps_ratio, 0.7, "x"),
+      ...edge.map((r) => atLeast(`edge rejection >= 0.9x the no-logic floor (${r.id})`, r.vs_floor.rps_ratio, 0.9, "x")),
+      rowC && atMost("CPU per join <= 1.25x the durable floor's (c)", rowC.vs_durable.cpu_ratio, 1.25, "x"),
+      rowC1 && atMost("p50 overhead over the durable floor <= 0.5 ms (c1)", rowC1.vs_durable.p50_overhead_ms, 0.5, "ms"),
+      atMost("gzip wasm <= 250 KB", wasm.gzip / 1000, 250, "KB"),
     ].filter(Boolean);
 
     printTable(rows, opts);
@@ -809,21 +1017,29 @@ async function main() {
     );
     for (const [label, block] of Object.entries(hot)) {
       if (!block || typeof block !== "object") continue;
-      for (const target of ["joingate", "baseline"]) {
+      for (const target of TARGETS) {
         const b = block[target];
         console.log(
           `${padEnd(target === "joingate" ? label : "", 16)} ${padEnd(target, 8)} ${pad(f(b.throughput_rps, 0), 7)} ${pad(f(b.per_call_ms), 11)} ${pad(f(b.overhead_per_call_ms), 11)} ${pad(f(b.backend_mean_ms), 10)} ${pad(f(b.backend_idle_gap_median_ms), 11)} ${pad(b.backend_max_concurrency, 8)}`,
         );
       }
-      console.log(`${padEnd("", 16)} queue overhead per call, joingate - baseline: ${f(block.queue_overhead_vs_baseline_ms)} ms`);
+      console.log(
+        `${padEnd("", 16)} queue overhead per call, joingate - floor: ${f(block.queue_overhead_vs_floor_ms)} ms, joingate - durable floor: ${f(block.queue_overhead_vs_durable_ms)} ms`,
+      );
     }
 
+    if (jobItem) {
+      console.log(
+        `\njoin job item: ${f(jobItem.cpu_us_per_item, 0)} us of workerd CPU per item (${jobItem.items} items, ${jobItem.backend_calls} backend calls, ${f(jobItem.elapsed_s, 1)} s, the submit call included, idle CPU taken off)` +
+          (jobItem.interactive_join_cpu_us ? `; an interactive join (c1): ${f(jobItem.interactive_join_cpu_us, 0)} us` : ""),
+      );
+    }
     console.log(`\nwasm: ${(wasm.raw / 1000).toFixed(1)} KB raw, ${(wasm.gzip / 1000).toFixed(1)} KB gzip`);
     console.log(
       `start-up (new Miniflare -> first /healthz answer, median of ${opts.startupSamples}): joingate ${f(startupSummary.joingate.first_answer_ms_median, 0)} ms (ready ${f(startupSummary.joingate.ready_ms_median, 0)} ms), baseline ${f(startupSummary.baseline.first_answer_ms_median, 0)} ms (ready ${f(startupSummary.baseline.ready_ms_median, 0)} ms)`,
     );
     console.log(
-      `workerd peak RSS (VmHWM): joingate ${f(peak.joingate.hwm_kb / 1024, 1)} MiB (idle after warm-up ${f(peak.joingate.idle_rss_kb / 1024, 1)} MiB), baseline ${f(peak.baseline.hwm_kb / 1024, 1)} MiB (idle ${f(peak.baseline.idle_rss_kb / 1024, 1)} MiB)`,
+      `workerd peak RSS (VmHWM): ${TARGETS.map((t) => `${t} ${f(peak[t].hwm_kb / 1024, 1)} MiB (idle after warm-up ${f(peak[t].idle_rss_kb / 1024, 1)} MiB)`).join(", ")}`,
     );
     console.log("\ntargets (reported, not asserted):");
     for (const t of targets) {
@@ -880,10 +1096,12 @@ async function main() {
         session_limits: LIMITS,
         org_limit: ORG_LIMIT,
         queue_max: Number(QUEUE_MAX),
-        order: "per scenario: joingate, baseline, joingate, baseline, ...",
+        order: "per scenario and round: joingate, floor, durable floor",
+        kind_sessions: KIND_SESSIONS.waha.length,
       },
       scenarios: rows,
       hot_session: hot,
+      job_item: jobItem,
       wasm: { raw_bytes: wasm.raw, gzip_bytes: wasm.gzip },
       startup: startupSummary,
       workerd_memory_kb: peak,
