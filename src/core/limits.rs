@@ -112,12 +112,7 @@ impl Limits {
             ] {
                 let name = format!("{prefix}_{suffix}");
                 if let Some(text) = var(&name) {
-                    *target = text
-                        .trim()
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| range.contains(n))
-                        .ok_or_else(|| format!("{name} must be a whole number in {range:?}"))?;
+                    *target = whole_number_in(&name, &text, range)?;
                 }
             }
         }
@@ -206,15 +201,23 @@ pub fn org_limit_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Class
         ("ORG_BURST", 1..=1_000_000, &mut limit.burst),
     ] {
         if let Some(text) = var(name) {
-            *target = text
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| format!("{name} must be a whole number in {range:?}"))?;
+            *target = whole_number_in(name, &text, range)?;
         }
     }
     Ok(limit)
+}
+
+/// A `[vars]` value that must be a whole number within `range`, or why it is not.
+fn whole_number_in(
+    name: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, String> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| format!("{name} must be a whole number in {range:?}"))
 }
 
 /// The body of `PUT /v1/admin/orgs/{org}`: `{ "limits"?: { "per_minute"?, "burst"? } }`.
@@ -291,6 +294,36 @@ mod tests {
         );
         let bad = Limits::from_vars(|name| (name == "MANAGE_BURST").then(|| "0".to_string()));
         assert!(bad.err().is_some_and(|e| e.contains("MANAGE_BURST")));
+    }
+
+    #[test]
+    fn the_org_default_comes_from_vars_and_may_exceed_a_sessions_range() {
+        assert_eq!(
+            org_limit_from_vars(|_| None),
+            Ok(ClassLimit {
+                per_minute: 100,
+                burst: 100
+            })
+        );
+        let big = org_limit_from_vars(|name| match name {
+            "ORG_PER_MINUTE" => Some("1000000".to_string()),
+            "ORG_BURST" => Some(" 7 ".to_string()),
+            _ => None,
+        });
+        assert_eq!(
+            big,
+            Ok(ClassLimit {
+                per_minute: 1_000_000,
+                burst: 7
+            })
+        );
+        for bad in ["0", "1000001", "ten", "-1", ""] {
+            let refused = org_limit_from_vars(|name| (name == "ORG_BURST").then(|| bad.into()));
+            assert!(
+                refused.err().is_some_and(|e| e.contains("ORG_BURST")),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
