@@ -1,8 +1,10 @@
-//! The org Durable Object: one per org. It keeps the org's webhook endpoint (its secret
-//! only here) and the delivery log, records each event raised for the org under the
-//! endpoint in force at that moment, and makes each delivery attempt the queue consumer
-//! asks for: signed as Standard Webhooks 1.0 says, 10 s at most, redirects not followed.
-//! What an attempt's result means is `core::webhooks`'.
+//! The org Durable Object: one per org. It keeps the org-wide limit's token bucket (and
+//! the org's own limit), the org's webhook endpoint (its secret only here) and the
+//! delivery log; records each event raised for the org under the endpoint in force at that
+//! moment; and makes each delivery attempt the queue consumer asks for: signed as Standard
+//! Webhooks 1.0 says, 10 s at most, redirects not followed. What an attempt's result means
+//! is `core::webhooks`'. The end of the file is the Worker's side of it: `ask`, `raise`,
+//! the limit's `verdict` on a call and an admin route's `answer`.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -16,13 +18,13 @@ use worker::{
 };
 
 use super::admin::random_bytes;
-use super::config;
+use super::config::{self, Settings};
 use super::reply::Reply;
 use super::store::{DeliveryRow, EndpointRow, OrgStore};
 use super::Redirects;
 use crate::core::dispatch::{DeliveryTask, OrgAction};
 use crate::core::envelope::hex;
-use crate::core::error::ApiError;
+use crate::core::error::{ApiError, ErrorCode};
 use crate::core::limits::ClassOverride;
 use crate::core::ratelimit::{retry_after_s, Bucket};
 use crate::core::time::format_rfc3339;
@@ -423,4 +425,80 @@ pub async fn raise(env: &Env, org: &str, event_type: &str, data: Value) {
         let line = json!({ "level": "error", "msg": "event not raised", "event_type": event_type });
         worker::console_error!("{line}");
     }
+}
+
+/// The org-wide limit's verdict on this call: `None` to let it through, or the seconds
+/// until the org has room. The limit is the org's token bucket in its own Durable Object,
+/// one place for the whole network. Should that object fail, the per-location rate limiting
+/// binding decides instead (a flood guard, not the limit), and the failure is logged.
+pub async fn verdict(env: &Env, settings: &Settings, org: &str) -> OrgVerdict {
+    let take = OrgAction::Take {
+        default: settings.org_limit,
+    };
+    let verdict = ask(env, org, &take).await.ok().and_then(|answer| {
+        let envelope: Value = serde_json::from_str(&answer.body).ok()?;
+        let data = envelope.get("data")?;
+        let wait_s = match data.get("allowed")?.as_bool()? {
+            true => None,
+            false => Some(data.get("retry_after_s")?.as_u64()?),
+        };
+        let webhook_events = data
+            .get("webhook_events")
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        Some(OrgVerdict {
+            wait_s,
+            webhook_events,
+        })
+    });
+    if let Some(verdict) = verdict {
+        return verdict;
+    }
+    worker::console_error!(
+        "{{\"level\":\"error\",\"msg\":\"org limit unavailable; the per-location guard decides\"}}"
+    );
+    let outcome = match env.rate_limiter(config::ORG_LIMITER_BINDING) {
+        Ok(limiter) => limiter.limit(org.to_string()).await,
+        Err(error) => Err(error),
+    };
+    OrgVerdict {
+        wait_s: match outcome {
+            Ok(outcome) if !outcome.success => Some(60),
+            _ => None,
+        },
+        webhook_events: None,
+    }
+}
+
+/// What the org's object said of a call: the wait when the org-wide limit refuses it, and
+/// the event types of the org's webhook (`None`: not known, the object was not reached).
+pub struct OrgVerdict {
+    pub wait_s: Option<u64>,
+    pub webhook_events: Option<Vec<String>>,
+}
+
+/// An org object's answer, in the envelope under this request's id.
+pub async fn answer(
+    env: &Env,
+    org: &str,
+    action: &OrgAction,
+    rid: &str,
+) -> Result<Reply, ApiError> {
+    let answer = ask(env, org, action).await?;
+    let envelope: Value = serde_json::from_str(&answer.body).map_err(|_| ApiError::internal())?;
+    match envelope.get("data") {
+        Some(data) if envelope["success"] == Value::Bool(true) => {
+            Ok(Reply::success(answer.status, data.clone(), rid))
+        }
+        _ => Err(org_error(&envelope)),
+    }
+}
+
+/// The error an org object answered, as ours (its code and message).
+fn org_error(envelope: &Value) -> ApiError {
+    let code = envelope
+        .pointer("/error/code")
+        .and_then(Value::as_str)
+        .and_then(|code| ErrorCode::ALL.into_iter().find(|c| c.as_str() == code))
+        .unwrap_or(ErrorCode::InternalError);
+    ApiError::new(code)
 }

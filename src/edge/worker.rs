@@ -173,55 +173,6 @@ fn kv(env: &Env) -> Result<worker::kv::KvStore, ApiError> {
     env.kv(config::KV_BINDING).map_err(|_| ApiError::internal())
 }
 
-/// The org-wide limit's verdict on this call: `None` to let it through, or the seconds
-/// until the org has room. The limit is the org's token bucket in its own Durable Object,
-/// one place for the whole network. Should that object fail, the per-location rate limiting
-/// binding decides instead (a flood guard, not the limit), and the failure is logged.
-async fn org_verdict(env: &Env, settings: &Settings, org: &str) -> OrgVerdict {
-    let take = OrgAction::Take {
-        default: settings.org_limit,
-    };
-    let verdict = org::ask(env, org, &take).await.ok().and_then(|answer| {
-        let envelope: Value = serde_json::from_str(&answer.body).ok()?;
-        let data = envelope.get("data")?;
-        let wait_s = match data.get("allowed")?.as_bool()? {
-            true => None,
-            false => Some(data.get("retry_after_s")?.as_u64()?),
-        };
-        let webhook_events = data
-            .get("webhook_events")
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
-        Some(OrgVerdict {
-            wait_s,
-            webhook_events,
-        })
-    });
-    if let Some(verdict) = verdict {
-        return verdict;
-    }
-    worker::console_error!(
-        "{{\"level\":\"error\",\"msg\":\"org limit unavailable; the per-location guard decides\"}}"
-    );
-    let outcome = match env.rate_limiter(config::ORG_LIMITER_BINDING) {
-        Ok(limiter) => limiter.limit(org.to_string()).await,
-        Err(error) => Err(error),
-    };
-    OrgVerdict {
-        wait_s: match outcome {
-            Ok(outcome) if !outcome.success => Some(60),
-            _ => None,
-        },
-        webhook_events: None,
-    }
-}
-
-/// What the org's object said of a call: the wait when the org-wide limit refuses it, and
-/// the event types of the org's webhook (`None`: not known, the object was not reached).
-struct OrgVerdict {
-    wait_s: Option<u64>,
-    webhook_events: Option<Vec<String>>,
-}
-
 /// A group JID path parameter, if the route has one.
 fn gjid_param(route: &Route) -> Result<Option<GroupJid>, ApiError> {
     route.param("gjid").map(group_jid).transpose()
@@ -307,7 +258,7 @@ async fn session_context(
     let counted = async {
         let record =
             authenticate(&kv, settings.jwt.as_ref(), authorization.as_deref(), now).await?;
-        let verdict = org_verdict(env, &settings, &record.org).await;
+        let verdict = org::verdict(env, &settings, &record.org).await;
         Ok::<_, ApiError>((record, verdict))
     };
     let (counted, session) = join(counted, lookup).await;
@@ -492,33 +443,6 @@ async fn job_route(
     dispatch(env, sid.as_str(), "jobs", &message, Carry::Body).await
 }
 
-/// An org object's answer, in the envelope under this request's id.
-async fn org_answer(
-    env: &Env,
-    org: &str,
-    action: &OrgAction,
-    rid: &str,
-) -> Result<Reply, ApiError> {
-    let answer = org::ask(env, org, action).await?;
-    let envelope: Value = serde_json::from_str(&answer.body).map_err(|_| ApiError::internal())?;
-    match envelope.get("data") {
-        Some(data) if envelope["success"] == Value::Bool(true) => {
-            Ok(Reply::success(answer.status, data.clone(), rid))
-        }
-        _ => Err(org_error(&envelope)),
-    }
-}
-
-/// The error an org object answered, as ours (its code and message).
-fn org_error(envelope: &Value) -> ApiError {
-    let code = envelope
-        .pointer("/error/code")
-        .and_then(Value::as_str)
-        .and_then(|code| ErrorCode::ALL.into_iter().find(|c| c.as_str() == code))
-        .unwrap_or(ErrorCode::InternalError);
-    ApiError::new(code)
-}
-
 /// The `WEBHOOKS` queue consumer: each message is one delivery attempt, made by the org's
 /// object (which queues the next attempt itself when one is due).
 #[event(queue)]
@@ -674,7 +598,7 @@ async fn admin_route(
             } else {
                 OrgAction::GetOrg { default }
             };
-            org_answer(env, org.as_str(), &action, rid).await
+            org::answer(env, org.as_str(), &action, rid).await
         }
         RouteId::PutWebhook
         | RouteId::GetWebhook
@@ -711,7 +635,7 @@ async fn admin_route(
                     OrgAction::Redeliver { delivery_id: id }
                 }
             };
-            org_answer(env, org.as_str(), &action, rid).await
+            org::answer(env, org.as_str(), &action, rid).await
         }
         RouteId::DeleteSession => {
             let sid = sid()?;
