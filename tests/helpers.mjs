@@ -208,3 +208,21 @@ export async function rawRequest(app, method, pathname, { headers = {}, body } =
     req.end(body);
   });
 }
+
+/** Asserts a 400 validation_error naming `field` (a string or a RegExp). */
+export function assertInvalid(res, field) {
+  const body = assertEnvelope(res, { status: 400, code: "validation_error" });
+  const given = body.error.details?.field;
+  if (field instanceof RegExp) assert.match(given ?? "", field, res.text);
+  else assert.equal(given, field, res.text);
+}
+
+/** The error part of an envelope, without what legitimately differs per request. */
+export const errorShape = (res) => ({ status: res.status, success: res.body?.success, error: res.body?.error });
+
+/** One character of a token body changed to another base62 character. */
+export function flipOne(token, index = 12) {
+  const c = token[index];
+  const replacement = c === "a" ? "b" : "a";
+  return token.slice(0, index) + replacement + token.slice(index + 1);
+}

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { createHash, createHmac, generateKeyPairSync } from "node:crypto";
 import { SignJWT, exportJWK, generateKeyPair, base64url } from "jose";
-import { startJoingate, assertEnvelope, sleep, ADMIN_TOKEN } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, errorShape, sleep, ADMIN_TOKEN } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const ISS = "https://id.example.test";
@@ -59,7 +59,6 @@ function handMade(header, claims, signer) {
   return `${input}.${signer ? base64url.encode(signer(input)) : ""}`;
 }
 
-const errorShape = (res) => ({ status: res.status, error: res.body?.error });
 
 describe("login tokens", () => {
   let jwks;
