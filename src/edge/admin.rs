@@ -1,10 +1,9 @@
 //! Admin routes: minting and revoking tokens, registering and removing sessions.
 
 use serde_json::{json, Map, Value};
-use worker::kv::KvStore;
 use worker::Env;
 
-use super::auth::{read, remove, session_key, token_id_key, token_key, write};
+use super::auth::{read, remove, session_key, token_id_key, token_key, write, Kv};
 use super::config;
 use super::crypto;
 use crate::core::backend::spec::StoredBackend;
@@ -45,7 +44,7 @@ fn valid_token_id(id: &str) -> bool {
 }
 
 pub async fn create_token(
-    kv: &KvStore,
+    kv: &Kv,
     request: NewToken,
     now_ms: i64,
 ) -> Result<serde_json::Value, ApiError> {
@@ -86,7 +85,7 @@ pub async fn create_token(
 
 /// Marks the token revoked. The record stays (revoked) so that an audit can still find it;
 /// revoking twice answers the same.
-pub async fn revoke_token(kv: &KvStore, token_id: &str) -> Result<serde_json::Value, ApiError> {
+pub async fn revoke_token(kv: &Kv, token_id: &str) -> Result<serde_json::Value, ApiError> {
     if !valid_token_id(token_id) {
         return Err(ApiError::invalid(
             "token_id",
@@ -122,7 +121,7 @@ fn session_view(env: &Env, sid: &str, record: &SessionRecord) -> Result<Value, A
 /// anything is stored; without the key it is refused.
 pub async fn put_session(
     env: &Env,
-    kv: &KvStore,
+    kv: &Kv,
     sid: &str,
     body: &Map<String, Value>,
 ) -> Result<Value, ApiError> {
@@ -162,7 +161,7 @@ pub async fn put_session(
     session_view(env, sid, &record)
 }
 
-pub async fn get_session(env: &Env, kv: &KvStore, sid: &str) -> Result<Value, ApiError> {
+pub async fn get_session(env: &Env, kv: &Kv, sid: &str) -> Result<Value, ApiError> {
     let record: SessionRecord = read(kv, &session_key(sid))
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -170,7 +169,7 @@ pub async fn get_session(env: &Env, kv: &KvStore, sid: &str) -> Result<Value, Ap
 }
 
 /// Removes the session from KV; the caller then wipes its Durable Object's state.
-pub async fn delete_session(kv: &KvStore, sid: &str) -> Result<serde_json::Value, ApiError> {
+pub async fn delete_session(kv: &Kv, sid: &str) -> Result<serde_json::Value, ApiError> {
     let existing: Option<SessionRecord> = read(kv, &session_key(sid)).await?;
     existing.ok_or_else(ApiError::not_found)?;
     remove(kv, &session_key(sid)).await?;

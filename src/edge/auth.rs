@@ -2,13 +2,51 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::kv::KvStore;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::Env;
 
+use super::config;
 use super::jwt;
 use crate::core::dispatch::SessionRecord;
 use crate::core::error::ApiError;
 use crate::core::jwt::{is_compact_jws, JwtConfig};
 use crate::core::token::{bearer, is_well_formed, sha256_hex, TokenRecord};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The KV namespace binding, with the three calls joingate makes. worker's `KvStore`
+    /// looks up five methods each time it is made and builds every read's options object
+    /// through serde-wasm-bindgen; a read here is one call, `get(key)` (text by default).
+    type KvNamespace;
+
+    #[wasm_bindgen(method, catch)]
+    fn get(this: &KvNamespace, key: &str) -> Result<worker::js_sys::Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch)]
+    fn put(this: &KvNamespace, key: &str, value: &str) -> Result<worker::js_sys::Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = delete)]
+    fn remove(this: &KvNamespace, key: &str) -> Result<worker::js_sys::Promise, JsValue>;
+}
+
+/// joingate's KV namespace (`JOINGATE_KV`): token records by hash, session records.
+pub struct Kv(KvNamespace);
+
+impl Kv {
+    pub fn from_env(env: &Env) -> Result<Self, ApiError> {
+        worker::js_sys::Reflect::get(env, &JsValue::from_str(config::KV_BINDING))
+            .ok()
+            .filter(|binding| binding.is_object())
+            .map(|binding| Self(binding.unchecked_into()))
+            .ok_or_else(|| storage_failed("binding"))
+    }
+}
+
+async fn settle(promise: Result<worker::js_sys::Promise, JsValue>) -> Result<JsValue, JsValue> {
+    JsFuture::from(promise?).await
+}
 
 pub fn token_key(hash: &str) -> String {
     format!("token:{hash}")
@@ -27,38 +65,37 @@ fn storage_failed(what: &str) -> ApiError {
     ApiError::internal()
 }
 
-pub async fn read<T: DeserializeOwned>(kv: &KvStore, key: &str) -> Result<Option<T>, ApiError> {
-    // Text and serde_json rather than the binding's `json()`, which deserializes through
-    // serde-wasm-bindgen: one deserializer per type instead of two in the wasm.
-    let text = kv
-        .get(key)
-        .text()
+/// A record, as text parsed with serde_json (`null` when the key is absent).
+pub async fn read<T: DeserializeOwned>(kv: &Kv, key: &str) -> Result<Option<T>, ApiError> {
+    let value = settle(kv.0.get(key))
         .await
         .map_err(|_| storage_failed("read"))?;
-    text.map(|text| serde_json::from_str(&text).map_err(|_| storage_failed("read")))
+    value
+        .as_string()
+        .map(|text| serde_json::from_str(&text).map_err(|_| storage_failed("read")))
         .transpose()
 }
 
-pub async fn write<T: Serialize>(kv: &KvStore, key: &str, value: &T) -> Result<(), ApiError> {
+pub async fn write<T: Serialize>(kv: &Kv, key: &str, value: &T) -> Result<(), ApiError> {
     let text = serde_json::to_string(value).map_err(|_| ApiError::internal())?;
-    // Bytes: the binding's `put` of a string passes through serde-wasm-bindgen and pulls
-    // in float formatting (~11 KB of wasm) for values that are never numbers here.
-    kv.put_bytes(key, text.as_bytes())
-        .map_err(|_| storage_failed("write"))?
-        .execute()
+    settle(kv.0.put(key, &text))
         .await
+        .map(|_| ())
         .map_err(|_| storage_failed("write"))
 }
 
-pub async fn remove(kv: &KvStore, key: &str) -> Result<(), ApiError> {
-    kv.delete(key).await.map_err(|_| storage_failed("delete"))
+pub async fn remove(kv: &Kv, key: &str) -> Result<(), ApiError> {
+    settle(kv.0.remove(key))
+        .await
+        .map(|_| ())
+        .map_err(|_| storage_failed("delete"))
 }
 
 /// The live token record behind an `Authorization` header: an API key from KV, or a
 /// person's login token (a compact JWS, verified against the JWKS). Every failure is the
 /// same 401; a value without the token shape or checksum never reaches KV.
 pub async fn authenticate(
-    kv: &KvStore,
+    kv: &Kv,
     jwt_config: Option<&JwtConfig>,
     header: Option<&str>,
     now_ms: i64,
@@ -85,6 +122,6 @@ pub fn may_authenticate(header: Option<&str>) -> bool {
 }
 
 /// The session record, if the session is registered.
-pub async fn load_session(kv: &KvStore, sid: &str) -> Result<Option<SessionRecord>, ApiError> {
+pub async fn load_session(kv: &Kv, sid: &str) -> Result<Option<SessionRecord>, ApiError> {
     read(kv, &session_key(sid)).await
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
-use worker::{AbortController, Date, Delay, Fetch, Headers, Request};
+use worker::{AbortController, Date, Delay, Headers};
 
-use super::Redirects;
+use super::http::{self, Redirects};
 use crate::core::backend::{
     resume, start, Answer, Exchanged, HttpRequest, Op, Progress, Step, Target, Transport,
 };
@@ -24,7 +24,7 @@ fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
-fn build(client: &BackendClient, request: &HttpRequest) -> worker::Result<Request> {
+fn build(client: &BackendClient, request: &HttpRequest) -> worker::Result<web_sys::Request> {
     let headers = Headers::new();
     headers.set("Accept", "application/json")?;
     headers.set("X-Request-Id", client.request_id)?;
@@ -36,7 +36,7 @@ fn build(client: &BackendClient, request: &HttpRequest) -> worker::Result<Reques
     }
     // A redirect is not followed: it would carry the credential elsewhere, and a 3xx is not
     // an answer of any protocol (it becomes backend_error).
-    super::outgoing(
+    http::outgoing(
         request.method,
         &format!("{}{}", client.base_url, request.path),
         &headers,
@@ -85,20 +85,14 @@ impl BackendClient<'_> {
         let controller = AbortController::default();
         let signal = controller.signal();
         let exchange = async {
-            let mut response = Fetch::Request(request)
-                .send_with_signal(&signal)
+            let response = http::fetch(&request, Some(&signal))
                 .await
                 .map_err(|_| Failure::BeforeAnswer)?;
-            let status = response.status_code();
-            let retry_after_s = response
-                .headers()
-                .get("Retry-After")
-                .ok()
-                .flatten()
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let status = response.status();
+            let retry_after_s =
+                http::header(&response, "Retry-After").and_then(|v| v.trim().parse::<u64>().ok());
             // Reading the body is inside the deadline too: a backend can hang mid-answer.
-            let body = response
-                .bytes()
+            let body = http::bytes(&response)
                 .await
                 .map_err(|_| Failure::DuringBody(status))?;
             Ok::<_, Failure>(Answer {

@@ -12,9 +12,9 @@ use worker::js_sys::{self, Array, Object, Reflect, JSON};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{Crypto, CryptoKey, SubtleCrypto};
-use worker::{Delay, Fetch, Headers};
+use worker::{Delay, Headers};
 
-use super::Redirects;
+use super::http::{self, Redirects};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::jwt::{
     check_claims, choose_key, log_name, max_age_s, parse, parse_jwks, Alg, CacheClock, Jwk, Jws,
@@ -86,14 +86,14 @@ async fn import(jwk: &Jwk) -> Option<CryptoKey> {
 
 /// Fetches and imports the set; `None` when the fetch or the document fails.
 async fn fetch_keys(url: &str) -> Option<(KeySet, u64)> {
-    let request = super::outgoing("GET", url, &Headers::new(), None, Redirects::Manual).ok()?;
+    let request = http::outgoing("GET", url, &Headers::new(), None, Redirects::Manual).ok()?;
     let exchange = async {
-        let mut response = Fetch::Request(request).send().await.ok()?;
-        if response.status_code() != 200 {
+        let response = http::fetch(&request, None).await.ok()?;
+        if response.status() != 200 {
             return None;
         }
-        let cache_control = response.headers().get("Cache-Control").ok().flatten();
-        let body = response.bytes().await.ok()?;
+        let cache_control = http::header(&response, "Cache-Control");
+        let body = http::bytes(&response).await.ok()?;
         Some((body, cache_control))
     };
     let timer = Delay::from(Duration::from_millis(FETCH_TIMEOUT_MS));

@@ -13,15 +13,15 @@ use futures_util::future::{select, Either};
 use futures_util::pin_mut;
 use serde_json::{json, Value};
 use worker::{
-    durable_object, AbortController, Date, Delay, DurableObject, Env, Fetch, Headers,
-    MessageBuilder, Request, Response, State,
+    durable_object, AbortController, Date, Delay, DurableObject, Env, Headers, MessageBuilder,
+    Request, Response, State,
 };
 
 use super::admin::random_bytes;
 use super::config::{self, Settings};
+use super::http::{self, Redirects};
 use super::reply::Reply;
 use super::store::{DeliveryRow, EndpointRow, OrgStore};
-use super::Redirects;
 use crate::core::dispatch::{DeliveryTask, OrgAction};
 use crate::core::envelope::hex;
 use crate::core::error::{ApiError, ErrorCode};
@@ -84,7 +84,7 @@ impl DurableObject for OrgObject {
             Ok((status, data)) => Reply::success(status, data, "org"),
             Err(error) => Reply::error(&error, "org", now_ms()),
         };
-        reply.into_response("org")
+        reply.into_object_response()
     }
 }
 
@@ -349,7 +349,7 @@ async fn attempt(row: &DeliveryRow, now_ms: i64) -> AttemptResult {
         return AttemptResult::NoAnswer;
     };
     let timestamp = now_ms / 1000;
-    let build = || -> worker::Result<Request> {
+    let build = || -> worker::Result<web_sys::Request> {
         let headers = Headers::new();
         headers.set("Content-Type", "application/json")?;
         headers.set("webhook-id", &row.delivery_id)?;
@@ -358,7 +358,7 @@ async fn attempt(row: &DeliveryRow, now_ms: i64) -> AttemptResult {
             "webhook-signature",
             &signature(&key, &row.delivery_id, timestamp, &row.body),
         )?;
-        super::outgoing(
+        http::outgoing(
             "POST",
             &row.url,
             &headers,
@@ -372,10 +372,10 @@ async fn attempt(row: &DeliveryRow, now_ms: i64) -> AttemptResult {
     let controller = AbortController::default();
     let signal = controller.signal();
     let send = async {
-        let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
+        let response = http::fetch(&request, Some(&signal)).await?;
         // The body is read (and dropped) so the answer is complete within the deadline.
-        let _ = response.bytes().await;
-        Ok::<_, worker::Error>(response.status_code())
+        let _ = http::bytes(&response).await;
+        Ok::<_, worker::Error>(response.status())
     };
     let timer = Delay::from(Duration::from_millis(ATTEMPT_TIMEOUT_MS));
     pin_mut!(send);
@@ -408,10 +408,10 @@ pub async fn ask(env: &Env, org: &str, action: &OrgAction) -> Result<Reply, ApiE
         .map_err(failed)?;
     let url = format!("https://org/{org}");
     let request =
-        super::outgoing("POST", &url, &headers, Some(&body), Redirects::Follow).map_err(failed)?;
-    let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
-    let text = response.text().await.map_err(failed)?;
-    Ok(Reply::json(response.status_code(), text))
+        http::outgoing("POST", &url, &headers, Some(&body), Redirects::Follow).map_err(failed)?;
+    let response = http::fetch_object(stub, &request).await.map_err(failed)?;
+    let text = http::text(&response).await.map_err(failed)?;
+    Ok(Reply::json(response.status(), text))
 }
 
 /// Raises an event for an org; a failure is logged and never fails the call that raised it.

@@ -3,6 +3,8 @@
 use serde_json::Value;
 use worker::{Headers, Response};
 
+use super::http;
+
 use crate::core::envelope;
 use crate::core::error::ApiError;
 
@@ -51,12 +53,23 @@ impl Reply {
         self
     }
 
-    /// The final response, with the headers of contract section 1.
-    pub fn into_response(self, request_id: &str) -> worker::Result<Response> {
+    /// The client's answer, with the headers of contract section 1.
+    pub fn into_response(self, request_id: &str) -> worker::Result<web_sys::Response> {
         let headers = Headers::new();
         headers.set("Content-Type", "application/json; charset=utf-8")?;
         headers.set("Cache-Control", "no-store")?;
         headers.set("X-Request-Id", request_id)?;
+        for (name, value) in &self.headers {
+            headers.set(name, value)?;
+        }
+        http::answer(self.status, &self.body, &headers)
+    }
+
+    /// An object's answer to the Worker: the envelope and the reply's own headers only. The
+    /// Worker reads the body and those headers (`dispatch`, `org::ask`) and answers the
+    /// client with its own, so the fixed ones would be set for nothing.
+    pub fn into_object_response(self) -> worker::Result<Response> {
+        let headers = Headers::new();
         for (name, value) in &self.headers {
             headers.set(name, value)?;
         }

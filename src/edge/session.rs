@@ -121,11 +121,11 @@ impl DurableObject for SessionObject {
                     .map_err(|e| worker::Error::RustError(e.to_string()))?;
                 let request_id = call.request_id.clone();
                 match self.run(call).await {
-                    Ok(answer) => answer.into_response(&request_id),
+                    Ok(answer) => answer.into_object_response(),
                     // A storage failure still answers in the envelope.
                     Err(error) => {
                         log_error(&request_id, "session object failure", &error);
-                        fail(&ApiError::internal(), &request_id).into_response(&request_id)
+                        fail(&ApiError::internal(), &request_id).into_object_response()
                     }
                 }
             }
@@ -133,10 +133,10 @@ impl DurableObject for SessionObject {
                 let call: JobCall = super::json_body(&mut req).await?;
                 let request_id = call.request_id.clone();
                 match self.jobs(call).await {
-                    Ok(answer) => answer.into_response(&request_id),
+                    Ok(answer) => answer.into_object_response(),
                     Err(error) => {
                         log_error(&request_id, "session object failure", &error);
-                        fail(&ApiError::internal(), &request_id).into_response(&request_id)
+                        fail(&ApiError::internal(), &request_id).into_object_response()
                     }
                 }
             }
@@ -147,7 +147,7 @@ impl DurableObject for SessionObject {
                 self.stored.set(SessionState::default());
                 self.store().reset()?;
                 self.state.storage().delete_alarm().await?;
-                Reply::success(200, json!({ "reset": true }), "reset").into_response("reset")
+                Reply::success(200, json!({ "reset": true }), "reset").into_object_response()
             }
             _ => Response::error("unknown object route", 404),
         }

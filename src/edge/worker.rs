@@ -2,16 +2,16 @@
 //! Durable Object (contract section 1's check order), and one log line per request.
 
 use serde_json::{json, Value};
-use worker::{event, Context, Date, Env, Request, Response};
+use worker::{event, Context, Date, Env, Request};
 
 use futures_util::future::join;
 
 use super::admin;
 use super::auth::{authenticate, load_session, may_authenticate};
 use super::config;
+use super::http::{self, Redirects};
 use super::org;
 use super::reply::Reply;
-use super::Redirects;
 use crate::core::backend::{supports, Kind, Op};
 use crate::core::dispatch::{DeliveryTask, OrgAction};
 use crate::core::ids::OrgId;
@@ -70,7 +70,7 @@ struct Trace {
 }
 
 #[event(fetch)]
-pub async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+pub async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
     let started = now_ms();
     let given_id = req.headers().get("X-Request-Id").ok().flatten();
     let request_id =
@@ -169,8 +169,8 @@ async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     Ok(body)
 }
 
-fn kv(env: &Env) -> Result<worker::kv::KvStore, ApiError> {
-    env.kv(config::KV_BINDING).map_err(|_| ApiError::internal())
+fn kv(env: &Env) -> Result<super::auth::Kv, ApiError> {
+    super::auth::Kv::from_env(env)
 }
 
 /// A group JID path parameter, if the route has one.
@@ -499,38 +499,33 @@ async fn dispatch(
     let url = format!("https://session/{action}");
     let request = if carry == Carry::Header {
         headers.set(CALL_HEADER, &body).map_err(failed)?;
-        super::outgoing("POST", &url, &headers, None, Redirects::Follow)
+        http::outgoing("POST", &url, &headers, None, Redirects::Follow)
     } else {
         headers
             .set("Content-Type", "application/json")
             .map_err(failed)?;
-        super::outgoing("POST", &url, &headers, Some(&body), Redirects::Follow)
+        http::outgoing("POST", &url, &headers, Some(&body), Redirects::Follow)
     }
     .map_err(failed)?;
-    let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
-    let body = response.text().await.map_err(failed)?;
+    let response = http::fetch_object(stub, &request).await.map_err(failed)?;
+    let body = http::text(&response).await.map_err(failed)?;
     // Anything but an envelope (the runtime's own error page, say) is an internal error.
     let envelope: Value = serde_json::from_str(&body)
         .ok()
         .filter(|v: &Value| v.get("success").is_some_and(Value::is_boolean))
         .ok_or_else(|| failed(worker::Error::RustError("not an envelope".into())))?;
-    let mut reply = Reply::json(response.status_code(), body);
-    let headers = response.headers();
+    let mut reply = Reply::json(response.status(), body);
     for name in [
         "Retry-After",
         "RateLimit-Policy",
         "RateLimit",
         "Idempotent-Replayed",
     ] {
-        if let Ok(Some(value)) = headers.get(name) {
+        if let Some(value) = http::header(&response, name) {
             reply.headers.push((name, value));
         }
     }
-    reply.backend_ms = headers
-        .get(BACKEND_LATENCY_HEADER)
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse().ok());
+    reply.backend_ms = http::header(&response, BACKEND_LATENCY_HEADER).and_then(|v| v.parse().ok());
     reply.code = envelope
         .pointer("/error/code")
         .and_then(Value::as_str)

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::super::auth::load_session;
+use super::super::auth::{load_session, Kv};
 use super::super::config::{self, Settings};
 use super::super::org;
 use super::super::reply::Reply;
@@ -198,10 +198,7 @@ impl SessionObject {
         };
         let settings =
             config::settings(&self.env).map_err(|e| worker::Error::RustError(e.message))?;
-        let kv = self
-            .env
-            .kv(config::KV_BINDING)
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let kv = Kv::from_env(&self.env).map_err(|e| worker::Error::RustError(e.message))?;
         // The session's current record (backend, limits). Requests may run during this read,
         // so everything the step decides on is loaded after it.
         let record = load_session(&kv, &sid).await;
