@@ -26,6 +26,7 @@ import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import http from "node:http";
 import { joingateOptions as sharedJoingateOptions } from "../scripts/miniflare-options.mjs";
+import { floorOptions } from "./baseline/options.mjs";
 import { SIM_CREDENTIALS, wuzapiToken } from "../sim/credentials.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -312,16 +313,7 @@ function baselineOptions(simUrl, durable = false) {
     host: "127.0.0.1",
     port: 0,
     handleRuntimeStdio: drainTo(null),
-    modules: true,
-    modulesRoot: path.join(HERE, "baseline"),
-    scriptPath: path.join(HERE, "baseline/worker.mjs"),
-    compatibilityDate: "2026-04-20",
-    kvNamespaces: ["JOINGATE_KV"],
-    durableObjects: {
-      SESSIONS: { className: "SessionObject", useSQLite: true },
-      ORGS: { className: "OrgObject", useSQLite: true },
-    },
-    bindings: { SESSION_BACKEND_URL: simUrl, SESSION_BACKEND_TOKEN: BACKEND_TOKEN, DURABLE: durable ? "1" : "0" },
+    ...floorOptions({ backendUrl: simUrl, backendToken: BACKEND_TOKEN, durable }),
   };
 }
 
