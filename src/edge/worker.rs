@@ -7,7 +7,7 @@ use worker::{event, Context, Date, Env, Request};
 use futures_util::future::join;
 
 use super::admin;
-use super::auth::{authenticate, load_session, may_authenticate};
+use super::auth::{authenticate, load_session, may_authenticate, Kv};
 use super::config;
 use super::http::{self, Redirects};
 use super::org;
@@ -169,10 +169,6 @@ async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     Ok(body)
 }
 
-fn kv(env: &Env) -> Result<super::auth::Kv, ApiError> {
-    super::auth::Kv::from_env(env)
-}
-
 /// A group JID path parameter, if the route has one.
 fn gjid_param(route: &Route) -> Result<Option<GroupJid>, ApiError> {
     route.param("gjid").map(group_jid).transpose()
@@ -236,7 +232,7 @@ async fn session_context(
     trace: &mut Trace,
 ) -> Result<SessionContext, ApiError> {
     let now = now_ms();
-    let kv = kv(env)?;
+    let kv = Kv::from_env(env)?;
     let settings = config::settings(env)?;
     let authorization = header(req, "Authorization");
     // The edge's three reads are independent but for the org, which the token names: the
@@ -541,7 +537,7 @@ async fn admin_route(
     rid: &str,
 ) -> Result<Reply, ApiError> {
     admin::check_admin(env, header(req, "Authorization").as_deref())?;
-    let kv = kv(env)?;
+    let kv = Kv::from_env(env)?;
     let now = now_ms();
     let sid = || session_id(route.param("sid").unwrap_or_default());
     match route.id() {
