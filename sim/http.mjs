@@ -93,15 +93,18 @@ export function sendAnswer(res, answer) {
 /**
  * The `cut` fault: status 200, JSON headers and the Content-Length of the whole answer,
  * then only its first half, then the socket is destroyed. An empty answer counts as `{}`,
- * so that something is cut.
+ * so that something is cut. With `stall`, the socket stays open instead and the rest
+ * never comes (the `stall` fault: a backend that hangs mid-answer).
  */
-export function sendCut(res, answer) {
+export function sendCut(res, answer, { stall = false } = {}) {
   if (res.destroyed || res.writableEnded) return false;
   let full = answer.type === 'json' ? JSON.stringify(answer.body) : String(answer.body ?? '');
   if (full === '') full = '{}';
   const bytes = Buffer.from(full, 'utf8');
   res.writeHead(200, { 'Content-Type': JSON_TYPE, 'Content-Length': bytes.length, 'Cache-Control': 'no-store' });
-  res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => res.socket?.destroy());
+  res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => {
+    if (!stall) res.socket?.destroy();
+  });
   return true;
 }
 

@@ -469,7 +469,7 @@ describe("session backends of every kind", () => {
   });
 
   describe("backend faults on every kind", () => {
-    test("garbage, 5xx, hangs, refused connections and a cut answer", async () => {
+    test("garbage, 5xx, hangs (before or during the answer), refused connections and a cut answer", async () => {
       for (const kind of KINDS) {
         for (const [mode, status, code] of [
           ["garbage", 502, "backend_error"],
@@ -477,6 +477,8 @@ describe("session backends of every kind", () => {
           ["status500", 502, "backend_error"],
           ["status503", 502, "backend_error"],
           ["hang", 504, "backend_timeout"],
+          // The status line and half the body, then nothing: the deadline covers the body.
+          ["stall", 504, "backend_timeout"],
           ["drop", 503, "backend_unavailable"],
           ["cut", 502, "backend_error"],
         ]) {
