@@ -26,7 +26,7 @@ if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" = "$WORKER_BUIL
 else
   say "installing worker-build $WORKER_BUILD_VERSION (takes a few minutes once)"
   # --force: cargo may still list it as installed when only the binary is gone.
-  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked --force
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked --force --debug
 fi
 
 # The CLI must equal the wasm-bindgen crate in Cargo.lock exactly.
@@ -37,7 +37,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$BINDGEN_VERS
 else
   say "installing wasm-bindgen-cli $BINDGEN_VERSION (takes a few minutes once)"
   # Not --locked: one of its locked dependencies is missing from the registry index.
-  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --force
+  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --force --debug
 fi
 
 if [ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
