@@ -283,6 +283,41 @@ describe("circuit breaker", () => {
   });
 });
 
+describe("circuit breaker after the queue", () => {
+  let app;
+  let token;
+  before(async () => {
+    // A 1 s deadline: five stalled calls open the circuit in about 5 s.
+    app = await startJoingate({ vars: { BACKEND_TIMEOUT_MS: "1000", QUEUE_MAX: "32" } });
+    token = await app.token("acme", ["join", "read"]);
+  });
+  after(() => app.close());
+
+  test("calls waiting in the queue when the circuit opens are refused at their turn, and the backend sees nothing more", async () => {
+    const sid = await app.freshSession("breaker-queue", { read: { per_minute: 6000, burst: 1000 } });
+    app.sim.setFault({ session: sid, mode: "stall" });
+    const started = Date.now();
+    const calls = Array.from({ length: 17 }, () =>
+      app.request("GET", `/v1/sessions/${sid}/invites/${DEMO.open.code}`, { token }).then((res) => ({ res, at: Date.now() })),
+    );
+    const answers = await Promise.all(calls);
+    const timeouts = answers.filter(({ res }) => res.body?.error?.code === "backend_timeout");
+    assert.equal(timeouts.length, 5, answers.map(({ res }) => res.status).join(","));
+    const fifth = Math.max(...timeouts.map(({ at }) => at));
+    const refused = answers.filter(({ res }) => res.body?.error?.code === "backend_unavailable");
+    assert.equal(refused.length, 12);
+    for (const { res, at } of refused) {
+      const body = assertEnvelope(res, { status: 503, code: "backend_unavailable" });
+      assert.equal(body.error.details.circuit, "open");
+      assert.ok(at - fifth < 1000, `answered ${at - fifth} ms after the fifth timeout`);
+      const retryAfter = Number(res.headers.get("retry-after"));
+      assert.ok(retryAfter >= 1 && retryAfter <= 10, `Retry-After ${retryAfter}`);
+    }
+    assert.equal(app.sim.calls(sid).length, 5, "no call reached the backend while the circuit was open");
+    console.log(`# 17 calls against a stalled backend answered in ${Date.now() - started} ms`);
+  });
+});
+
 describe("session status", () => {
   let app;
   let token;

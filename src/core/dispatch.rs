@@ -7,7 +7,11 @@ use super::backend::spec::StoredBackend;
 use super::backend::Op;
 use super::limits::{Class, LimitOverrides, Limits};
 
-/// One client call for the session's Durable Object to run.
+/// One client call for the session's Durable Object to run: what it needs to admit the call
+/// and take its place in the queue, without an await. It travels in a request header
+/// (reading a body awaits, and calls that await before joining the queue can overtake each
+/// other), so it holds no secret: the invite code and the sealed credential are in the
+/// `CallPayload`, in the body, read once the call holds its place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionCall {
     pub request_id: String,
@@ -30,11 +34,25 @@ pub struct SessionCall {
     pub webhook_events: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<IdempotencyRef>,
+    /// Which operation, by name only (`Op::name`): the events and the status answer.
+    pub operation: String,
+}
+
+/// The secret part of a client call, in the body of the object's request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallPayload {
     /// What to ask of WhatsApp, validated at the edge.
     pub op: Op,
     /// The session's backend; `None` is kind `joingate` at `SESSION_BACKEND_URL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<StoredBackend>,
+}
+
+/// `PUT /v1/admin/sessions/{sid}` tells the session's object which org owns it now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assign {
+    pub session: String,
+    pub org: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +84,7 @@ pub struct SessionRecord {
 pub const BACKEND_LATENCY_HEADER: &str = "X-Joingate-Backend-Ms";
 
 /// Internal header carrying the `SessionCall` (JSON, ASCII only: every field is validated
-/// or generated as ASCII) from the Worker to the Durable Object.
+/// or generated as ASCII, and none is a secret) from the Worker to the Durable Object.
 pub const CALL_HEADER: &str = "X-Joingate-Call";
 
 /// What a join-job route asks of the session's Durable Object (sent in the body: a submit

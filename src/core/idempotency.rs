@@ -9,6 +9,8 @@ use super::error::{ApiError, ErrorCode};
 
 pub const MAX_KEY_LEN: usize = 255;
 pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// A session keeps at most this many records; the oldest go first.
+pub const MAX_RECORDS: usize = 1000;
 
 /// The header's value: absent is fine; present must be 1-255 printable ASCII characters.
 pub fn validate_key(header: Option<&str>) -> Result<Option<String>, ApiError> {
@@ -83,13 +85,25 @@ pub fn decide(
 /// retry runs again.
 pub fn is_storable(error: Option<&ApiError>) -> bool {
     let Some(error) = error else { return true };
-    // An answer cut off mid-body may have had its effect, or not: unknown, like a timeout.
-    let cut_off = error.details.get("reason").and_then(|r| r.as_str()) == Some("answer_cut_off");
+    // An answer cut off mid-body (or too large to read whole) may have had its effect, or
+    // not: unknown, like a timeout.
+    let reason = error.details.get("reason").and_then(|r| r.as_str());
+    let cut_off = matches!(reason, Some("answer_cut_off" | "answer_too_large"));
     !cut_off
         && !matches!(
             error.code,
-            ErrorCode::BackendTimeout | ErrorCode::BackendUnavailable | ErrorCode::SessionBusy
+            ErrorCode::BackendTimeout
+                | ErrorCode::BackendUnavailable
+                | ErrorCode::SessionBusy
+                | ErrorCode::InternalError
         )
+}
+
+/// Whether the outcome of a call is stored for replays: executed answers only. A call
+/// stopped on its way to the backend (circuit open, queue full, cooldown, a backend that
+/// cannot be addressed) never reached WhatsApp, so a retry must run again.
+pub fn is_stored(error: Option<&ApiError>, reached_backend: bool) -> bool {
+    (reached_backend || error.is_none()) && is_storable(error)
 }
 
 #[cfg(test)]
@@ -163,9 +177,20 @@ mod tests {
             ErrorCode::BackendTimeout,
             ErrorCode::BackendUnavailable,
             ErrorCode::SessionBusy,
+            ErrorCode::InternalError,
         ] {
             assert!(!is_storable(Some(&ApiError::new(code))));
         }
+        for reason in ["answer_cut_off", "answer_too_large"] {
+            let cut = ApiError::new(ErrorCode::BackendError).with_detail("reason", reason);
+            assert!(!is_storable(Some(&cut)), "{reason}");
+        }
+        // Stopped before the backend: a cooldown's refusal, a restriction's answer that did
+        // reach WhatsApp is kept.
+        let cooling = ApiError::new(ErrorCode::SessionCoolingDown);
+        assert!(!is_stored(Some(&cooling), false));
+        assert!(is_stored(Some(&cooling), true));
+        assert!(is_stored(None, false), "a route that calls no backend");
     }
 
     proptest! {

@@ -5,20 +5,20 @@
 use serde_json::{json, Value};
 
 use super::backend::Op;
-use super::jobs::{code_of, Book, ItemStatus, Job, JobStatus};
+use super::jobs::{code_of, Book, Job, JobStatus};
 use super::time::format_rfc3339;
 
 /// Counts of a job's items.
 pub fn counts(job: &Job) -> Value {
-    let count = |status: ItemStatus| job.items.iter().filter(|i| i.status == status).count();
+    let c = job.counts;
     json!({
-        "total": job.items.len(),
-        "pending": count(ItemStatus::Pending),
-        "joined": count(ItemStatus::Joined),
-        "pending_approval": count(ItemStatus::PendingApproval),
-        "already_member": count(ItemStatus::AlreadyMember),
-        "failed": count(ItemStatus::Failed),
-        "cancelled": count(ItemStatus::Cancelled),
+        "total": c.total,
+        "pending": c.pending,
+        "joined": c.joined,
+        "pending_approval": c.pending_approval,
+        "already_member": c.already_member,
+        "failed": c.failed,
+        "cancelled": c.cancelled,
     })
 }
 
@@ -58,6 +58,9 @@ pub fn job_view(sid: &str, job: &Job, standing: Standing, with_items: bool) -> V
     }
     if let Some(reason) = &job.pause_reason {
         view["pause_reason"] = Value::from(reason.as_str());
+    }
+    if let Some(reason) = &job.cancel_reason {
+        view["cancel_reason"] = Value::from(reason.as_str());
     }
     if !job.status.is_finished() {
         if let Some(at) = standing.next_attempt_ms {

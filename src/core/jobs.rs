@@ -10,6 +10,13 @@
 //!   and never less than the join bucket allows (waiting for a token is no attempt).
 //! - Every item ends in exactly one final state; a finished item is never run again.
 //! - During a cooldown no item runs.
+//! - An attempt is counted before its backend call (`begin_attempt`), so an item whose
+//!   outcome was never recorded (the instance died mid-call) is run again at most until its
+//!   attempts are used up, never for ever.
+//! - A job's `counts` are kept with the job, so that nothing that runs an item or answers a
+//!   route needs more than the job it is about and the items it touches: `items` holds the
+//!   items loaded for the task at hand (all of them for a job's answer, the next pending one
+//!   for the scheduler), and every change to an item's status moves the counts with it.
 
 use std::collections::HashSet;
 
@@ -23,6 +30,8 @@ use super::requests::{parse_join, parse_label, JoinRequest};
 
 pub const MAX_ITEMS: usize = 500;
 pub const MAX_UNFINISHED_JOBS: usize = 10;
+/// A session keeps at most this many finished jobs (the oldest are dropped first).
+pub const MAX_FINISHED_JOBS: usize = 50;
 pub const MAX_ATTEMPTS: u32 = 5;
 pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 pub const DEFAULT_INTERVAL_S: u32 = 20;
@@ -231,6 +240,57 @@ impl ItemStatus {
 
 pub const PAUSE_REQUESTED: &str = "requested";
 pub const PAUSE_NOT_CONNECTED: &str = "session_not_connected";
+pub const CANCEL_REQUESTED: &str = "requested";
+pub const CANCEL_REASSIGNED: &str = "session_reassigned";
+
+/// How many items of a job are in each state; kept with the job and moved with every
+/// change of an item's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub total: u32,
+    pub pending: u32,
+    pub joined: u32,
+    pub pending_approval: u32,
+    pub already_member: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+}
+
+impl Counts {
+    pub fn of<'a>(statuses: impl IntoIterator<Item = &'a ItemStatus>) -> Self {
+        let mut counts = Self::default();
+        for status in statuses {
+            counts.total += 1;
+            *counts.slot(*status) += 1;
+        }
+        counts
+    }
+
+    fn slot(&mut self, status: ItemStatus) -> &mut u32 {
+        match status {
+            ItemStatus::Pending => &mut self.pending,
+            ItemStatus::Joined => &mut self.joined,
+            ItemStatus::PendingApproval => &mut self.pending_approval,
+            ItemStatus::AlreadyMember => &mut self.already_member,
+            ItemStatus::Failed => &mut self.failed,
+            ItemStatus::Cancelled => &mut self.cancelled,
+        }
+    }
+
+    /// One item moved from `from` to `to`.
+    pub fn moved(&mut self, from: ItemStatus, to: ItemStatus) {
+        let old = self.slot(from);
+        *old = old.saturating_sub(1);
+        *self.slot(to) += 1;
+    }
+
+    /// Every pending item but `keep` of them became cancelled.
+    fn cancel_pending(&mut self, keep: u32) {
+        let moved = self.pending.saturating_sub(keep);
+        self.pending -= moved;
+        self.cancelled += moved;
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
@@ -254,11 +314,15 @@ pub struct Job {
     pub interval_s: u32,
     pub status: JobStatus,
     pub pause_reason: Option<String>,
+    /// `requested`, or `session_reassigned` when the session changed hands (section 9).
+    pub cancel_reason: Option<String>,
     /// Consecutive checks that found the session not connected.
     pub checks: u32,
     pub created_ms: i64,
     pub updated_ms: i64,
     pub finished_ms: Option<i64>,
+    pub counts: Counts,
+    /// The items loaded for the task at hand (see the module's invariants).
     pub items: Vec<Item>,
 }
 
@@ -278,7 +342,7 @@ impl Job {
                 not_before_ms: now_ms,
                 finished_ms: None,
             })
-            .collect();
+            .collect::<Vec<Item>>();
         Self {
             id,
             org,
@@ -286,6 +350,8 @@ impl Job {
             interval_s: submit.interval_s,
             status: JobStatus::Queued,
             pause_reason: None,
+            cancel_reason: None,
+            counts: Counts::of(items.iter().map(|i| &i.status)),
             checks: 0,
             created_ms: now_ms,
             updated_ms: now_ms,
@@ -308,7 +374,7 @@ impl Job {
     }
 
     fn finish_if_done(&mut self, now_ms: i64) -> bool {
-        if !self.status.is_finished() && self.pending().next().is_none() {
+        if !self.status.is_finished() && self.counts.pending == 0 {
             self.status = JobStatus::Completed;
             self.pause_reason = None;
             self.finished_ms = Some(now_ms);
@@ -328,10 +394,8 @@ impl Job {
     pub fn resume(&mut self, now_ms: i64) -> Result<(), ApiError> {
         self.check_unfinished()?;
         if self.status == JobStatus::Paused {
-            let started = self
-                .items
-                .iter()
-                .any(|i| i.attempts > 0 || i.finished_ms.is_some());
+            let started = self.counts.pending < self.counts.total
+                || self.items.iter().any(|i| i.attempts > 0);
             self.status = if started {
                 JobStatus::Running
             } else {
@@ -351,17 +415,32 @@ impl Job {
         Ok(())
     }
 
-    /// Marks every pending item cancelled, but the one running now (it finishes).
-    pub fn cancel(&mut self, running: Option<u32>, now_ms: i64) -> Result<(), ApiError> {
+    /// Marks every pending item cancelled, but the one whose backend call is under way now
+    /// (it finishes). The store applies the same change to the items it did not load.
+    pub fn cancel(
+        &mut self,
+        running: Option<u32>,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
         self.check_unfinished()?;
+        let mut running_pending = false;
         for item in self.items.iter_mut() {
-            if item.status == ItemStatus::Pending && Some(item.index) != running {
+            if item.status != ItemStatus::Pending {
+                continue;
+            }
+            if Some(item.index) == running {
+                running_pending = true;
+            } else {
                 item.status = ItemStatus::Cancelled;
                 item.finished_ms = Some(now_ms);
             }
         }
+        // Called with every item of the job loaded, so the running one is known.
+        self.counts.cancel_pending(u32::from(running_pending));
         self.status = JobStatus::Cancelled;
         self.pause_reason = None;
+        self.cancel_reason = Some(reason.to_string());
         self.finished_ms = Some(now_ms);
         self.updated_ms = now_ms;
         Ok(())
@@ -447,27 +526,40 @@ fn is_definite(code: ErrorCode) -> bool {
     )
 }
 
+/// Moves an item to `to`, and its job's counts with it.
+fn set_status(entry: &mut Item, counts: &mut Counts, to: ItemStatus) {
+    counts.moved(entry.status, to);
+    entry.status = to;
+}
+
 /// Ends an item with a definite outcome: the join's status, or `failed` with its error.
-fn apply_final(entry: &mut Item, outcome: Outcome, now_ms: i64) {
-    entry.attempts += 1;
+fn apply_final(entry: &mut Item, counts: &mut Counts, outcome: Outcome, now_ms: i64) {
     entry.finished_ms = Some(now_ms);
     match outcome {
         Outcome::Done(data) => {
-            entry.status = match data.get("status").and_then(Value::as_str) {
+            let status = match data.get("status").and_then(Value::as_str) {
                 Some("pending_approval") => ItemStatus::PendingApproval,
                 Some("already_member") => ItemStatus::AlreadyMember,
                 _ => ItemStatus::Joined,
             };
+            set_status(entry, counts, status);
             entry.group_jid = data
                 .get("group_jid")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
         }
         Outcome::Failed(error) => {
-            entry.status = ItemStatus::Failed;
+            set_status(entry, counts, ItemStatus::Failed);
             entry.error = Some(item_error(&error));
         }
     }
+}
+
+/// The outcome of an item whose every attempt was cut off before its outcome was recorded:
+/// unknown, like a timeout.
+pub fn interrupted() -> ApiError {
+    ApiError::new(ErrorCode::BackendTimeout)
+        .with_message("Every attempt of this item was interrupted before its outcome was recorded.")
 }
 
 impl Book {
@@ -509,7 +601,29 @@ impl Book {
         }
     }
 
-    /// Records what an item's run gave, and paces the session's next item.
+    /// Counts the attempt about to be made, before its backend call (the caller stores it
+    /// first). False when the attempts are used up by calls whose outcome was never
+    /// recorded: the item then ends with `interrupted()` instead of another call.
+    pub fn begin_attempt(&mut self, job: usize, item: usize) -> bool {
+        let Some(job) = self.jobs.get_mut(job) else {
+            return false;
+        };
+        let Some(entry) = job.items.get_mut(item) else {
+            return false;
+        };
+        if entry.attempts >= MAX_ATTEMPTS {
+            return false;
+        }
+        entry.attempts += 1;
+        // A job runs from its first attempt on.
+        if job.status == JobStatus::Queued {
+            job.status = JobStatus::Running;
+        }
+        true
+    }
+
+    /// Records what an item's attempt gave (counted by `begin_attempt`, but for an outcome
+    /// decided without a call), and paces the session's next item.
     pub fn record(
         &mut self,
         job: usize,
@@ -531,13 +645,24 @@ impl Book {
         let Some(entry) = job_ref.items.get_mut(item) else {
             return recorded;
         };
+        let counts = &mut job_ref.counts;
+        if entry.status != ItemStatus::Pending {
+            // Already final (cancelled while it waited for its turn, say): kept as it is.
+            return recorded;
+        }
+        // Not-connected and WhatsApp's push-back are no attempt: the one counted is undone.
+        let spent = !matches!(&outcome, Outcome::Failed(e) if matches!(e.code,
+            ErrorCode::SessionNotConnected | ErrorCode::UpstreamRateLimited | ErrorCode::SessionCoolingDown));
+        if !spent {
+            entry.attempts = entry.attempts.saturating_sub(1);
+        }
         if job_ref.status.is_finished() {
             // Cancelled while this item ran: a final answer is kept; anything else (a retry,
             // a pause, a cooldown) ends the item cancelled. The job stays as it is.
             if definite {
-                apply_final(entry, outcome, now_ms);
-            } else if entry.status == ItemStatus::Pending {
-                entry.status = ItemStatus::Cancelled;
+                apply_final(entry, counts, outcome, now_ms);
+            } else {
+                set_status(entry, counts, ItemStatus::Cancelled);
                 entry.finished_ms = Some(now_ms);
             }
             return recorded;
@@ -554,7 +679,7 @@ impl Book {
                     job_ref.status = JobStatus::Running;
                     job_ref.pause_reason = None;
                 }
-                apply_final(entry, outcome, now_ms);
+                apply_final(entry, counts, outcome, now_ms);
             }
             Outcome::Done(_) => {}
             Outcome::Failed(error) => match error.code {
@@ -574,10 +699,9 @@ impl Book {
                 }
                 _ => {
                     // Transient: retried with backoff; the fifth failure is final.
-                    entry.attempts += 1;
                     if entry.attempts >= MAX_ATTEMPTS {
                         entry.error = Some(item_error(&error));
-                        entry.status = ItemStatus::Failed;
+                        set_status(entry, counts, ItemStatus::Failed);
                         entry.finished_ms = Some(now_ms);
                     } else {
                         entry.not_before_ms = now_ms + backoff_ms(entry.attempts);
@@ -605,20 +729,19 @@ impl Book {
         self.jobs
             .iter()
             .map(|job| {
-                if !job.is_runnable() {
+                if !job.is_runnable() || job.counts.pending == 0 {
                     return None;
                 }
                 let gap = (i64::from(job.interval_s) * 1000).max(bucket_gap);
-                let mut end = None;
-                for item in job.pending() {
-                    if !first {
-                        at += gap;
-                    }
-                    first = false;
-                    at = at.max(item.not_before_ms);
-                    end = Some(at);
+                if !first {
+                    at += gap;
                 }
-                end
+                first = false;
+                if let Some(head) = job.pending().next() {
+                    at = at.max(head.not_before_ms);
+                }
+                at += gap * i64::from(job.counts.pending - 1);
+                Some(at)
             })
             .collect()
     }
@@ -764,6 +887,20 @@ mod tests {
         }
     }
 
+    /// One attempt of an item: counted, then recorded, as the session object does.
+    fn run(
+        book: &mut Book,
+        job: usize,
+        item: usize,
+        outcome: Outcome,
+        cooldown_until: Option<i64>,
+        now_ms: i64,
+        random: u32,
+    ) -> Recorded {
+        assert!(book.begin_attempt(job, item));
+        book.record(job, item, outcome, cooldown_until, now_ms, random)
+    }
+
     fn done(status: &str) -> Outcome {
         Outcome::Done(json!({ "group_jid": "1@g.us", "status": status }))
     }
@@ -772,13 +909,13 @@ mod tests {
     fn items_run_in_order_at_the_pace() {
         let mut book = book(3, 20);
         assert_eq!(book.next(0, None), Next::Run { job: 0, item: 0 });
-        book.record(0, 0, done("joined"), None, 0, 0);
+        run(&mut book, 0, 0, done("joined"), None, 0, 0);
         // 0.75 x 20 s at the lowest jitter.
         assert_eq!(book.next(1, None), Next::At(15_000));
         assert_eq!(book.next(15_000, None), Next::Run { job: 0, item: 1 });
-        book.record(0, 1, done("pending_approval"), None, 15_000, 500);
+        run(&mut book, 0, 1, done("pending_approval"), None, 15_000, 500);
         assert_eq!(book.next(15_001, None), Next::At(40_000));
-        let recorded = book.record(0, 2, done("already_member"), None, 40_000, 250);
+        let recorded = run(&mut book, 0, 2, done("already_member"), None, 40_000, 250);
         assert!(recorded.completed);
         assert_eq!(book.jobs[0].status, JobStatus::Completed);
         assert_eq!(book.next(100_000, None), Next::Idle);
@@ -793,7 +930,8 @@ mod tests {
                 panic!("runs")
             };
             assert_eq!(item, 0);
-            book.record(
+            run(
+                &mut book,
                 0,
                 0,
                 Outcome::Failed(ApiError::new(ErrorCode::BackendTimeout)),
@@ -816,7 +954,7 @@ mod tests {
             Some(json!("backend_timeout"))
         );
         let revoked = ApiError::new(ErrorCode::InviteRevoked).with_detail("wa_code", 410);
-        book.record(0, 1, Outcome::Failed(revoked), None, 1, 0);
+        run(&mut book, 0, 1, Outcome::Failed(revoked), None, 1, 0);
         assert_eq!(
             book.jobs[0].items[1]
                 .error
@@ -830,7 +968,8 @@ mod tests {
     #[test]
     fn not_connected_pauses_and_resumes_by_itself() {
         let mut book = book(1, 5);
-        let recorded = book.record(
+        let recorded = run(
+            &mut book,
             0,
             0,
             Outcome::Failed(ApiError::new(ErrorCode::SessionNotConnected)),
@@ -852,7 +991,7 @@ mod tests {
             Next::At(at) => at,
             other => panic!("{other:?}"),
         };
-        book.record(0, 0, done("joined"), None, at, 0);
+        run(&mut book, 0, 0, done("joined"), None, at, 0);
         assert_eq!(book.jobs[0].status, JobStatus::Completed);
     }
 
@@ -865,8 +1004,8 @@ mod tests {
         assert_eq!(book.jobs[0].status, JobStatus::Queued);
         assert_eq!(book.next(1, None), Next::Run { job: 0, item: 0 });
         // Cancelling while item 0 runs: the others are cancelled, item 0 finishes.
-        assert!(book.jobs[0].cancel(Some(0), 2).is_ok());
-        book.record(0, 0, done("joined"), None, 3, 0);
+        assert!(book.jobs[0].cancel(Some(0), CANCEL_REQUESTED, 2).is_ok());
+        run(&mut book, 0, 0, done("joined"), None, 3, 0);
         let statuses: Vec<_> = book.jobs[0].items.iter().map(|i| i.status).collect();
         assert_eq!(
             statuses,
@@ -888,8 +1027,16 @@ mod tests {
             ErrorCode::UpstreamRateLimited,
         ] {
             let mut fresh = book_of(2);
-            assert!(fresh.jobs[0].cancel(Some(0), 1).is_ok());
-            fresh.record(0, 0, Outcome::Failed(ApiError::new(code)), None, 2, 0);
+            assert!(fresh.jobs[0].cancel(Some(0), CANCEL_REQUESTED, 1).is_ok());
+            run(
+                &mut fresh,
+                0,
+                0,
+                Outcome::Failed(ApiError::new(code)),
+                None,
+                2,
+                0,
+            );
             assert_eq!(fresh.jobs[0].status, JobStatus::Cancelled, "{code:?}");
             assert_eq!(fresh.jobs[0].items[0].status, ItemStatus::Cancelled);
             assert_eq!(counts(&fresh.jobs[0])["pending"], json!(0));
@@ -900,19 +1047,55 @@ mod tests {
     fn a_definite_answer_ends_a_not_connected_pause() {
         let mut book = book_of(2);
         let not_connected = ApiError::new(ErrorCode::SessionNotConnected);
-        book.record(0, 0, Outcome::Failed(not_connected), None, 0, 0);
+        run(&mut book, 0, 0, Outcome::Failed(not_connected), None, 0, 0);
         assert_eq!(book.jobs[0].status, JobStatus::Paused);
         let revoked = ApiError::new(ErrorCode::InviteRevoked);
-        book.record(0, 0, Outcome::Failed(revoked), None, 20_000, 0);
+        run(&mut book, 0, 0, Outcome::Failed(revoked), None, 20_000, 0);
         assert_eq!(book.jobs[0].status, JobStatus::Running);
         assert_eq!(book.jobs[0].pause_reason, None);
+    }
+
+    #[test]
+    fn attempts_cut_off_before_their_outcome_are_counted_and_end_the_item() {
+        let mut book = book(2, 5);
+        // Five attempts stored before their calls, none recorded (the instance died each time).
+        for _ in 0..MAX_ATTEMPTS {
+            assert!(book.begin_attempt(0, 0));
+        }
+        assert!(!book.begin_attempt(0, 0), "no sixth call");
+        let recorded = book.record(0, 0, Outcome::Failed(interrupted()), None, 1, 0);
+        assert!(!recorded.completed);
+        let entry = &book.jobs[0].items[0];
+        assert_eq!(entry.status, ItemStatus::Failed);
+        assert_eq!(entry.attempts, MAX_ATTEMPTS);
+        assert_eq!(
+            entry.error.as_ref().map(|e| e["code"].clone()),
+            Some(json!("backend_timeout"))
+        );
+        assert_eq!(book.jobs[0].counts.failed, 1);
+        assert_eq!(book.jobs[0].counts.pending, 1);
+    }
+
+    #[test]
+    fn cancel_with_a_partial_load_moves_the_counts_of_every_pending_item() {
+        // The store cancels the items it did not load; the counts say so all the same.
+        let mut job = book(5, 5).jobs.remove(0);
+        job.items.truncate(1);
+        assert!(job.cancel(None, CANCEL_REASSIGNED, 1).is_ok());
+        assert_eq!(job.counts.pending, 0);
+        assert_eq!(job.counts.cancelled, 5);
+        assert_eq!(job.cancel_reason.as_deref(), Some(CANCEL_REASSIGNED));
+        let mut running = book(5, 5).jobs.remove(0);
+        assert!(running.cancel(Some(2), CANCEL_REQUESTED, 1).is_ok());
+        assert_eq!((running.counts.pending, running.counts.cancelled), (1, 4));
     }
 
     #[test]
     fn a_cooldown_holds_every_item() {
         let mut book = book(2, 5);
         assert_eq!(book.next(0, Some(60_000)), Next::At(60_000));
-        book.record(
+        run(
+            &mut book,
             0,
             0,
             Outcome::Failed(ApiError::new(ErrorCode::UpstreamRateLimited)),
@@ -986,10 +1169,11 @@ mod tests {
                     6 => Outcome::Failed(ApiError::new(ErrorCode::BackendError)),
                     _ => done("already_member"),
                 };
-                book.record(job, item, result, cooldown, now, random);
+                run(&mut book, job, item, result, cooldown, now, random);
                 now += 1;
             }
             for job in &book.jobs {
+                prop_assert_eq!(job.counts, Counts::of(job.items.iter().map(|i| &i.status)), "counts move with the items");
                 for item in &job.items {
                     let final_state = ItemStatus::FINAL.contains(&item.status);
                     prop_assert_eq!(final_state, item.finished_ms.is_some());

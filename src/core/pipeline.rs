@@ -201,6 +201,42 @@ impl SessionState {
         }
     }
 
+    /// A call admitted earlier whose turn in the queue has come, checked again: a cooldown
+    /// may have started, or the circuit opened, while it waited (no call reaches a backend
+    /// whose circuit is open, section 6). A call admitted while the circuit was closed may
+    /// find it half open and become its probe. On refusal its token comes back and a probe
+    /// slot it held is freed, as for a call turned away.
+    pub fn at_turn(
+        &mut self,
+        admitted: Admitted,
+        limit: ClassLimit,
+        now_ms: i64,
+        probe_timeout_ms: i64,
+    ) -> Result<Admitted, Refusal> {
+        let refusal = match self.cooldown_at(now_ms) {
+            Some(cooldown) if admitted.class == Class::Join => Some(Refusal::CoolingDown(cooldown)),
+            _ if admitted.probe => None,
+            _ => match self.breaker.admit(now_ms, probe_timeout_ms) {
+                Admission::Allowed { probe } => {
+                    return Ok(Admitted {
+                        class: admitted.class,
+                        probe,
+                    })
+                }
+                Admission::Rejected { retry_after_ms } => {
+                    Some(Refusal::CircuitOpen { retry_after_ms })
+                }
+            },
+        };
+        match refusal {
+            None => Ok(admitted),
+            Some(refusal) => {
+                self.turned_away(admitted, limit, now_ms);
+                Err(refusal)
+            }
+        }
+    }
+
     /// Settles an exchange: the breaker counts it, a call that reached nothing gets its
     /// token back, and a WhatsApp 429 or restriction on a join-class call starts a cooldown.
     /// Returns the call's final result (a restriction becomes `session_cooling_down`) and the
@@ -267,6 +303,7 @@ impl SessionState {
 mod tests {
     use super::*;
     use crate::core::backend::Exchanged;
+    use crate::core::breaker::{FAILURE_THRESHOLD, OPEN_MS};
     use crate::core::limits::Limits;
     use proptest::prelude::*;
     use serde_json::json;
@@ -279,6 +316,42 @@ mod tests {
             now_ms,
             probe_timeout_ms: 15_000,
         }
+    }
+
+    #[test]
+    fn a_call_whose_turn_comes_while_the_circuit_is_open_is_refused_and_refunded() {
+        let mut state = SessionState::default();
+        let limit = Limits::default().class(Class::Read);
+        let waiting = state
+            .admit(&ask(Class::Read, 0))
+            .expect("admitted while closed");
+        let full = state.bucket(Class::Read, limit, 0).remaining(limit, 0);
+        for n in 0..FAILURE_THRESHOLD {
+            state.breaker.record(true, i64::from(n));
+        }
+        let refused = state.at_turn(waiting, limit, 100, 15_000);
+        assert!(
+            matches!(refused, Err(Refusal::CircuitOpen { retry_after_ms }) if retry_after_ms > 9_000),
+            "{refused:?}"
+        );
+        assert_eq!(
+            state.bucket(Class::Read, limit, 100).remaining(limit, 100),
+            full + 1,
+            "its token came back"
+        );
+        // Once half open, the first call whose turn comes is the probe, the next is refused.
+        let later = state.admit(&ask(Class::Read, 1)).err();
+        assert!(matches!(later, Some(Refusal::CircuitOpen { .. })));
+        let open_until = state.breaker.opened_at_ms.unwrap_or(0) + OPEN_MS;
+        let probe = state.at_turn(waiting, limit, open_until, 15_000);
+        assert_eq!(probe.map(|a| a.probe), Ok(true));
+        assert!(state
+            .at_turn(waiting, limit, open_until + 1, 15_000)
+            .is_err());
+        // With the circuit closed, a waiting call goes as it was admitted.
+        let mut closed = SessionState::default();
+        let admitted = closed.admit(&ask(Class::Join, 0)).expect("admitted");
+        assert_eq!(closed.at_turn(admitted, limit, 5, 15_000), Ok(admitted));
     }
 
     fn ok() -> Exchanged {

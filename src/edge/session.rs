@@ -25,10 +25,10 @@ use super::store::Store;
 use crate::core::backend::spec::StoredBackend;
 use crate::core::backend::{Exchanged, Kind, Op, Target};
 use crate::core::dispatch::{
-    IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
+    Assign, CallPayload, IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
 };
 use crate::core::error::{ApiError, ErrorCode};
-use crate::core::idempotency::{decide, is_storable, Decision, StoredOutcome};
+use crate::core::idempotency::{decide, is_stored, Decision, StoredOutcome};
 use crate::core::limits::{Class, ClassLimit};
 use crate::core::pipeline::{cooling_down_error, Ask, Cooldown, Refusal, SessionState};
 use crate::core::queue::FifoGate;
@@ -73,9 +73,16 @@ pub struct SessionObject {
     live: Cell<Option<SessionState>>,
     /// The same as last written to storage, so that only changes are written.
     stored: Cell<SessionState>,
-    /// Bumped when the session is deleted, so that calls admitted before forget their writes.
+    /// Bumped when the session is deleted or changes hands: calls and items admitted before
+    /// are refused at their turn, and one already at the backend keeps nothing of its
+    /// outcome but what protects the account (the pipeline state).
     epoch: Cell<u64>,
-    /// The job item in flight (job id, item index): a cancel lets it finish.
+    /// The org that owns the session (loaded on first use; `None` inside: no owner yet).
+    owner: RefCell<Option<Option<String>>>,
+    /// A job item was picked by the alarm and has not ended (it may wait for its turn).
+    item_picked: Cell<bool>,
+    /// The job item whose backend call is under way (job id, item index): a cancel lets it
+    /// finish. An item still waiting for its turn is not here, so a cancel ends it.
     running_item: RefCell<Option<(String, u32)>>,
     schema_ready: Cell<bool>,
 }
@@ -105,6 +112,8 @@ impl DurableObject for SessionObject {
             live: Cell::new(None),
             stored: Cell::new(SessionState::default()),
             epoch: Cell::new(0),
+            owner: RefCell::new(None),
+            item_picked: Cell::new(false),
             running_item: RefCell::new(None),
             schema_ready: Cell::new(false),
         }
@@ -114,13 +123,13 @@ impl DurableObject for SessionObject {
         self.ensure_schema()?;
         match req.path().as_str() {
             "/call" => {
-                // The message comes in a header, not the body: reading a body awaits, and
-                // requests that await before joining the queue can overtake each other.
+                // The call's head comes in a header, so that it takes its place in the queue
+                // before anything awaits; its secret part follows in the body.
                 let raw = req.headers().get(CALL_HEADER)?.unwrap_or_default();
                 let call: SessionCall = serde_json::from_str(&raw)
                     .map_err(|e| worker::Error::RustError(e.to_string()))?;
                 let request_id = call.request_id.clone();
-                match self.run(call).await {
+                match self.run(call, &mut req).await {
                     Ok(answer) => answer.into_object_response(),
                     // A storage failure still answers in the envelope.
                     Err(error) => {
@@ -140,11 +149,16 @@ impl DurableObject for SessionObject {
                     }
                 }
             }
+            "/assign" => {
+                let assign: Assign = super::json_body(&mut req).await?;
+                let cancelled = self.assign(&assign).await?;
+                let data = json!({ "org": assign.org, "cancelled_jobs": cancelled });
+                Reply::success(200, data, "assign").into_object_response()
+            }
             "/reset" => {
                 // Before any await: a call or item finishing meanwhile must keep nothing.
                 self.epoch.set(self.epoch.get() + 1);
-                self.live.set(None);
-                self.stored.set(SessionState::default());
+                *self.owner.borrow_mut() = Some(None);
                 self.store().reset()?;
                 self.state.storage().delete_alarm().await?;
                 Reply::success(200, json!({ "reset": true }), "reset").into_object_response()
@@ -158,7 +172,9 @@ impl DurableObject for SessionObject {
     /// finished one never.
     async fn alarm(&self) -> worker::Result<Response> {
         self.ensure_schema()?;
-        if let Err(error) = self.run_next_item().await {
+        let ran = self.run_next_item().await;
+        self.item_picked.set(false);
+        if let Err(error) = ran {
             log_error("alarm", "join job failure", &error);
             // Try again in a minute rather than never.
             self.state.storage().set_alarm(60_000i64).await?;
@@ -178,6 +194,75 @@ impl SessionObject {
             self.schema_ready.set(true);
         }
         Ok(())
+    }
+
+    /// The org that owns the session, from memory, or from storage the first time.
+    fn owner(&self) -> worker::Result<Option<String>> {
+        if let Some(owner) = self.owner.borrow().clone() {
+            return Ok(owner);
+        }
+        let owner = self.store().owner()?;
+        *self.owner.borrow_mut() = Some(owner.clone());
+        Ok(owner)
+    }
+
+    /// Whether a call of `org` may act here. A session registered before its object knew
+    /// its owner takes the first caller's org (the edge checked it against the record).
+    fn owned_by(&self, org: &str) -> worker::Result<bool> {
+        match self.owner()? {
+            Some(owner) => Ok(owner == org),
+            None => {
+                self.store().save_owner(org)?;
+                *self.owner.borrow_mut() = Some(Some(org.to_string()));
+                Ok(true)
+            }
+        }
+    }
+
+    /// `PUT /v1/admin/sessions/{sid}`: the session's owner now. When that is another org,
+    /// everything the old one had running here ends (contract section 9): its unfinished
+    /// jobs are cancelled (`session_reassigned`), its idempotency records forgotten, calls
+    /// waiting in the queue are refused at their turn, and the answer waits for the call
+    /// under way, so that nothing of the old org runs after it. Returns the jobs cancelled.
+    async fn assign(&self, assign: &Assign) -> worker::Result<usize> {
+        let store = self.store();
+        let now = now_ms();
+        if let Some((_, next_item_ms)) = store.meta()? {
+            store.save_meta(&assign.session, next_item_ms)?;
+        } else {
+            store.save_meta(&assign.session, 0)?;
+        }
+        if self.owner()?.as_deref() == Some(assign.org.as_str()) {
+            return Ok(0);
+        }
+        self.epoch.set(self.epoch.get() + 1);
+        let mut cancelled = 0;
+        for mut job in store.unfinished_jobs()? {
+            if job.org == assign.org {
+                continue;
+            }
+            job.items = store.items(&job.id)?;
+            // Every pending item, the one under way included: its outcome is not kept.
+            if job
+                .cancel(None, crate::core::jobs::CANCEL_REASSIGNED, now)
+                .is_ok()
+            {
+                store.cancel_items(&job.id, None, now)?;
+                store.save_job(&job)?;
+                cancelled += 1;
+            }
+        }
+        store.forget_outcomes()?;
+        store.save_owner(&assign.org)?;
+        *self.owner.borrow_mut() = Some(Some(assign.org.clone()));
+        store.drop_old_jobs(now)?;
+        // The call under way, if any, ends before this answer (the queue's calls after it
+        // are refused at their turn). A full queue is not waited for.
+        if let Ok(turn) = self.gate.enter() {
+            drop(turn.await);
+        }
+        self.reschedule(now_ms()).await?;
+        Ok(cancelled)
     }
 
     /// The pipeline's state, from memory, or from storage the first time.
@@ -338,21 +423,26 @@ impl SessionObject {
         )
     }
 
+    /// Keeps an executed outcome for replays (`body`: what a replay answers), unless it is
+    /// one that must run again (section 6).
+    #[allow(clippy::too_many_arguments)]
     fn remember(
         &self,
         scope: &str,
         fingerprint: &str,
-        answer: &Reply,
+        status: u16,
+        body: &str,
         error: Option<&ApiError>,
+        executed: bool,
         now: i64,
     ) -> worker::Result<()> {
-        if !is_storable(error) {
+        if !is_stored(error, executed) {
             return Ok(());
         }
         let stored = StoredOutcome {
             fingerprint: fingerprint.to_string(),
-            status: answer.status,
-            body: answer.body.clone(),
+            status,
+            body: body.to_string(),
             retry_after_s: error.and_then(|e| e.retry_after_s),
             created_ms: now,
         };
@@ -361,12 +451,17 @@ impl SessionObject {
 
     /// A client call, in the contract's check order. Between the idempotency decision and
     /// joining the queue nothing awaits, so no other request of this session can interleave.
-    async fn run(&self, msg: SessionCall) -> worker::Result<Reply> {
+    async fn run(&self, msg: SessionCall, req: &mut Request) -> worker::Result<Reply> {
         let rid = msg.request_id.as_str();
         let settings = match config::settings(&self.env) {
             Ok(settings) => settings,
             Err(error) => return Ok(fail(&error, rid)),
         };
+        // A call of an org that no longer owns the session (an edge that has not seen the
+        // change yet) finds nothing here.
+        if !self.owned_by(&msg.org)? {
+            return Ok(fail(&ApiError::not_found(), rid));
+        }
         let now = now_ms();
         let limit = msg.limits.class(msg.class);
         let scope = msg.idempotency.as_ref().map(|i| i.scope(&msg.org));
@@ -379,12 +474,13 @@ impl SessionObject {
         // Everything from here to the queue is synchronous and changes only memory; a
         // refused call writes nothing.
         let mut state = self.pipeline_state()?;
+        let probe_timeout_ms = Self::probe_timeout_ms(&settings);
         let ask = Ask {
             class: msg.class,
             limit,
             org_wait_s: msg.org_wait_s,
             now_ms: now,
-            probe_timeout_ms: Self::probe_timeout_ms(&settings),
+            probe_timeout_ms,
         };
         let admitted = match state.admit(&ask) {
             Ok(admitted) => admitted,
@@ -415,41 +511,58 @@ impl SessionObject {
             }),
         };
         let epoch = self.epoch.get();
+        // The call holds its place: now its secret part may be read.
+        let payload: Option<CallPayload> = match req.text().await {
+            Ok(text) => serde_json::from_str(&text).ok(),
+            Err(_) => None,
+        };
         let permit = turn.await;
-        // A join or leave that waited behind the call that started a cooldown does not go.
-        if msg.class == Class::Join {
-            let now = now_ms();
-            let mut state = self.pipeline_state()?;
-            if let Some(cooldown) = state.cooldown_at(now) {
-                state.turned_away(admitted, limit, now);
+        let now = now_ms();
+        let mut state = self.pipeline_state()?;
+        // Checked again at its turn: the session may have been deleted or changed hands, a
+        // cooldown started or the circuit opened while it waited.
+        let Some(payload) = payload.filter(|_| self.epoch.get() == epoch) else {
+            state.turned_away(admitted, limit, now);
+            self.live.set(Some(state));
+            return Ok(fail(&ApiError::not_found(), rid));
+        };
+        let admitted = match state.at_turn(admitted, limit, now, probe_timeout_ms) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
                 self.live.set(Some(state));
                 drop(permit);
-                return Ok(fail(&cooling_down_error(cooldown, now), rid));
+                return Ok(Self::refusal_reply(
+                    refusal, &state, msg.class, limit, now, rid,
+                ));
             }
-        }
+        };
+        self.live.set(Some(state));
 
         let started = now_ms();
         let exchanged = self
-            .exchange(&msg.session, msg.backend.as_ref(), &msg.op, rid, &settings)
+            .exchange(
+                &msg.session,
+                payload.backend.as_ref(),
+                &payload.op,
+                rid,
+                &settings,
+            )
             .await;
         let finished = now_ms();
         let backend_ms = u64::try_from(finished - started).unwrap_or(0);
+        let reached = exchanged.reached;
 
-        // From here to the answer nothing awaits: all writes share one storage commit. A
-        // session deleted while this call ran keeps nothing of it.
+        // From here to the answer nothing awaits: all writes share one storage commit. What
+        // protects the account is always kept; a session deleted or handed over while this
+        // call ran keeps nothing else of it.
         let current_epoch = self.epoch.get() == epoch;
         let mut state = self.pipeline_state()?;
-        let (result, cooldown) = if current_epoch {
-            let settled = state.settle(admitted, limit, exchanged, finished);
-            self.commit_state(state)?;
-            settled
-        } else {
-            (exchanged.result, None)
-        };
+        let (result, cooldown) = state.settle(admitted, limit, exchanged, finished);
+        self.commit_state(state)?;
         drop(permit);
 
-        let result = result.map(|data| match msg.op {
-            Op::SessionStatus => status_data(&msg, &state, data, queue_depth, finished),
+        let result = result.map(|data| match payload.op {
+            Op::SessionStatus => status_data(&msg, &payload, &state, data, queue_depth, finished),
             _ => data,
         });
         let current = state.bucket(msg.class, limit, finished);
@@ -462,16 +575,19 @@ impl SessionObject {
             self.remember(
                 scope,
                 &idem.fingerprint,
-                &answer,
+                answer.status,
+                &answer.body,
                 result.as_ref().err(),
+                reached,
                 finished,
             )?;
         }
-        // Events last: every write of the call is done, and a session deleted meanwhile
-        // raises nothing.
+        // Events last: every write of the call is done, and a session deleted or handed
+        // over meanwhile raises nothing.
         if self.epoch.get() == epoch {
             let data = result.as_ref().ok();
-            self.raise_call_events(&msg, data, cooldown).await;
+            self.raise_call_events(&msg, &payload.op, data, cooldown)
+                .await;
         }
         Ok(answer
             .with_header("RateLimit-Policy", policy)
@@ -483,6 +599,7 @@ impl SessionObject {
     async fn raise_call_events(
         &self,
         msg: &SessionCall,
+        op: &Op,
         data: Option<&Value>,
         cooldown: Option<Cooldown>,
     ) {
@@ -493,7 +610,7 @@ impl SessionObject {
                 .as_ref()
                 .is_none_or(|events| events.iter().any(|e| e == event_type))
         };
-        match (&msg.op, data) {
+        match (op, data) {
             (Op::Join { .. } | Op::JoinByMessage { .. }, Some(_)) if !wanted("group.join") => {}
             (Op::Leave { .. }, Some(_)) if !wanted("group.leave") => {}
             (Op::Join { .. } | Op::JoinByMessage { .. }, Some(data)) => {
@@ -550,6 +667,7 @@ fn answer_error(answer: &Reply) -> Option<ApiError> {
 /// `GET /v1/sessions/{sid}`: the backend's `connected` plus what the object knows.
 fn status_data(
     msg: &SessionCall,
+    payload: &CallPayload,
     state: &SessionState,
     backend: Value,
     queue_depth: usize,
@@ -569,6 +687,6 @@ fn status_data(
         "tokens": tokens,
         "circuit": state.breaker.state(now).as_str(),
         "cooldown_until": state.cooldown_at(now).map(|c| format_rfc3339(c.until_ms)),
-        "backend_kind": msg.backend.as_ref().map_or(Kind::Joingate, |b| b.kind).as_str(),
+        "backend_kind": payload.backend.as_ref().map_or(Kind::Joingate, |b| b.kind).as_str(),
     })
 }

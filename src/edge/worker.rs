@@ -22,8 +22,8 @@ use worker::{MessageBatch, MessageExt};
 
 use super::config::Settings;
 use crate::core::dispatch::{
-    IdempotencyRef, JobAction, JobCall, SessionCall, SessionRecord, BACKEND_LATENCY_HEADER,
-    CALL_HEADER,
+    Assign, CallPayload, IdempotencyRef, JobAction, JobCall, SessionCall, SessionRecord,
+    BACKEND_LATENCY_HEADER, CALL_HEADER,
 };
 use crate::core::envelope::{accept_request_id, hex};
 use crate::core::error::{ApiError, ErrorCode};
@@ -352,10 +352,15 @@ async fn session_route(
         org_wait_s,
         webhook_events,
         idempotency,
+        operation: op.name().to_string(),
+    };
+    let payload = CallPayload {
         op,
         backend: session.backend,
     };
-    dispatch(env, sid.as_str(), "call", &message, Carry::Header).await
+    let head = serde_json::to_string(&message).map_err(|_| ApiError::internal())?;
+    let body = serde_json::to_string(&payload).map_err(|_| ApiError::internal())?;
+    dispatch(env, sid.as_str(), "call", Some(&head), &body).await
 }
 
 /// The join-job routes (contract section 10): checked here, kept and run by the object.
@@ -436,7 +441,8 @@ async fn job_route(
         idempotency,
         action,
     };
-    dispatch(env, sid.as_str(), "jobs", &message, Carry::Body).await
+    let body = serde_json::to_string(&message).map_err(|_| ApiError::internal())?;
+    dispatch(env, sid.as_str(), "jobs", None, &body).await
 }
 
 /// The `WEBHOOKS` queue consumer: each message is one delivery attempt, made by the org's
@@ -464,21 +470,16 @@ pub async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> work
     Ok(())
 }
 
-/// How a message travels to the object: in a header for client calls (no await before the
-/// queue keeps arrival order), in the body for job routes (a submit can be large).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Carry {
-    Header,
-    Body,
-}
-
-/// Sends a message to the session's Durable Object and passes its answer on.
+/// Sends a message to the session's Durable Object and passes its answer on. `head` goes
+/// in a header (a client call's place in the queue is decided before the object awaits
+/// anything), `body` in the body; only the body may hold a secret (an invite code, a sealed
+/// credential): request headers are what Tail Workers and Logpush record.
 async fn dispatch(
     env: &Env,
     sid: &str,
     action: &str,
-    message: &impl serde::Serialize,
-    carry: Carry,
+    head: Option<&str>,
+    body: &str,
 ) -> Result<Reply, ApiError> {
     let failed = |_| {
         worker::console_error!(
@@ -490,19 +491,16 @@ async fn dispatch(
         .durable_object(config::SESSIONS_BINDING)
         .and_then(|ns| ns.id_from_name(sid)?.get_stub())
         .map_err(failed)?;
-    let body = serde_json::to_string(message).map_err(|_| ApiError::internal())?;
     let headers = worker::Headers::new();
-    let url = format!("https://session/{action}");
-    let request = if carry == Carry::Header {
-        headers.set(CALL_HEADER, &body).map_err(failed)?;
-        http::outgoing("POST", &url, &headers, None, Redirects::Follow)
-    } else {
-        headers
-            .set("Content-Type", "application/json")
-            .map_err(failed)?;
-        http::outgoing("POST", &url, &headers, Some(&body), Redirects::Follow)
+    if let Some(head) = head {
+        headers.set(CALL_HEADER, head).map_err(failed)?;
     }
-    .map_err(failed)?;
+    headers
+        .set("Content-Type", "application/json")
+        .map_err(failed)?;
+    let url = format!("https://session/{action}");
+    let request =
+        http::outgoing("POST", &url, &headers, Some(body), Redirects::Follow).map_err(failed)?;
     let response = http::fetch_object(stub, &request).await.map_err(failed)?;
     let body = http::text(&response).await.map_err(failed)?;
     // Anything but an envelope (the runtime's own error page, say) is an internal error.
@@ -562,11 +560,16 @@ async fn admin_route(
             let sid = sid()?;
             let body = read_body(req).await?;
             let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
-            Ok(Reply::success(
-                200,
-                admin::put_session(env, &kv, sid.as_str(), &map).await?,
-                rid,
-            ))
+            let data = admin::put_session(env, &kv, sid.as_str(), &map).await?;
+            // The object learns its owner: another org's jobs and records end before this
+            // answer (contract section 9).
+            let assign = Assign {
+                session: sid.to_string(),
+                org: data["org"].as_str().unwrap_or_default().to_string(),
+            };
+            let assign = serde_json::to_string(&assign).map_err(|_| ApiError::internal())?;
+            dispatch(env, sid.as_str(), "assign", None, &assign).await?;
+            Ok(Reply::success(200, data, rid))
         }
         RouteId::GetSession => Ok(Reply::success(
             200,
@@ -630,9 +633,11 @@ async fn admin_route(
         }
         RouteId::DeleteSession => {
             let sid = sid()?;
+            // The object first (its jobs, idempotency records and queue go; what protects
+            // the account stays), the record after: a retry after a failure still cleans up,
+            // and a DELETE that finds no record resets the object all the same.
+            dispatch(env, sid.as_str(), "reset", None, "{}").await?;
             let data = admin::delete_session(&kv, sid.as_str()).await?;
-            // Its rate-limit buckets, breaker and idempotency records go with it.
-            dispatch(env, sid.as_str(), "reset", &json!({}), Carry::Header).await?;
             Ok(Reply::success(200, data, rid))
         }
         _ => Err(ApiError::not_found()),

@@ -2,6 +2,11 @@
 //! and the alarm that runs their items one at a time through the same pipeline and queue as
 //! client calls (contract section 10). The decisions are `core::jobs`'; this is storage,
 //! alarms and I/O.
+//!
+//! Every route and every item reads only what it is about (the store's queries are bounded
+//! by the job, never by the history): a job with its items, the list's rows without items,
+//! and the scheduler's book of unfinished jobs, each with its next pending item. GET routes
+//! write nothing.
 
 use serde_json::{json, Value};
 
@@ -17,18 +22,60 @@ use crate::core::backend::Op;
 use crate::core::dispatch::{JobAction, JobCall, SessionRecord};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::jobs::{
-    counts, job_view, standings, Book, Job, Next, Outcome, Recorded, Submit, LIST_LIMIT,
-    MAX_UNFINISHED_JOBS,
+    counts, interrupted, job_view, standings, Book, Job, Next, Outcome, Recorded, Standing, Submit,
+    CANCEL_REQUESTED, LIST_LIMIT, MAX_UNFINISHED_JOBS,
 };
 use crate::core::limits::{Class, ClassLimit, Limits};
 use crate::core::pipeline::{Admitted, Ask, Cooldown};
 use crate::core::queue::Turn;
 
+/// Where a job stands in the book of unfinished jobs (none for a finished one).
+fn standing_of(
+    book: &Book,
+    job_id: &str,
+    now: i64,
+    cooldown_until: Option<i64>,
+    per_minute: u32,
+) -> Standing {
+    let standings = standings(book, now, cooldown_until, per_minute);
+    book.jobs
+        .iter()
+        .zip(standings)
+        .find(|(job, _)| job.id == job_id)
+        .map_or(
+            Standing {
+                next_attempt_ms: None,
+                estimated_completion_ms: None,
+                cooling_down: false,
+            },
+            |(_, standing)| standing,
+        )
+}
+
 impl SessionObject {
+    /// The scheduler's book: the owner's unfinished jobs, oldest first, each with its next
+    /// pending item, and the pace.
+    fn book(&self) -> worker::Result<Book> {
+        let store = self.store();
+        let owner = self.owner()?;
+        let jobs = store
+            .unfinished_jobs()?
+            .into_iter()
+            .filter(|job| owner.as_deref().is_none_or(|org| org == job.org))
+            .collect();
+        Ok(Book {
+            jobs,
+            next_item_ms: store.meta()?.map_or(0, |(_, at)| at),
+        })
+    }
+
     /// The join-job routes: submit, list, get, pause, resume, cancel.
     pub(super) async fn jobs(&self, msg: JobCall) -> worker::Result<Reply> {
         let rid = msg.request_id.as_str();
         let now = now_ms();
+        if !self.owned_by(&msg.org)? {
+            return Ok(fail(&ApiError::not_found(), rid));
+        }
         let scope = msg.idempotency.as_ref().map(|i| i.scope(&msg.org));
         if let Some(answer) =
             self.idempotent_answer(scope.as_deref(), msg.idempotency.as_ref(), now, rid)?
@@ -39,29 +86,40 @@ impl SessionObject {
             return Ok(fail(&org_limited_error(seconds), rid));
         }
         let store = self.store();
-        store.drop_expired_jobs(now)?;
-        let (_, next_item_ms) = store.meta()?.unwrap_or((msg.session.clone(), 0));
-        store.save_meta(&msg.session, next_item_ms)?;
-        let mut book = Book {
-            jobs: store.load_jobs(true)?,
-            next_item_ms,
-        };
+        let state = self.pipeline_state()?;
+        let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
+        let per_minute = msg.join_per_minute;
         // Another org's job, or a job id that is not one of this session's, is unknown.
-        let find = |book: &Book, id: &str| {
-            book.jobs
-                .iter()
-                .position(|j| j.id == id && j.org == msg.org)
-                .ok_or_else(ApiError::not_found)
+        let load = |job_id: &str| -> worker::Result<Result<Job, ApiError>> {
+            Ok(match store.job(job_id, &msg.org, now)? {
+                Some(mut job) => {
+                    job.items = store.items(&job.id)?;
+                    Ok(job)
+                }
+                None => Err(ApiError::not_found()),
+            })
         };
-        let running = self.running_item.borrow().clone();
-        let outcome: Result<(u16, Value), ApiError> = match &msg.action {
+        let outcome: Result<(u16, Job), ApiError> = match &msg.action {
+            JobAction::List => {
+                let book = self.book()?;
+                let jobs: Vec<Value> = store
+                    .list_jobs(&msg.org, LIST_LIMIT, now)?
+                    .iter()
+                    .map(|job| {
+                        let standing = standing_of(&book, &job.id, now, cooldown_until, per_minute);
+                        job_view(&msg.session, job, standing, false)
+                    })
+                    .collect();
+                return Ok(Reply::success(200, json!({ "jobs": jobs }), rid));
+            }
+            JobAction::Get { job_id } => load(job_id)?.map(|job| (200, job)),
             JobAction::Submit {
                 job_id,
                 items,
                 label,
                 interval_s,
             } => {
-                if book.unfinished() >= MAX_UNFINISHED_JOBS {
+                if store.unfinished_count(&msg.org)? >= MAX_UNFINISHED_JOBS {
                     Err(ApiError::new(ErrorCode::TooManyJobs))
                 } else {
                     let submit = Submit {
@@ -71,93 +129,92 @@ impl SessionObject {
                     };
                     let job = Job::new(job_id.clone(), msg.org.clone(), submit, now);
                     store.save_job_with_items(&job)?;
-                    book.jobs.push(job);
-                    Ok((202, Value::Null))
+                    let next_item_ms = store.meta()?.map_or(0, |(_, at)| at);
+                    store.save_meta(&msg.session, next_item_ms)?;
+                    Ok((202, job))
                 }
             }
-            JobAction::List => Ok((200, Value::Null)),
-            JobAction::Get { job_id } => find(&book, job_id).map(|_| (200, Value::Null)),
             JobAction::Pause { job_id }
             | JobAction::Resume { job_id }
-            | JobAction::Cancel { job_id } => match find(&book, job_id) {
+            | JobAction::Cancel { job_id } => match load(job_id)? {
                 Err(error) => Err(error),
-                Ok(index) => {
-                    let job = &mut book.jobs[index];
-                    let running_here = running
+                Ok(mut job) => {
+                    // Only an item whose backend call is under way finishes after a cancel.
+                    let running_here = self
+                        .running_item
+                        .borrow()
                         .as_ref()
                         .filter(|(id, _)| *id == job.id)
                         .map(|(_, item)| *item);
                     let changed = match &msg.action {
                         JobAction::Pause { .. } => job.pause(now),
-                        JobAction::Resume { .. } => job.resume(now),
-                        _ => job.cancel(running_here, now),
+                        JobAction::Resume { .. } => job.resume(now).and_then(|()| {
+                            store
+                                .resume_items(&job.id, now)
+                                .map_err(|_| ApiError::internal())
+                        }),
+                        _ => job
+                            .cancel(running_here, CANCEL_REQUESTED, now)
+                            .and_then(|()| {
+                                store
+                                    .cancel_items(&job.id, running_here, now)
+                                    .map_err(|_| ApiError::internal())
+                            }),
                     };
                     match changed {
                         Ok(()) => {
-                            store.save_job_with_items(job)?;
-                            Ok((200, Value::Null))
+                            store.save_job(&job)?;
+                            store.drop_old_jobs(now)?;
+                            Ok((200, job))
                         }
                         Err(error) => Err(error),
                     }
                 }
             },
         };
-        let state = self.pipeline_state()?;
-        let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
-        let views = standings(&book, now, cooldown_until, msg.join_per_minute);
-        let view = |index: usize, items: bool| {
-            job_view(&msg.session, &book.jobs[index], views[index], items)
-        };
-        let answer = match outcome {
-            Err(error) => fail(&error, rid),
-            Ok((status, _)) => {
-                let data = match &msg.action {
-                    JobAction::List => {
-                        let jobs: Vec<Value> = (0..book.jobs.len())
-                            .rev()
-                            .filter(|i| book.jobs[*i].org == msg.org)
-                            .take(LIST_LIMIT)
-                            .map(|i| view(i, false))
-                            .collect();
-                        json!({ "jobs": jobs })
-                    }
-                    JobAction::Submit { job_id, .. }
-                    | JobAction::Get { job_id }
-                    | JobAction::Pause { job_id }
-                    | JobAction::Resume { job_id }
-                    | JobAction::Cancel { job_id } => match find(&book, job_id) {
-                        Ok(index) => view(index, true),
-                        Err(_) => Value::Null,
-                    },
-                };
-                Reply::success(status, data, rid)
+        let is_get = matches!(msg.action, JobAction::Get { .. });
+        let (answer, stored_body) = match &outcome {
+            Err(error) => {
+                let answer = fail(error, rid);
+                let body = answer.body.clone();
+                (answer, body)
+            }
+            Ok((status, job)) => {
+                let book = self.book()?;
+                let standing = standing_of(&book, &job.id, now, cooldown_until, per_minute);
+                let answer =
+                    Reply::success(*status, job_view(&msg.session, job, standing, true), rid);
+                // A replay answers the job without its items (GET the job for them): a record
+                // stays small whatever the job's size.
+                let stored =
+                    Reply::success(*status, job_view(&msg.session, job, standing, false), rid);
+                (answer, stored.body)
             }
         };
         if let (Some(scope), Some(idem)) = (&scope, &msg.idempotency) {
             let error = answer_error(&answer);
-            self.remember(scope, &idem.fingerprint, &answer, error.as_ref(), now)?;
+            self.remember(
+                scope,
+                &idem.fingerprint,
+                answer.status,
+                &stored_body,
+                error.as_ref(),
+                true,
+                now,
+            )?;
         }
-        self.schedule(&book, cooldown_until, now).await?;
+        if !is_get {
+            self.reschedule(now).await?;
+        }
         Ok(answer)
     }
 
-    /// Sets the alarm to when the next item is due, or to the next job expiry.
-    async fn schedule(
-        &self,
-        book: &Book,
-        cooldown_until: Option<i64>,
-        now: i64,
-    ) -> worker::Result<()> {
-        let unfinished = Book {
-            jobs: book
-                .jobs
-                .iter()
-                .filter(|j| !j.status.is_finished())
-                .cloned()
-                .collect(),
-            next_item_ms: book.next_item_ms,
-        };
-        let at = match unfinished.next(now, cooldown_until) {
+    /// Sets the alarm to when the next item is due, or to the next job expiry; none when
+    /// nothing is left.
+    pub(super) async fn reschedule(&self, now: i64) -> worker::Result<()> {
+        let book = self.book()?;
+        let cooldown_until = self.pipeline_state()?.cooldown_at(now).map(|c| c.until_ms);
+        let at = match book.next(now, cooldown_until) {
             Next::Run { .. } => Some(now),
             Next::At(at) => Some(at),
             Next::Idle => self.store().next_expiry_ms()?,
@@ -177,19 +234,18 @@ impl SessionObject {
         job: usize,
         item: usize,
         until_ms: i64,
-        cooldown_until: Option<i64>,
         now: i64,
     ) -> worker::Result<()> {
         book.wait(job, item, until_ms);
         self.store()
             .save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
-        self.schedule(book, cooldown_until, now).await
+        self.reschedule(now).await
     }
 
     /// One step of the session's jobs: the next due item, run like a client join.
     pub(super) async fn run_next_item(&self) -> worker::Result<()> {
         // Alarms do not overlap, but an item still running here must not run twice.
-        if self.running_item.borrow().is_some() {
+        if self.item_picked.get() {
             return Ok(());
         }
         let epoch = self.epoch.get();
@@ -205,23 +261,26 @@ impl SessionObject {
         if self.epoch.get() != epoch {
             return Ok(());
         }
-        let Ok(Some(record)) = record else {
-            // KV failed, or the session is gone: try again later (a delete resets the object).
-            return self.state.storage().set_alarm(60_000i64).await;
+        let record = match record {
+            Ok(Some(record)) => record,
+            // KV failed: try again in a minute.
+            Err(_) => return self.state.storage().set_alarm(60_000i64).await,
+            // No record: the session was deleted (its DELETE resets this object too, unless
+            // it failed). Nothing runs and the alarm stops; a PUT or a job route sets it again.
+            Ok(None) => {
+                let line = json!({ "level": "info", "msg": "join jobs stopped: the session has no record", "session": sid });
+                worker::console_log!("{line}");
+                return Ok(());
+            }
         };
         // From here to joining the queue nothing awaits.
-        let store = self.store();
         let now = now_ms();
-        store.drop_expired_jobs(now)?;
-        let next_item_ms = store.meta()?.map_or(0, |(_, at)| at);
-        let mut book = Book {
-            jobs: store.load_jobs(false)?,
-            next_item_ms,
-        };
+        self.store().drop_old_jobs(now)?;
+        let mut book = self.book()?;
         let mut state = self.pipeline_state()?;
         let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
         let Next::Run { job, item } = book.next(now, cooldown_until) else {
-            return self.schedule(&book, cooldown_until, now).await;
+            return self.reschedule(now).await;
         };
         let limits: Limits = settings.limits.with_overrides(&record.limits);
         let limit = limits.join;
@@ -238,19 +297,9 @@ impl SessionObject {
             if *at <= now / 1000 {
                 let expired =
                     ApiError::new(ErrorCode::InviteExpired).with_detail("field", "expiration");
-                let recorded = book.record(
-                    job,
-                    item,
-                    Outcome::Failed(expired),
-                    cooldown_until,
-                    now,
-                    random_u32(),
-                );
-                self.save_step(&book, job, item, &sid, cooldown_until, now)
-                    .await?;
-                self.raise_item_events(&sid, &book.jobs[job], None, recorded, None)
+                return self
+                    .finish_step(&sid, book, job, item, Outcome::Failed(expired), None, now)
                     .await;
-                return Ok(());
             }
         }
         let ask = Ask {
@@ -265,46 +314,38 @@ impl SessionObject {
             Err(refusal) => {
                 self.live.set(Some(state));
                 let until = refusal.retry_at_ms(now);
-                return self
-                    .hold(&mut book, job, item, until, cooldown_until, now)
-                    .await;
+                return self.hold(&mut book, job, item, until, now).await;
             }
         };
         let Ok(turn) = self.gate.enter() else {
             state.turned_away(admitted, limit, now);
             self.live.set(Some(state));
-            return self
-                .hold(&mut book, job, item, now + 1000, cooldown_until, now)
-                .await;
+            return self.hold(&mut book, job, item, now + 1000, now).await;
         };
         self.live.set(Some(state));
-        *self.running_item.borrow_mut() = Some((job_id.clone(), index));
-        let ran = self
-            .run_item(
-                &sid,
-                &record,
-                (job_id.clone(), index),
-                &op,
-                admitted,
-                limit,
-                turn,
-                epoch,
-                &settings,
-            )
-            .await;
-        *self.running_item.borrow_mut() = None;
-        ran
+        self.item_picked.set(true);
+        self.run_item(
+            &sid,
+            &record,
+            (job_id, index),
+            admitted,
+            limit,
+            turn,
+            epoch,
+            &settings,
+        )
+        .await
     }
 
-    /// The item's turn: checked again after the wait (a pause, a cancel, a cooldown or a
-    /// delete may have come), then the exchange, settled and recorded.
+    /// The item's turn: checked again after the wait (a pause, a cancel, a cooldown, an open
+    /// circuit or a delete may have come), its attempt stored, then the exchange, settled
+    /// and recorded.
     #[allow(clippy::too_many_arguments)]
     async fn run_item(
         &self,
         sid: &str,
         record: &SessionRecord,
         (job_id, index): (String, u32),
-        op: &Op,
         admitted: Admitted,
         limit: ClassLimit,
         turn: Turn,
@@ -316,43 +357,70 @@ impl SessionObject {
             i64::try_from(settings.backend_timeout_ms * 2 + PROBE_MARGIN_MS).unwrap_or(60_000);
         self.state.storage().set_alarm(watchdog).await?;
         let permit = turn.await;
-        if self.epoch.get() != epoch {
-            return Ok(());
-        }
         let now = now_ms();
-        let mut book = Book {
-            jobs: self.store().load_jobs(false)?,
-            next_item_ms: self.store().meta()?.map_or(0, |(_, at)| at),
-        };
         let mut state = self.pipeline_state()?;
-        let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
-        let still_due = book.next(now, None).eq(&{
-            let job = book.jobs.iter().position(|j| j.id == job_id);
-            let item = job.and_then(|j| book.jobs[j].items.iter().position(|i| i.index == index));
-            match (job, item) {
-                (Some(job), Some(item)) => Next::Run { job, item },
-                _ => Next::Idle,
-            }
+        let mut book = self.book()?;
+        let due = book.next(now, None);
+        let position = book.jobs.iter().position(|j| j.id == job_id).and_then(|j| {
+            let i = book.jobs[j].items.iter().position(|i| i.index == index)?;
+            Some((j, i))
         });
-        if !still_due || cooldown_until.is_some() {
+        let (job, item) = match (position, due) {
+            (Some((j, i)), Next::Run { job, item })
+                if (j, i) == (job, item) && self.epoch.get() == epoch =>
+            {
+                (j, i)
+            }
+            // Cancelled, paused or no longer first while it waited: it does not go.
+            _ => {
+                state.turned_away(admitted, limit, now);
+                self.live.set(Some(state));
+                drop(permit);
+                return self.reschedule(now).await;
+            }
+        };
+        let admitted = match state.at_turn(admitted, limit, now, Self::probe_timeout_ms(settings)) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                self.live.set(Some(state));
+                drop(permit);
+                let until = refusal.retry_at_ms(now);
+                return self.hold(&mut book, job, item, until, now).await;
+            }
+        };
+        if !book.begin_attempt(job, item) {
+            // Every attempt was cut off before its outcome was kept: it ends, no more calls.
             state.turned_away(admitted, limit, now);
             self.live.set(Some(state));
             drop(permit);
-            return self.schedule(&book, cooldown_until, now).await;
+            let failed = Outcome::Failed(interrupted());
+            return self
+                .finish_step(sid, book, job, item, failed, None, now)
+                .await;
         }
+        // The spent token and the attempt are durable before the call (one commit), so a
+        // crash after it can neither bypass the limit nor repeat it without end.
+        self.commit_state(state)?;
+        self.store().save_job(&book.jobs[job])?;
+        self.store()
+            .save_item(&job_id, &book.jobs[job].items[item])?;
+        let op = book.jobs[job].items[item].op.clone();
+        *self.running_item.borrow_mut() = Some((job_id.clone(), index));
         let request_id = format!("{job_id}.{index}");
         let exchanged = self
-            .exchange(sid, record.backend.as_ref(), op, &request_id, settings)
+            .exchange(sid, record.backend.as_ref(), &op, &request_id, settings)
             .await;
+        *self.running_item.borrow_mut() = None;
         let finished = now_ms();
-        if self.epoch.get() != epoch {
-            // The session was deleted meanwhile: nothing of this item is kept.
-            return Ok(());
-        }
         let mut state = self.pipeline_state()?;
         let (result, cooldown) = state.settle(admitted, limit, exchanged, finished);
         self.commit_state(state)?;
         drop(permit);
+        if self.epoch.get() != epoch {
+            // The session was deleted or changed hands meanwhile: its jobs are gone or
+            // cancelled, and nothing of this item is kept.
+            return Ok(());
+        }
         let outcome = match result {
             Ok(data) => Outcome::Done(data),
             Err(error) => Outcome::Failed(error),
@@ -364,22 +432,51 @@ impl SessionObject {
         let line = json!({ "level": "info", "msg": "join job item", "session": sid, "job_id": job_id,
             "index": index, "outcome": code });
         worker::console_log!("{line}");
-        // A pause or cancel may have come while the item ran: the job as it is now.
-        book.jobs = self.store().load_jobs(true)?;
-        let Some(job) = book.jobs.iter().position(|j| j.id == job_id) else {
+        // A pause or cancel may have come while the item ran: the job and item as they are.
+        let store = self.store();
+        let org = book.jobs[job].org.clone();
+        let (Some(mut current), Some(entry)) = (
+            store.job(&job_id, &org, finished)?,
+            store.item(&job_id, index)?,
+        ) else {
             return Ok(());
         };
-        let Some(item) = book.jobs[job].items.iter().position(|i| i.index == index) else {
-            return Ok(());
+        current.items = vec![entry];
+        let single = Book {
+            jobs: vec![current],
+            next_item_ms: book.next_item_ms,
         };
-        let cooldown_until = state.cooldown_at(finished).map(|c| c.until_ms);
+        self.finish_step(sid, single, 0, 0, outcome, cooldown, finished)
+            .await
+    }
+
+    /// Records an item's outcome in its job, stores the job, the item and the pace, sets
+    /// the alarm, and raises the events.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_step(
+        &self,
+        sid: &str,
+        mut book: Book,
+        job: usize,
+        item: usize,
+        outcome: Outcome,
+        cooldown: Option<Cooldown>,
+        now: i64,
+    ) -> worker::Result<()> {
+        let cooldown_until = self.pipeline_state()?.cooldown_at(now).map(|c| c.until_ms);
         let joined = match &outcome {
             Outcome::Done(data) => Some(data.clone()),
             Outcome::Failed(_) => None,
         };
-        let recorded = book.record(job, item, outcome, cooldown_until, finished, random_u32());
-        self.save_step(&book, job, item, sid, cooldown_until, finished)
-            .await?;
+        let recorded = book.record(job, item, outcome, cooldown_until, now, random_u32());
+        let store = self.store();
+        store.save_job(&book.jobs[job])?;
+        store.save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
+        store.save_meta(sid, book.next_item_ms)?;
+        if recorded.completed {
+            store.drop_old_jobs(now)?;
+        }
+        self.reschedule(now).await?;
         self.raise_item_events(sid, &book.jobs[job], joined, recorded, cooldown)
             .await;
         Ok(())
@@ -423,21 +520,5 @@ impl SessionObject {
             )
             .await;
         }
-    }
-
-    async fn save_step(
-        &self,
-        book: &Book,
-        job: usize,
-        item: usize,
-        sid: &str,
-        cooldown_until: Option<i64>,
-        now: i64,
-    ) -> worker::Result<()> {
-        let store = self.store();
-        store.save_job(&book.jobs[job])?;
-        store.save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
-        store.save_meta(sid, book.next_item_ms)?;
-        self.schedule(book, cooldown_until, now).await
     }
 }

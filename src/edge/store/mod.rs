@@ -9,8 +9,10 @@ use worker::{SqlStorage, SqlStorageValue};
 
 use crate::core::backend::Op;
 use crate::core::breaker::Breaker;
-use crate::core::idempotency::{StoredOutcome, RETENTION_MS};
-use crate::core::jobs::{Item, ItemStatus, Job, JobStatus, RETENTION_MS as JOB_RETENTION_MS};
+use crate::core::idempotency::{StoredOutcome, MAX_RECORDS, RETENTION_MS};
+use crate::core::jobs::{
+    Counts, Item, ItemStatus, Job, JobStatus, MAX_FINISHED_JOBS, RETENTION_MS as JOB_RETENTION_MS,
+};
 use crate::core::limits::Class;
 use crate::core::pipeline::{slot, Cooldown, CooldownReason, SessionState};
 use crate::core::ratelimit::Bucket;
@@ -22,7 +24,9 @@ CREATE TABLE IF NOT EXISTS breaker (id INTEGER PRIMARY KEY CHECK (id = 1), failu
 CREATE TABLE IF NOT EXISTS cooldown (id INTEGER PRIMARY KEY CHECK (id = 1), until_ms INTEGER NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (scope TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
   body TEXT NOT NULL, retry_after_s INTEGER, created_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_ms);
 CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), session TEXT NOT NULL, next_item_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS owner (id INTEGER PRIMARY KEY CHECK (id = 1), org TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, org TEXT NOT NULL, label TEXT, interval_s INTEGER NOT NULL,
   status TEXT NOT NULL, pause_reason TEXT, checks INTEGER NOT NULL, created_ms INTEGER NOT NULL,
   updated_ms INTEGER NOT NULL, finished_ms INTEGER);
@@ -30,6 +34,37 @@ CREATE TABLE IF NOT EXISTS job_items (job_id TEXT NOT NULL, idx INTEGER NOT NULL
   group_jid TEXT, error TEXT, attempts INTEGER NOT NULL, not_before_ms INTEGER NOT NULL, finished_ms INTEGER,
   PRIMARY KEY (job_id, idx));
 ";
+
+/// Columns added to `jobs` after its first version (counts kept with the job, the cancel
+/// reason), and the indexes of its queries; applied once to older storage.
+const JOBS_V2: &str = "
+ALTER TABLE jobs ADD COLUMN cancel_reason TEXT;
+ALTER TABLE jobs ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN pending_approval INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN already_member INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+UPDATE jobs SET
+  total = (SELECT COUNT(*) FROM job_items i WHERE i.job_id = jobs.job_id),
+  pending = (SELECT COUNT(*) FROM job_items i WHERE i.job_id = jobs.job_id AND i.status = 'pending'),
+  joined = (SELECT COUNT(*) FROM job_items i WHERE i.job_id = jobs.job_id AND i.status = 'joined'),
+  pending_approval = (SELECT COUNT(*) FROM job_items i WHERE i.job_id = jobs.job_id AND i.status = 'pending_approval'),
+  already_member = (SELECT COUNT(*) FROM job_items i WHERE i.job_id = jobs.job_id AND i.status = 'already_member'),
+  failed = (SELECT COUNT(*) FROM job_items i WHERE i.job_id = jobs.job_id AND i.status = 'failed'),
+  cancelled = (SELECT COUNT(*) FROM job_items i WHERE i.job_id = jobs.job_id AND i.status = 'cancelled');
+";
+
+const JOBS_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS jobs_by_org ON jobs (org);
+CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_ms);
+CREATE INDEX IF NOT EXISTS items_pending ON job_items (job_id, status, idx);
+";
+
+const JOB_COLUMNS: &str = "job_id, org, label, interval_s, status, pause_reason, cancel_reason, checks, created_ms, updated_ms, finished_ms, total, pending, joined, pending_approval, already_member, failed, cancelled";
+const ITEM_COLUMNS: &str =
+    "job_id, idx, op, status, group_jid, error, attempts, not_before_ms, finished_ms";
 
 fn int(value: i64) -> SqlStorageValue {
     SqlStorageValue::Integer(value)
@@ -90,15 +125,54 @@ struct JobRow {
     interval_s: i64,
     status: String,
     pause_reason: Option<String>,
+    cancel_reason: Option<String>,
     checks: i64,
     created_ms: i64,
     updated_ms: i64,
     finished_ms: Option<i64>,
+    total: i64,
+    pending: i64,
+    joined: i64,
+    pending_approval: i64,
+    already_member: i64,
+    failed: i64,
+    cancelled: i64,
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+impl JobRow {
+    fn into_job(self) -> Option<Job> {
+        Some(Job {
+            status: JobStatus::parse(&self.status)?,
+            id: self.job_id,
+            org: self.org,
+            label: self.label,
+            interval_s: u32::try_from(self.interval_s).unwrap_or(u32::MAX),
+            pause_reason: self.pause_reason,
+            cancel_reason: self.cancel_reason,
+            checks: count(self.checks),
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            finished_ms: self.finished_ms,
+            counts: Counts {
+                total: count(self.total),
+                pending: count(self.pending),
+                joined: count(self.joined),
+                pending_approval: count(self.pending_approval),
+                already_member: count(self.already_member),
+                failed: count(self.failed),
+                cancelled: count(self.cancelled),
+            },
+            items: Vec::new(),
+        })
+    }
 }
 
 #[derive(Deserialize)]
 struct ItemRow {
-    job_id: String,
     idx: i64,
     op: String,
     status: String,
@@ -107,6 +181,21 @@ struct ItemRow {
     attempts: i64,
     not_before_ms: i64,
     finished_ms: Option<i64>,
+}
+
+impl ItemRow {
+    fn into_item(self) -> Option<Item> {
+        Some(Item {
+            index: u32::try_from(self.idx).ok()?,
+            op: serde_json::from_str::<Op>(&self.op).ok()?,
+            status: ItemStatus::parse(&self.status)?,
+            group_jid: self.group_jid,
+            error: self.error.and_then(|e| serde_json::from_str(&e).ok()),
+            attempts: count(self.attempts),
+            not_before_ms: self.not_before_ms,
+            finished_ms: self.finished_ms,
+        })
+    }
 }
 
 pub struct Store {
@@ -119,18 +208,55 @@ impl Store {
     }
 
     pub fn ensure_schema(&self) -> worker::Result<()> {
-        self.sql.exec(SCHEMA, None).map(|_| ())
+        self.sql.exec(SCHEMA, None)?;
+        // Storage written before the job counts were kept: add them once.
+        if self
+            .sql
+            .exec("SELECT total FROM jobs LIMIT 0", None)
+            .is_err()
+        {
+            self.sql.exec(JOBS_V2, None)?;
+        }
+        self.sql.exec(JOBS_INDEXES, None).map(|_| ())
     }
 
-    /// Forgets everything of the session (it was deleted).
+    /// Forgets what the session's object kept for its org (it was deleted): jobs,
+    /// idempotency records, the owner and the pace. What protects the WhatsApp account
+    /// (buckets, breaker, cooldown) stays with the session id (contract section 9).
     pub fn reset(&self) -> worker::Result<()> {
         self.sql
             .exec(
-                "DELETE FROM buckets; DELETE FROM breaker; DELETE FROM cooldown; DELETE FROM idempotency;
-                 DELETE FROM meta; DELETE FROM jobs; DELETE FROM job_items;",
+                "DELETE FROM idempotency; DELETE FROM meta; DELETE FROM owner; DELETE FROM jobs; DELETE FROM job_items;",
                 None,
             )
             .map(|_| ())
+    }
+
+    /// The org that owns the session, as the last admin PUT (or first call) said.
+    pub fn owner(&self) -> worker::Result<Option<String>> {
+        #[derive(Deserialize)]
+        struct Row {
+            org: String,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT org FROM owner WHERE id = 1", None)?
+            .to_array()?;
+        Ok(rows.into_iter().next().map(|r| r.org))
+    }
+
+    pub fn save_owner(&self, org: &str) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO owner (id, org) VALUES (1, ?)",
+                vec![text(org)],
+            )
+            .map(|_| ())
+    }
+
+    /// Forgets every idempotency record (the session changed hands).
+    pub fn forget_outcomes(&self) -> worker::Result<()> {
+        self.sql.exec("DELETE FROM idempotency", None).map(|_| ())
     }
 
     pub fn load_state(&self) -> worker::Result<SessionState> {
@@ -243,6 +369,11 @@ impl Store {
                 int(outcome.created_ms),
             ],
         )?;
+        // At most MAX_RECORDS: the oldest go first (one index walk of a bounded length).
+        self.sql.exec(
+            "DELETE FROM idempotency WHERE scope IN (SELECT scope FROM idempotency ORDER BY created_ms DESC LIMIT -1 OFFSET ?)",
+            vec![int(i64::try_from(MAX_RECORDS).unwrap_or(1000))],
+        )?;
         Ok(())
     }
 
@@ -264,78 +395,110 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Jobs, oldest first; only the unfinished ones unless `finished` too.
-    pub fn load_jobs(&self, finished: bool) -> worker::Result<Vec<Job>> {
-        let filter = if finished {
-            ""
-        } else {
-            "WHERE status NOT IN ('completed', 'cancelled')"
-        };
+    /// The unfinished jobs, oldest first, each with its next pending item (the scheduler's
+    /// book): bounded by the unfinished-job limit, whatever the history holds.
+    pub fn unfinished_jobs(&self) -> worker::Result<Vec<Job>> {
         let rows: Vec<JobRow> = self
             .sql
             .exec(
-                &format!("SELECT job_id, org, label, interval_s, status, pause_reason, checks, created_ms, updated_ms, finished_ms FROM jobs {filter} ORDER BY rowid"),
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE finished_ms IS NULL ORDER BY rowid"),
                 None,
             )?
             .to_array()?;
-        let mut jobs: Vec<Job> = rows
-            .into_iter()
-            .filter_map(|row| {
-                Some(Job {
-                    status: JobStatus::parse(&row.status)?,
-                    id: row.job_id,
-                    org: row.org,
-                    label: row.label,
-                    interval_s: u32::try_from(row.interval_s).unwrap_or(u32::MAX),
-                    pause_reason: row.pause_reason,
-                    checks: u32::try_from(row.checks).unwrap_or(0),
-                    created_ms: row.created_ms,
-                    updated_ms: row.updated_ms,
-                    finished_ms: row.finished_ms,
-                    items: Vec::new(),
-                })
-            })
-            .collect();
-        let item_filter = if finished {
-            ""
-        } else {
-            "WHERE job_id IN (SELECT job_id FROM jobs WHERE status NOT IN ('completed', 'cancelled'))"
-        };
-        let rows: Vec<ItemRow> = self
-            .sql
-            .exec(
-                &format!("SELECT job_id, idx, op, status, group_jid, error, attempts, not_before_ms, finished_ms FROM job_items {item_filter} ORDER BY job_id, idx"),
-                None,
-            )?
-            .to_array()?;
-        for row in rows {
-            let (Some(job), Some(status), Ok(op)) = (
-                jobs.iter_mut().find(|j| j.id == row.job_id),
-                ItemStatus::parse(&row.status),
-                serde_json::from_str::<Op>(&row.op),
-            ) else {
-                continue;
-            };
-            job.items.push(Item {
-                index: u32::try_from(row.idx).unwrap_or(u32::MAX),
-                op,
-                status,
-                group_jid: row.group_jid,
-                error: row.error.and_then(|e| serde_json::from_str(&e).ok()),
-                attempts: u32::try_from(row.attempts).unwrap_or(0),
-                not_before_ms: row.not_before_ms,
-                finished_ms: row.finished_ms,
-            });
+        let mut jobs: Vec<Job> = rows.into_iter().filter_map(JobRow::into_job).collect();
+        for job in &mut jobs {
+            let rows: Vec<ItemRow> = self
+                .sql
+                .exec(
+                    &format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = ? AND status = 'pending' ORDER BY idx LIMIT 1"),
+                    vec![text(&job.id)],
+                )?
+                .to_array()?;
+            job.items = rows.into_iter().filter_map(ItemRow::into_item).collect();
         }
         Ok(jobs)
     }
 
+    /// One job of the org, without its items; a finished one only while it is kept.
+    pub fn job(&self, job_id: &str, org: &str, now_ms: i64) -> worker::Result<Option<Job>> {
+        let rows: Vec<JobRow> = self
+            .sql
+            .exec(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ? AND org = ? AND (finished_ms IS NULL OR finished_ms > ?)"),
+                vec![text(job_id), text(org), int(now_ms - JOB_RETENTION_MS)],
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next().and_then(JobRow::into_job))
+    }
+
+    /// Every item of a job, in order.
+    pub fn items(&self, job_id: &str) -> worker::Result<Vec<Item>> {
+        let rows: Vec<ItemRow> = self
+            .sql
+            .exec(
+                &format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = ? ORDER BY idx"),
+                vec![text(job_id)],
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().filter_map(ItemRow::into_item).collect())
+    }
+
+    /// One item of a job.
+    pub fn item(&self, job_id: &str, index: u32) -> worker::Result<Option<Item>> {
+        let rows: Vec<ItemRow> = self
+            .sql
+            .exec(
+                &format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = ? AND idx = ?"),
+                vec![text(job_id), int(i64::from(index))],
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next().and_then(ItemRow::into_item))
+    }
+
+    /// The org's jobs, newest first, without items: at most `limit`, the expired left out.
+    pub fn list_jobs(&self, org: &str, limit: usize, now_ms: i64) -> worker::Result<Vec<Job>> {
+        let rows: Vec<JobRow> = self
+            .sql
+            .exec(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE org = ? AND (finished_ms IS NULL OR finished_ms > ?) ORDER BY rowid DESC LIMIT ?"),
+                vec![
+                    text(org),
+                    int(now_ms - JOB_RETENTION_MS),
+                    int(i64::try_from(limit).unwrap_or(50)),
+                ],
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().filter_map(JobRow::into_job).collect())
+    }
+
+    /// How many unfinished jobs the org has on this session.
+    pub fn unfinished_count(&self, org: &str) -> worker::Result<usize> {
+        #[derive(Deserialize)]
+        struct Row {
+            n: i64,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT COUNT(*) AS n FROM jobs WHERE finished_ms IS NULL AND org = ?",
+                vec![text(org)],
+            )?
+            .to_array()?;
+        Ok(rows
+            .first()
+            .map_or(0, |r| usize::try_from(r.n).unwrap_or(0)))
+    }
+
     pub fn save_job(&self, job: &Job) -> worker::Result<()> {
+        let c = job.counts;
         self.sql.exec(
             // An upsert keeps a known job's row, and so its rowid: the submission order.
-            "INSERT INTO jobs (job_id, org, label, interval_s, status, pause_reason, checks, created_ms, updated_ms, finished_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, pause_reason = excluded.pause_reason,
-             checks = excluded.checks, updated_ms = excluded.updated_ms, finished_ms = excluded.finished_ms",
+             cancel_reason = excluded.cancel_reason, checks = excluded.checks, updated_ms = excluded.updated_ms,
+             finished_ms = excluded.finished_ms, total = excluded.total, pending = excluded.pending,
+             joined = excluded.joined, pending_approval = excluded.pending_approval,
+             already_member = excluded.already_member, failed = excluded.failed, cancelled = excluded.cancelled"),
             vec![
                 text(&job.id),
                 text(&job.org),
@@ -343,10 +506,18 @@ impl Store {
                 int(i64::from(job.interval_s)),
                 text(job.status.as_str()),
                 optional_text(job.pause_reason.as_deref()),
+                optional_text(job.cancel_reason.as_deref()),
                 int(i64::from(job.checks)),
                 int(job.created_ms),
                 int(job.updated_ms),
                 optional_int(job.finished_ms),
+                int(i64::from(c.total)),
+                int(i64::from(c.pending)),
+                int(i64::from(c.joined)),
+                int(i64::from(c.pending_approval)),
+                int(i64::from(c.already_member)),
+                int(i64::from(c.failed)),
+                int(i64::from(c.cancelled)),
             ],
         )?;
         Ok(())
@@ -356,7 +527,7 @@ impl Store {
         let op =
             serde_json::to_string(&item.op).map_err(|e| worker::Error::RustError(e.to_string()))?;
         self.sql.exec(
-            "INSERT OR REPLACE INTO job_items (job_id, idx, op, status, group_jid, error, attempts, not_before_ms, finished_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &format!("INSERT OR REPLACE INTO job_items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             vec![
                 text(job_id),
                 int(i64::from(item.index)),
@@ -372,7 +543,7 @@ impl Store {
         Ok(())
     }
 
-    /// A job and all its items.
+    /// A job and the items it holds.
     pub fn save_job_with_items(&self, job: &Job) -> worker::Result<()> {
         self.save_job(job)?;
         for item in &job.items {
@@ -381,18 +552,54 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes jobs finished more than 7 days ago.
-    pub fn drop_expired_jobs(&self, now_ms: i64) -> worker::Result<()> {
-        let cutoff = int(now_ms - JOB_RETENTION_MS);
-        self.sql.exec(
-            "DELETE FROM job_items WHERE job_id IN (SELECT job_id FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms <= ?)",
-            vec![cutoff.clone()],
-        )?;
-        self.sql.exec(
-            "DELETE FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms <= ?",
-            vec![cutoff],
-        )?;
+    /// Keeps at most `MAX_FINISHED_JOBS` finished jobs, none finished 7 days ago or more:
+    /// the oldest go first, with their items. Called where a job finishes and by the alarm.
+    pub fn drop_old_jobs(&self, now_ms: i64) -> worker::Result<()> {
+        #[derive(Deserialize)]
+        struct Row {
+            job_id: String,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT job_id FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms <= ?
+                 UNION SELECT job_id FROM (SELECT job_id FROM jobs WHERE finished_ms IS NOT NULL
+                   ORDER BY finished_ms DESC, rowid DESC LIMIT -1 OFFSET ?)",
+                vec![
+                    int(now_ms - JOB_RETENTION_MS),
+                    int(i64::try_from(MAX_FINISHED_JOBS).unwrap_or(50)),
+                ],
+            )?
+            .to_array()?;
+        for row in rows {
+            self.sql.exec(
+                "DELETE FROM job_items WHERE job_id = ?",
+                vec![text(&row.job_id)],
+            )?;
+            self.sql
+                .exec("DELETE FROM jobs WHERE job_id = ?", vec![text(&row.job_id)])?;
+        }
         Ok(())
+    }
+
+    /// Cancels every pending item of a job but `keep` (the one whose call is under way).
+    pub fn cancel_items(&self, job_id: &str, keep: Option<u32>, now_ms: i64) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "UPDATE job_items SET status = 'cancelled', finished_ms = ? WHERE job_id = ? AND status = 'pending' AND idx IS NOT ?",
+                vec![int(now_ms), text(job_id), optional_int(keep.map(i64::from))],
+            )
+            .map(|_| ())
+    }
+
+    /// Brings the pending items of a resumed job forward to now.
+    pub fn resume_items(&self, job_id: &str, now_ms: i64) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "UPDATE job_items SET not_before_ms = MIN(not_before_ms, ?) WHERE job_id = ? AND status = 'pending'",
+                vec![int(now_ms), text(job_id)],
+            )
+            .map(|_| ())
     }
 
     /// When the oldest finished job expires, if any (for the alarm).
