@@ -5,8 +5,9 @@
 //! Invariants: a secret is shown only when created or rotated; an event never carries an
 //! invite code or a token; every attempt of one event has the same `webhook-id`.
 
+use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::base64;
 use super::error::ApiError;
@@ -27,25 +28,14 @@ pub const ATTEMPT_TIMEOUT_MS: u64 = 10_000;
 /// At most this many deliveries in the list answer.
 pub const DELIVERIES_LIMIT: usize = 100;
 
-/// HMAC-SHA256 (RFC 2104) over the `sha2` the project already has.
+/// HMAC-SHA256 (RFC 2104), RustCrypto's.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    // HMAC takes a key of any length (a long one is hashed first): this never fails.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// `whsec_` + base64 of 32 random bytes.
