@@ -12,8 +12,9 @@ export const COMPATIBILITY_DATE = "2026-04-20";
  * burst), in `[vars]` and for the per-location guard; `withoutOrgs` leaves out the org
  * objects (to see that their failure does not take calls down); `assets` serves public/
  * as static assets.
+ * `queueRetryDelayS` shortens the webhook consumers' retry delays (tests).
  */
-export function joingateOptions({ bindings, orgLimit = 100, withoutOrgs = false, assets = false }) {
+export function joingateOptions({ bindings, orgLimit = 100, withoutOrgs = false, assets = false, queueRetryDelayS }) {
   const orgVars = { ORG_PER_MINUTE: String(Math.min(orgLimit, 1_000_000)), ORG_BURST: String(Math.min(orgLimit, 1_000_000)) };
   return {
     modules: true,
@@ -40,9 +41,19 @@ export function joingateOptions({ bindings, orgLimit = 100, withoutOrgs = false,
       SESSIONS: { className: "SessionObject", useSQLite: true },
       ...(withoutOrgs ? {} : { ORGS: { className: "OrgObject", useSQLite: true } }),
     },
-    // The webhook deliveries' queue: producer and consumer are this Worker.
+    // The webhook deliveries' queue: producer and consumer are this Worker, as is the
+    // consumer of its dead-letter queue (retries and delays as in wrangler.toml).
     queueProducers: { WEBHOOKS: "joingate-webhooks" },
-    queueConsumers: { "joingate-webhooks": { maxBatchSize: 1, maxBatchTimeout: 1 } },
+    queueConsumers: {
+      "joingate-webhooks": {
+        maxBatchSize: 1,
+        maxBatchTimeout: 1,
+        maxRetries: 5,
+        retryDelay: queueRetryDelayS ?? 30,
+        deadLetterQueue: "joingate-webhooks-dlq",
+      },
+      "joingate-webhooks-dlq": { maxBatchSize: 1, maxBatchTimeout: 1, maxRetries: 5, retryDelay: queueRetryDelayS ?? 60 },
+    },
     ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } } },
     bindings: { ...orgVars, ...bindings },
   };

@@ -19,8 +19,9 @@ export const KINDS = ["joingate", "waha", "evolution", "wuzapi", "gowa"];
  * org-wide limiter; `persist` is a directory for KV and Durable Object state (restart tests);
  * `serve` listens on a port of 127.0.0.1 as well, at `app.url`; `assets` serves public/ as
  * static assets, as wrangler.toml does.
+ * `queueRetryDelayS` shortens the webhook consumers' retry delays.
  */
-export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator, withoutOrgs = false, serve = false, assets = false } = {}) {
+export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator, withoutOrgs = false, serve = false, assets = false, queueRetryDelayS } = {}) {
   const sim = simulator ?? (await startSimulator({ port: 0, token: "backend-secret" }));
   const logs = [];
   const mf = new Miniflare({
@@ -39,6 +40,7 @@ export async function startJoingate({ vars = {}, orgLimit = 100, persist, simula
       orgLimit,
       withoutOrgs,
       assets,
+      queueRetryDelayS,
       bindings: {
         SESSION_BACKEND_URL: sim.url,
         SESSION_BACKEND_TOKEN: "backend-secret",

@@ -154,6 +154,12 @@ pub enum OrgAction {
         delivery_id: String,
         attempts: i64,
     },
+    /// The task of that attempt ran out of the consumer's retries (from the dead-letter
+    /// queue's consumer): it counts as one failed attempt if it was never recorded.
+    DeadLettered {
+        delivery_id: String,
+        attempts: i64,
+    },
     /// One call against the org-wide limit; `default` is the `[vars]` limit, which the org's
     /// own `limits` override.
     Take {

@@ -1,12 +1,16 @@
 //! Signed webhooks (contract section 11), the pure part: the endpoint body, secrets, event
 //! bodies, the Standard Webhooks 1.0 signature (HMAC-SHA256 over `id.timestamp.body`), and
-//! what an attempt's result means for the delivery (done, retry when, failed).
+//! what an attempt's result means for the delivery (done, retry when, failed), and the
+//! lease each outstanding attempt carries, so that nothing stays pending (v1.2).
 //!
 //! Invariants: a secret is shown only when created or rotated; an event never carries an
-//! invite code or a token; every attempt of one event has the same `webhook-id`.
+//! invite code or a token; every attempt of one event has the same `webhook-id`; a pending
+//! delivery always has an outstanding attempt with a deadline, and one whose outcome is not
+//! recorded `stale` after that deadline is made again.
 
+use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::base64;
 use super::error::ApiError;
@@ -26,26 +30,22 @@ pub const DEFAULT_RETRY_BASE_S: u64 = 5;
 pub const ATTEMPT_TIMEOUT_MS: u64 = 10_000;
 /// At most this many deliveries in the list answer.
 pub const DELIVERIES_LIMIT: usize = 100;
+/// `WEBHOOK_STALE_S`: how long after its deadline an attempt with no recorded outcome is
+/// made again.
+pub const DEFAULT_STALE_S: u64 = 600;
+/// `last_error` of an attempt whose queue message ran out of retries.
+pub const DEAD_LETTERED: &str = "dead_lettered";
+/// `last_error` of a delivery whose attempt came due when the org had no endpoint.
+pub const NO_ENDPOINT: &str = "no_endpoint";
 
-/// HMAC-SHA256 (RFC 2104) over the `sha2` the project already has.
+/// HMAC-SHA256 (RFC 2104), RustCrypto's.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    // HMAC takes a key of any length (a long one is hashed first): this never fails.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// `whsec_` + base64 of 32 random bytes.
@@ -169,9 +169,172 @@ pub fn after_attempt(result: AttemptResult, attempt: u32, base_s: u64) -> Next {
     }
 }
 
+/// The outstanding attempt of a pending delivery, as stored: the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outstanding {
+    /// Attempts counted, a claimed one included.
+    pub attempts: i64,
+    /// An attempt was claimed (it is being made) and its outcome is not recorded.
+    pub claimed: bool,
+    /// When the attempt's outcome is due at the latest: when it was due (queued with its
+    /// delay, or claimed) plus the attempt's 10 s. Also the claim's token: a claim taken
+    /// again has another deadline, so an old attempt cannot record onto it.
+    pub deadline_ms: i64,
+}
+
+/// The deadline of an attempt due at `due_ms`.
+pub fn deadline(due_ms: i64) -> i64 {
+    due_ms.saturating_add(ATTEMPT_TIMEOUT_MS as i64)
+}
+
+/// An attempt queued now, due after `delay_s`.
+pub fn queued(attempts: i64, delay_s: u64, now_ms: i64) -> Outstanding {
+    let delay_ms = i64::try_from(delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    Outstanding {
+        attempts,
+        claimed: false,
+        deadline_ms: deadline(now_ms.saturating_add(delay_ms)),
+    }
+}
+
+/// When the sweep must look at an attempt with this deadline.
+pub fn sweep_at(deadline_ms: i64, stale_s: u64) -> i64 {
+    let stale_ms = i64::try_from(stale_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    deadline_ms.saturating_add(stale_ms)
+}
+
+/// A claim of the attempt after `task_attempts`, taken now: `None` when the task is not for
+/// the outstanding attempt (a duplicate or stale message, one already claimed or recorded).
+pub fn claim(current: Outstanding, task_attempts: i64, now_ms: i64) -> Option<Outstanding> {
+    (!current.claimed && current.attempts == task_attempts).then(|| Outstanding {
+        attempts: task_attempts + 1,
+        claimed: true,
+        deadline_ms: deadline(now_ms),
+    })
+}
+
+/// The sweep's (and an overdue redeliver's) verdict: when the outstanding attempt's outcome
+/// is not recorded `stale_s` after its deadline, the same attempt made again, queued now
+/// (a claim never recorded is given back: that attempt did not count). `None`: not overdue.
+pub fn remake(current: Outstanding, stale_s: u64, now_ms: i64) -> Option<Outstanding> {
+    if sweep_at(current.deadline_ms, stale_s) > now_ms {
+        return None;
+    }
+    let attempts = if current.claimed {
+        current.attempts - 1
+    } else {
+        current.attempts
+    };
+    Some(queued(attempts, 0, now_ms))
+}
+
+/// Whether a dead-lettered message for the attempt after `task_attempts` is about the
+/// outstanding attempt, whose outcome was never recorded: not claimed yet, or claimed and
+/// past its deadline (an object that failed mid-attempt). Then it counts as one failed
+/// attempt; otherwise the attempt was recorded or made since, and the message means nothing.
+pub fn dead_letter_applies(current: Outstanding, task_attempts: i64, now_ms: i64) -> bool {
+    if current.claimed {
+        current.attempts == task_attempts + 1 && current.deadline_ms < now_ms
+    } else {
+        current.attempts == task_attempts
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn outstanding(attempts: i64, claimed: bool, deadline_ms: i64) -> Outstanding {
+        Outstanding {
+            attempts,
+            claimed,
+            deadline_ms,
+        }
+    }
+
+    #[test]
+    fn a_claim_is_a_lease_of_ten_seconds() {
+        let now = 1_000_000;
+        let queued_now = queued(2, 0, now);
+        assert_eq!(queued_now, outstanding(2, false, now + 10_000));
+        assert_eq!(queued(2, 25, now).deadline_ms, now + 35_000);
+        let claimed = claim(queued_now, 2, now + 1);
+        assert_eq!(claimed, Some(outstanding(3, true, now + 10_001)));
+        // A duplicate of the same task, a stale one, or any task while claimed: no claim.
+        assert_eq!(claimed.and_then(|c| claim(c, 2, now + 2)), None);
+        assert_eq!(claimed.and_then(|c| claim(c, 3, now + 2)), None);
+        assert_eq!(claim(queued_now, 1, now), None);
+    }
+
+    #[test]
+    fn the_sweep_remakes_only_attempts_never_recorded_once_stale() {
+        let stale = 600;
+        let deadline_ms = 5_000_000;
+        let due = deadline_ms + 600_000;
+        assert_eq!(sweep_at(deadline_ms, stale), due);
+        for claimed in [false, true] {
+            let current = outstanding(3, claimed, deadline_ms);
+            assert_eq!(remake(current, stale, due - 1), None, "not yet stale");
+            // A lost message is queued again as it was; a claim lost with its object is
+            // given back, so the same attempt (the third) is made again.
+            let again = remake(current, stale, due + 7);
+            let attempts = if claimed { 2 } else { 3 };
+            assert_eq!(again, Some(outstanding(attempts, false, due + 7 + 10_000)));
+            // The remade attempt is claimable by its task, and is not stale at once.
+            let again = again.unwrap_or(current);
+            assert!(claim(again, attempts, due + 8).is_some());
+            assert_eq!(remake(again, stale, due + 8), None);
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_counts_only_for_an_attempt_never_recorded() {
+        let now = 9_000_000;
+        // The object failed before claiming: the task's attempt is still outstanding.
+        assert!(dead_letter_applies(outstanding(0, false, now - 1), 0, now));
+        // Claimed, and its object failed mid-attempt: once past the deadline.
+        assert!(dead_letter_applies(outstanding(1, true, now - 1), 0, now));
+        assert!(!dead_letter_applies(
+            outstanding(1, true, now + 5_000),
+            0,
+            now
+        ));
+        // Recorded (or redelivered) since: the count moved on.
+        assert!(!dead_letter_applies(outstanding(1, false, now), 0, now));
+        assert!(!dead_letter_applies(outstanding(2, true, now - 1), 0, now));
+    }
+
+    proptest! {
+        /// Whatever the stored lease, the clock and the task: a claim needs the task of the
+        /// outstanding attempt and leaves one claimed attempt due 10 s later; a remake never
+        /// counts an attempt up, and is never due before now.
+        #[test]
+        fn leases_hold(
+            attempts in 0i64..8,
+            claimed in any::<bool>(),
+            deadline_ms in 0i64..10_000_000,
+            task in 0i64..8,
+            stale in 1u64..1_000,
+            now in 0i64..12_000_000,
+        ) {
+            let current = outstanding(attempts, claimed, deadline_ms);
+            if let Some(lease) = claim(current, task, now) {
+                prop_assert!(!claimed && task == attempts);
+                prop_assert_eq!(lease, outstanding(attempts + 1, true, now + 10_000));
+                prop_assert!(!dead_letter_applies(lease, task, now));
+            }
+            match remake(current, stale, now) {
+                Some(again) => {
+                    prop_assert!(now >= deadline_ms + (stale as i64) * 1000);
+                    prop_assert!(again.attempts <= attempts && !again.claimed);
+                    prop_assert!(again.deadline_ms > now);
+                    prop_assert!(claim(again, again.attempts, now).is_some());
+                }
+                None => prop_assert!(now < deadline_ms + (stale as i64) * 1000),
+            }
+        }
+    }
 
     #[test]
     fn the_standard_webhooks_example_verifies() {

@@ -109,6 +109,8 @@ pub struct Settings {
     pub job_interval_s: u32,
     /// The base of the webhook retry schedule, seconds.
     pub webhook_retry_base_s: u64,
+    /// How long after its deadline an unrecorded webhook attempt is made again, seconds.
+    pub webhook_stale_s: u64,
     /// The org-wide limit's default (`ORG_PER_MINUTE`, `ORG_BURST`).
     pub org_limit: ClassLimit,
 }
@@ -144,6 +146,12 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
             crate::core::webhooks::DEFAULT_RETRY_BASE_S,
             // The 7th attempt waits 3125 x base: a queue delay may be at most 12 hours.
             |s| (1..=13).contains(s),
+        )?,
+        webhook_stale_s: number(
+            env,
+            "WEBHOOK_STALE_S",
+            crate::core::webhooks::DEFAULT_STALE_S,
+            |s| (1..=86_400).contains(s),
         )?,
         job_interval_s: number(
             env,

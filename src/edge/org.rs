@@ -1,10 +1,13 @@
 //! The org Durable Object: one per org. It keeps the org-wide limit's token bucket (and
 //! the org's own limit), the org's webhook endpoint (its secret only here) and the
-//! delivery log; records each event raised for the org under the endpoint in force at that
-//! moment; and makes each delivery attempt the queue consumer asks for: signed as Standard
-//! Webhooks 1.0 says, 10 s at most, redirects not followed. What an attempt's result means
-//! is `core::webhooks`'. The end of the file is the Worker's side of it: `ask`, `raise`,
-//! the limit's `verdict` on a call and an admin route's `answer`.
+//! delivery log; records each event raised for the org; and makes each delivery attempt
+//! the queue consumer asks for, with the endpoint in force at that moment: signed as
+//! Standard Webhooks 1.0 says, 10 s at most, redirects not followed, the answer's body not
+//! read. Each outstanding attempt carries a deadline (a lease), and the object's alarm
+//! sweeps up every attempt whose outcome is not recorded `WEBHOOK_STALE_S` after it, so
+//! nothing stays pending. What an attempt's result means is `core::webhooks`'. The end of
+//! the file is the Worker's side of it: `ask`, `raise`, the limit's `verdict` on a call and
+//! an admin route's `answer`.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -29,27 +32,53 @@ use crate::core::limits::ClassOverride;
 use crate::core::ratelimit::{retry_after_s, Bucket};
 use crate::core::time::format_rfc3339;
 use crate::core::webhooks::{
-    after_attempt, event_body, new_secret, secret_key, signature, AttemptResult, Next,
-    ATTEMPT_TIMEOUT_MS, DELIVERIES_LIMIT,
+    after_attempt, claim, dead_letter_applies, event_body, new_secret, queued, remake, secret_key,
+    signature, sweep_at, AttemptResult, Next, Outstanding, ATTEMPT_TIMEOUT_MS, DEAD_LETTERED,
+    DELIVERIES_LIMIT, NO_ENDPOINT,
 };
 
 /// The log keeps this many deliveries (the route shows the newest 100).
-const LOG_KEEP: usize = 1000;
+const LOG_KEEP: i64 = 1000;
+/// One alarm remakes at most this many overdue attempts; it runs again at once for more.
+const SWEEP_BATCH: usize = 50;
+
+/// Fault injection for the tests, never set in a deployment: `fail_first` makes the queue
+/// send of each new event's first attempt fail after its delivery was written (the sweep
+/// must make that attempt).
+const FAULT_WEBHOOK_SEND: &str = "FAULT_WEBHOOK_SEND";
+/// Fault injection for the tests, never set in a deployment: `fail_first` makes the object
+/// fail (500, before claiming) every delivery's first attempt, so the consumer retries it
+/// until the message is dead-lettered.
+const FAULT_WEBHOOK_ATTEMPT: &str = "FAULT_WEBHOOK_ATTEMPT";
 
 fn now_ms() -> i64 {
     Date::now().as_millis() as i64
+}
+
+fn log_failure(msg: &str, error: &worker::Error) {
+    let line = json!({ "level": "error", "msg": msg, "error": error.to_string() });
+    worker::console_error!("{line}");
+}
+
+fn log_no_endpoint(delivery_id: &str) {
+    let line = json!({ "level": "warn", "msg": "webhook delivery failed: the org has no endpoint", "delivery_id": delivery_id });
+    worker::console_warn!("{line}");
 }
 
 #[durable_object]
 pub struct OrgObject {
     state: State,
     env: Env,
-    /// The schema was ensured by this instance (once, not on every call).
-    schema_ready: Cell<bool>,
+    /// The schema was ensured, the org's name stored and the sweep armed by this instance
+    /// (once, not on every call).
+    ready: Cell<bool>,
     /// What every call's `Take` needs, mirrored in memory: this instance is the only
     /// writer of the org's storage, so the copy stays exact; it is read from storage once
     /// per instance and dropped whenever the webhook changes.
     live: RefCell<Option<LimitState>>,
+    /// Rows in the delivery log: counted once per instance, then kept here (the only
+    /// writer), so that an event needs no count to keep the log to `LOG_KEEP`.
+    log_len: Cell<Option<i64>>,
 }
 
 /// The org limit's state as `Take` uses it.
@@ -67,24 +96,47 @@ impl DurableObject for OrgObject {
         Self {
             state,
             env,
-            schema_ready: Cell::new(false),
+            ready: Cell::new(false),
             live: RefCell::new(None),
+            log_len: Cell::new(None),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let store = OrgStore::new(self.state.storage().sql());
-        if !self.schema_ready.get() {
-            store.ensure_schema()?;
-            self.schema_ready.set(true);
-        }
+        let store = self.store();
         let org = req.path().trim_start_matches('/').to_string();
+        if !self.ready.get() {
+            store.ensure_schema()?;
+            // Kept for the alarm, which is not told whose object it runs in.
+            if store.org_name()?.as_deref() != Some(org.as_str()) {
+                store.save_org_name(&org)?;
+            }
+            self.ready.set(true);
+            // An instance that starts (after a restart, or on a log from before v1.2) arms
+            // the sweep for what is pending; a failure costs this call nothing.
+            if let Err(error) = self.arm_for_pending(&store).await {
+                log_failure("webhook sweep not armed", &error);
+            }
+        }
         let action: OrgAction = super::json_body(&mut req).await?;
         let reply = match self.act(&store, &org, action).await {
             Ok((status, data)) => Reply::success(status, data, "org"),
             Err(error) => Reply::error(&error, "org", now_ms()),
         };
         reply.into_object_response()
+    }
+
+    /// The sweep: every pending delivery whose attempt's outcome is not recorded
+    /// `WEBHOOK_STALE_S` after its deadline has that attempt made again.
+    async fn alarm(&self) -> worker::Result<Response> {
+        let store = self.store();
+        store.ensure_schema()?;
+        if let Err(error) = self.sweep(&store).await {
+            log_failure("webhook sweep failed", &error);
+            // Try again in a minute rather than never.
+            self.state.storage().set_alarm(60_000i64).await?;
+        }
+        Response::ok("swept")
     }
 }
 
@@ -112,13 +164,40 @@ fn delivery_view(row: &DeliveryRow) -> Value {
     view
 }
 
+/// The state a delivery is in after an attempt's verdict.
+fn state_after(next: Next) -> &'static str {
+    match next {
+        Next::Delivered => "delivered",
+        Next::Failed => "failed",
+        Next::RetryIn(_) => "pending",
+    }
+}
+
 impl OrgObject {
+    fn store(&self) -> OrgStore {
+        OrgStore::new(self.state.storage().sql())
+    }
+
+    fn settings(&self) -> worker::Result<std::rc::Rc<Settings>> {
+        config::settings(&self.env).map_err(|e| worker::Error::RustError(e.message))
+    }
+
+    /// Whether a fault injection knob is set to `fail_first` (tests only).
+    fn fault(&self, knob: &str) -> bool {
+        let set = config::var(&self.env, knob).is_some_and(|v| v == "fail_first");
+        if set {
+            let line = json!({ "level": "warn", "msg": "fault injected", "knob": knob });
+            worker::console_warn!("{line}");
+        }
+        set
+    }
+
     async fn enqueue(
         &self,
         org: &str,
         delivery_id: &str,
         attempts: i64,
-        delay_s: u32,
+        delay_s: u64,
     ) -> worker::Result<()> {
         let task = DeliveryTask {
             org: org.to_string(),
@@ -129,9 +208,124 @@ impl OrgObject {
         // wasm (a typed body goes through serde-wasm-bindgen both ways).
         let body = serde_json::to_string(&task)?;
         let queue = self.env.queue(config::WEBHOOKS_BINDING)?;
+        let delay = u32::try_from(delay_s).unwrap_or(u32::MAX);
         queue
-            .send(MessageBuilder::new(body).delay_seconds(delay_s).build())
+            .send(MessageBuilder::new(body).delay_seconds(delay).build())
             .await
+    }
+
+    /// Queues the outstanding attempt `next` of a delivery, after making sure the sweep
+    /// comes for it should it get lost. Neither failure fails the caller: the delivery is
+    /// written, and the sweep (or the next instance, which arms it) makes the attempt.
+    async fn dispatch(&self, org: &str, delivery_id: &str, next: Outstanding, delay_s: u64) {
+        if let Err(error) = self.arm_for(next).await {
+            log_failure("webhook sweep not armed", &error);
+        }
+        if let Err(error) = self.enqueue(org, delivery_id, next.attempts, delay_s).await {
+            log_failure("webhook attempt not queued; the sweep makes it", &error);
+        }
+    }
+
+    /// Makes sure the alarm comes no later than the sweep of an attempt with this lease.
+    async fn arm_for(&self, lease: Outstanding) -> worker::Result<()> {
+        let stale_s = self.settings()?.webhook_stale_s;
+        self.arm(sweep_at(lease.deadline_ms, stale_s)).await
+    }
+
+    /// Sets the alarm to `at` unless it is set sooner already. The invariant: the alarm is
+    /// no later than the sweep of any pending delivery (an alarm that finds nothing overdue
+    /// sets itself to the next one).
+    async fn arm(&self, at: i64) -> worker::Result<()> {
+        let storage = self.state.storage();
+        match storage.get_alarm().await? {
+            Some(current) if current <= at => Ok(()),
+            _ => storage.set_alarm((at - now_ms()).max(0)).await,
+        }
+    }
+
+    async fn arm_for_pending(&self, store: &OrgStore) -> worker::Result<()> {
+        match store.next_deadline()? {
+            Some(deadline_ms) => {
+                let stale_s = self.settings()?.webhook_stale_s;
+                self.arm(sweep_at(deadline_ms, stale_s)).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn sweep(&self, store: &OrgStore) -> worker::Result<()> {
+        let stale_s = self.settings()?.webhook_stale_s;
+        let now = now_ms();
+        let stale_ms = i64::try_from(stale_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        // Nothing awaits from this read to the last write: every swap sees what was read.
+        let overdue = store.overdue(now.saturating_sub(stale_ms), SWEEP_BATCH)?;
+        let endpoint = store.endpoint()?;
+        let org = store.org_name()?;
+        let mut remade = Vec::new();
+        for mut row in overdue {
+            let Some(current) = row.outstanding() else {
+                continue;
+            };
+            let Some(again) = remake(current, stale_s, now) else {
+                continue;
+            };
+            row.updated_ms = now;
+            if endpoint.is_none() {
+                // The remade attempt would come due with no endpoint: it ends here.
+                row.state = "failed".into();
+                row.last_error = Some(NO_ENDPOINT.into());
+                row.attempts = again.attempts;
+                row.set_outstanding(None);
+                if store.swap(&row, current)? {
+                    log_no_endpoint(&row.delivery_id);
+                }
+                continue;
+            }
+            row.set_outstanding(Some(again));
+            if store.swap(&row, current)? {
+                remade.push((row.delivery_id, again));
+            }
+        }
+        // The alarm for what is left before any send: a send that fails leaves its
+        // attempt to a later sweep.
+        let storage = self.state.storage();
+        match store.next_deadline()? {
+            Some(deadline_ms) => {
+                let at = sweep_at(deadline_ms, stale_s);
+                storage.set_alarm((at - now_ms()).max(0)).await?;
+            }
+            None => storage.delete_alarm().await?,
+        }
+        let Some(org) = org else {
+            worker::console_error!(
+                "{{\"level\":\"error\",\"msg\":\"webhook sweep: the org's name is not known\"}}"
+            );
+            return Ok(());
+        };
+        for (delivery_id, again) in remade {
+            let line = json!({ "level": "warn", "msg": "webhook attempt overdue; made again", "delivery_id": delivery_id, "attempts": again.attempts });
+            worker::console_warn!("{line}");
+            if let Err(error) = self.enqueue(&org, &delivery_id, again.attempts, 0).await {
+                log_failure("webhook attempt not queued; the sweep makes it", &error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the log to the newest `LOG_KEEP` after a delivery was added: the count is
+    /// read once per instance, and only the excess is deleted, oldest first, by index.
+    fn trim(&self, store: &OrgStore) -> worker::Result<()> {
+        let len = match self.log_len.get() {
+            Some(len) => len + 1,
+            None => store.log_len()?,
+        };
+        if len > LOG_KEEP {
+            store.drop_oldest(len - LOG_KEEP)?;
+            self.log_len.set(Some(LOG_KEEP));
+        } else {
+            self.log_len.set(Some(len));
+        }
+        Ok(())
     }
 
     async fn act(
@@ -141,8 +335,7 @@ impl OrgObject {
         action: OrgAction,
     ) -> Result<(u16, Value), ApiError> {
         let failed = |error: worker::Error| {
-            let line = json!({ "level": "error", "msg": "org object failure", "error": error.to_string() });
-            worker::console_error!("{line}");
+            log_failure("org object failure", &error);
             ApiError::internal()
         };
         let now = now_ms();
@@ -199,6 +392,7 @@ impl OrgObject {
             _ => {}
         }
         let endpoint = store.endpoint().map_err(failed)?;
+        let done = || Ok((200, json!({ "done": true })));
         match action {
             OrgAction::Take { .. } | OrgAction::PutOrg { .. } | OrgAction::GetOrg { .. } => {
                 Err(ApiError::internal())
@@ -248,15 +442,23 @@ impl OrgObject {
                     .delivery(&delivery_id)
                     .map_err(failed)?
                     .ok_or_else(ApiError::not_found)?;
-                // A delivery still pending has its next attempt queued already.
-                if row.state != "pending" {
-                    row.state = "pending".into();
-                    row.round_start = row.attempts;
+                let stale_s = self.settings().map_err(failed)?.webhook_stale_s;
+                let again = match row.outstanding() {
+                    // Settled: a new round of attempts, the count going on.
+                    None => {
+                        row.state = "pending".into();
+                        row.round_start = row.attempts;
+                        Some(queued(row.attempts, 0, now))
+                    }
+                    // Pending: queued again only when its attempt is overdue; otherwise
+                    // that attempt is on its way.
+                    Some(current) => remake(current, stale_s, now),
+                };
+                if let Some(again) = again {
+                    row.set_outstanding(Some(again));
                     row.updated_ms = now;
                     store.save_delivery(&row).map_err(failed)?;
-                    self.enqueue(org, &delivery_id, row.attempts, 0)
-                        .await
-                        .map_err(failed)?;
+                    self.dispatch(org, &delivery_id, again, 0).await;
                 }
                 Ok((
                     202,
@@ -265,19 +467,18 @@ impl OrgObject {
             }
             OrgAction::Event { event_type, data } => {
                 // Only an endpoint in force now, whose filter takes this type, gets it.
-                let Some(endpoint) = endpoint.filter(|e| {
+                if !endpoint.is_some_and(|e| {
                     serde_json::from_str::<Vec<String>>(&e.events)
                         .is_ok_and(|events| events.contains(&event_type))
-                }) else {
+                }) {
                     return Ok((200, json!({ "raised": false })));
-                };
+                }
                 let delivery_id = format!("msg_{}", hex(&random_bytes::<12>()?));
-                let row = DeliveryRow {
+                let first = queued(0, 0, now);
+                let mut row = DeliveryRow {
                     delivery_id: delivery_id.clone(),
                     body: event_body(&event_type, &format_rfc3339(now), &data),
                     event_type,
-                    url: endpoint.url,
-                    secret: endpoint.secret,
                     state: "pending".into(),
                     attempts: 0,
                     round_start: 0,
@@ -285,31 +486,64 @@ impl OrgObject {
                     last_error: None,
                     created_ms: now,
                     updated_ms: now,
+                    claimed: 0,
+                    deadline_ms: None,
                 };
+                row.set_outstanding(Some(first));
                 store.save_delivery(&row).map_err(failed)?;
-                store.trim(LOG_KEEP).map_err(failed)?;
-                self.enqueue(org, &delivery_id, 0, 0)
-                    .await
-                    .map_err(failed)?;
+                // The delivery is written: what follows never un-raises it.
+                if let Err(error) = self.trim(store) {
+                    log_failure("delivery log not trimmed", &error);
+                }
+                if self.fault(FAULT_WEBHOOK_SEND) {
+                    // As a send that failed after the write: only the sweep is left.
+                    if let Err(error) = self.arm_for(first).await {
+                        log_failure("webhook sweep not armed", &error);
+                    }
+                } else {
+                    self.dispatch(org, &delivery_id, first, 0).await;
+                }
                 Ok((200, json!({ "raised": true })))
             }
             OrgAction::Attempt {
                 delivery_id,
                 attempts,
             } => {
-                let Some(mut row) = store.delivery(&delivery_id).map_err(failed)? else {
-                    return Ok((200, json!({ "done": true })));
-                };
-                // Claimed before the fetch: a duplicate or stale task finds nothing to do.
-                if !store
-                    .claim_attempt(&delivery_id, attempts, now)
-                    .map_err(failed)?
-                {
-                    return Ok((200, json!({ "done": true })));
+                if attempts == 0 && self.fault(FAULT_WEBHOOK_ATTEMPT) {
+                    return Err(ApiError::internal());
                 }
-                row.attempts = attempts + 1;
-                let result = attempt(&row, now).await;
-                row.updated_ms = now_ms();
+                let Some(mut row) = store.delivery(&delivery_id).map_err(failed)? else {
+                    return done();
+                };
+                // Claimed before the fetch, with no await since the read: a duplicate or
+                // stale task finds nothing to do.
+                let Some(current) = row.outstanding() else {
+                    return done();
+                };
+                let Some(lease) = claim(current, attempts, now) else {
+                    return done();
+                };
+                row.updated_ms = now;
+                let Some(endpoint) = endpoint else {
+                    // Due with no endpoint in force: the delivery ends (no attempt made).
+                    row.state = "failed".into();
+                    row.last_error = Some(NO_ENDPOINT.into());
+                    row.set_outstanding(None);
+                    if store.swap(&row, current).map_err(failed)? {
+                        log_no_endpoint(&delivery_id);
+                    }
+                    return Ok((200, json!({ "state": row.state })));
+                };
+                row.set_outstanding(Some(lease));
+                if !store.swap(&row, current).map_err(failed)? {
+                    return done();
+                }
+                if let Err(error) = self.arm_for(lease).await {
+                    log_failure("webhook sweep not armed", &error);
+                }
+                let result = attempt(&row, &endpoint, now).await;
+                let now = now_ms();
+                row.updated_ms = now;
                 match result {
                     AttemptResult::Status(status) => {
                         row.last_status = Some(i64::from(status));
@@ -320,22 +554,57 @@ impl OrgObject {
                             Some("no answer within 10 s (network error or timeout)".into());
                     }
                 }
-                let base = config::settings(&self.env)?.webhook_retry_base_s;
+                let base = self.settings().map_err(failed)?.webhook_retry_base_s;
                 let round = u32::try_from(row.attempts - row.round_start).unwrap_or(u32::MAX);
                 let next = after_attempt(result, round, base);
-                row.state = match next {
-                    Next::Delivered => "delivered",
-                    Next::Failed => "failed",
-                    Next::RetryIn(_) => "pending",
+                row.state = state_after(next).into();
+                let retry = match next {
+                    Next::RetryIn(delay_s) => Some((queued(row.attempts, delay_s, now), delay_s)),
+                    _ => None,
+                };
+                row.set_outstanding(retry.map(|(again, _)| again));
+                // Only onto the claim it holds: a trim, redelivery or remake meanwhile
+                // leaves nothing to write.
+                if !store.swap(&row, lease).map_err(failed)? {
+                    return done();
                 }
-                .into();
-                // Only onto the row it claimed: a delete meanwhile leaves nothing to write.
-                store.record_attempt(&row).map_err(failed)?;
-                if let Next::RetryIn(seconds) = next {
-                    let delay = u32::try_from(seconds).unwrap_or(u32::MAX);
-                    self.enqueue(org, &delivery_id, row.attempts, delay)
-                        .await
-                        .map_err(failed)?;
+                if let Some((again, delay_s)) = retry {
+                    self.dispatch(org, &delivery_id, again, delay_s).await;
+                }
+                Ok((200, json!({ "state": row.state })))
+            }
+            OrgAction::DeadLettered {
+                delivery_id,
+                attempts,
+            } => {
+                // The consumer ran out of retries on this attempt: it counts as one that
+                // failed, if its outcome was never recorded, and the schedule goes on.
+                let Some(mut row) = store.delivery(&delivery_id).map_err(failed)? else {
+                    return done();
+                };
+                let Some(current) = row.outstanding() else {
+                    return done();
+                };
+                if !dead_letter_applies(current, attempts, now) {
+                    return done();
+                }
+                row.attempts = attempts + 1;
+                row.last_error = Some(DEAD_LETTERED.into());
+                row.updated_ms = now;
+                let base = self.settings().map_err(failed)?.webhook_retry_base_s;
+                let round = u32::try_from(row.attempts - row.round_start).unwrap_or(u32::MAX);
+                let next = after_attempt(AttemptResult::NoAnswer, round, base);
+                row.state = state_after(next).into();
+                let retry = match next {
+                    Next::RetryIn(delay_s) => Some((queued(row.attempts, delay_s, now), delay_s)),
+                    _ => None,
+                };
+                row.set_outstanding(retry.map(|(again, _)| again));
+                if !store.swap(&row, current).map_err(failed)? {
+                    return done();
+                }
+                if let Some((again, delay_s)) = retry {
+                    self.dispatch(org, &delivery_id, again, delay_s).await;
                 }
                 Ok((200, json!({ "state": row.state })))
             }
@@ -343,9 +612,10 @@ impl OrgObject {
     }
 }
 
-/// One signed POST of the event, within 10 s; a redirect is an answer, not followed.
-async fn attempt(row: &DeliveryRow, now_ms: i64) -> AttemptResult {
-    let Some(key) = secret_key(&row.secret) else {
+/// One signed POST of the event to the endpoint in force, within 10 s; a redirect is an
+/// answer, not followed. Only the status counts: the answer's body is never read.
+async fn attempt(row: &DeliveryRow, endpoint: &EndpointRow, now_ms: i64) -> AttemptResult {
+    let Some(key) = secret_key(&endpoint.secret) else {
         return AttemptResult::NoAnswer;
     };
     let timestamp = now_ms / 1000;
@@ -360,7 +630,7 @@ async fn attempt(row: &DeliveryRow, now_ms: i64) -> AttemptResult {
         )?;
         http::outgoing(
             "POST",
-            &row.url,
+            &endpoint.url,
             &headers,
             Some(&row.body),
             Redirects::Manual,
@@ -373,8 +643,11 @@ async fn attempt(row: &DeliveryRow, now_ms: i64) -> AttemptResult {
     let signal = controller.signal();
     let send = async {
         let response = http::fetch(&request, Some(&signal)).await?;
-        // The body is read (and dropped) so the answer is complete within the deadline.
-        let _ = http::bytes(&response).await;
+        // The body is cancelled unread: a receiver's answer can be large or slow, and the
+        // status is all that counts.
+        if let Some(body) = response.body() {
+            let _ = body.cancel();
+        }
         Ok::<_, worker::Error>(response.status())
     };
     let timer = Delay::from(Duration::from_millis(ATTEMPT_TIMEOUT_MS));

@@ -445,10 +445,17 @@ async fn job_route(
     dispatch(env, sid.as_str(), "jobs", None, &body).await
 }
 
-/// The `WEBHOOKS` queue consumer: each message is one delivery attempt, made by the org's
-/// object (which queues the next attempt itself when one is due).
+/// `WEBHOOKS`' dead-letter queue (wrangler.toml `dead_letter_queue`): what comes on it is
+/// an attempt whose task ran out of the consumer's retries.
+const WEBHOOKS_DEAD_LETTER_QUEUE: &str = "joingate-webhooks-dlq";
+
+/// The consumer of `WEBHOOKS` and of its dead-letter queue (one function for every queue).
+/// Each `WEBHOOKS` message is one delivery attempt, made by the org's object (which queues
+/// the next attempt itself when one is due); each dead-lettered one records that attempt as
+/// failed (`dead_lettered`), and the schedule goes on.
 #[event(queue)]
 pub async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
+    let dead_lettered = batch.queue() == WEBHOOKS_DEAD_LETTER_QUEUE;
     // A batch is one message (max_batch_size = 1): a slow endpoint holds back no other
     // delivery, since batches run side by side.
     for message in batch.messages()? {
@@ -457,11 +464,20 @@ pub async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> work
             message.ack();
             continue;
         };
-        let action = OrgAction::Attempt {
-            delivery_id: task.delivery_id.clone(),
-            attempts: task.attempts,
+        let action = if dead_lettered {
+            OrgAction::DeadLettered {
+                delivery_id: task.delivery_id.clone(),
+                attempts: task.attempts,
+            }
+        } else {
+            OrgAction::Attempt {
+                delivery_id: task.delivery_id.clone(),
+                attempts: task.attempts,
+            }
         };
-        // An object that failed (500) has not queued what comes next: retry the task.
+        // An object that failed (500) has not recorded the attempt: retry the task after
+        // the consumer's retry_delay. Past max_retries a task goes to the dead-letter queue,
+        // and one that fails there too is dropped; the object's sweep remakes its attempt.
         match org::ask(&env, &task.org, &action).await {
             Ok(answer) if answer.status < 500 => message.ack(),
             _ => message.retry(),

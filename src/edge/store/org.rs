@@ -6,16 +6,34 @@ use worker::SqlStorage;
 use super::{int, optional_int, optional_text, text};
 use crate::core::limits::ClassOverride;
 use crate::core::ratelimit::Bucket;
+use crate::core::webhooks::Outstanding;
 
 const ORG_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS endpoint (id INTEGER PRIMARY KEY CHECK (id = 1), url TEXT NOT NULL, events TEXT NOT NULL,
   secret TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS org_limit (id INTEGER PRIMARY KEY CHECK (id = 1), per_minute INTEGER, burst INTEGER);
 CREATE TABLE IF NOT EXISTS org_bucket (id INTEGER PRIMARY KEY CHECK (id = 1), level INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, body TEXT NOT NULL,
-  url TEXT NOT NULL, secret TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, round_start INTEGER NOT NULL,
-  last_status INTEGER, last_error TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS org_name (id INTEGER PRIMARY KEY CHECK (id = 1), org TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS delivery_log (delivery_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, body TEXT NOT NULL,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL, round_start INTEGER NOT NULL, last_status INTEGER, last_error TEXT,
+  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, claimed INTEGER NOT NULL DEFAULT 0, deadline_ms INTEGER);
+CREATE INDEX IF NOT EXISTS delivery_log_created ON delivery_log (created_ms);
+CREATE INDEX IF NOT EXISTS delivery_log_deadline ON delivery_log (deadline_ms) WHERE state = 'pending';
 ";
+
+/// The log before v1.2 (`deliveries`, which kept each delivery's URL and secret) moves into
+/// `delivery_log` once, without them; a pending row gets a deadline 10 s after its last
+/// change, so that the sweep makes its attempt should no queued one come.
+const MIGRATE_DELIVERIES: &str = "
+INSERT OR IGNORE INTO delivery_log (delivery_id, event_type, body, state, attempts, round_start, last_status, last_error,
+  created_ms, updated_ms, claimed, deadline_ms)
+  SELECT delivery_id, event_type, body, state, attempts, round_start, last_status, last_error, created_ms, updated_ms, 0,
+    CASE WHEN state = 'pending' THEN updated_ms + 10000 END
+  FROM deliveries ORDER BY created_ms, rowid;
+DROP TABLE deliveries;
+";
+
+const DELIVERY_COLUMNS: &str = "delivery_id, event_type, body, state, attempts, round_start, last_status, last_error, created_ms, updated_ms, claimed, deadline_ms";
 
 /// An org's webhook endpoint, the secret in the clear (it lives only in the org's object).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -26,14 +44,13 @@ pub struct EndpointRow {
     pub secret: String,
 }
 
-/// One event's delivery, with the endpoint and secret it was raised under.
+/// One event's delivery. Each attempt goes to the endpoint in force when it is made, so
+/// the row keeps neither URL nor secret.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DeliveryRow {
     pub delivery_id: String,
     pub event_type: String,
     pub body: String,
-    pub url: String,
-    pub secret: String,
     pub state: String,
     pub attempts: i64,
     pub round_start: i64,
@@ -41,6 +58,37 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// 1 while a claimed attempt's outcome is not recorded.
+    pub claimed: i64,
+    /// The outstanding attempt's deadline (pending only).
+    pub deadline_ms: Option<i64>,
+}
+
+impl DeliveryRow {
+    /// The outstanding attempt of a pending delivery (`None` when it is settled).
+    pub fn outstanding(&self) -> Option<Outstanding> {
+        (self.state == "pending").then(|| Outstanding {
+            attempts: self.attempts,
+            claimed: self.claimed != 0,
+            // A pending row always has one; a missing one is overdue at once.
+            deadline_ms: self.deadline_ms.unwrap_or(0),
+        })
+    }
+
+    /// Takes `next` as the outstanding attempt, or none (`None`: the delivery is settled).
+    pub fn set_outstanding(&mut self, next: Option<Outstanding>) {
+        match next {
+            Some(next) => {
+                self.attempts = next.attempts;
+                self.claimed = i64::from(next.claimed);
+                self.deadline_ms = Some(next.deadline_ms);
+            }
+            None => {
+                self.claimed = 0;
+                self.deadline_ms = None;
+            }
+        }
+    }
 }
 
 /// All SQL of an org's Durable Object: its webhook endpoint and delivery log.
@@ -54,7 +102,22 @@ impl OrgStore {
     }
 
     pub fn ensure_schema(&self) -> worker::Result<()> {
-        self.sql.exec(ORG_SCHEMA, None).map(|_| ())
+        self.sql.exec(ORG_SCHEMA, None)?;
+        #[derive(Deserialize)]
+        struct Row {
+            n: i64,
+        }
+        let old: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'",
+                None,
+            )?
+            .to_array()?;
+        if old.first().is_some_and(|r| r.n > 0) {
+            self.sql.exec(MIGRATE_DELIVERIES, None)?;
+        }
+        Ok(())
     }
 
     pub fn endpoint(&self) -> worker::Result<Option<EndpointRow>> {
@@ -77,10 +140,31 @@ impl OrgStore {
             .map(|_| ())
     }
 
-    /// Removes the endpoint and its delivery log.
+    /// Removes the endpoint, its secret with it. The delivery log stays: a pending
+    /// delivery's next attempt finds no endpoint and ends it `failed`.
     pub fn delete_endpoint(&self) -> worker::Result<()> {
+        self.sql.exec("DELETE FROM endpoint", None).map(|_| ())
+    }
+
+    /// The org's name, kept for the alarm (which is not told whose object it runs in).
+    pub fn org_name(&self) -> worker::Result<Option<String>> {
+        #[derive(Deserialize)]
+        struct Row {
+            org: String,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT org FROM org_name WHERE id = 1", None)?
+            .to_array()?;
+        Ok(rows.into_iter().next().map(|r| r.org))
+    }
+
+    pub fn save_org_name(&self, org: &str) -> worker::Result<()> {
         self.sql
-            .exec("DELETE FROM endpoint; DELETE FROM deliveries;", None)
+            .exec(
+                "INSERT OR REPLACE INTO org_name (id, org) VALUES (1, ?)",
+                vec![text(org)],
+            )
             .map(|_| ())
     }
 
@@ -88,7 +172,7 @@ impl OrgStore {
         let rows: Vec<DeliveryRow> = self
             .sql
             .exec(
-                "SELECT delivery_id, event_type, body, url, secret, state, attempts, round_start, last_status, last_error, created_ms, updated_ms FROM deliveries WHERE delivery_id = ?",
+                &format!("SELECT {DELIVERY_COLUMNS} FROM delivery_log WHERE delivery_id = ?"),
                 vec![text(id)],
             )?
             .to_array()?;
@@ -99,25 +183,29 @@ impl OrgStore {
     pub fn deliveries(&self, limit: usize) -> worker::Result<Vec<DeliveryRow>> {
         self.sql
             .exec(
-                "SELECT delivery_id, event_type, body, url, secret, state, attempts, round_start, last_status, last_error, created_ms, updated_ms FROM deliveries ORDER BY created_ms DESC, rowid DESC LIMIT ?",
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM delivery_log ORDER BY created_ms DESC, rowid DESC LIMIT ?"
+                ),
                 vec![int(i64::try_from(limit).unwrap_or(100))],
             )?
             .to_array()
     }
 
+    /// Writes a delivery as it is: a new one, or one read with no await since.
     pub fn save_delivery(&self, row: &DeliveryRow) -> worker::Result<()> {
         self.sql
             .exec(
-                "INSERT INTO deliveries (delivery_id, event_type, body, url, secret, state, attempts, round_start, last_status, last_error, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (delivery_id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
-                 round_start = excluded.round_start, last_status = excluded.last_status, last_error = excluded.last_error,
-                 updated_ms = excluded.updated_ms",
+                &format!(
+                    "INSERT INTO delivery_log ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (delivery_id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+                     round_start = excluded.round_start, last_status = excluded.last_status,
+                     last_error = excluded.last_error, updated_ms = excluded.updated_ms,
+                     claimed = excluded.claimed, deadline_ms = excluded.deadline_ms"
+                ),
                 vec![
                     text(&row.delivery_id),
                     text(&row.event_type),
                     text(&row.body),
-                    text(&row.url),
-                    text(&row.secret),
                     text(&row.state),
                     int(row.attempts),
                     int(row.round_start),
@@ -125,36 +213,90 @@ impl OrgStore {
                     optional_text(row.last_error.as_deref()),
                     int(row.created_ms),
                     int(row.updated_ms),
+                    int(row.claimed),
+                    optional_int(row.deadline_ms),
                 ],
             )
             .map(|_| ())
     }
 
-    /// Claims the attempt after `attempts` of a pending delivery (no await between the read
-    /// and this write, so two tasks cannot both claim it). False when it was not there to
-    /// claim: delivered, failed, deleted, or already claimed.
-    pub fn claim_attempt(&self, id: &str, attempts: i64, now_ms: i64) -> worker::Result<bool> {
+    /// Writes `row`'s state, count, outcome and lease only if its outstanding attempt is
+    /// still `expected` (pending, same count, claim and deadline): a compare-and-swap, so
+    /// that a duplicate task, an attempt that outlived its lease, or one whose delivery was
+    /// trimmed, redelivered or remade meanwhile writes nothing. True when it was written.
+    pub fn swap(&self, row: &DeliveryRow, expected: Outstanding) -> worker::Result<bool> {
         let cursor = self.sql.exec(
-            "UPDATE deliveries SET attempts = attempts + 1, updated_ms = ? WHERE delivery_id = ? AND attempts = ? AND state = 'pending'",
-            vec![int(now_ms), text(id), int(attempts)],
+            "UPDATE delivery_log SET state = ?, attempts = ?, last_status = ?, last_error = ?, updated_ms = ?,
+               claimed = ?, deadline_ms = ?
+             WHERE delivery_id = ? AND state = 'pending' AND attempts = ? AND claimed = ? AND deadline_ms = ?",
+            vec![
+                text(&row.state),
+                int(row.attempts),
+                optional_int(row.last_status),
+                optional_text(row.last_error.as_deref()),
+                int(row.updated_ms),
+                int(row.claimed),
+                optional_int(row.deadline_ms),
+                text(&row.delivery_id),
+                int(expected.attempts),
+                int(i64::from(expected.claimed)),
+                int(expected.deadline_ms),
+            ],
         )?;
         Ok(cursor.rows_written() > 0)
     }
 
-    /// Records the result of a claimed attempt; nothing when the delivery was deleted or
-    /// redelivered meanwhile.
-    pub fn record_attempt(&self, row: &DeliveryRow) -> worker::Result<()> {
+    /// Pending deliveries whose outstanding attempt's deadline is at or before `before_ms`,
+    /// the most overdue first (from the partial index on pending deadlines).
+    pub fn overdue(&self, before_ms: i64, limit: usize) -> worker::Result<Vec<DeliveryRow>> {
         self.sql
             .exec(
-                "UPDATE deliveries SET state = ?, last_status = ?, last_error = ?, updated_ms = ? WHERE delivery_id = ? AND attempts = ?",
-                vec![
-                    text(&row.state),
-                    optional_int(row.last_status),
-                    optional_text(row.last_error.as_deref()),
-                    int(row.updated_ms),
-                    text(&row.delivery_id),
-                    int(row.attempts),
-                ],
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM delivery_log WHERE state = 'pending' AND deadline_ms <= ?
+                     ORDER BY deadline_ms LIMIT ?"
+                ),
+                vec![int(before_ms), int(i64::try_from(limit).unwrap_or(50))],
+            )?
+            .to_array()
+    }
+
+    /// The earliest deadline of a pending delivery's outstanding attempt.
+    pub fn next_deadline(&self) -> worker::Result<Option<i64>> {
+        #[derive(Deserialize)]
+        struct Row {
+            next: Option<i64>,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT MIN(deadline_ms) AS next FROM delivery_log WHERE state = 'pending'",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next().and_then(|r| r.next))
+    }
+
+    /// How many deliveries the log holds (a scan of its smallest index: once per instance).
+    pub fn log_len(&self) -> worker::Result<i64> {
+        #[derive(Deserialize)]
+        struct Row {
+            n: i64,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT COUNT(*) AS n FROM delivery_log", None)?
+            .to_array()?;
+        Ok(rows.into_iter().next().map_or(0, |r| r.n))
+    }
+
+    /// Deletes the `count` oldest deliveries, read in order from the index on `created_ms`:
+    /// only those rows, not the whole log.
+    pub fn drop_oldest(&self, count: i64) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "DELETE FROM delivery_log WHERE rowid IN
+                   (SELECT rowid FROM delivery_log ORDER BY created_ms, rowid LIMIT ?)",
+                vec![int(count)],
             )
             .map(|_| ())
     }
@@ -219,16 +361,6 @@ impl OrgStore {
                     int(i64::try_from(bucket.level).unwrap_or(i64::MAX)),
                     int(bucket.updated_ms),
                 ],
-            )
-            .map(|_| ())
-    }
-
-    /// Keeps the log to the newest `keep` deliveries.
-    pub fn trim(&self, keep: usize) -> worker::Result<()> {
-        self.sql
-            .exec(
-                "DELETE FROM deliveries WHERE delivery_id NOT IN (SELECT delivery_id FROM deliveries ORDER BY created_ms DESC, rowid DESC LIMIT ?)",
-                vec![int(i64::try_from(keep).unwrap_or(1000))],
             )
             .map(|_| ())
     }
