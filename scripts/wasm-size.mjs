@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 
-export const BUDGET_GZIP_BYTES = 300 * 1000;
+export const BUDGET_GZIP_BYTES = 340 * 1000;
 
 export function wasmSize(file = new URL("../build/index_bg.wasm", import.meta.url)) {
   const raw = readFileSync(file);
