@@ -1,7 +1,8 @@
 // Session backends of every kind (contract section 9), end to end in workerd: the outcome
 // matrix (every catalogue outcome x every kind x every operation), what each kind cannot do,
 // session states, credentials (sealed, never shown, bound to their session), and backend
-// faults (down, slow, garbage, 5xx, an answer cut off) with the breaker, on every kind.
+// faults (down, slow, garbage, 5xx, an answer cut off or over 1 MiB) with the breaker, on
+// every kind.
 import { describe, test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { startJoingate, assertEnvelope, KINDS, ADMIN_TOKEN } from "./helpers.mjs";
@@ -481,6 +482,8 @@ describe("session backends of every kind", () => {
           ["stall", 504, "backend_timeout"],
           ["drop", 503, "backend_unavailable"],
           ["cut", 502, "backend_error"],
+          // 5 MB of valid JSON: read up to 1 MiB only.
+          ["huge", 502, "backend_error"],
         ]) {
           const sid = await fresh(kind);
           app.sim.setFault({ session: sid, mode });
@@ -488,6 +491,7 @@ describe("session backends of every kind", () => {
           const body = assertEnvelope(res, { status, code });
           if (mode === "status500") assert.equal(body.error.details.backend_status, 500, kind);
           if (mode === "cut") assert.equal(body.error.details.reason, "answer_cut_off", kind);
+          if (mode === "huge") assert.equal(body.error.details.reason, "answer_too_large", kind);
           app.sim.setFault({ session: sid, mode: "none" });
           // The session works again afterwards.
           assertEnvelope(await get(`/v1/sessions/${sid}/invites/${DEMO.open.code}`), { status: 200 });
@@ -520,6 +524,24 @@ describe("session backends of every kind", () => {
         app.sim.setFault({ session: slow, mode: "hang", count: 1 });
         assertEnvelope(await app.join(slow, token, { invite: DEMO.open.code }), { status: 504, code: "backend_timeout" });
         assertEnvelope(await app.join(slow, token, { invite: DEMO.open.code }), { status: 429, code: "rate_limited" });
+      }
+    });
+
+    test("an answer over 1 MiB is answer_too_large: the token stays spent, the key is released", async () => {
+      for (const kind of KINDS) {
+        const sid = await app.kindSession(kind, "huge", { limits: { join: { per_minute: 2, burst: 2 } } });
+        app.sim.setFault({ session: sid, mode: "huge", count: 1 });
+        const headers = { "Idempotency-Key": `huge-${kind}` };
+        const huge = await app.join(sid, token, { invite: DEMO.open.code }, headers);
+        const body = assertEnvelope(huge, { status: 502, code: "backend_error" });
+        assert.equal(body.error.details.reason, "answer_too_large", kind);
+        assert.equal(body.error.details.backend_status, 200, kind);
+        // Not stored: the same key runs again (the fault is spent), and is no replay.
+        const again = await app.join(sid, token, { invite: DEMO.open.code }, headers);
+        assertEnvelope(again, { status: 200 });
+        assert.equal(again.headers.get("idempotent-replayed"), null, kind);
+        // Both calls spent their token.
+        assertEnvelope(await app.join(sid, token, { invite: DEMO.member.code }), { status: 429, code: "rate_limited" });
       }
     });
 

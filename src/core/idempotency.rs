@@ -83,9 +83,9 @@ pub fn decide(
 /// retry runs again.
 pub fn is_storable(error: Option<&ApiError>) -> bool {
     let Some(error) = error else { return true };
-    // An answer cut off mid-body may have had its effect, or not: unknown, like a timeout.
-    let cut_off = error.details.get("reason").and_then(|r| r.as_str()) == Some("answer_cut_off");
-    !cut_off
+    // An answer cut off mid-body (or too large to read) may have had its effect, or not:
+    // unknown, like a timeout.
+    !error.answer_lost()
         && !matches!(
             error.code,
             ErrorCode::BackendTimeout | ErrorCode::BackendUnavailable | ErrorCode::SessionBusy
@@ -165,6 +165,10 @@ mod tests {
             ErrorCode::SessionBusy,
         ] {
             assert!(!is_storable(Some(&ApiError::new(code))));
+        }
+        for reason in ["answer_cut_off", "answer_too_large"] {
+            let lost = ApiError::new(ErrorCode::BackendError).with_detail("reason", reason);
+            assert!(!is_storable(Some(&lost)), "{reason}");
         }
     }
 
