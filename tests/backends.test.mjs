@@ -1,8 +1,8 @@
 // Session backends of every kind (contract section 9), end to end in workerd: the outcome
 // matrix (every catalogue outcome x every kind x every operation), what each kind cannot do,
-// session states, credentials (sealed, never shown, bound to their session), and backend
-// faults (down, slow, garbage, 5xx, an answer cut off or over 1 MiB) with the breaker, on
-// every kind.
+// session states, credentials (sealed, never shown, bound to their session), an invalid
+// SESSION_BACKEND_URL, and backend faults (down, slow, garbage, 5xx, an answer cut off or
+// over 1 MiB) with the breaker, on every kind.
 import { describe, test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { startJoingate, assertEnvelope, KINDS, ADMIN_TOKEN } from "./helpers.mjs";
@@ -567,6 +567,37 @@ describe("session backends of every kind", () => {
     assertEnvelope(res, { status: 404, code: "not_found" });
     assert.equal(app.sim.calls(sid).length, 0);
   });
+});
+
+describe("a SESSION_BACKEND_URL that fails the backend.url rules", () => {
+  for (const [what, url] of [
+    ["http:// to a host that is not loopback", "http://example.com"],
+    ["another scheme", "ftp://x"],
+    ["a user name and password in it", "https://joingate:s3cret-in-url@backend.example"],
+  ]) {
+    test(`${what}: default-backend sessions answer 503 backend_url_invalid, others work`, async () => {
+      const app = await startJoingate({ vars: { SESSION_BACKEND_URL: url } });
+      try {
+        const token = await app.token("acme", ["join", "read"]);
+        const sid = await app.freshSession("default", { join: { per_minute: 1, burst: 1 } });
+        for (let i = 0; i < 2; i++) {
+          // Never sent: no token spent, so the second call is no 429.
+          const res = await app.join(sid, token, { invite: DEMO.open.code });
+          const body = assertEnvelope(res, { status: 503, code: "backend_unavailable" });
+          assert.equal(body.error.details.reason, "backend_url_invalid");
+        }
+        const own = await app.kindSession("waha", "own");
+        assertEnvelope(await app.join(own, token, { invite: DEMO.open.code }), { status: 200 });
+        const said = app.logs.filter((l) => l.includes("SESSION_BACKEND_URL") && l.includes("backend_url_invalid"));
+        assert.ok(said.length > 0, "it is logged");
+        for (const line of app.logs) {
+          assert.ok(!line.includes("s3cret-in-url") && !line.includes("example.com") && !line.includes("ftp://x"), line);
+        }
+      } finally {
+        await app.close();
+      }
+    });
+  }
 });
 
 describe("a credential without CREDENTIALS_KEY", () => {

@@ -22,7 +22,7 @@ use super::crypto;
 use super::org;
 use super::reply::Reply;
 use super::store::Store;
-use crate::core::backend::spec::StoredBackend;
+use crate::core::backend::spec::{backend_url_invalid, StoredBackend};
 use crate::core::backend::{Exchanged, Kind, Op, Target};
 use crate::core::dispatch::{
     IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
@@ -213,12 +213,17 @@ impl SessionObject {
         settings: &Settings,
     ) -> Result<(Target, String), ApiError> {
         let Some(backend) = backend else {
+            // SESSION_BACKEND_URL failed its check (logged when the settings were read).
+            let url = settings
+                .backend_url
+                .clone()
+                .ok_or_else(backend_url_invalid)?;
             let target = Target {
                 kind: Kind::Joingate,
                 remote_session: Some(sid.to_string()),
                 credential: settings.backend_token.clone(),
             };
-            return Ok((target, settings.backend_url.clone()));
+            return Ok((target, url));
         };
         let credential = match &backend.credential {
             None => None,

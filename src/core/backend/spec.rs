@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::Kind;
-use crate::core::error::ApiError;
+use crate::core::error::{ApiError, ErrorCode};
 use crate::core::json::{present, reject_unknown};
 
 pub const MAX_URL_CHARS: usize = 2048;
@@ -84,6 +84,20 @@ impl StoredBackend {
 pub fn credential_aad(sid: &str) -> Vec<u8> {
     format!("joingate credential for session {sid}").into_bytes()
 }
+
+/// `503 backend_unavailable` for a session of the default backend while
+/// `SESSION_BACKEND_URL` is missing or fails the `backend.url` rules: nothing is sent.
+pub fn backend_url_invalid() -> ApiError {
+    ApiError::new(ErrorCode::BackendUnavailable)
+        .with_message(
+            "The default session backend is not configured correctly (SESSION_BACKEND_URL).",
+        )
+        .with_detail("reason", "backend_url_invalid")
+        .with_retry_after(BACKEND_URL_INVALID_RETRY_S)
+}
+
+/// `Retry-After` of `backend_url_invalid`: a fix is a new deployment, not a moment's wait.
+pub const BACKEND_URL_INVALID_RETRY_S: u64 = 60;
 
 /// `CREDENTIALS_KEY`: 32 bytes, base64.
 pub fn credentials_key(text: &str) -> Option<[u8; 32]> {
@@ -219,7 +233,6 @@ pub fn parse_backend(value: Option<&Value>) -> Result<Option<BackendInput>, ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::error::ErrorCode;
 
     fn field_of(value: Value) -> Option<String> {
         parse_backend(Some(&value)).err().and_then(|e| {
@@ -344,6 +357,15 @@ mod tests {
         );
         assert_eq!(credentials_key("not base64"), None);
         assert_ne!(credential_aad("a"), credential_aad("b"));
+    }
+
+    #[test]
+    fn an_invalid_default_backend_url_is_503_backend_url_invalid() {
+        let error = backend_url_invalid();
+        assert_eq!(error.code, ErrorCode::BackendUnavailable);
+        assert_eq!(error.details["reason"], "backend_url_invalid");
+        assert!(error.backend_never_reached());
+        assert_eq!(error.retry_after_s, Some(BACKEND_URL_INVALID_RETRY_S));
     }
 
     #[test]
