@@ -1,12 +1,14 @@
 // Session backends of every kind (contract section 9), end to end in workerd: the outcome
 // matrix (every catalogue outcome x every kind x every operation), what each kind cannot do,
-// session states, credentials (sealed, never shown, bound to their session), an invalid
-// SESSION_BACKEND_URL, and backend faults (down, slow, garbage, 5xx, an answer cut off or
-// over 1 MiB) with the breaker, on every kind.
+// session states, credentials (sealed, never shown, bound to their session and backend),
+// an invalid SESSION_BACKEND_URL, and backend faults (down, slow, garbage, 5xx, an answer
+// cut off or over 1 MiB) with the breaker, on every kind.
 import { describe, test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, KINDS, ADMIN_TOKEN } from "./helpers.mjs";
+import { createCipheriv, randomBytes } from "node:crypto";
+import { startJoingate, assertEnvelope, KINDS, ADMIN_TOKEN, CREDENTIALS_KEY } from "./helpers.mjs";
 import { DEMO, PARTICIPANT_FAILURES } from "../sim/catalogue.mjs";
+import { SIM_CREDENTIALS } from "../sim/simulator.mjs";
 
 const UNLIMITED = {
   join: { per_minute: 6000, burst: 1000 },
@@ -413,6 +415,53 @@ describe("session backends of every kind", () => {
       assert.equal(app.sim.calls(target).length, 0, "nothing was sent with it");
       // The original still works.
       assertEnvelope(await app.join(source, token, { invite: DEMO.open.code }), { status: 200 });
+    });
+
+    test("a ciphertext left in its record but pointed at another server, kind or remote session does not decrypt", async () => {
+      const kv = await app.mf.getKVNamespace("JOINGATE_KV");
+      const port = new URL(app.sim.url).port;
+      for (const change of [
+        // The same simulator under another name: the credential would reach it.
+        { url: `http://localhost:${port}/waha` },
+        { url: `${app.sim.urls.waha}/v2` },
+        { remote_session: "another-account" },
+        { kind: "evolution", url: app.sim.urls.evolution },
+      ]) {
+        const sid = await fresh("waha");
+        const record = JSON.parse(await kv.get(`session:${sid}`));
+        await kv.put(`session:${sid}`, JSON.stringify({ ...record, backend: { ...record.backend, ...change } }));
+        const sent = app.sim.calls().length;
+        const res = await app.join(sid, token, { invite: DEMO.open.code });
+        assertEnvelope(res, { status: 500, code: "internal_error" });
+        assert.equal(app.sim.calls().length, sent, `nothing was sent with it: ${JSON.stringify(change)}`);
+        // Its own record opens again.
+        await kv.put(`session:${sid}`, JSON.stringify(record));
+        assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
+      }
+    });
+
+    test("a credential sealed before v1.2 (bound to the session id only) still opens, in its own session only", async () => {
+      const kv = await app.mf.getKVNamespace("JOINGATE_KV");
+      const sid = await fresh("waha");
+      const other = await fresh("waha");
+      // As joingate sealed it before v1.2: AES-256-GCM, the session id as additional data, no version.
+      const iv = randomBytes(12);
+      const cipher = createCipheriv("aes-256-gcm", Buffer.from(CREDENTIALS_KEY, "base64"), iv);
+      cipher.setAAD(Buffer.from(`joingate credential for session ${sid}`));
+      const ct = Buffer.concat([cipher.update(SIM_CREDENTIALS.waha, "utf8"), cipher.final(), cipher.getAuthTag()]);
+      const legacy = { iv: iv.toString("base64"), ct: ct.toString("base64") };
+      for (const id of [sid, other]) {
+        const record = JSON.parse(await kv.get(`session:${id}`));
+        await kv.put(`session:${id}`, JSON.stringify({ ...record, backend: { ...record.backend, credential: legacy } }));
+      }
+      assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
+      assert.ok(app.sim.calls(sid).length > 0 && app.sim.calls(sid).every((c) => c.authorized), "sent, and accepted");
+      assert.ok(app.logs.some((l) => l.includes("sealed before v1.2") && l.includes(sid)), "the log says to seal it again");
+      assertEnvelope(await app.join(other, token, { invite: DEMO.open.code }), { status: 500, code: "internal_error" });
+      assert.equal(app.sim.calls(other).length, 0);
+      // A PUT with the credential seals it the new way.
+      await app.admin("PUT", `/v1/admin/sessions/${sid}`, { org: "acme", limits: UNLIMITED, backend: app.backendFor("waha", sid) });
+      assert.equal(JSON.parse(await kv.get(`session:${sid}`)).backend.credential.v, 2);
     });
 
     test("a session without backend is kind joingate at SESSION_BACKEND_URL, as before", async () => {

@@ -129,27 +129,26 @@ pub async fn put_session(
     let backend = match config.backend {
         None => None,
         Some(input) => {
-            let credential = match &input.credential {
-                None => None,
-                Some(secret) => {
-                    let key = config::settings(env)?
-                        .credentials_key
-                        .clone()
-                        .ok_or_else(|| {
-                            ApiError::invalid(
-                                "backend.credential",
-                                "cannot be stored: CREDENTIALS_KEY is not configured",
-                            )
-                        })?;
-                    Some(crypto::seal(&key, sid, secret).await?)
-                }
-            };
-            Some(StoredBackend {
+            let mut backend = StoredBackend {
                 kind: input.kind,
                 url: input.url.clone(),
                 remote_session: input.remote_session.clone(),
-                credential,
-            })
+                credential: None,
+            };
+            if let Some(secret) = &input.credential {
+                let key = config::settings(env)?
+                    .credentials_key
+                    .clone()
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "backend.credential",
+                            "cannot be stored: CREDENTIALS_KEY is not configured",
+                        )
+                    })?;
+                // Sealed for this session and this backend (kind, url, remote session).
+                backend.credential = Some(crypto::seal(&key, sid, &backend, secret).await?);
+            }
+            Some(backend)
         }
     };
     let record = SessionRecord {

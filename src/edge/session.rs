@@ -22,7 +22,7 @@ use super::crypto;
 use super::org;
 use super::reply::Reply;
 use super::store::Store;
-use crate::core::backend::spec::{backend_url_invalid, StoredBackend};
+use crate::core::backend::spec::{backend_url_invalid, StoredBackend, SEAL_SESSION_ONLY};
 use crate::core::backend::{Exchanged, Kind, Op, Target};
 use crate::core::dispatch::{
     IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
@@ -232,7 +232,10 @@ impl SessionObject {
                     worker::console_error!("{{\"level\":\"error\",\"msg\":\"a stored credential needs CREDENTIALS_KEY\"}}");
                     ApiError::internal()
                 })?;
-                Some(crypto::open(key, sid, sealed).await?)
+                if sealed.v == SEAL_SESSION_ONLY {
+                    worker::console_warn!("{{\"level\":\"warn\",\"msg\":\"credential sealed before v1.2, bound to the session id only: PUT the session again with its credential\",\"session\":{}}}", Value::from(sid));
+                }
+                Some(crypto::open(key, sid, backend).await?)
             }
         };
         let target = Target {
