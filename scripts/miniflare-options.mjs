@@ -9,11 +9,12 @@ export const COMPATIBILITY_DATE = "2026-04-20";
 
 /**
  * `bindings` are the vars and secrets; `orgLimit` the org-wide limit's calls per minute (and
- * burst), in `[vars]` and for the per-location guard; `withoutOrgs` leaves out the org
+ * burst), in `[vars]` and for the per-location guard; `adminLimit` the failed admin
+ * authentications per address and minute (`ADMIN_LIMITER`); `withoutOrgs` leaves out the org
  * objects (to see that their failure does not take calls down); `assets` serves public/
  * as static assets.
  */
-export function joingateOptions({ bindings, orgLimit = 100, withoutOrgs = false, assets = false }) {
+export function joingateOptions({ bindings, orgLimit = 100, adminLimit = 10, withoutOrgs = false, assets = false }) {
   const orgVars = { ORG_PER_MINUTE: String(Math.min(orgLimit, 1_000_000)), ORG_BURST: String(Math.min(orgLimit, 1_000_000)) };
   return {
     modules: true,
@@ -43,7 +44,7 @@ export function joingateOptions({ bindings, orgLimit = 100, withoutOrgs = false,
     // The webhook deliveries' queue: producer and consumer are this Worker.
     queueProducers: { WEBHOOKS: "joingate-webhooks" },
     queueConsumers: { "joingate-webhooks": { maxBatchSize: 1, maxBatchTimeout: 1 } },
-    ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } } },
+    ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } }, ADMIN_LIMITER: { simple: { limit: adminLimit, period: 60 } } },
     bindings: { ...orgVars, ...bindings },
   };
 }

@@ -18,6 +18,7 @@ pub const DEFAULT_QUEUE_MAX: usize = 16;
 pub const KV_BINDING: &str = "JOINGATE_KV";
 pub const SESSIONS_BINDING: &str = "SESSIONS";
 pub const ORG_LIMITER_BINDING: &str = "ORG_LIMITER";
+pub const ADMIN_LIMITER_BINDING: &str = "ADMIN_LIMITER";
 pub const ORGS_BINDING: &str = "ORGS";
 pub const WEBHOOKS_BINDING: &str = "WEBHOOKS";
 
