@@ -10,7 +10,7 @@ use worker::Env;
 
 use crate::core::backend::spec::validate_url;
 use crate::core::error::ApiError;
-use crate::core::jwt::JwtConfig;
+use crate::core::jwt::{check_jwks_url, JwtConfig};
 use crate::core::limits::{ClassLimit, Limits};
 
 pub const DEFAULT_BACKEND_TIMEOUT_MS: u64 = 10_000;
@@ -109,6 +109,31 @@ fn credentials_key(env: &Env) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Login tokens: `None` when not set up, or when `JWT_JWKS_URL` is not `https://` (nor
+/// `http://` to a loopback host); that is logged, and API keys work on.
+fn jwt_config(env: &Env) -> Result<Option<JwtConfig>, ApiError> {
+    let config = JwtConfig::from_vars(|name| var(env, name)).map_err(|message| {
+        worker::console_error!(
+            "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
+            serde_json::Value::from(message)
+        );
+        ApiError::internal()
+    })?;
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    match check_jwks_url(&config.jwks_url) {
+        Ok(jwks_url) => Ok(Some(JwtConfig { jwks_url, ..config })),
+        Err(why) => {
+            worker::console_error!(
+                "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"var\":\"JWT_JWKS_URL\",\"detail\":{}}}",
+                serde_json::Value::from(why)
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Everything a request needs from the environment, checked.
 pub struct Settings {
     pub limits: Limits,
@@ -166,13 +191,7 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
             crate::core::jobs::DEFAULT_INTERVAL_S,
             |s| crate::core::jobs::INTERVAL_RANGE.contains(s),
         )?,
-        jwt: JwtConfig::from_vars(|name| var(env, name)).map_err(|message| {
-            worker::console_error!(
-                "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
-                serde_json::Value::from(message)
-            );
-            ApiError::internal()
-        })?,
+        jwt: jwt_config(env)?,
     });
     SETTINGS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&settings)));
     Ok(settings)

@@ -138,7 +138,8 @@ fn printable(text: &str, allow_space: bool) -> bool {
         .all(|b| (0x21..=0x7e).contains(&b) || (allow_space && b == b' '))
 }
 
-fn is_loopback(host: &url::Host<&str>) -> bool {
+/// `localhost`, `127.0.0.0/8` or `[::1]`: the only hosts `http://` may name.
+pub fn is_loopback(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
         url::Host::Ipv4(ip) => ip.is_loopback(),
