@@ -136,7 +136,7 @@ function parseArgs(argv) {
 // ---------------------------------------------------------------------------------------
 // Constants of the setup
 
-const ADMIN_TOKEN = "bench-admin-token-0123456789";
+const ADMIN_TOKEN = "bench-admin-token-0123456789abcdef";
 const BACKEND_TOKEN = "backend-secret";
 const ORG = "bench";
 const SESSIONS = Array.from({ length: 200 }, (_, i) => `s${String(i).padStart(3, "0")}`);

@@ -45,7 +45,7 @@ const JOINS = Number(opts.joins);
 const CONNECTIONS = Number(opts.connections);
 const TOP = Number(opts.top);
 
-const ADMIN_TOKEN = "profile-admin-token-0123456789";
+const ADMIN_TOKEN = "profile-admin-token-0123456789abcdef";
 const SESSIONS = Array.from({ length: 50 }, (_, i) => `p${String(i).padStart(2, "0")}`);
 const OPEN_CODE = "OpenGroupDemo000000001";
 const RAISED = { per_minute: 6000, burst: 1000 };

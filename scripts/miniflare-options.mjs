@@ -9,12 +9,13 @@ export const COMPATIBILITY_DATE = "2026-04-20";
 
 /**
  * `bindings` are the vars and secrets; `orgLimit` the org-wide limit's calls per minute (and
- * burst), in `[vars]` and for the per-location guard; `withoutOrgs` leaves out the org
+ * burst), in `[vars]` and for the per-location guard; `adminLimit` the failed admin
+ * authentications per address and minute (`ADMIN_LIMITER`); `withoutOrgs` leaves out the org
  * objects (to see that their failure does not take calls down); `assets` serves public/
  * as static assets.
  * `queueRetryDelayS` shortens the webhook consumers' retry delays (tests).
  */
-export function joingateOptions({ bindings, orgLimit = 100, withoutOrgs = false, assets = false, queueRetryDelayS }) {
+export function joingateOptions({ bindings, orgLimit = 100, adminLimit = 10, withoutOrgs = false, assets = false, queueRetryDelayS }) {
   const orgVars = { ORG_PER_MINUTE: String(Math.min(orgLimit, 1_000_000)), ORG_BURST: String(Math.min(orgLimit, 1_000_000)) };
   return {
     modules: true,
@@ -54,7 +55,7 @@ export function joingateOptions({ bindings, orgLimit = 100, withoutOrgs = false,
       },
       "joingate-webhooks-dlq": { maxBatchSize: 1, maxBatchTimeout: 1, maxRetries: 5, retryDelay: queueRetryDelayS ?? 60 },
     },
-    ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } } },
+    ratelimits: { ORG_LIMITER: { simple: { limit: orgLimit, period: 60 } }, ADMIN_LIMITER: { simple: { limit: adminLimit, period: 60 } } },
     bindings: { ...orgVars, ...bindings },
   };
 }

@@ -108,6 +108,38 @@ export function sendCut(res, answer, { stall = false } = {}) {
   return true;
 }
 
+/** How much JSON whitespace the `huge` fault puts before the answer: 5 MB. */
+export const HUGE_PADDING_BYTES = 5 * 1024 * 1024;
+
+/**
+ * The `huge` fault: the answer the request would have had (status, headers and body), its
+ * body preceded by 5 MB of spaces, so still valid JSON, sent in 64 KiB chunks without a
+ * Content-Length (chunked), so that only a reader that counts what arrives can stop it. A
+ * client that goes away stops the writing.
+ */
+export async function sendHuge(res, answer) {
+  if (res.destroyed || res.writableEnded) return false;
+  const full = answer.type === 'json' ? JSON.stringify(answer.body) : String(answer.body ?? '');
+  const contentType = answer.type === 'text' ? answer.contentType : JSON_TYPE;
+  res.writeHead(answer.status, { ...(contentType ? { 'Content-Type': contentType } : {}), 'Cache-Control': 'no-store', ...answer.headers });
+  const chunk = Buffer.alloc(64 * 1024, 0x20);
+  for (let sent = 0; sent < HUGE_PADDING_BYTES && !res.destroyed; sent += chunk.length) {
+    if (!res.write(chunk)) {
+      await new Promise((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    }
+  }
+  if (!res.destroyed) res.end(full);
+  return true;
+}
+
 /** A short note on an answer for the log line. */
 export function answerNote(answer) {
   const b = answer.type === 'json' && isObject(answer.body) ? answer.body : null;

@@ -28,13 +28,13 @@ import gowa from './front/gowa.mjs';
 import { isNonEmptyString, isObject } from './front/common.mjs';
 import {
   JSON_TYPE, answerNote, codeOf, decodeSegments, nowMs, parseJson, readBody, redactPath, sendAnswer,
-  sendCut, sendJson, sendText, shortCode,
+  sendCut, sendHuge, sendJson, sendText, shortCode,
 } from './http.mjs';
 
 export { SIM_CREDENTIALS, wuzapiToken, gowaAuthorization } from './credentials.mjs';
 
 const FAULT_MODES = new Set([
-  'latency', 'hang', 'status500', 'status503', 'garbage', 'bad_shape', 'drop', 'cut', 'stall', 'whatsapp', 'none',
+  'latency', 'hang', 'status500', 'status503', 'garbage', 'bad_shape', 'drop', 'cut', 'stall', 'huge', 'whatsapp', 'none',
 ]);
 const DEFAULT_FAULT_LATENCY_MS = 1000;
 // What a crashed app behind a proxy typically sends: not JSON at all.
@@ -353,11 +353,17 @@ export async function startSimulator({
     }
 
     // A client that gave up during a delay gets nothing, but the effect has happened,
-    // as it would on a real backend that finished its WhatsApp call. So do `cut` and `stall`.
+    // as it would on a real backend that finished its WhatsApp call. So do `cut`, `stall`
+    // and `huge`.
     const answer = fault?.mode === 'whatsapp' ? front.waFault(ctx, fault.wa_code) : front.respond(ctx, env);
     if (fault?.mode === 'cut' || fault?.mode === 'stall') {
       if (sendCut(res, answer, { stall: fault.mode === 'stall' })) call.status = 200;
       return logDone(200, ` ${fault.mode} of ${answer.status} (fault)`);
+    }
+    if (fault?.mode === 'huge') {
+      call.status = answer.status;
+      await sendHuge(res, answer);
+      return logDone(answer.status, ` huge (fault)`);
     }
     if (sendAnswer(res, answer)) call.status = answer.status;
     logDone(answer.status, `${answerNote(answer)}${fault ? ` (fault ${fault.mode})` : ''}`);

@@ -443,3 +443,104 @@ describe("admin API", () => {
 });
 
 // ---------------------------------------------------------------------------------------
+
+describe("an ADMIN_TOKEN under 32 characters", () => {
+  const short = "short-admin-token-of-31-chars-x";
+  let app;
+  before(async () => {
+    assert.equal(short.length, 31);
+    app = await startJoingate({ vars: { ADMIN_TOKEN: short }, adminLimit: 10 });
+  });
+  after(() => app?.close());
+
+  it("counts as not configured: every admin route is 404, even with that token, and nothing is counted", async () => {
+    const unknownRoute = await app.request("GET", "/v1/nothing-here");
+    for (let i = 0; i < 12; i++) {
+      for (const [method, path, json] of [
+        ["POST", "/v1/admin/tokens", { org: "acme", capabilities: ["join"] }],
+        ["GET", "/v1/admin/sessions/s1"],
+        ["GET", "/v1/admin/tokens/tok_0123456789abcdef"],
+      ]) {
+        const res = await app.request(method, path, { token: i % 2 ? short : "wrong", json, headers: { "CF-Connecting-IP": "198.51.100.9" } });
+        assert.deepEqual(errorShape(res), errorShape(unknownRoute), `${method} ${path}`);
+      }
+    }
+  });
+
+  it("one log line says why, without the value", async () => {
+    const why = app.logs.filter((l) => l.includes("ADMIN_TOKEN is shorter than 32 characters"));
+    assert.equal(why.length, 1, "said once");
+    for (const line of app.logs) assert.ok(!line.includes(short), line);
+  });
+});
+
+describe("failed admin authentications are throttled per client address", () => {
+  let app;
+  before(async () => {
+    app = await startJoingate({ adminLimit: 10 });
+  });
+  after(() => app?.close());
+
+  const from = (address, token) =>
+    app.request("GET", "/v1/admin/sessions/throttle-s", { token, headers: { "CF-Connecting-IP": address } });
+
+  /** The binding counts in fixed one-minute windows: start a series well inside one. */
+  async function freshWindow(needMs = 15_000) {
+    const left = 60_000 - (Date.now() % 60_000);
+    if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 50));
+  }
+
+  it("the 11th failure from one address is 429 scope admin, and so is the right token from it then", async () => {
+    await app.session("throttle-s");
+    await freshWindow();
+    const address = "203.0.113.7";
+    for (let i = 0; i < 10; i++) {
+      const res = await from(address, i % 2 ? "wrong-admin-token" : undefined);
+      assertEnvelope(res, { status: 401, code: "unauthorized" });
+    }
+    for (const token of ["wrong-admin-token", ADMIN_TOKEN, undefined]) {
+      const res = await from(address, token);
+      const body = assertEnvelope(res, { status: 429, code: "rate_limited" });
+      assert.equal(body.error.details.scope, "admin");
+      assert.equal(res.headers.get("retry-after"), "60");
+    }
+    // Every admin route, whatever it would have said.
+    const put = await app.request("PUT", "/v1/admin/sessions/throttle-t", {
+      token: ADMIN_TOKEN,
+      json: { org: "acme" },
+      headers: { "CF-Connecting-IP": address },
+    });
+    assertEnvelope(put, { status: 429, code: "rate_limited" });
+    // Another address is not affected.
+    assertEnvelope(await from("203.0.113.8", ADMIN_TOKEN), { status: 200 });
+    assertEnvelope(await from("203.0.113.8", "wrong-admin-token"), { status: 401, code: "unauthorized" });
+    // Tenant routes are not admin routes.
+    assertEnvelope(await app.request("GET", "/v1/sessions/throttle-s", { token: "jg_x", headers: { "CF-Connecting-IP": address } }), {
+      status: 401,
+      code: "unauthorized",
+    });
+  });
+
+  it("the right token is never counted", async () => {
+    await freshWindow();
+    const address = "2001:db8::44";
+    for (let i = 0; i < 15; i++) assertEnvelope(await from(address, ADMIN_TOKEN), { status: 200 });
+    for (let i = 0; i < 10; i++) assertEnvelope(await from(address, "wrong-admin-token"), { status: 401, code: "unauthorized" });
+    assertEnvelope(await from(address, "wrong-admin-token"), { status: 429, code: "rate_limited" });
+  });
+});
+
+describe("without ADMIN_TOKEN nothing is counted", () => {
+  let app;
+  before(async () => {
+    app = await startJoingate({ vars: { ADMIN_TOKEN: "" }, adminLimit: 10 });
+  });
+  after(() => app?.close());
+
+  it("any number of admin requests from one address stay 404", async () => {
+    for (let i = 0; i < 15; i++) {
+      const res = await app.request("GET", "/v1/admin/sessions/s1", { token: "anything", headers: { "CF-Connecting-IP": "192.0.2.1" } });
+      assertEnvelope(res, { status: 404, code: "not_found" });
+    }
+  });
+});

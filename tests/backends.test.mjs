@@ -1,11 +1,14 @@
 // Session backends of every kind (contract section 9), end to end in workerd: the outcome
 // matrix (every catalogue outcome x every kind x every operation), what each kind cannot do,
-// session states, credentials (sealed, never shown, bound to their session), and backend
-// faults (down, slow, garbage, 5xx, an answer cut off) with the breaker, on every kind.
+// session states, credentials (sealed, never shown, bound to their session and backend),
+// an invalid SESSION_BACKEND_URL, and backend faults (down, slow, garbage, 5xx, an answer
+// cut off or over 1 MiB) with the breaker, on every kind.
 import { describe, test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, KINDS, ADMIN_TOKEN } from "./helpers.mjs";
+import { createCipheriv, randomBytes } from "node:crypto";
+import { startJoingate, assertEnvelope, KINDS, ADMIN_TOKEN, CREDENTIALS_KEY } from "./helpers.mjs";
 import { DEMO, PARTICIPANT_FAILURES } from "../sim/catalogue.mjs";
+import { SIM_CREDENTIALS } from "../sim/simulator.mjs";
 
 const UNLIMITED = {
   join: { per_minute: 6000, burst: 1000 },
@@ -414,6 +417,53 @@ describe("session backends of every kind", () => {
       assertEnvelope(await app.join(source, token, { invite: DEMO.open.code }), { status: 200 });
     });
 
+    test("a ciphertext left in its record but pointed at another server, kind or remote session does not decrypt", async () => {
+      const kv = await app.mf.getKVNamespace("JOINGATE_KV");
+      const port = new URL(app.sim.url).port;
+      for (const change of [
+        // The same simulator under another name: the credential would reach it.
+        { url: `http://localhost:${port}/waha` },
+        { url: `${app.sim.urls.waha}/v2` },
+        { remote_session: "another-account" },
+        { kind: "evolution", url: app.sim.urls.evolution },
+      ]) {
+        const sid = await fresh("waha");
+        const record = JSON.parse(await kv.get(`session:${sid}`));
+        await kv.put(`session:${sid}`, JSON.stringify({ ...record, backend: { ...record.backend, ...change } }));
+        const sent = app.sim.calls().length;
+        const res = await app.join(sid, token, { invite: DEMO.open.code });
+        assertEnvelope(res, { status: 500, code: "internal_error" });
+        assert.equal(app.sim.calls().length, sent, `nothing was sent with it: ${JSON.stringify(change)}`);
+        // Its own record opens again.
+        await kv.put(`session:${sid}`, JSON.stringify(record));
+        assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
+      }
+    });
+
+    test("a credential sealed before v1.2 (bound to the session id only) still opens, in its own session only", async () => {
+      const kv = await app.mf.getKVNamespace("JOINGATE_KV");
+      const sid = await fresh("waha");
+      const other = await fresh("waha");
+      // As joingate sealed it before v1.2: AES-256-GCM, the session id as additional data, no version.
+      const iv = randomBytes(12);
+      const cipher = createCipheriv("aes-256-gcm", Buffer.from(CREDENTIALS_KEY, "base64"), iv);
+      cipher.setAAD(Buffer.from(`joingate credential for session ${sid}`));
+      const ct = Buffer.concat([cipher.update(SIM_CREDENTIALS.waha, "utf8"), cipher.final(), cipher.getAuthTag()]);
+      const legacy = { iv: iv.toString("base64"), ct: ct.toString("base64") };
+      for (const id of [sid, other]) {
+        const record = JSON.parse(await kv.get(`session:${id}`));
+        await kv.put(`session:${id}`, JSON.stringify({ ...record, backend: { ...record.backend, credential: legacy } }));
+      }
+      assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
+      assert.ok(app.sim.calls(sid).length > 0 && app.sim.calls(sid).every((c) => c.authorized), "sent, and accepted");
+      assert.ok(app.logs.some((l) => l.includes("sealed before v1.2") && l.includes(sid)), "the log says to seal it again");
+      assertEnvelope(await app.join(other, token, { invite: DEMO.open.code }), { status: 500, code: "internal_error" });
+      assert.equal(app.sim.calls(other).length, 0);
+      // A PUT with the credential seals it the new way.
+      await app.admin("PUT", `/v1/admin/sessions/${sid}`, { org: "acme", limits: UNLIMITED, backend: app.backendFor("waha", sid) });
+      assert.equal(JSON.parse(await kv.get(`session:${sid}`)).backend.credential.v, 2);
+    });
+
     test("a session without backend is kind joingate at SESSION_BACKEND_URL, as before", async () => {
       const sid = await app.freshSession("plain", UNLIMITED);
       const got = assertEnvelope(await app.admin("GET", `/v1/admin/sessions/${sid}`), { status: 200 });
@@ -481,6 +531,8 @@ describe("session backends of every kind", () => {
           ["stall", 504, "backend_timeout"],
           ["drop", 503, "backend_unavailable"],
           ["cut", 502, "backend_error"],
+          // 5 MB of valid JSON: read up to 1 MiB only.
+          ["huge", 502, "backend_error"],
         ]) {
           const sid = await fresh(kind);
           app.sim.setFault({ session: sid, mode });
@@ -488,6 +540,7 @@ describe("session backends of every kind", () => {
           const body = assertEnvelope(res, { status, code });
           if (mode === "status500") assert.equal(body.error.details.backend_status, 500, kind);
           if (mode === "cut") assert.equal(body.error.details.reason, "answer_cut_off", kind);
+          if (mode === "huge") assert.equal(body.error.details.reason, "answer_too_large", kind);
           app.sim.setFault({ session: sid, mode: "none" });
           // The session works again afterwards.
           assertEnvelope(await get(`/v1/sessions/${sid}/invites/${DEMO.open.code}`), { status: 200 });
@@ -523,6 +576,24 @@ describe("session backends of every kind", () => {
       }
     });
 
+    test("an answer over 1 MiB is answer_too_large: the token stays spent, the key is released", async () => {
+      for (const kind of KINDS) {
+        const sid = await app.kindSession(kind, "huge", { limits: { join: { per_minute: 2, burst: 2 } } });
+        app.sim.setFault({ session: sid, mode: "huge", count: 1 });
+        const headers = { "Idempotency-Key": `huge-${kind}` };
+        const huge = await app.join(sid, token, { invite: DEMO.open.code }, headers);
+        const body = assertEnvelope(huge, { status: 502, code: "backend_error" });
+        assert.equal(body.error.details.reason, "answer_too_large", kind);
+        assert.equal(body.error.details.backend_status, 200, kind);
+        // Not stored: the same key runs again (the fault is spent), and is no replay.
+        const again = await app.join(sid, token, { invite: DEMO.open.code }, headers);
+        assertEnvelope(again, { status: 200 });
+        assert.equal(again.headers.get("idempotent-replayed"), null, kind);
+        // Both calls spent their token.
+        assertEnvelope(await app.join(sid, token, { invite: DEMO.member.code }), { status: 429, code: "rate_limited" });
+      }
+    });
+
     test("the breaker opens after 5 transport failures, on every kind", async () => {
       for (const kind of KINDS) {
         const sid = await fresh(kind);
@@ -545,6 +616,37 @@ describe("session backends of every kind", () => {
     assertEnvelope(res, { status: 404, code: "not_found" });
     assert.equal(app.sim.calls(sid).length, 0);
   });
+});
+
+describe("a SESSION_BACKEND_URL that fails the backend.url rules", () => {
+  for (const [what, url] of [
+    ["http:// to a host that is not loopback", "http://example.com"],
+    ["another scheme", "ftp://x"],
+    ["a user name and password in it", "https://joingate:s3cret-in-url@backend.example"],
+  ]) {
+    test(`${what}: default-backend sessions answer 503 backend_url_invalid, others work`, async () => {
+      const app = await startJoingate({ vars: { SESSION_BACKEND_URL: url } });
+      try {
+        const token = await app.token("acme", ["join", "read"]);
+        const sid = await app.freshSession("default", { join: { per_minute: 1, burst: 1 } });
+        for (let i = 0; i < 2; i++) {
+          // Never sent: no token spent, so the second call is no 429.
+          const res = await app.join(sid, token, { invite: DEMO.open.code });
+          const body = assertEnvelope(res, { status: 503, code: "backend_unavailable" });
+          assert.equal(body.error.details.reason, "backend_url_invalid");
+        }
+        const own = await app.kindSession("waha", "own");
+        assertEnvelope(await app.join(own, token, { invite: DEMO.open.code }), { status: 200 });
+        const said = app.logs.filter((l) => l.includes("SESSION_BACKEND_URL") && l.includes("backend_url_invalid"));
+        assert.ok(said.length > 0, "it is logged");
+        for (const line of app.logs) {
+          assert.ok(!line.includes("s3cret-in-url") && !line.includes("example.com") && !line.includes("ftp://x"), line);
+        }
+      } finally {
+        await app.close();
+      }
+    });
+  }
 });
 
 describe("a credential without CREDENTIALS_KEY", () => {

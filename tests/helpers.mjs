@@ -7,7 +7,7 @@ import { startSimulator, SIM_CREDENTIALS, wuzapiToken } from "../sim/simulator.m
 import { joingateOptions, ROOT } from "../scripts/miniflare-options.mjs";
 
 export { ROOT };
-export const ADMIN_TOKEN = "test-admin-token-0123456789";
+export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef-v12";
 export const BASE = "http://joingate.test";
 /** A test CREDENTIALS_KEY: 32 bytes, base64. */
 export const CREDENTIALS_KEY = Buffer.alloc(32, 7).toString("base64");
@@ -18,10 +18,11 @@ export const KINDS = ["joingate", "waha", "evolution", "wuzapi", "gowa"];
  * Starts the simulator and joingate. `vars` override plain bindings; `orgLimit` sets the
  * org-wide limiter; `persist` is a directory for KV and Durable Object state (restart tests);
  * `serve` listens on a port of 127.0.0.1 as well, at `app.url`; `assets` serves public/ as
- * static assets, as wrangler.toml does.
- * `queueRetryDelayS` shortens the webhook consumers' retry delays.
+ * static assets, as wrangler.toml does; `adminLimit` is `ADMIN_LIMITER`'s failed admin
+ * authentications per address and minute (high by default, so that only the tests of the
+ * throttle meet it). `queueRetryDelayS` shortens the webhook consumers' retry delays.
  */
-export async function startJoingate({ vars = {}, orgLimit = 100, persist, simulator, withoutOrgs = false, serve = false, assets = false, queueRetryDelayS } = {}) {
+export async function startJoingate({ vars = {}, orgLimit = 100, adminLimit = 10_000, persist, simulator, withoutOrgs = false, serve = false, assets = false, queueRetryDelayS } = {}) {
   const sim = simulator ?? (await startSimulator({ port: 0, token: "backend-secret" }));
   const logs = [];
   const mf = new Miniflare({
@@ -38,6 +39,7 @@ export async function startJoingate({ vars = {}, orgLimit = 100, persist, simula
     },
     ...joingateOptions({
       orgLimit,
+      adminLimit,
       withoutOrgs,
       assets,
       queueRetryDelayS,

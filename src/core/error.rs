@@ -256,6 +256,16 @@ impl ApiError {
         self.code.status()
     }
 
+    /// Whether the backend's answer was lost on the way (cut off, or too large to read):
+    /// its effect is unknown, so it is never kept for a replay (contract section 6).
+    pub fn answer_lost(&self) -> bool {
+        self.code == ErrorCode::BackendError
+            && matches!(
+                self.details.get("reason").and_then(Value::as_str),
+                Some("answer_cut_off" | "answer_too_large")
+            )
+    }
+
     /// Whether the error says the backend was never reached, so the call had no effect.
     pub fn backend_never_reached(&self) -> bool {
         matches!(

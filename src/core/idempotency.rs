@@ -85,11 +85,9 @@ pub fn decide(
 /// retry runs again.
 pub fn is_storable(error: Option<&ApiError>) -> bool {
     let Some(error) = error else { return true };
-    // An answer cut off mid-body (or too large to read whole) may have had its effect, or
-    // not: unknown, like a timeout.
-    let reason = error.details.get("reason").and_then(|r| r.as_str());
-    let cut_off = matches!(reason, Some("answer_cut_off" | "answer_too_large"));
-    !cut_off
+    // An answer cut off mid-body (or too large to read) may have had its effect, or not:
+    // unknown, like a timeout.
+    !error.answer_lost()
         && !matches!(
             error.code,
             ErrorCode::BackendTimeout

@@ -20,14 +20,19 @@ use super::token::Capability;
 pub const MAX_JWT_BYTES: usize = 8 * 1024;
 /// Leeway for `exp`, `nbf` and `iat`, each way.
 pub const LEEWAY_S: i64 = 60;
-/// The JWKS is kept for its `max-age`, within these bounds; default 10 minutes.
+/// The JWKS is kept for its `max-age`, within these bounds (v1.2: at most an hour);
+/// default 10 minutes.
 pub const MIN_MAX_AGE_S: u64 = 60;
-pub const MAX_MAX_AGE_S: u64 = 86_400;
+pub const MAX_MAX_AGE_S: u64 = 3_600;
 pub const DEFAULT_MAX_AGE_S: u64 = 600;
 /// An unknown `kid` refetches the set at most this often (since the last fetch).
 pub const REFETCH_INTERVAL_MS: i64 = 30_000;
-/// `Retry-After` of `auth_unavailable`.
-pub const UNAVAILABLE_RETRY_S: u64 = 30;
+/// While no set is kept, fetches are at least this far apart (`JWT_JWKS_RETRY_S`); calls in
+/// between answer `auth_unavailable`.
+pub const DEFAULT_FETCH_SPACING_S: u64 = 5;
+/// A JWKS document larger than this, or with more keys, is a failed fetch.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+pub const MAX_JWKS_KEYS: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alg {
@@ -132,6 +137,29 @@ pub struct JwtConfig {
     pub org_claim: String,
     pub role_claim: String,
     pub roles: BTreeMap<String, Vec<Capability>>,
+    /// While no set is kept, the least time between two fetches.
+    pub fetch_spacing_ms: i64,
+}
+
+/// `JWT_JWKS_URL`: an absolute `https://` URL, `http://` only to a loopback host (a key set
+/// fetched in the clear could be anyone's), without user name or password; a query is kept.
+/// The error says why, never the value.
+pub fn check_jwks_url(text: &str) -> Result<String, String> {
+    let why = |reason: &str| format!("JWT_JWKS_URL {reason}; login tokens are off");
+    let url = url::Url::parse(text.trim()).map_err(|_| why("is not an absolute URL"))?;
+    let host = url.host().ok_or_else(|| why("names no host"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if super::backend::spec::is_loopback(&host) => {}
+        _ => return Err(why("must be https:// (http:// only to a loopback host)")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(why("must not carry a user name or password"));
+    }
+    if url.fragment().is_some() {
+        return Err(why("must not have a fragment"));
+    }
+    Ok(url.to_string())
 }
 
 pub const DEFAULT_ROLES: &str = r#"{"owner":["join","read","manage"],"admin":["join","read","manage"],"member":["join","read"],"viewer":["read"]}"#;
@@ -173,6 +201,15 @@ impl JwtConfig {
             return Ok(None);
         };
         let roles = parse_roles(&var("JWT_ROLES").unwrap_or_else(|| DEFAULT_ROLES.to_string()))?;
+        let spacing_s = match var("JWT_JWKS_RETRY_S") {
+            None => DEFAULT_FETCH_SPACING_S,
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=300).contains(s))
+                .ok_or_else(|| "JWT_JWKS_RETRY_S must be 1-300 seconds".to_string())?,
+        };
         Ok(Some(Self {
             issuer,
             audience,
@@ -180,6 +217,7 @@ impl JwtConfig {
             org_claim: var("JWT_ORG_CLAIM").unwrap_or_else(|| "org".into()),
             role_claim: var("JWT_ROLE_CLAIM").unwrap_or_else(|| "role".into()),
             roles,
+            fetch_spacing_ms: i64::try_from(spacing_s * 1000).unwrap_or(i64::MAX),
         }))
     }
 }
@@ -265,9 +303,18 @@ pub struct Jwk {
 /// The keys of a JWKS document that a login token can use; others (private members,
 /// `use` other than `sig`, other key types or curves, an `alg` that does not fit) are left
 /// out.
+///
+/// A document over `MAX_JWKS_BYTES`, or with more than `MAX_JWKS_KEYS` entries (usable or
+/// not), is no key set at all: a failed fetch.
 pub fn parse_jwks(body: &[u8]) -> Option<Vec<Jwk>> {
+    if body.len() > MAX_JWKS_BYTES {
+        return None;
+    }
     let value: Value = serde_json::from_slice(body).ok()?;
     let keys = value.get("keys")?.as_array()?;
+    if keys.len() > MAX_JWKS_KEYS {
+        return None;
+    }
     let mut usable = Vec::new();
     for key in keys {
         let Some(key) = key.as_object() else { continue };
@@ -332,14 +379,17 @@ pub fn choose_key(keys: &[Jwk], jws: &Jws) -> KeyChoice {
     }
 }
 
-/// `Cache-Control: max-age`, within 60 s – 24 h; 10 minutes when absent.
+/// `Cache-Control: max-age`, within 60 s – 1 h; 10 minutes when absent.
 pub fn max_age_s(cache_control: Option<&str>) -> u64 {
     let given = cache_control.and_then(|value| {
         value.split(',').find_map(|directive| {
             let (name, seconds) = directive.trim().split_once('=')?;
-            name.trim()
-                .eq_ignore_ascii_case("max-age")
-                .then(|| seconds.trim().trim_matches('"').parse::<u64>().ok())?
+            name.trim().eq_ignore_ascii_case("max-age").then(|| {
+                let seconds = seconds.trim().trim_matches('"');
+                // All digits but too long for a number: longer than any bound anyway.
+                let digits = !seconds.is_empty() && seconds.bytes().all(|b| b.is_ascii_digit());
+                digits.then(|| seconds.parse::<u64>().unwrap_or(u64::MAX))
+            })?
         })
     });
     given
@@ -366,21 +416,63 @@ pub enum Need {
     UnknownKid,
 }
 
+/// What a call does about the key set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Use the kept set as it is.
+    UseKept,
+    /// Fetch the set (the caller holds the isolate's one fetch).
+    Fetch,
+    /// A fetch is in flight: wait for it, then plan again.
+    Wait,
+    /// No set is kept and the last attempt was too recent: `auth_unavailable`.
+    Unavailable { retry_after_s: u64 },
+}
+
 impl CacheClock {
-    /// Whether to fetch the set now. With none kept, every call tries; a stale set is
+    fn is_stale(&self, fetched_ms: i64, now_ms: i64) -> bool {
+        now_ms - fetched_ms >= i64::try_from(self.max_age_s * 1000).unwrap_or(i64::MAX)
+    }
+
+    /// What to do now, given whether a fetch is `in_flight` (one per isolate: calls that
+    /// need it wait for it). With none kept, fetches are `spacing_ms` apart; a stale set is
     /// refreshed; an unknown `kid` refetches at most once per 30 s since the last attempt.
-    pub fn should_fetch(&self, need: Need, now_ms: i64) -> bool {
+    pub fn plan(&self, need: Need, now_ms: i64, in_flight: bool, spacing_ms: i64) -> Plan {
+        let Some(fetched_ms) = self.fetched_ms else {
+            if in_flight {
+                return Plan::Wait;
+            }
+            return match self.attempted_ms {
+                Some(at) if now_ms - at < spacing_ms => {
+                    let wait_ms = u64::try_from(at + spacing_ms - now_ms).unwrap_or(0);
+                    Plan::Unavailable {
+                        retry_after_s: wait_ms.div_ceil(1000).max(1),
+                    }
+                }
+                _ => Plan::Fetch,
+            };
+        };
+        let stale = self.is_stale(fetched_ms, now_ms);
+        if in_flight {
+            // A fresh set serves at once; a stale one or an unknown kid waits for the fetch.
+            return if need == Need::Keys && !stale {
+                Plan::UseKept
+            } else {
+                Plan::Wait
+            };
+        }
         let since_attempt_ok = self
             .attempted_ms
             .is_none_or(|at| now_ms - at >= REFETCH_INTERVAL_MS);
-        match (self.fetched_ms, need) {
-            (None, _) => true,
-            (Some(at), Need::Keys) => {
-                let stale = now_ms - at >= i64::try_from(self.max_age_s * 1000).unwrap_or(i64::MAX);
-                // A stale set whose refresh just failed is used as it is for a while.
-                stale && since_attempt_ok
-            }
-            (Some(_), Need::UnknownKid) => since_attempt_ok,
+        // A stale set whose refresh just failed is used as it is for a while.
+        let fetch = match need {
+            Need::Keys => stale && since_attempt_ok,
+            Need::UnknownKid => since_attempt_ok,
+        };
+        if fetch {
+            Plan::Fetch
+        } else {
+            Plan::UseKept
         }
     }
 }
@@ -534,6 +626,7 @@ mod tests {
             "JWT_ISSUER" => Some("i".into()),
             "JWT_AUDIENCE" => Some("a".into()),
             "JWT_JWKS_URL" => Some("u".into()),
+            "JWT_JWKS_RETRY_S" => Some("2".into()),
             "JWT_ORG_CLAIM" => Some("https://joingate/org".into()),
             "JWT_ROLE_CLAIM" => Some("roles_main".into()),
             "JWT_ROLES" => Some(r#"{"ops":["manage","manage"]}"#.into()),
@@ -543,6 +636,7 @@ mod tests {
             .ok()
             .flatten()
             .unwrap_or_else(|| panic!("configured"));
+        assert_eq!(config.fetch_spacing_ms, 2_000);
         let claims = json!({ "iss": "i", "aud": "a", "exp": NOW + 5, "https://joingate/org": "acme", "roles_main": "ops" });
         let person = check_claims(claims.as_object().unwrap_or(&Map::new()), &config, NOW);
         assert_eq!(
@@ -553,6 +647,14 @@ mod tests {
             JwtConfig::from_vars(|n| (n == "JWT_ISSUER").then(|| "i".into())),
             Ok(None)
         );
+        for spacing in ["0", "301", "soon"] {
+            let vars = |name: &str| match name {
+                "JWT_ISSUER" | "JWT_AUDIENCE" | "JWT_JWKS_URL" => Some("x".to_string()),
+                "JWT_JWKS_RETRY_S" => Some(spacing.to_string()),
+                _ => None,
+            };
+            assert!(JwtConfig::from_vars(vars).is_err(), "{spacing}");
+        }
         for bad in ["[]", "{\"a\":\"join\"}", "{\"a\":[\"admin\"]}", "nope"] {
             assert!(parse_roles(bad).is_err(), "{bad}");
         }
@@ -620,38 +722,130 @@ mod tests {
             (None, 600),
             (Some("max-age=300"), 300),
             (Some("public, max-age=5"), 60),
-            (Some("max-age=999999"), 86_400),
+            (Some("max-age=3600"), 3_600),
+            (Some("max-age=3601"), 3_600),
+            (Some("max-age=999999"), 3_600),
+            (Some("max-age=99999999999999999999999"), 3_600),
+            (Some("max-age=-5"), 600),
             (Some("no-cache"), 600),
             (Some("MAX-AGE=\"120\""), 120),
         ] {
             assert_eq!(max_age_s(value), seconds, "{value:?}");
         }
+        const SPACING: i64 = 5_000;
+        let plan = |clock: &CacheClock, need, now| clock.plan(need, now, false, SPACING);
         let empty = CacheClock::default();
-        assert!(empty.should_fetch(Need::Keys, 0));
-        // With none kept, every call tries (each may answer auth_unavailable).
-        let failed = CacheClock {
-            fetched_ms: None,
-            max_age_s: 0,
-            attempted_ms: Some(1_000),
-        };
-        assert!(failed.should_fetch(Need::Keys, 1_001));
+        assert_eq!(plan(&empty, Need::Keys, 0), Plan::Fetch);
         let kept = CacheClock {
             fetched_ms: Some(0),
             max_age_s: 60,
             attempted_ms: Some(0),
         };
-        assert!(!kept.should_fetch(Need::Keys, 59_999));
-        assert!(kept.should_fetch(Need::Keys, 60_000));
-        assert!(!kept.should_fetch(Need::UnknownKid, 29_999));
-        assert!(kept.should_fetch(Need::UnknownKid, 30_000));
+        assert_eq!(plan(&kept, Need::Keys, 59_999), Plan::UseKept);
+        assert_eq!(plan(&kept, Need::Keys, 60_000), Plan::Fetch);
+        assert_eq!(plan(&kept, Need::UnknownKid, 29_999), Plan::UseKept);
+        assert_eq!(plan(&kept, Need::UnknownKid, 30_000), Plan::Fetch);
         // A failed refresh of a stale set: the kept set is used, retried after 30 s.
         let stale = CacheClock {
             fetched_ms: Some(0),
             max_age_s: 60,
             attempted_ms: Some(70_000),
         };
-        assert!(!stale.should_fetch(Need::Keys, 80_000));
-        assert!(stale.should_fetch(Need::Keys, 100_000));
+        assert_eq!(plan(&stale, Need::Keys, 80_000), Plan::UseKept);
+        assert_eq!(plan(&stale, Need::Keys, 100_000), Plan::Fetch);
+    }
+
+    #[test]
+    fn with_no_set_kept_fetches_are_spaced_and_say_when_to_retry() {
+        let failed = CacheClock {
+            fetched_ms: None,
+            max_age_s: 0,
+            attempted_ms: Some(1_000),
+        };
+        for (now, expected) in [
+            (1_000, Plan::Unavailable { retry_after_s: 5 }),
+            (1_001, Plan::Unavailable { retry_after_s: 5 }),
+            (4_999, Plan::Unavailable { retry_after_s: 2 }),
+            (5_999, Plan::Unavailable { retry_after_s: 1 }),
+            (6_000, Plan::Fetch),
+        ] {
+            for need in [Need::Keys, Need::UnknownKid] {
+                assert_eq!(failed.plan(need, now, false, 5_000), expected, "{now}");
+            }
+        }
+        // A shorter spacing (JWT_JWKS_RETRY_S) is honoured.
+        assert_eq!(failed.plan(Need::Keys, 2_000, false, 1_000), Plan::Fetch);
+    }
+
+    #[test]
+    fn calls_that_need_a_fetch_in_flight_wait_for_it() {
+        let none = CacheClock::default();
+        assert_eq!(none.plan(Need::Keys, 0, true, 5_000), Plan::Wait);
+        let kept = CacheClock {
+            fetched_ms: Some(0),
+            max_age_s: 60,
+            attempted_ms: Some(0),
+        };
+        // A fresh set needs no fetch; a stale one or an unknown kid waits for it.
+        assert_eq!(kept.plan(Need::Keys, 1_000, true, 5_000), Plan::UseKept);
+        assert_eq!(kept.plan(Need::UnknownKid, 1_000, true, 5_000), Plan::Wait);
+        assert_eq!(kept.plan(Need::Keys, 60_000, true, 5_000), Plan::Wait);
+    }
+
+    #[test]
+    fn a_jwks_over_256_kib_or_20_keys_is_no_set() {
+        let key = json!({ "kty": "EC", "crv": "P-256", "x": "eA", "y": "eQ" });
+        let set = |n: usize| {
+            json!({ "keys": vec![key.clone(); n] })
+                .to_string()
+                .into_bytes()
+        };
+        assert_eq!(parse_jwks(&set(20)).map(|k| k.len()), Some(20));
+        assert_eq!(parse_jwks(&set(21)), None);
+        // Unusable entries count too: the bound is on the document.
+        let mut mixed = vec![json!({ "kty": "oct", "k": "c2VjcmV0" }); 20];
+        mixed.push(key.clone());
+        assert_eq!(
+            parse_jwks(json!({ "keys": mixed }).to_string().as_bytes()),
+            None
+        );
+        let padded = |n: usize| {
+            let mut body = set(1);
+            body.extend(std::iter::repeat_n(b' ', n));
+            body
+        };
+        let room = MAX_JWKS_BYTES - set(1).len();
+        assert_eq!(parse_jwks(&padded(room)).map(|k| k.len()), Some(1));
+        assert_eq!(parse_jwks(&padded(room + 1)), None);
+    }
+
+    #[test]
+    fn the_jwks_url_must_be_https_or_loopback_http() {
+        for ok in [
+            "https://id.example/.well-known/jwks.json",
+            "https://id.example/jwks?tenant=a",
+            "http://127.0.0.1:8080/jwks",
+            "http://localhost/jwks",
+            "http://[::1]:9/jwks",
+        ] {
+            assert!(check_jwks_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://id.example/jwks",
+            "http://10.0.0.1/jwks",
+            "ftp://id.example/jwks",
+            "https://user:pw@id.example/jwks",
+            "https://id.example/jwks#x",
+            "/jwks",
+            "id.example/jwks",
+        ] {
+            let why = check_jwks_url(bad).err().unwrap_or_default();
+            assert!(why.contains("login tokens are off"), "{bad}");
+            assert!(
+                !why.contains("id.example") && !why.contains("pw"),
+                "{bad}: {why}"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod requests;
 pub mod route;
+pub mod throttle;
 pub mod time;
 pub mod token;
 pub mod webhooks;

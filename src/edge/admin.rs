@@ -1,5 +1,7 @@
 //! Admin routes: minting and revoking tokens, registering and removing sessions.
 
+use std::cell::{Cell, RefCell};
+
 use serde_json::{json, Map, Value};
 use worker::Env;
 
@@ -11,20 +13,68 @@ use crate::core::dispatch::SessionRecord;
 use crate::core::envelope::hex;
 use crate::core::error::ApiError;
 use crate::core::requests::{parse_session_config, NewToken};
+use crate::core::throttle::{
+    address_key, admin_throttled, admin_token_usable, Blocklist, MIN_ADMIN_TOKEN_CHARS,
+};
 use crate::core::time::format_rfc3339;
 use crate::core::token::{bearer, constant_time_eq, mint, sha256_hex, TokenRecord, RANDOM_BYTES};
 
-/// The admin token; without one the admin API does not exist.
+thread_local! {
+    /// Whether this isolate has said that `ADMIN_TOKEN` is too short (said once).
+    static SHORT_TOKEN_LOGGED: Cell<bool> = const { Cell::new(false) };
+    /// Client addresses `ADMIN_LIMITER` refused, for `BLOCK_S` seconds.
+    static BLOCKED: RefCell<Blocklist> = RefCell::new(Blocklist::default());
+}
+
+/// The admin token; without one the admin API does not exist. One under 32 characters
+/// counts as none, and the isolate logs once why (never the value).
 pub fn admin_token(env: &Env) -> Option<String> {
-    config::var(env, "ADMIN_TOKEN")
+    let token = config::var(env, "ADMIN_TOKEN")?;
+    if admin_token_usable(&token) {
+        return Some(token);
+    }
+    if !SHORT_TOKEN_LOGGED.with(|logged| logged.replace(true)) {
+        worker::console_error!(
+            "{{\"level\":\"error\",\"msg\":\"ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_CHARS} characters and counts as not configured: the admin routes answer not_found\"}}"
+        );
+    }
+    None
 }
 
 /// Admin routes exist only when `ADMIN_TOKEN` is configured; otherwise they are unknown.
-pub fn check_admin(env: &Env, header: Option<&str>) -> Result<(), ApiError> {
+/// Failed comparisons are counted per client address by `ADMIN_LIMITER` (the right token
+/// never is); an address it refuses gets 429 for the next minute, before any comparison.
+pub async fn check_admin(
+    env: &Env,
+    header: Option<&str>,
+    address: Option<&str>,
+    now_ms: i64,
+) -> Result<(), ApiError> {
     let expected = admin_token(env).ok_or_else(ApiError::not_found)?;
-    match bearer(header) {
-        Some(given) if constant_time_eq(given, &expected) => Ok(()),
-        _ => Err(ApiError::unauthorized()),
+    let address = address_key(address);
+    if BLOCKED.with(|b| b.borrow().is_blocked(&address, now_ms)) {
+        return Err(admin_throttled());
+    }
+    if bearer(header).is_some_and(|given| constant_time_eq(given, &expected)) {
+        return Ok(());
+    }
+    let refused = match env.rate_limiter(config::ADMIN_LIMITER_BINDING) {
+        Ok(limiter) => limiter.limit(address.clone()).await.map(|o| !o.success),
+        Err(error) => Err(error),
+    };
+    match refused {
+        Ok(true) => {
+            BLOCKED.with(|b| b.borrow_mut().block(&address, now_ms));
+            Err(admin_throttled())
+        }
+        Ok(false) => Err(ApiError::unauthorized()),
+        Err(_) => {
+            // Without the binding the failure is still refused, only not counted.
+            worker::console_error!(
+                "{{\"level\":\"error\",\"msg\":\"ADMIN_LIMITER unavailable: failed admin authentications are not throttled\"}}"
+            );
+            Err(ApiError::unauthorized())
+        }
     }
 }
 
@@ -129,27 +179,26 @@ pub async fn put_session(
     let backend = match config.backend {
         None => None,
         Some(input) => {
-            let credential = match &input.credential {
-                None => None,
-                Some(secret) => {
-                    let key = config::settings(env)?
-                        .credentials_key
-                        .clone()
-                        .ok_or_else(|| {
-                            ApiError::invalid(
-                                "backend.credential",
-                                "cannot be stored: CREDENTIALS_KEY is not configured",
-                            )
-                        })?;
-                    Some(crypto::seal(&key, sid, secret).await?)
-                }
-            };
-            Some(StoredBackend {
+            let mut backend = StoredBackend {
                 kind: input.kind,
                 url: input.url.clone(),
                 remote_session: input.remote_session.clone(),
-                credential,
-            })
+                credential: None,
+            };
+            if let Some(secret) = &input.credential {
+                let key = config::settings(env)?
+                    .credentials_key
+                    .clone()
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "backend.credential",
+                            "cannot be stored: CREDENTIALS_KEY is not configured",
+                        )
+                    })?;
+                // Sealed for this session and this backend (kind, url, remote session).
+                backend.credential = Some(crypto::seal(&key, sid, &backend, secret).await?);
+            }
+            Some(backend)
         }
     };
     let record = SessionRecord {

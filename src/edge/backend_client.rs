@@ -10,7 +10,8 @@ use worker::{AbortController, Date, Delay, Headers};
 
 use super::http::{self, Redirects};
 use crate::core::backend::{
-    resume, start, Answer, Exchanged, HttpRequest, Op, Progress, Step, Target, Transport,
+    resume, retry_after_s, start, Answer, Exchanged, HttpRequest, Op, Progress, Step, Target,
+    Transport, MAX_ANSWER_BYTES,
 };
 
 /// One backend exchange: base URL, request id to forward and the deadline.
@@ -51,6 +52,8 @@ enum Failure {
     BeforeAnswer,
     /// The status line arrived, the body did not.
     DuringBody(u16),
+    /// The body passed `MAX_ANSWER_BYTES`; the rest was not read.
+    TooLarge(u16),
 }
 
 impl BackendClient<'_> {
@@ -89,12 +92,13 @@ impl BackendClient<'_> {
                 .await
                 .map_err(|_| Failure::BeforeAnswer)?;
             let status = response.status();
-            let retry_after_s =
-                http::header(&response, "Retry-After").and_then(|v| v.trim().parse::<u64>().ok());
+            let retry_after_s = retry_after_s(http::header(&response, "Retry-After").as_deref());
             // Reading the body is inside the deadline too: a backend can hang mid-answer.
-            let body = http::bytes(&response)
-                .await
-                .map_err(|_| Failure::DuringBody(status))?;
+            let body = match http::bytes_capped(&response, MAX_ANSWER_BYTES).await {
+                Ok(http::Capped::Whole(body)) => body,
+                Ok(http::Capped::TooLarge) => return Err(Failure::TooLarge(status)),
+                Err(_) => return Err(Failure::DuringBody(status)),
+            };
             Ok::<_, Failure>(Answer {
                 status,
                 retry_after_s,
@@ -108,6 +112,7 @@ impl BackendClient<'_> {
             Either::Left((Ok(answer), _)) => Transport::Answered(answer),
             Either::Left((Err(Failure::BeforeAnswer), _)) => Transport::Unreachable,
             Either::Left((Err(Failure::DuringBody(status)), _)) => Transport::Cut { status },
+            Either::Left((Err(Failure::TooLarge(status)), _)) => Transport::TooLarge { status },
             Either::Right(_) => {
                 controller.abort();
                 timed_out

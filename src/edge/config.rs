@@ -8,8 +8,9 @@ use std::rc::Rc;
 
 use worker::Env;
 
+use crate::core::backend::spec::validate_url;
 use crate::core::error::ApiError;
-use crate::core::jwt::JwtConfig;
+use crate::core::jwt::{check_jwks_url, JwtConfig};
 use crate::core::limits::{ClassLimit, Limits};
 
 pub const DEFAULT_BACKEND_TIMEOUT_MS: u64 = 10_000;
@@ -17,6 +18,7 @@ pub const DEFAULT_QUEUE_MAX: usize = 16;
 pub const KV_BINDING: &str = "JOINGATE_KV";
 pub const SESSIONS_BINDING: &str = "SESSIONS";
 pub const ORG_LIMITER_BINDING: &str = "ORG_LIMITER";
+pub const ADMIN_LIMITER_BINDING: &str = "ADMIN_LIMITER";
 pub const ORGS_BINDING: &str = "ORGS";
 pub const WEBHOOKS_BINDING: &str = "WEBHOOKS";
 
@@ -78,11 +80,23 @@ fn default_limits(env: &Env) -> Result<Limits, ApiError> {
     })
 }
 
-fn backend_url(env: &Env) -> Result<String, ApiError> {
-    let url =
-        var(env, "SESSION_BACKEND_URL").ok_or_else(|| misconfigured("SESSION_BACKEND_URL"))?;
-    url::Url::parse(&url).map_err(|_| misconfigured("SESSION_BACKEND_URL"))?;
-    Ok(url.trim_end_matches('/').to_string())
+/// `SESSION_BACKEND_URL`, checked like a session's `backend.url`; `None` (and one log line
+/// saying why, never the value: it may carry a password) when it is missing or fails. Only
+/// the sessions of the default backend suffer (`backend_url_invalid`).
+fn backend_url(env: &Env) -> Option<String> {
+    let checked = var(env, "SESSION_BACKEND_URL")
+        .ok_or_else(|| "SESSION_BACKEND_URL: is not set".to_string())
+        .and_then(|text| {
+            validate_url(text.trim(), "SESSION_BACKEND_URL").map_err(|error| error.message)
+        });
+    checked
+        .map_err(|why| {
+            worker::console_error!(
+                "{{\"level\":\"error\",\"msg\":\"invalid configuration; sessions of the default backend answer backend_url_invalid\",\"var\":\"SESSION_BACKEND_URL\",\"detail\":{}}}",
+                serde_json::Value::from(why)
+            );
+        })
+        .ok()
 }
 
 fn credentials_key(env: &Env) -> Result<Option<String>, ApiError> {
@@ -95,10 +109,36 @@ fn credentials_key(env: &Env) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Login tokens: `None` when not set up, or when `JWT_JWKS_URL` is not `https://` (nor
+/// `http://` to a loopback host); that is logged, and API keys work on.
+fn jwt_config(env: &Env) -> Result<Option<JwtConfig>, ApiError> {
+    let config = JwtConfig::from_vars(|name| var(env, name)).map_err(|message| {
+        worker::console_error!(
+            "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
+            serde_json::Value::from(message)
+        );
+        ApiError::internal()
+    })?;
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    match check_jwks_url(&config.jwks_url) {
+        Ok(jwks_url) => Ok(Some(JwtConfig { jwks_url, ..config })),
+        Err(why) => {
+            worker::console_error!(
+                "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"var\":\"JWT_JWKS_URL\",\"detail\":{}}}",
+                serde_json::Value::from(why)
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Everything a request needs from the environment, checked.
 pub struct Settings {
     pub limits: Limits,
-    pub backend_url: String,
+    /// `SESSION_BACKEND_URL`, checked; `None` when it is missing or invalid.
+    pub backend_url: Option<String>,
     pub backend_token: Option<String>,
     pub backend_timeout_ms: u64,
     /// `CREDENTIALS_KEY` (32 bytes, base64), checked; without it no credential can be stored.
@@ -127,7 +167,7 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
     }
     let settings = Rc::new(Settings {
         limits: default_limits(env)?,
-        backend_url: backend_url(env)?,
+        backend_url: backend_url(env),
         backend_token: var(env, "SESSION_BACKEND_TOKEN"),
         backend_timeout_ms: backend_timeout_ms(env)?,
         credentials_key: credentials_key(env)?,
@@ -159,13 +199,7 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
             crate::core::jobs::DEFAULT_INTERVAL_S,
             |s| crate::core::jobs::INTERVAL_RANGE.contains(s),
         )?,
-        jwt: JwtConfig::from_vars(|name| var(env, name)).map_err(|message| {
-            worker::console_error!(
-                "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
-                serde_json::Value::from(message)
-            );
-            ApiError::internal()
-        })?,
+        jwt: jwt_config(env)?,
     });
     SETTINGS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&settings)));
     Ok(settings)

@@ -1,5 +1,6 @@
 //! AES-256-GCM of backend credentials through WebCrypto (`crypto.subtle`): a fresh 96-bit IV
-//! per seal, the session id bound as additional data. The imported key is kept per isolate.
+//! per seal, the session and its backend bound as additional data (`StoredBackend::
+//! credential_aad`). The imported key is kept per isolate.
 
 use std::cell::RefCell;
 
@@ -9,7 +10,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{AesGcmParams, Crypto, CryptoKey, SubtleCrypto};
 
 use super::admin::random_bytes;
-use crate::core::backend::spec::{credential_aad, credentials_key, Sealed};
+use crate::core::backend::spec::{credentials_key, Sealed, StoredBackend, SEAL_BOUND_TO_BACKEND};
 use crate::core::base64;
 use crate::core::error::ApiError;
 
@@ -55,9 +56,9 @@ async fn key(key_text: &str) -> Result<CryptoKey, ApiError> {
     Ok(key)
 }
 
-fn params(iv: &[u8], sid: &str) -> AesGcmParams {
+fn params(iv: &[u8], aad: &[u8]) -> AesGcmParams {
     let params = AesGcmParams::new("AES-GCM", &Uint8Array::from(iv));
-    params.set_additional_data(&Uint8Array::from(&credential_aad(sid)[..]));
+    params.set_additional_data(&Uint8Array::from(aad));
     params
 }
 
@@ -65,12 +66,21 @@ fn bytes(value: JsValue) -> Vec<u8> {
     Uint8Array::new(&value).to_vec()
 }
 
-/// Encrypts a credential for session `sid`.
-pub async fn seal(key_text: &str, sid: &str, plaintext: &str) -> Result<Sealed, ApiError> {
+/// Encrypts a credential for session `sid` and its `backend` (whose own credential is not
+/// read).
+pub async fn seal(
+    key_text: &str,
+    sid: &str,
+    backend: &StoredBackend,
+    plaintext: &str,
+) -> Result<Sealed, ApiError> {
     let key = key(key_text).await?;
     let iv = random_bytes::<12>()?;
+    let aad = backend
+        .credential_aad(sid, SEAL_BOUND_TO_BACKEND)
+        .ok_or_else(|| failed("additional data"))?;
     let promise = subtle()?
-        .encrypt_with_object_and_u8_array(params(&iv, sid).as_ref(), &key, plaintext.as_bytes())
+        .encrypt_with_object_and_u8_array(params(&iv, &aad).as_ref(), &key, plaintext.as_bytes())
         .map_err(|_| failed("encrypt"))?;
     let ciphertext = JsFuture::from(promise)
         .await
@@ -78,20 +88,27 @@ pub async fn seal(key_text: &str, sid: &str, plaintext: &str) -> Result<Sealed, 
     Ok(Sealed {
         iv: base64::encode(&iv),
         ct: base64::encode(&bytes(ciphertext)),
+        v: SEAL_BOUND_TO_BACKEND,
     })
 }
 
-/// Decrypts a credential of session `sid`; any mismatch (another session's ciphertext,
-/// another key, a changed byte) fails.
-pub async fn open(key_text: &str, sid: &str, sealed: &Sealed) -> Result<String, ApiError> {
+/// Decrypts the credential of session `sid`'s `backend`; any mismatch (a ciphertext of
+/// another session or another backend, another key, a changed byte) fails.
+pub async fn open(key_text: &str, sid: &str, backend: &StoredBackend) -> Result<String, ApiError> {
+    let Some(sealed) = &backend.credential else {
+        return Err(failed("no stored credential"));
+    };
     let key = key(key_text).await?;
     let iv = base64::decode(&sealed.iv).filter(|iv| iv.len() == 12);
     let ciphertext = base64::decode(&sealed.ct);
     let (Some(iv), Some(ciphertext)) = (iv, ciphertext) else {
         return Err(failed("stored credential is not base64"));
     };
+    let aad = backend
+        .credential_aad(sid, sealed.v)
+        .ok_or_else(|| failed("unknown seal version"))?;
     let promise = subtle()?
-        .decrypt_with_object_and_u8_array(params(&iv, sid).as_ref(), &key, &ciphertext)
+        .decrypt_with_object_and_u8_array(params(&iv, &aad).as_ref(), &key, &ciphertext)
         .map_err(|_| failed("decrypt"))?;
     let plaintext = JsFuture::from(promise)
         .await

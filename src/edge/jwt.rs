@@ -2,7 +2,7 @@
 //! WebCrypto once and kept per isolate, and the signature verified with `crypto.subtle`.
 //! Every decision (shape, key choice, claims, when to fetch) is `core::jwt`'s.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use super::http::{self, Redirects};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::jwt::{
     check_claims, choose_key, log_name, max_age_s, parse, parse_jwks, Alg, CacheClock, Jwk, Jws,
-    JwtConfig, KeyChoice, Need, UNAVAILABLE_RETRY_S,
+    JwtConfig, KeyChoice, Need, Plan, MAX_JWKS_BYTES,
 };
 use crate::core::token::TokenRecord;
 
@@ -39,8 +39,34 @@ struct Cache {
     set: Rc<KeySet>,
 }
 
+/// How often a call that waits for the fetch in flight looks whether it is done.
+const WAIT_POLL_MS: u64 = 20;
+
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    /// Whether a call of this isolate is fetching the set: at most one fetch in flight.
+    static FETCHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The isolate's one fetch, held by the call making it; let go however that call ends (a
+/// cancelled request drops it mid-fetch).
+struct FetchSlot;
+
+impl FetchSlot {
+    fn take() -> Self {
+        FETCHING.with(|f| f.set(true));
+        Self
+    }
+}
+
+impl Drop for FetchSlot {
+    fn drop(&mut self) {
+        FETCHING.with(|f| f.set(false));
+    }
+}
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
 }
 
 fn subtle() -> Option<SubtleCrypto> {
@@ -93,8 +119,11 @@ async fn fetch_keys(url: &str) -> Option<(KeySet, u64)> {
             return None;
         }
         let cache_control = http::header(&response, "Cache-Control");
-        let body = http::bytes(&response).await.ok()?;
-        Some((body, cache_control))
+        // Past 256 KiB the set is refused unread.
+        match http::bytes_capped(&response, MAX_JWKS_BYTES).await.ok()? {
+            http::Capped::Whole(body) => Some((body, cache_control)),
+            http::Capped::TooLarge => None,
+        }
     };
     let timer = Delay::from(Duration::from_millis(FETCH_TIMEOUT_MS));
     pin_mut!(exchange);
@@ -114,28 +143,58 @@ async fn fetch_keys(url: &str) -> Option<(KeySet, u64)> {
     Some((set, max_age_s(cache_control.as_deref())))
 }
 
-/// The kept keys, fetched first when `need` says so. `None` means no set is kept and none
-/// could be fetched.
-async fn keys(config: &JwtConfig, need: Need, now_ms: i64) -> Option<Rc<KeySet>> {
-    let clock = CACHE.with(|c| c.borrow().clock);
-    if clock.should_fetch(need, now_ms) {
-        CACHE.with(|c| c.borrow_mut().clock.attempted_ms = Some(now_ms));
-        match fetch_keys(&config.jwks_url).await {
-            Some((fresh, max_age)) => CACHE.with(|c| {
-                let mut cache = c.borrow_mut();
-                cache.set = Rc::new(fresh);
-                cache.clock.fetched_ms = Some(now_ms);
-                cache.clock.max_age_s = max_age;
-            }),
-            None => worker::console_error!(
-                "{{\"level\":\"error\",\"msg\":\"JWKS fetch failed; keeping the kept set\"}}"
-            ),
+/// The kept set, or `auth_unavailable` when none is kept.
+fn kept(retry_after_s: u64) -> Result<Rc<KeySet>, ApiError> {
+    CACHE
+        .with(|c| {
+            let cache = c.borrow();
+            cache.clock.fetched_ms.map(|_| Rc::clone(&cache.set))
+        })
+        .ok_or_else(|| unavailable(retry_after_s))
+}
+
+/// The kept keys, fetched first when `need` says so (core::jwt's `Plan`): one fetch in
+/// flight per isolate, and the calls that need it meanwhile wait for it.
+///
+/// A waiting call looks again every few milliseconds on its own timer rather than being
+/// woken by the fetching call: each request of a Worker runs in its own context, and a
+/// request woken from another one's would run its I/O there (or be cancelled as hung).
+async fn keys(config: &JwtConfig, need: Need) -> Result<Rc<KeySet>, ApiError> {
+    let spacing_s = u64::try_from(config.fetch_spacing_ms / 1000).unwrap_or(1);
+    let started = now_ms();
+    loop {
+        let now = now_ms();
+        let in_flight = FETCHING.with(Cell::get);
+        let clock = CACHE.with(|c| c.borrow().clock);
+        match clock.plan(need, now, in_flight, config.fetch_spacing_ms) {
+            Plan::UseKept => return kept(spacing_s),
+            Plan::Unavailable { retry_after_s } => return Err(unavailable(retry_after_s)),
+            Plan::Wait => {
+                // The fetch in flight has its own deadline; this is only a backstop.
+                if now - started > FETCH_TIMEOUT_MS as i64 + 1_000 {
+                    return kept(spacing_s);
+                }
+                Delay::from(Duration::from_millis(WAIT_POLL_MS)).await;
+            }
+            Plan::Fetch => {
+                // No await since `in_flight` was read: this call is the only one fetching.
+                let _slot = FetchSlot::take();
+                CACHE.with(|c| c.borrow_mut().clock.attempted_ms = Some(now));
+                match fetch_keys(&config.jwks_url).await {
+                    Some((fresh, max_age)) => CACHE.with(|c| {
+                        let mut cache = c.borrow_mut();
+                        cache.set = Rc::new(fresh);
+                        cache.clock.fetched_ms = Some(now);
+                        cache.clock.max_age_s = max_age;
+                    }),
+                    None => worker::console_error!(
+                        "{{\"level\":\"error\",\"msg\":\"JWKS fetch failed; keeping the kept set\"}}"
+                    ),
+                }
+                return kept(spacing_s);
+            }
         }
     }
-    CACHE.with(|c| {
-        let cache = c.borrow();
-        cache.clock.fetched_ms.map(|_| Rc::clone(&cache.set))
-    })
 }
 
 async fn verify(jws: &Jws, key: &CryptoKey) -> bool {
@@ -157,8 +216,8 @@ async fn verify(jws: &Jws, key: &CryptoKey) -> bool {
         .unwrap_or(false)
 }
 
-fn unavailable() -> ApiError {
-    ApiError::new(ErrorCode::AuthUnavailable).with_retry_after(UNAVAILABLE_RETRY_S)
+fn unavailable(retry_after_s: u64) -> ApiError {
+    ApiError::new(ErrorCode::AuthUnavailable).with_retry_after(retry_after_s)
 }
 
 /// The person behind a login token, as a token record of their org with their role's
@@ -173,15 +232,11 @@ pub async fn authenticate(
     let (Some(config), Some(jws)) = (config, parse(value)) else {
         return Err(ApiError::unauthorized());
     };
-    let mut set = keys(config, Need::Keys, now_ms)
-        .await
-        .ok_or_else(unavailable)?;
+    let mut set = keys(config, Need::Keys).await?;
     let mut choice = choose_key(&set.jwks, &jws);
     if choice == KeyChoice::UnknownKid {
         // A rotated key: refetch, at most once per 30 s.
-        set = keys(config, Need::UnknownKid, now_ms)
-            .await
-            .ok_or_else(unavailable)?;
+        set = keys(config, Need::UnknownKid).await?;
         choice = choose_key(&set.jwks, &jws);
     }
     let KeyChoice::Key(index) = choice else {

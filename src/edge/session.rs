@@ -22,7 +22,7 @@ use super::crypto;
 use super::org;
 use super::reply::Reply;
 use super::store::Store;
-use crate::core::backend::spec::StoredBackend;
+use crate::core::backend::spec::{backend_url_invalid, StoredBackend, SEAL_SESSION_ONLY};
 use crate::core::backend::{Exchanged, Kind, Op, Target};
 use crate::core::dispatch::{
     Assign, CallPayload, IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
@@ -298,12 +298,17 @@ impl SessionObject {
         settings: &Settings,
     ) -> Result<(Target, String), ApiError> {
         let Some(backend) = backend else {
+            // SESSION_BACKEND_URL failed its check (logged when the settings were read).
+            let url = settings
+                .backend_url
+                .clone()
+                .ok_or_else(backend_url_invalid)?;
             let target = Target {
                 kind: Kind::Joingate,
                 remote_session: Some(sid.to_string()),
                 credential: settings.backend_token.clone(),
             };
-            return Ok((target, settings.backend_url.clone()));
+            return Ok((target, url));
         };
         let credential = match &backend.credential {
             None => None,
@@ -312,7 +317,10 @@ impl SessionObject {
                     worker::console_error!("{{\"level\":\"error\",\"msg\":\"a stored credential needs CREDENTIALS_KEY\"}}");
                     ApiError::internal()
                 })?;
-                Some(crypto::open(key, sid, sealed).await?)
+                if sealed.v == SEAL_SESSION_ONLY {
+                    worker::console_warn!("{{\"level\":\"warn\",\"msg\":\"credential sealed before v1.2, bound to the session id only: PUT the session again with its credential\",\"session\":{}}}", Value::from(sid));
+                }
+                Some(crypto::open(key, sid, backend).await?)
             }
         };
         let target = Target {

@@ -550,9 +550,15 @@ async fn admin_route(
     env: &Env,
     rid: &str,
 ) -> Result<Reply, ApiError> {
-    admin::check_admin(env, header(req, "Authorization").as_deref())?;
-    let kv = Kv::from_env(env)?;
     let now = now_ms();
+    admin::check_admin(
+        env,
+        header(req, "Authorization").as_deref(),
+        header(req, "CF-Connecting-IP").as_deref(),
+        now,
+    )
+    .await?;
+    let kv = Kv::from_env(env)?;
     let sid = || session_id(route.param("sid").unwrap_or_default());
     match route.id() {
         RouteId::CreateToken => {

@@ -314,6 +314,27 @@ impl std::fmt::Debug for HttpRequest {
     }
 }
 
+/// The most of a backend answer joingate reads (contract section 2): past it the answer is
+/// `answer_too_large` and the rest is not read.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// A backend `Retry-After` over a day counts as a day (contract section 6).
+pub const MAX_RETRY_AFTER_S: u64 = 86_400;
+
+/// A backend's `Retry-After` in seconds, at most a day; `None` when absent or not a number
+/// of seconds (a date is not taken: joingate then picks its own wait).
+pub fn retry_after_s(header: Option<&str>) -> Option<u64> {
+    let value = header?.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // All digits: only an overflow fails to parse, and that is over a day too.
+    Some(
+        value
+            .parse::<u64>()
+            .map_or(MAX_RETRY_AFTER_S, |s| s.min(MAX_RETRY_AFTER_S)),
+    )
+}
+
 /// An answer the backend gave in full.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -339,6 +360,11 @@ pub enum Transport {
     Answered(Answer),
     /// The status line arrived, then the body was cut off: the backend was reached.
     Cut {
+        status: u16,
+    },
+    /// The answer passed `MAX_ANSWER_BYTES` and was not read further: reached, and cut off
+    /// as far as joingate is concerned.
+    TooLarge {
         status: u16,
     },
     /// Connection refused, reset or DNS failure: the backend was never reached.
@@ -375,6 +401,12 @@ impl Transport {
                 .with_message("The session backend's answer was cut off.")
                 .with_detail("backend_status", status)
                 .with_detail("reason", "answer_cut_off")),
+            Self::TooLarge { status } => Err(ApiError::new(ErrorCode::BackendError)
+                .with_message(
+                    "The session backend's answer is over 1 MiB; joingate stopped reading it.",
+                )
+                .with_detail("backend_status", status)
+                .with_detail("reason", "answer_too_large")),
         }
     }
 }
@@ -694,15 +726,45 @@ mod tests {
                     true,
                     false,
                 ),
+                (
+                    Transport::TooLarge { status: 200 },
+                    ErrorCode::BackendError,
+                    true,
+                    false,
+                ),
             ] {
                 let op = Op::Leave {
                     group_jid: GROUP.into(),
                 };
+                let lost = matches!(outcome, Transport::Cut { .. } | Transport::TooLarge { .. });
                 let (done, _) = script(&t, &op, vec![outcome]);
+                // An answer lost on the way (cut or too large) is never kept for a replay.
+                if let Err(error) = &done.result {
+                    assert_eq!(error.answer_lost(), lost, "{kind:?} {error:?}");
+                }
                 assert_eq!(done.result.err().map(|e| e.code), Some(code), "{kind:?}");
                 assert_eq!(done.reached, reached);
                 assert_eq!(done.transport_failed, failed);
             }
+        }
+    }
+
+    #[test]
+    fn a_backend_retry_after_counts_at_most_a_day() {
+        for (header, seconds) in [
+            (None, None),
+            (Some(""), None),
+            (Some("30"), Some(30)),
+            (Some(" 0 "), Some(0)),
+            (Some("86400"), Some(86_400)),
+            (Some("86401"), Some(86_400)),
+            (Some("31536000"), Some(86_400)),
+            (Some("99999999999999999999999999"), Some(86_400)),
+            (Some("-5"), None),
+            (Some("1.5"), None),
+            (Some("Wed, 21 Oct 2015 07:28:00 GMT"), None),
+        ] {
+            assert_eq!(retry_after_s(header), seconds, "{header:?}");
         }
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::Kind;
-use crate::core::error::ApiError;
+use crate::core::error::{ApiError, ErrorCode};
 use crate::core::json::{present, reject_unknown};
 
 pub const MAX_URL_CHARS: usize = 2048;
@@ -36,11 +36,23 @@ impl std::fmt::Debug for BackendInput {
     }
 }
 
-/// An AES-256-GCM ciphertext (tag included) and its 96-bit IV, both base64.
+/// A credential sealed before v1.2: its additional data is the session id alone.
+pub const SEAL_SESSION_ONLY: u8 = 1;
+/// A credential sealed since v1.2: bound to the session id, kind, url and remote session.
+pub const SEAL_BOUND_TO_BACKEND: u8 = 2;
+
+fn seal_session_only() -> u8 {
+    SEAL_SESSION_ONLY
+}
+
+/// An AES-256-GCM ciphertext (tag included) and its 96-bit IV, both base64, and what its
+/// additional data binds (`v`; records written before it existed have none: version 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sealed {
     pub iv: String,
     pub ct: String,
+    #[serde(default = "seal_session_only")]
+    pub v: u8,
 }
 
 /// What KV keeps of a session's backend.
@@ -77,13 +89,44 @@ impl StoredBackend {
                 .then(|| sid.to_string())
         })
     }
+
+    /// The additional data a credential of this backend is sealed with in seal format
+    /// `version` (`None` for a format joingate does not know). Since v1.2 it binds the
+    /// session id, the kind, the normalised url and the remote session in force, so that a
+    /// ciphertext copied to another record, or left in a record pointed at another server,
+    /// does not decrypt. Each value is a JSON string (or null), so no two bindings share
+    /// their bytes.
+    pub fn credential_aad(&self, sid: &str, version: u8) -> Option<Vec<u8>> {
+        match version {
+            SEAL_SESSION_ONLY => {
+                Some(format!("joingate credential for session {sid}").into_bytes())
+            }
+            SEAL_BOUND_TO_BACKEND => serde_json::to_vec(&json!([
+                "joingate credential v2",
+                sid,
+                self.kind.as_str(),
+                self.url,
+                self.remote_session_for(sid),
+            ]))
+            .ok(),
+            _ => None,
+        }
+    }
 }
 
-/// The additional data that binds a sealed credential to its session: a ciphertext copied
-/// to another session's record does not decrypt.
-pub fn credential_aad(sid: &str) -> Vec<u8> {
-    format!("joingate credential for session {sid}").into_bytes()
+/// `503 backend_unavailable` for a session of the default backend while
+/// `SESSION_BACKEND_URL` is missing or fails the `backend.url` rules: nothing is sent.
+pub fn backend_url_invalid() -> ApiError {
+    ApiError::new(ErrorCode::BackendUnavailable)
+        .with_message(
+            "The default session backend is not configured correctly (SESSION_BACKEND_URL).",
+        )
+        .with_detail("reason", "backend_url_invalid")
+        .with_retry_after(BACKEND_URL_INVALID_RETRY_S)
 }
+
+/// `Retry-After` of `backend_url_invalid`: a fix is a new deployment, not a moment's wait.
+pub const BACKEND_URL_INVALID_RETRY_S: u64 = 60;
 
 /// `CREDENTIALS_KEY`: 32 bytes, base64.
 pub fn credentials_key(text: &str) -> Option<[u8; 32]> {
@@ -95,7 +138,8 @@ fn printable(text: &str, allow_space: bool) -> bool {
         .all(|b| (0x21..=0x7e).contains(&b) || (allow_space && b == b' '))
 }
 
-fn is_loopback(host: &url::Host<&str>) -> bool {
+/// `localhost`, `127.0.0.0/8` or `[::1]`: the only hosts `http://` may name.
+pub fn is_loopback(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
         url::Host::Ipv4(ip) => ip.is_loopback(),
@@ -219,7 +263,6 @@ pub fn parse_backend(value: Option<&Value>) -> Result<Option<BackendInput>, ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::error::ErrorCode;
 
     fn field_of(value: Value) -> Option<String> {
         parse_backend(Some(&value)).err().and_then(|e| {
@@ -343,7 +386,101 @@ mod tests {
             None
         );
         assert_eq!(credentials_key("not base64"), None);
-        assert_ne!(credential_aad("a"), credential_aad("b"));
+    }
+
+    #[test]
+    fn a_credential_is_bound_to_its_session_and_backend() {
+        let waha = StoredBackend {
+            kind: Kind::Waha,
+            url: "https://w.example".into(),
+            remote_session: None,
+            credential: None,
+        };
+        let aad = |b: &StoredBackend, sid: &str| b.credential_aad(sid, SEAL_BOUND_TO_BACKEND);
+        let base = aad(&waha, "s1");
+        assert!(base.is_some());
+        let others = [
+            aad(&waha, "s2"),
+            aad(
+                &StoredBackend {
+                    kind: Kind::Evolution,
+                    ..waha.clone()
+                },
+                "s1",
+            ),
+            aad(
+                &StoredBackend {
+                    url: "https://w.example/x".into(),
+                    ..waha.clone()
+                },
+                "s1",
+            ),
+            aad(
+                &StoredBackend {
+                    url: "https://evil.example".into(),
+                    ..waha.clone()
+                },
+                "s1",
+            ),
+            aad(
+                &StoredBackend {
+                    remote_session: Some("other".into()),
+                    ..waha.clone()
+                },
+                "s1",
+            ),
+        ];
+        for other in others {
+            assert_ne!(other, base);
+        }
+        // The remote session in force is bound: waha's default is the session id.
+        assert_eq!(
+            aad(
+                &StoredBackend {
+                    remote_session: Some("s1".into()),
+                    ..waha.clone()
+                },
+                "s1"
+            ),
+            base
+        );
+        // Values cannot run into each other.
+        let split = StoredBackend {
+            remote_session: Some("b".into()),
+            ..waha.clone()
+        };
+        let joined = StoredBackend {
+            remote_session: Some("\",\"b".into()),
+            ..waha.clone()
+        };
+        assert_ne!(aad(&split, "a"), aad(&joined, "a"));
+        // Before v1.2: the session id alone, as it was; an unknown format opens nothing.
+        assert_eq!(
+            waha.credential_aad("s1", SEAL_SESSION_ONLY),
+            Some(b"joingate credential for session s1".to_vec())
+        );
+        assert_eq!(waha.credential_aad("s1", 3), None);
+    }
+
+    #[test]
+    fn a_sealed_value_without_a_version_is_of_before_v1_2() {
+        let old: Sealed = serde_json::from_str(r#"{"iv":"aXY=","ct":"Y3Q="}"#).unwrap();
+        assert_eq!(old.v, SEAL_SESSION_ONLY);
+        let new = Sealed {
+            v: SEAL_BOUND_TO_BACKEND,
+            ..old
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(serde_json::from_str::<Sealed>(&text).unwrap(), new);
+    }
+
+    #[test]
+    fn an_invalid_default_backend_url_is_503_backend_url_invalid() {
+        let error = backend_url_invalid();
+        assert_eq!(error.code, ErrorCode::BackendUnavailable);
+        assert_eq!(error.details["reason"], "backend_url_invalid");
+        assert!(error.backend_never_reached());
+        assert_eq!(error.retry_after_s, Some(BACKEND_URL_INVALID_RETRY_S));
     }
 
     #[test]
@@ -355,6 +492,7 @@ mod tests {
             credential: Some(Sealed {
                 iv: "aXY=".into(),
                 ct: "Y3Q=".into(),
+                v: SEAL_BOUND_TO_BACKEND,
             }),
         };
         assert_eq!(
