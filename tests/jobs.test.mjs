@@ -212,7 +212,7 @@ describe("join jobs", () => {
     }
     assertEnvelope(await app.request("POST", `/v1/sessions/${sid}/join-jobs`, { token, body: "{not json", headers: { "Content-Type": "application/json" } }), { status: 400, code: "validation_error" });
     assertEnvelope(await app.request("POST", `/v1/sessions/${sid}/join-jobs`, { token, body: "x", headers: { "Content-Type": "text/plain" } }), { status: 415 });
-    assertEnvelope(await app.request("POST", `/v1/sessions/${sid}/join-jobs`, { token, body: "x".repeat(17 * 1024), headers: { "Content-Type": "application/json" } }), { status: 413 });
+    assertEnvelope(await app.request("POST", `/v1/sessions/${sid}/join-jobs`, { token, body: "x".repeat(257 * 1024), headers: { "Content-Type": "application/json" } }), { status: 413 });
     const list = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs`, { token }), { status: 200 }).data;
     assert.deepEqual(list.jobs, [], "nothing was stored");
     // Duplicates collapse (500 as sent is fine).

@@ -4,6 +4,7 @@
 //! log templates all come from it, and a new route is one new row.
 
 use super::error::ApiError;
+use super::json::MAX_BODY_BYTES;
 use super::limits::Class;
 use super::token::Capability;
 
@@ -69,6 +70,19 @@ pub enum RouteId {
     DeleteWebhook,
     ListDeliveries,
     Redeliver,
+}
+
+impl RouteId {
+    /// The largest body the route takes (contract section 1): 16 KiB, but 256 KiB for a
+    /// join-job submit (500 items of the longest form) and 512 KiB for an org's record (a
+    /// policy's group list).
+    pub fn max_body_bytes(self) -> usize {
+        match self {
+            Self::SubmitJob => 256 * 1024,
+            Self::PutOrg => 512 * 1024,
+            _ => MAX_BODY_BYTES,
+        }
+    }
 }
 
 /// Who may call a route.
@@ -456,6 +470,14 @@ fn allow_value(methods: &[&str]) -> &'static str {
 mod tests {
     use super::*;
     use crate::core::error::ErrorCode;
+
+    #[test]
+    fn body_limits_by_route() {
+        assert_eq!(RouteId::Join.max_body_bytes(), 16_384);
+        assert_eq!(RouteId::PutSession.max_body_bytes(), 16_384);
+        assert_eq!(RouteId::SubmitJob.max_body_bytes(), 262_144);
+        assert_eq!(RouteId::PutOrg.max_body_bytes(), 524_288);
+    }
 
     fn fill(template: &str) -> String {
         template

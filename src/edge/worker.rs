@@ -30,7 +30,7 @@ use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{fingerprint, validate_key};
 use crate::core::ids::{GroupJid, SessionId};
 use crate::core::jobs::{is_job_id, parse_submit};
-use crate::core::json::{expect_no_body, parse_object_body, MAX_BODY_BYTES};
+use crate::core::json::{expect_no_body, parse_object_body};
 use crate::core::requests::{
     group_jid, invite_from_path, parse_join, parse_new_token, parse_participants, percent_decode,
     session_id,
@@ -152,21 +152,22 @@ fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
-/// The body, refused as 413 past 16 KiB (by its declared length when it has one, so a
-/// large body is not even read).
-async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+/// The body, refused as 413 past the route's limit: by its declared length when it has
+/// one (a large body is not even read), else once limit + 1 bytes have arrived (chunked
+/// and HTTP/2 bodies): joingate never reads more of it.
+async fn read_body(req: &mut Request, route: &Route) -> Result<Vec<u8>, ApiError> {
+    let limit = route.id().max_body_bytes();
     let declared = header(req, "Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::new(ErrorCode::PayloadTooLarge));
     }
-    let body = req
-        .bytes()
+    match http::read_capped(req.inner().body(), limit)
         .await
-        .map_err(|_| ApiError::invalid("body", "could not be read"))?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(ErrorCode::PayloadTooLarge));
+        .map_err(|_| ApiError::invalid("body", "could not be read"))?
+    {
+        http::Capped::Whole(body) => Ok(body),
+        http::Capped::TooLarge => Err(ApiError::new(ErrorCode::PayloadTooLarge)),
     }
-    Ok(body)
 }
 
 /// A group JID path parameter, if the route has one.
@@ -316,7 +317,7 @@ async fn session_route(
 
     let is_post = route.spec.method == Method::Post;
     let body = if is_post {
-        read_body(req).await?
+        read_body(req, &route).await?
     } else {
         Vec::new()
     };
@@ -394,7 +395,7 @@ async fn job_route(
     };
     let is_post = route.spec.method == Method::Post;
     let body = if is_post {
-        read_body(req).await?
+        read_body(req, &route).await?
     } else {
         Vec::new()
     };
@@ -562,7 +563,7 @@ async fn admin_route(
     let sid = || session_id(route.param("sid").unwrap_or_default());
     match route.id() {
         RouteId::CreateToken => {
-            let body = read_body(req).await?;
+            let body = read_body(req, &route).await?;
             let request = parse_new_token(
                 &parse_object_body(header(req, "Content-Type").as_deref(), &body)?,
                 now / 1000,
@@ -580,7 +581,7 @@ async fn admin_route(
         )),
         RouteId::PutSession => {
             let sid = sid()?;
-            let body = read_body(req).await?;
+            let body = read_body(req, &route).await?;
             let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
             let data = admin::put_session(env, &kv, sid.as_str(), &map).await?;
             // The object learns its owner: another org's jobs and records end before this
@@ -605,7 +606,7 @@ async fn admin_route(
             .map_err(|e| ApiError::invalid("org", e.0))?;
             let default = config::settings(env)?.org_limit;
             let action = if route.id() == RouteId::PutOrg {
-                let body = read_body(req).await?;
+                let body = read_body(req, &route).await?;
                 let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
                 OrgAction::PutOrg {
                     limits: parse_org_body(&map)?,
@@ -627,7 +628,7 @@ async fn admin_route(
             .map_err(|e| ApiError::invalid("org", e.0))?;
             let action = match route.id() {
                 RouteId::PutWebhook => {
-                    let body = read_body(req).await?;
+                    let body = read_body(req, &route).await?;
                     let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
                     let input = parse_endpoint(&map)?;
                     OrgAction::PutWebhook {
@@ -646,7 +647,7 @@ async fn admin_route(
                         .ok_or_else(ApiError::not_found)?;
                     expect_no_body(
                         header(req, "Content-Type").as_deref(),
-                        &read_body(req).await?,
+                        &read_body(req, &route).await?,
                     )?;
                     OrgAction::Redeliver { delivery_id: id }
                 }

@@ -275,7 +275,11 @@ impl SessionObject {
         };
         // From here to joining the queue nothing awaits.
         let now = now_ms();
-        self.store().drop_old_jobs(now)?;
+        // Finished jobs past their 7 days go when the first of them is due (the drop reads
+        // the finished jobs; the check reads one index entry).
+        if self.store().next_expiry_ms()?.is_some_and(|at| at <= now) {
+            self.store().drop_old_jobs(now)?;
+        }
         let mut book = self.book()?;
         let mut state = self.pipeline_state()?;
         let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
