@@ -164,7 +164,9 @@ impl ErrorCode {
             }
             Self::InviteRevoked => "The invite link was revoked or reset.",
             Self::InviteExpired => "The invite has expired.",
-            Self::PayloadTooLarge => "The request body is larger than 16 KiB.",
+            Self::PayloadTooLarge => {
+                "The request body is larger than this route takes (16 KiB; 256 KiB for a join-job submit, 512 KiB for an org's record)."
+            }
             Self::UnsupportedMediaType => "The request body must be application/json.",
             Self::IdempotencyKeyReused => "This Idempotency-Key was used with a different request.",
             Self::RateLimited => "Too many requests; retry after the indicated time.",

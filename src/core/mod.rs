@@ -16,6 +16,7 @@ pub mod json;
 pub mod jwt;
 pub mod limits;
 pub mod pipeline;
+pub mod protection;
 pub mod queue;
 pub mod ratelimit;
 pub mod requests;
