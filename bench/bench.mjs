@@ -255,6 +255,28 @@ function cpuMs(pid) {
   }
 }
 
+/**
+ * The process's CPU time in ms at nanosecond resolution: the sum over its threads of
+ * /proc/PID/task/TID/schedstat's first field (time on a CPU). A thread that has exited is no
+ * longer counted, so this is for short windows over long-lived threads (workerd's); the
+ * caller compares it with cpuMs(), which counts every thread, in 10 ms ticks.
+ */
+function cpuMsFine(pid) {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+    return ns / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
 function memKb(pid) {
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -616,55 +638,198 @@ const JOB_SESSIONS = Array.from({ length: 40 }, (_, i) => `job-${String(i).padSt
 const JOB_ITEMS = JOB_CODES.length * JOB_SESSIONS.length;
 const JOB_INTERVAL_S = 5;
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A CPU reading of `pid`: both clocks (see cpuMsFine). */
+const cpuNow = (pid) => ({ ticks: cpuMs(pid), fine: cpuMsFine(pid) });
+
+/** CPU per ms of `pid` with no traffic (after what came before has settled), both clocks. */
+async function idleRate(pid) {
+  await sleep(3000);
+  const start = cpuNow(pid);
+  const t = performance.now();
+  await sleep(8000);
+  const end = cpuNow(pid);
+  const ms = performance.now() - t;
+  return { ticks: (end.ticks - start.ticks) / ms, fine: (end.fine - start.fine) / ms };
+}
+
 /**
- * What one join-job item costs: workerd CPU over one job per session of JOB_SESSIONS (each
- * of JOB_CODES, at the shortest pace), less the same process's idle CPU over as long, per
- * item. Progress is read from the simulator's record, so no client call adds CPU of its
- * own. (The process's CPU counter ticks in 10 ms: many items make that negligible.)
+ * One join job of JOB_CODES (distinct codes: a job collapses duplicates; each answers 200:
+ * joined, pending_approval, already a member, already an admin, sim/catalogue.mjs) on each
+ * of `sessions`, at the shortest pace, until the simulator has seen every item's call.
+ * Progress is read from the simulator's record, so no client call adds CPU of its own.
+ * Returns the raw CPU spent (both clocks), the time it took and the backend calls seen.
  */
-async function measureJobItems(target, sim, token) {
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  /** CPU per ms of this process with no traffic (after what came before has settled). */
-  const idleRate = async () => {
-    await sleep(3000);
-    const start = cpuMs(target.pid);
-    const t = performance.now();
-    await sleep(8000);
-    return (cpuMs(target.pid) - start) / (performance.now() - t);
-  };
-  const idleBefore = await idleRate();
+async function runJobs(target, sim, token, sessions) {
+  const items = JOB_CODES.length * sessions.length;
+  const mine = new Set(sessions);
   await simPrepare(sim, 0);
   const t0 = performance.now();
-  const cpu0 = cpuMs(target.pid);
-  // Distinct codes (a job collapses duplicates), each answering 200: joined,
-  // pending_approval, already a member, already an admin (sim/catalogue.mjs).
+  const cpu0 = cpuNow(target.pid);
   const body = { invites: JOB_CODES, interval_s: JOB_INTERVAL_S };
-  await pool(JOB_SESSIONS, 8, async (sid) => {
+  await pool(sessions, 8, async (sid) => {
     const submitted = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs`, { token, json: body });
-    if (submitted.status !== 202) throw new Error(`job submit: ${submitted.status} ${submitted.text}`);
+    if (submitted.status !== 202) throw new Error(`job submit ${sid}: ${submitted.status} ${submitted.text}`);
   });
   const deadline = performance.now() + (JOB_CODES.length * JOB_INTERVAL_S * 1.25 + 20) * 1000;
   let calls = [];
   while (performance.now() < deadline) {
     ({ calls } = await simControl(sim, "GET", "/__sim/calls"));
-    calls = calls.filter((c) => c.session?.startsWith("job-"));
-    if (calls.filter((c) => c.finished_at !== null).length >= JOB_ITEMS) break;
-    await new Promise((r) => setTimeout(r, 250));
+    calls = calls.filter((c) => mine.has(c.session));
+    if (calls.filter((c) => c.finished_at !== null).length >= items) break;
+    await sleep(250);
+  }
+  if (calls.filter((c) => c.finished_at !== null).length < items) {
+    throw new Error(`jobs on ${sessions[0]}...: ${calls.length} of ${items} items reached the backend in time`);
   }
   await sleep(500); // the last item's commit and events
-  const elapsed = performance.now() - t0;
-  const spent = cpuMs(target.pid) - cpu0;
-  const idleAfter = await idleRate();
-  // The lower of the two: a rest right after load may still be draining it.
-  const idlePerMs = Math.min(idleBefore, idleAfter);
-  const cpu = spent - idlePerMs * elapsed;
+  const cpu1 = cpuNow(target.pid);
   return {
-    items: JOB_ITEMS,
-    interval_s: JOB_INTERVAL_S,
+    items,
     backend_calls: calls.length,
-    elapsed_s: elapsed / 1000,
-    idle_cpu_us_per_s: idlePerMs * 1e6,
-    cpu_us_per_item: (cpu * 1000) / JOB_ITEMS,
+    elapsed_ms: performance.now() - t0,
+    cpu_ms: { ticks: cpu1.ticks - cpu0.ticks, fine: cpu1.fine - cpu0.fine },
+  };
+}
+
+/** CPU per item of a runJobs() result, less `idle` (CPU per ms, both clocks) over its time. */
+function perItem(run, idle) {
+  const clock = (c) => ((run.cpu_ms[c] - idle[c] * run.elapsed_ms) * 1000) / run.items;
+  return { ticks: clock("ticks"), fine: clock("fine") };
+}
+
+/** The lower idle rate of two, per clock: a rest right after load may still be draining it. */
+const lowerIdle = (a, b) => ({ ticks: Math.min(a.ticks, b.ticks), fine: Math.min(a.fine, b.fine) });
+
+/**
+ * What one join-job item costs: workerd CPU over one job per session of JOB_SESSIONS (each
+ * of JOB_CODES, at the shortest pace), less the same process's idle CPU over as long, per
+ * item (the submit calls included). Read in 10 ms ticks (/proc/PID/stat): many items make
+ * that negligible.
+ */
+async function measureJobItems(target, sim, token) {
+  const idleBefore = await idleRate(target.pid);
+  const run = await runJobs(target, sim, token, JOB_SESSIONS);
+  const idle = lowerIdle(idleBefore, await idleRate(target.pid));
+  return {
+    items: run.items,
+    interval_s: JOB_INTERVAL_S,
+    backend_calls: run.backend_calls,
+    elapsed_s: run.elapsed_ms / 1000,
+    idle_cpu_us_per_s: idle.ticks * 1e6,
+    cpu_us_per_item: perItem(run, idle).ticks,
+  };
+}
+
+// Job history (issue #19): an item must cost no more on a session that keeps the most
+// finished jobs there can be (50 of 500 items) than on one that has none.
+const HISTORY_JOBS = 50;
+const HISTORY_ITEMS_PER_JOB = 500;
+const HISTORY_SESSIONS = 20; // per side
+const HISTORY_EMPTY = Array.from({ length: HISTORY_SESSIONS }, (_, i) => `jh-empty-${String(i).padStart(2, "0")}`);
+const HISTORY_FULL = Array.from({ length: HISTORY_SESSIONS }, (_, i) => `jh-full-${String(i).padStart(2, "0")}`);
+const HISTORY_WARM = Array.from({ length: 4 }, (_, i) => `jh-warm-${i}`);
+/** One join token, spent before the fill: an item that finds no token just waits, so none
+ * of the fill's items reaches the backend. */
+const HISTORY_SLOW = { join: { per_minute: 1, burst: 1 }, manage: RAISED, read: RAISED };
+
+/** Job `n`'s 500 distinct, well-formed codes (21 chars; never sent: the items are cancelled). */
+const historyCodes = (n) =>
+  Array.from({ length: HISTORY_ITEMS_PER_JOB }, (_, i) => `Hist${String(n).padStart(2, "0")}x${String(i).padStart(14, "0")}`);
+
+/**
+ * CPU per job item on fresh sessions with no finished job, then on fresh sessions that
+ * keep 50 finished jobs of 500 items each, in the same process, measured as
+ * measureJobItems() does. Every session is set up alike (registered with one join token,
+ * the token spent by a join, registered again with the raised limits); only the full ones
+ * get the history in between: 50 jobs of 500 codes, each cancelled at once. An unmeasured
+ * job on a few other sessions first runs the item path once. Read on both clocks; the
+ * figures are the fine one's (schedstat), the ticks' kept beside them.
+ */
+async function measureJobHistory(target, sim, token, log) {
+  const t0 = performance.now();
+  const admin = async (sid, limits) => {
+    const res = await call(target.url, "PUT", `/v1/admin/sessions/${sid}`, { token: ADMIN_TOKEN, json: { org: ORG, limits } });
+    if (res.status !== 200) throw new Error(`PUT session ${sid}: ${res.status} ${res.text}`);
+  };
+  const measured = [...HISTORY_EMPTY, ...HISTORY_FULL];
+  await simPrepare(sim, 0);
+  await pool(measured, 8, async (sid) => {
+    await admin(sid, HISTORY_SLOW);
+    const join = await call(target.url, "POST", joinPath(sid), { token, json: { invite: OPEN_CODE } });
+    if (join.status !== 200) throw new Error(`join ${sid}: ${join.status} ${join.text}`);
+  });
+  // The warm-up jobs run during the fill (whose items never reach the backend).
+  await pool(HISTORY_WARM, 4, async (sid) => {
+    await admin(sid, LIMITS);
+    const submitted = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs`, {
+      token,
+      json: { invites: JOB_CODES, interval_s: JOB_INTERVAL_S },
+    });
+    if (submitted.status !== 202) throw new Error(`warm-up job ${sid}: ${submitted.status} ${submitted.text}`);
+  });
+  const fill0 = performance.now();
+  await pool(HISTORY_FULL, 4, async (sid) => {
+    for (let n = 0; n < HISTORY_JOBS; n++) {
+      const submitted = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs`, {
+        token,
+        json: { invites: historyCodes(n), interval_s: 86400 },
+      });
+      if (submitted.status !== 202) throw new Error(`history submit ${sid} #${n}: ${submitted.status} ${submitted.text}`);
+      const job = JSON.parse(submitted.text).data;
+      if (job.counts?.total !== HISTORY_ITEMS_PER_JOB) throw new Error(`history submit ${sid} #${n}: ${submitted.text.slice(0, 300)}`);
+      const cancelled = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs/${job.job_id}/cancel`, { token });
+      if (cancelled.status !== 200 || JSON.parse(cancelled.text).data?.status !== "cancelled") {
+        throw new Error(`history cancel ${sid} ${job.job_id}: ${cancelled.status} ${cancelled.text.slice(0, 300)}`);
+      }
+    }
+    const listed = await call(target.url, "GET", `/v1/sessions/${sid}/join-jobs`, { token });
+    const jobs = listed.status === 200 ? JSON.parse(listed.text).data.jobs : [];
+    if (jobs.length !== HISTORY_JOBS || !jobs.every((j) => j.status === "cancelled" && j.counts.cancelled === HISTORY_ITEMS_PER_JOB)) {
+      throw new Error(`history of ${sid}: ${listed.status}, ${jobs.length} jobs, expected ${HISTORY_JOBS} cancelled of ${HISTORY_ITEMS_PER_JOB} items`);
+    }
+  });
+  const fillS = (performance.now() - fill0) / 1000;
+  log(`job history: ${HISTORY_FULL.length} sessions filled with ${HISTORY_JOBS} cancelled jobs of ${HISTORY_ITEMS_PER_JOB} items in ${f(fillS, 1)} s`);
+  await pool(measured, 8, (sid) => admin(sid, LIMITS));
+  const warm = new Set(HISTORY_WARM);
+  const warmDeadline = performance.now() + (JOB_CODES.length * JOB_INTERVAL_S * 1.25 + 20) * 1000;
+  for (;;) {
+    const { calls } = await simControl(sim, "GET", "/__sim/calls");
+    const done = calls.filter((c) => warm.has(c.session) && c.finished_at !== null).length;
+    if (done >= HISTORY_WARM.length * JOB_CODES.length) break;
+    if (performance.now() > warmDeadline) throw new Error(`warm-up jobs: ${done} items reached the backend in time`);
+    await sleep(250);
+  }
+
+  const idle0 = await idleRate(target.pid);
+  const empty = await runJobs(target, sim, token, HISTORY_EMPTY);
+  const idle1 = await idleRate(target.pid);
+  const full = await runJobs(target, sim, token, HISTORY_FULL);
+  const idle2 = await idleRate(target.pid);
+  const emptyPer = perItem(empty, lowerIdle(idle0, idle1));
+  const fullPer = perItem(full, lowerIdle(idle1, idle2));
+  return {
+    empty_cpu_us_per_item: emptyPer.fine,
+    full_cpu_us_per_item: fullPer.fine,
+    ratio: fullPer.fine / emptyPer.fine,
+    items: empty.items,
+    history_jobs: HISTORY_JOBS,
+    history_items_per_job: HISTORY_ITEMS_PER_JOB,
+    sessions: HISTORY_SESSIONS,
+    interval_s: JOB_INTERVAL_S,
+    backend_calls: { empty: empty.backend_calls, full: full.backend_calls },
+    elapsed_s: { empty: empty.elapsed_ms / 1000, full: full.elapsed_ms / 1000 },
+    idle_cpu_us_per_s: [idle0, idle1, idle2].map((i) => i.fine * 1e6),
+    cpu_clock: "schedstat (ns), summed over workerd's threads",
+    ticks: {
+      empty_cpu_us_per_item: emptyPer.ticks,
+      full_cpu_us_per_item: fullPer.ticks,
+      ratio: fullPer.ticks / emptyPer.ticks,
+    },
+    fill_s: fillS,
+    total_s: (performance.now() - t0) / 1000,
   };
 }
 
@@ -954,6 +1119,15 @@ async function main() {
       if (c1) jobItem.interactive_join_cpu_us = c1.joingate.cpu_us_per_req;
     }
 
+    // The same on sessions with no finished job and with 50 finished jobs of 500 items.
+    let jobHistory = null;
+    if (!opts.only || opts.only.has("job_history")) {
+      log(
+        `job history: ${HISTORY_SESSIONS} sessions with no finished job, then ${HISTORY_SESSIONS} with ${HISTORY_JOBS} finished jobs of ${HISTORY_ITEMS_PER_JOB} items, ${JOB_CODES.length} items each at ${JOB_INTERVAL_S} s`,
+      );
+      jobHistory = await measureJobHistory(joingate, sim, token, log);
+    }
+
     // Hot session: per-call time and the queue's overhead per call (docs/bench.md).
     const perCall = (row) => {
       if (!row) return null; // scenario left out with --only
@@ -998,32 +1172,40 @@ async function main() {
       ...edge.map((r) => atLeast(`edge rejection >= 0.9x the no-logic floor (${r.id})`, r.vs_floor.rps_ratio, 0.9, "x")),
       rowC && atMost("CPU per join <= 1.25x the durable floor's (c)", rowC.vs_durable.cpu_ratio, 1.25, "x"),
       rowC1 && atMost("p50 overhead over the durable floor <= 0.5 ms (c1)", rowC1.vs_durable.p50_overhead_ms, 0.5, "ms"),
+      jobHistory && atMost("job item CPU, 50 finished jobs vs none <= 1.1x", jobHistory.ratio, 1.1, "x"),
       atMost("gzip wasm <= 250 KB", wasm.gzip / 1000, 250, "KB"),
     ].filter(Boolean);
 
-    printTable(rows, opts);
+    if (rows.length) printTable(rows, opts);
 
-    console.log(`\nhot session (backend fixed at ${HOT_DELAY_MS} ms; per-call = mean latency / connections; overhead = per-call - ${HOT_DELAY_MS} ms)`);
-    console.log(
-      `${padEnd("", 16)} ${padEnd("target", 8)} ${pad("req/s", 7)} ${pad("per-call ms", 11)} ${pad("overhead ms", 11)} ${pad("backend ms", 10)} ${pad("idle gap ms", 11)} ${pad("max conc", 8)}`,
-    );
-    for (const [label, block] of Object.entries(hot)) {
-      if (!block || typeof block !== "object") continue;
-      for (const target of TARGETS) {
-        const b = block[target];
+    if (hot.concurrency_1 || hot[`concurrency_${opts.connections}`]) {
+      console.log(`\nhot session (backend fixed at ${HOT_DELAY_MS} ms; per-call = mean latency / connections; overhead = per-call - ${HOT_DELAY_MS} ms)`);
+      console.log(
+        `${padEnd("", 16)} ${padEnd("target", 8)} ${pad("req/s", 7)} ${pad("per-call ms", 11)} ${pad("overhead ms", 11)} ${pad("backend ms", 10)} ${pad("idle gap ms", 11)} ${pad("max conc", 8)}`,
+      );
+      for (const [label, block] of Object.entries(hot)) {
+        if (!block || typeof block !== "object") continue;
+        for (const target of TARGETS) {
+          const b = block[target];
+          console.log(
+            `${padEnd(target === "joingate" ? label : "", 16)} ${padEnd(target, 8)} ${pad(f(b.throughput_rps, 0), 7)} ${pad(f(b.per_call_ms), 11)} ${pad(f(b.overhead_per_call_ms), 11)} ${pad(f(b.backend_mean_ms), 10)} ${pad(f(b.backend_idle_gap_median_ms), 11)} ${pad(b.backend_max_concurrency, 8)}`,
+          );
+        }
         console.log(
-          `${padEnd(target === "joingate" ? label : "", 16)} ${padEnd(target, 8)} ${pad(f(b.throughput_rps, 0), 7)} ${pad(f(b.per_call_ms), 11)} ${pad(f(b.overhead_per_call_ms), 11)} ${pad(f(b.backend_mean_ms), 10)} ${pad(f(b.backend_idle_gap_median_ms), 11)} ${pad(b.backend_max_concurrency, 8)}`,
+          `${padEnd("", 16)} queue overhead per call, joingate - floor: ${f(block.queue_overhead_vs_floor_ms)} ms, joingate - durable floor: ${f(block.queue_overhead_vs_durable_ms)} ms`,
         );
       }
-      console.log(
-        `${padEnd("", 16)} queue overhead per call, joingate - floor: ${f(block.queue_overhead_vs_floor_ms)} ms, joingate - durable floor: ${f(block.queue_overhead_vs_durable_ms)} ms`,
-      );
     }
 
     if (jobItem) {
       console.log(
         `\njoin job item: ${f(jobItem.cpu_us_per_item, 0)} us of workerd CPU per item (${jobItem.items} items, ${jobItem.backend_calls} backend calls, ${f(jobItem.elapsed_s, 1)} s, the submit call included, idle CPU taken off)` +
           (jobItem.interactive_join_cpu_us ? `; an interactive join (c1): ${f(jobItem.interactive_join_cpu_us, 0)} us` : ""),
+      );
+    }
+    if (jobHistory) {
+      console.log(
+        `${jobItem ? "" : "\n"}job item history: ${f(jobHistory.empty_cpu_us_per_item, 0)} us per item with no finished job, ${f(jobHistory.full_cpu_us_per_item, 0)} us with ${HISTORY_JOBS} finished jobs of ${HISTORY_ITEMS_PER_JOB} items, ratio ${f(jobHistory.ratio)}x (${jobHistory.items} items each; in 10 ms ticks: ${f(jobHistory.ticks.empty_cpu_us_per_item, 0)} / ${f(jobHistory.ticks.full_cpu_us_per_item, 0)} us, ${f(jobHistory.ticks.ratio)}x)`,
       );
     }
     console.log(`\nwasm: ${(wasm.raw / 1000).toFixed(1)} KB raw, ${(wasm.gzip / 1000).toFixed(1)} KB gzip`);
@@ -1094,6 +1276,7 @@ async function main() {
       scenarios: rows,
       hot_session: hot,
       job_item: jobItem,
+      job_item_history: jobHistory,
       wasm: { raw_bytes: wasm.raw, gzip_bytes: wasm.gzip },
       startup: startupSummary,
       workerd_memory_kb: peak,
