@@ -657,43 +657,53 @@ async function idleRate(pid) {
 /**
  * One join job of JOB_CODES (distinct codes: a job collapses duplicates; each answers 200:
  * joined, pending_approval, already a member, already an admin, sim/catalogue.mjs) on each
- * of `sessions`, at the shortest pace, until the simulator has seen every item's call.
- * Progress is read from the simulator's record, so no client call adds CPU of its own.
- * Returns the raw CPU spent (both clocks), the time it took and the backend calls seen.
+ * session of each side ({ target, token, sessions }), all at once, at the shortest pace,
+ * until the simulator has seen every item's call. Progress is read from the simulator's
+ * record, so no client call adds CPU of its own. Returns, per side, the raw CPU its workerd
+ * spent (both clocks) from before the first submit to after the last item, the time that
+ * took (the same for every side) and the backend calls seen.
  */
-async function runJobs(target, sim, token, sessions) {
-  const items = JOB_CODES.length * sessions.length;
-  const mine = new Set(sessions);
+async function runJobsOn(sides, sim) {
+  const items = (side) => JOB_CODES.length * side.sessions.length;
+  const total = sides.reduce((n, side) => n + items(side), 0);
+  const mine = new Set(sides.flatMap((side) => side.sessions));
   await simPrepare(sim, 0);
   const t0 = performance.now();
-  const cpu0 = cpuNow(target.pid);
+  const cpu0 = sides.map((side) => cpuNow(side.target.pid));
   const body = { invites: JOB_CODES, interval_s: JOB_INTERVAL_S };
-  await pool(sessions, 8, async (sid) => {
-    const submitted = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs`, { token, json: body });
-    if (submitted.status !== 202) throw new Error(`job submit ${sid}: ${submitted.status} ${submitted.text}`);
-  });
+  await Promise.all(
+    sides.map((side) =>
+      pool(side.sessions, 8, async (sid) => {
+        const submitted = await call(side.target.url, "POST", `/v1/sessions/${sid}/join-jobs`, { token: side.token, json: body });
+        if (submitted.status !== 202) throw new Error(`job submit ${sid}: ${submitted.status} ${submitted.text}`);
+      }),
+    ),
+  );
   const deadline = performance.now() + (JOB_CODES.length * JOB_INTERVAL_S * 1.25 + 20) * 1000;
   let calls = [];
+  const finished = () => calls.filter((c) => c.finished_at !== null).length;
   while (performance.now() < deadline) {
     ({ calls } = await simControl(sim, "GET", "/__sim/calls"));
     calls = calls.filter((c) => mine.has(c.session));
-    if (calls.filter((c) => c.finished_at !== null).length >= items) break;
+    if (finished() >= total) break;
     await sleep(250);
   }
-  if (calls.filter((c) => c.finished_at !== null).length < items) {
-    throw new Error(`jobs on ${sessions[0]}...: ${calls.length} of ${items} items reached the backend in time`);
-  }
+  if (finished() < total) throw new Error(`jobs on ${[...mine][0]}...: ${finished()} of ${total} items reached the backend in time`);
   await sleep(500); // the last item's commit and events
-  const cpu1 = cpuNow(target.pid);
-  return {
-    items,
-    backend_calls: calls.length,
-    elapsed_ms: performance.now() - t0,
-    cpu_ms: { ticks: cpu1.ticks - cpu0.ticks, fine: cpu1.fine - cpu0.fine },
-  };
+  const cpu1 = sides.map((side) => cpuNow(side.target.pid));
+  const elapsed = performance.now() - t0;
+  return sides.map((side, i) => {
+    const own = new Set(side.sessions);
+    return {
+      items: items(side),
+      backend_calls: calls.filter((c) => own.has(c.session)).length,
+      elapsed_ms: elapsed,
+      cpu_ms: { ticks: cpu1[i].ticks - cpu0[i].ticks, fine: cpu1[i].fine - cpu0[i].fine },
+    };
+  });
 }
 
-/** CPU per item of a runJobs() result, less `idle` (CPU per ms, both clocks) over its time. */
+/** CPU per item of a runJobsOn() result, less `idle` (CPU per ms, both clocks) over its time. */
 function perItem(run, idle) {
   const clock = (c) => ((run.cpu_ms[c] - idle[c] * run.elapsed_ms) * 1000) / run.items;
   return { ticks: clock("ticks"), fine: clock("fine") };
@@ -710,7 +720,7 @@ const lowerIdle = (a, b) => ({ ticks: Math.min(a.ticks, b.ticks), fine: Math.min
  */
 async function measureJobItems(target, sim, token) {
   const idleBefore = await idleRate(target.pid);
-  const run = await runJobs(target, sim, token, JOB_SESSIONS);
+  const [run] = await runJobsOn([{ target, token, sessions: JOB_SESSIONS }], sim);
   const idle = lowerIdle(idleBefore, await idleRate(target.pid));
   return {
     items: run.items,
@@ -726,10 +736,8 @@ async function measureJobItems(target, sim, token) {
 // finished jobs there can be (50 of 500 items) than on one that has none.
 const HISTORY_JOBS = 50;
 const HISTORY_ITEMS_PER_JOB = 500;
-const HISTORY_SESSIONS = 20; // per side
-const HISTORY_EMPTY = Array.from({ length: HISTORY_SESSIONS }, (_, i) => `jh-empty-${String(i).padStart(2, "0")}`);
-const HISTORY_FULL = Array.from({ length: HISTORY_SESSIONS }, (_, i) => `jh-full-${String(i).padStart(2, "0")}`);
-const HISTORY_WARM = Array.from({ length: 4 }, (_, i) => `jh-warm-${i}`);
+const HISTORY_SESSIONS = 20; // measured, per side
+const HISTORY_WARM_SESSIONS = 4; // per side
 /** One join token, spent before the fill: an item that finds no token just waits, so none
  * of the fill's items reaches the backend. */
 const HISTORY_SLOW = { join: { per_minute: 1, burst: 1 }, manage: RAISED, read: RAISED };
@@ -739,98 +747,191 @@ const historyCodes = (n) =>
   Array.from({ length: HISTORY_ITEMS_PER_JOB }, (_, i) => `Hist${String(n).padStart(2, "0")}x${String(i).padStart(14, "0")}`);
 
 /**
- * CPU per job item on fresh sessions with no finished job, then on fresh sessions that
- * keep 50 finished jobs of 500 items each, in the same process, measured as
- * measureJobItems() does. Every session is set up alike (registered with one join token,
- * the token spent by a join, registered again with the raised limits); only the full ones
- * get the history in between: 50 jobs of 500 codes, each cancelled at once. An unmeasured
- * job on a few other sessions first runs the item path once. Read on both clocks; the
- * figures are the fine one's (schedstat), the ticks' kept beside them.
+ * CPU per job item on sessions with no finished job and on sessions that keep 50 finished
+ * jobs of 500 items each. The two sides run in two fresh joingate runtimes (workerd
+ * processes) started for this, at the same time, so that whatever else the shared cores do
+ * weighs on both alike; each is measured as measureJobItems() measures (its CPU over the
+ * jobs less its own idle CPU, per item; the submits included).
+ *
+ * Both runtimes do the same work: each registers 2 x HISTORY_SESSIONS sessions with one
+ * join token, spends it with a join, and fills half of them with 50 jobs of 500 codes,
+ * each cancelled at once (no item reaches the backend). The "empty" runtime then runs the
+ * jobs on its unfilled half, the "full" runtime on its filled half, limits raised again.
+ * An unmeasured job on a few other sessions of each runs the item path during the fill.
+ *
+ * Each measured job, as it finishes on a full session, drops that session's oldest
+ * finished job (500 items): that belongs to the full side's figure. Its price is also
+ * measured apart (one more 500-item job submitted and cancelled on every measured session
+ * of each side, three times: the full side's cancel drops the oldest job, the empty side's
+ * drops nothing), to tell it from a per-item cost.
+ *
+ * The figures are on the threads' schedstat clock (ns); the 10 ms ticks' beside them.
  */
-async function measureJobHistory(target, sim, token, log) {
+async function measureJobHistory(Miniflare, sim, log) {
   const t0 = performance.now();
-  const admin = async (sid, limits) => {
-    const res = await call(target.url, "PUT", `/v1/admin/sessions/${sid}`, { token: ADMIN_TOKEN, json: { org: ORG, limits } });
-    if (res.status !== 200) throw new Error(`PUT session ${sid}: ${res.status} ${res.text}`);
-  };
-  const measured = [...HISTORY_EMPTY, ...HISTORY_FULL];
-  await simPrepare(sim, 0);
-  await pool(measured, 8, async (sid) => {
-    await admin(sid, HISTORY_SLOW);
-    const join = await call(target.url, "POST", joinPath(sid), { token, json: { invite: OPEN_CODE } });
-    if (join.status !== 200) throw new Error(`join ${sid}: ${join.status} ${join.text}`);
-  });
-  // The warm-up jobs run during the fill (whose items never reach the backend).
-  await pool(HISTORY_WARM, 4, async (sid) => {
-    await admin(sid, LIMITS);
-    const submitted = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs`, {
-      token,
-      json: { invites: JOB_CODES, interval_s: JOB_INTERVAL_S },
-    });
-    if (submitted.status !== 202) throw new Error(`warm-up job ${sid}: ${submitted.status} ${submitted.text}`);
-  });
-  const fill0 = performance.now();
-  await pool(HISTORY_FULL, 4, async (sid) => {
-    for (let n = 0; n < HISTORY_JOBS; n++) {
-      const submitted = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs`, {
-        token,
+  const sides = [];
+  try {
+    for (const name of ["empty", "full"]) {
+      const target = await startTarget(Miniflare, `history-${name}`, joingateOptions(sim.url, null));
+      sides.push({ name, target });
+    }
+    const admin = async (side, sid, limits) => {
+      const res = await call(side.target.url, "PUT", `/v1/admin/sessions/${sid}`, { token: ADMIN_TOKEN, json: { org: ORG, limits } });
+      if (res.status !== 200) throw new Error(`${side.name}: PUT session ${sid}: ${res.status} ${res.text}`);
+    };
+    /** Job `n` of 500 codes submitted on `sid` and cancelled at once, both answers checked. */
+    const historyJob = async (side, sid, n) => {
+      const { url } = side.target;
+      const submitted = await call(url, "POST", `/v1/sessions/${sid}/join-jobs`, {
+        token: side.token,
         json: { invites: historyCodes(n), interval_s: 86400 },
       });
-      if (submitted.status !== 202) throw new Error(`history submit ${sid} #${n}: ${submitted.status} ${submitted.text}`);
+      if (submitted.status !== 202) throw new Error(`${side.name}: history submit ${sid} #${n}: ${submitted.status} ${submitted.text}`);
       const job = JSON.parse(submitted.text).data;
-      if (job.counts?.total !== HISTORY_ITEMS_PER_JOB) throw new Error(`history submit ${sid} #${n}: ${submitted.text.slice(0, 300)}`);
-      const cancelled = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs/${job.job_id}/cancel`, { token });
+      if (job.counts?.total !== HISTORY_ITEMS_PER_JOB) throw new Error(`${side.name}: history submit ${sid} #${n}: ${submitted.text.slice(0, 300)}`);
+      const cancelled = await call(url, "POST", `/v1/sessions/${sid}/join-jobs/${job.job_id}/cancel`, { token: side.token });
       if (cancelled.status !== 200 || JSON.parse(cancelled.text).data?.status !== "cancelled") {
-        throw new Error(`history cancel ${sid} ${job.job_id}: ${cancelled.status} ${cancelled.text.slice(0, 300)}`);
+        throw new Error(`${side.name}: history cancel ${sid} ${job.job_id}: ${cancelled.status} ${cancelled.text.slice(0, 300)}`);
       }
-    }
-    const listed = await call(target.url, "GET", `/v1/sessions/${sid}/join-jobs`, { token });
-    const jobs = listed.status === 200 ? JSON.parse(listed.text).data.jobs : [];
-    if (jobs.length !== HISTORY_JOBS || !jobs.every((j) => j.status === "cancelled" && j.counts.cancelled === HISTORY_ITEMS_PER_JOB)) {
-      throw new Error(`history of ${sid}: ${listed.status}, ${jobs.length} jobs, expected ${HISTORY_JOBS} cancelled of ${HISTORY_ITEMS_PER_JOB} items`);
-    }
-  });
-  const fillS = (performance.now() - fill0) / 1000;
-  log(`job history: ${HISTORY_FULL.length} sessions filled with ${HISTORY_JOBS} cancelled jobs of ${HISTORY_ITEMS_PER_JOB} items in ${f(fillS, 1)} s`);
-  await pool(measured, 8, (sid) => admin(sid, LIMITS));
-  const warm = new Set(HISTORY_WARM);
-  const warmDeadline = performance.now() + (JOB_CODES.length * JOB_INTERVAL_S * 1.25 + 20) * 1000;
-  for (;;) {
-    const { calls } = await simControl(sim, "GET", "/__sim/calls");
-    const done = calls.filter((c) => warm.has(c.session) && c.finished_at !== null).length;
-    if (done >= HISTORY_WARM.length * JOB_CODES.length) break;
-    if (performance.now() > warmDeadline) throw new Error(`warm-up jobs: ${done} items reached the backend in time`);
-    await sleep(250);
-  }
+    };
+    /** The session's join token spent (or already gone: 429); the next comes in a minute. */
+    const spend = async (side, sid) => {
+      const join = await call(side.target.url, "POST", joinPath(sid), { token: side.token, json: { invite: OPEN_CODE } });
+      if (join.status !== 200 && join.status !== 429) throw new Error(`${side.name}: join ${sid}: ${join.status} ${join.text}`);
+    };
+    /** Limits down to one join token a minute, and that token spent. */
+    const slowDown = (side, sids) =>
+      pool(sids, 4, async (sid) => {
+        await admin(side, sid, HISTORY_SLOW);
+        await spend(side, sid);
+      });
+    const both = (fn) => Promise.all(sides.map(fn));
 
-  const idle0 = await idleRate(target.pid);
-  const empty = await runJobs(target, sim, token, HISTORY_EMPTY);
-  const idle1 = await idleRate(target.pid);
-  const full = await runJobs(target, sim, token, HISTORY_FULL);
-  const idle2 = await idleRate(target.pid);
-  const emptyPer = perItem(empty, lowerIdle(idle0, idle1));
-  const fullPer = perItem(full, lowerIdle(idle1, idle2));
-  return {
-    empty_cpu_us_per_item: emptyPer.fine,
-    full_cpu_us_per_item: fullPer.fine,
-    ratio: fullPer.fine / emptyPer.fine,
-    items: empty.items,
-    history_jobs: HISTORY_JOBS,
-    history_items_per_job: HISTORY_ITEMS_PER_JOB,
-    sessions: HISTORY_SESSIONS,
-    interval_s: JOB_INTERVAL_S,
-    backend_calls: { empty: empty.backend_calls, full: full.backend_calls },
-    elapsed_s: { empty: empty.elapsed_ms / 1000, full: full.elapsed_ms / 1000 },
-    idle_cpu_us_per_s: [idle0, idle1, idle2].map((i) => i.fine * 1e6),
-    cpu_clock: "schedstat (ns), summed over workerd's threads",
-    ticks: {
-      empty_cpu_us_per_item: emptyPer.ticks,
-      full_cpu_us_per_item: fullPer.ticks,
-      ratio: fullPer.ticks / emptyPer.ticks,
-    },
-    fill_s: fillS,
-    total_s: (performance.now() - t0) / 1000,
-  };
+    // Sessions (the simulator keys its record by session id: each side has its own ids).
+    await both(async (side) => {
+      const minted = await call(side.target.url, "POST", "/v1/admin/tokens", {
+        token: ADMIN_TOKEN,
+        json: { org: ORG, capabilities: ["join", "read"], label: "bench history" },
+      });
+      if (minted.status !== 201) throw new Error(`${side.name}: minting a token failed: ${minted.status} ${minted.text}`);
+      side.token = JSON.parse(minted.text).data.token;
+      const ids = (kind) => Array.from({ length: HISTORY_SESSIONS }, (_, i) => `jh-${side.name}-${kind}-${String(i).padStart(2, "0")}`);
+      const [filled, unfilled] = [ids("filled"), ids("unfilled")];
+      side.filled = filled;
+      side.measured = side.name === "full" ? filled : unfilled;
+      side.all = [...filled, ...unfilled];
+      side.warm = Array.from({ length: HISTORY_WARM_SESSIONS }, (_, i) => `jh-${side.name}-warm-${i}`);
+    });
+    await simPrepare(sim, 0);
+    await both((side) => slowDown(side, side.all));
+    // The warm-up jobs run during the fill (whose items never reach the backend).
+    await both((side) =>
+      pool(side.warm, 4, async (sid) => {
+        await admin(side, sid, LIMITS);
+        const submitted = await call(side.target.url, "POST", `/v1/sessions/${sid}/join-jobs`, {
+          token: side.token,
+          json: { invites: JOB_CODES, interval_s: JOB_INTERVAL_S },
+        });
+        if (submitted.status !== 202) throw new Error(`${side.name}: warm-up job ${sid}: ${submitted.status} ${submitted.text}`);
+      }),
+    );
+
+    const fill0 = performance.now();
+    await both((side) =>
+      pool(side.filled, 2, async (sid) => {
+        // A token may have come back since the registration (one a minute): spent again
+        // right before this session's fill (seconds).
+        await spend(side, sid);
+        for (let n = 0; n < HISTORY_JOBS; n++) await historyJob(side, sid, n);
+        const listed = await call(side.target.url, "GET", `/v1/sessions/${sid}/join-jobs`, { token: side.token });
+        const jobs = listed.status === 200 ? JSON.parse(listed.text).data.jobs : [];
+        const odd = jobs.find((j) => j.status !== "cancelled" || j.counts.cancelled !== HISTORY_ITEMS_PER_JOB);
+        if (jobs.length !== HISTORY_JOBS || odd) {
+          throw new Error(
+            `${side.name}: history of ${sid}: ${listed.status}, ${jobs.length} jobs, expected ${HISTORY_JOBS} cancelled of ${HISTORY_ITEMS_PER_JOB} items` +
+              (odd ? `; ${odd.job_id}: ${odd.status}, counts ${JSON.stringify(odd.counts)}` : ""),
+          );
+        }
+      }),
+    );
+    const fillS = (performance.now() - fill0) / 1000;
+    log(`job history: ${HISTORY_SESSIONS} sessions on each side filled with ${HISTORY_JOBS} cancelled jobs of ${HISTORY_ITEMS_PER_JOB} items in ${f(fillS, 1)} s`);
+    await both((side) => pool(side.measured, 4, (sid) => admin(side, sid, LIMITS)));
+    const warm = new Set(sides.flatMap((side) => side.warm));
+    const warmItems = warm.size * JOB_CODES.length;
+    for (const deadline = performance.now() + (JOB_CODES.length * JOB_INTERVAL_S * 1.25 + 20) * 1000; ; ) {
+      const { calls } = await simControl(sim, "GET", "/__sim/calls");
+      const done = calls.filter((c) => warm.has(c.session) && c.finished_at !== null).length;
+      if (done >= warmItems) break;
+      if (performance.now() > deadline) throw new Error(`warm-up jobs: ${done} of ${warmItems} items reached the backend in time`);
+      await sleep(250);
+    }
+
+    /** Idle CPU rates of both runtimes over the same rest. */
+    const idleBoth = async () => {
+      await sleep(3000);
+      const start = sides.map((side) => cpuNow(side.target.pid));
+      const t = performance.now();
+      await sleep(8000);
+      const ms = performance.now() - t;
+      return sides.map((side, i) => {
+        const end = cpuNow(side.target.pid);
+        return { ticks: (end.ticks - start[i].ticks) / ms, fine: (end.fine - start[i].fine) / ms };
+      });
+    };
+    const idleBefore = await idleBoth();
+    const runs = await runJobsOn(sides.map((side) => ({ target: side.target, token: side.token, sessions: side.measured })), sim);
+    const idleAfter = await idleBoth();
+    const per = runs.map((run, i) => perItem(run, lowerIdle(idleBefore[i], idleAfter[i])));
+
+    // The oldest job's drop, apart (see above); both sides at once, three rounds.
+    await both((side) => slowDown(side, side.measured));
+    await simPrepare(sim, 0);
+    const pairs = sides.map(() => []);
+    for (let round = 0; round < 3; round++) {
+      await sleep(500);
+      const c0 = sides.map((side) => cpuMsFine(side.target.pid));
+      await both((side) => pool(side.measured, 2, (sid) => historyJob(side, sid, HISTORY_JOBS + round)));
+      sides.forEach((side, i) => pairs[i].push(((cpuMsFine(side.target.pid) - c0[i]) * 1000) / side.measured.length));
+    }
+    const leaked = (await simControl(sim, "GET", "/__sim/calls")).calls.length;
+    if (leaked) throw new Error(`${leaked} calls of the drop measurement reached the backend`);
+    const [empty, full] = [0, 1];
+    const dropUs = mean(pairs[full]) - mean(pairs[empty]);
+    const fullLessDrop = per[full].fine - dropUs / JOB_CODES.length;
+    return {
+      empty_cpu_us_per_item: per[empty].fine,
+      full_cpu_us_per_item: per[full].fine,
+      ratio: per[full].fine / per[empty].fine,
+      items: runs[empty].items,
+      history_jobs: HISTORY_JOBS,
+      history_items_per_job: HISTORY_ITEMS_PER_JOB,
+      sessions: HISTORY_SESSIONS,
+      interval_s: JOB_INTERVAL_S,
+      backend_calls: { empty: runs[empty].backend_calls, full: runs[full].backend_calls },
+      elapsed_s: runs[empty].elapsed_ms / 1000,
+      idle_cpu_us_per_s: {
+        empty: [idleBefore[empty].fine * 1e6, idleAfter[empty].fine * 1e6],
+        full: [idleBefore[full].fine * 1e6, idleAfter[full].fine * 1e6],
+      },
+      cpu_clock: "schedstat (ns), summed over each workerd's threads",
+      ticks: {
+        empty_cpu_us_per_item: per[empty].ticks,
+        full_cpu_us_per_item: per[full].ticks,
+        ratio: per[full].ticks / per[empty].ticks,
+      },
+      drop: {
+        submit_cancel_cpu_us: { empty: pairs[empty], full: pairs[full] },
+        cpu_us_per_finished_job: dropUs,
+        full_cpu_us_per_item_less_drop: fullLessDrop,
+        ratio_less_drop: fullLessDrop / per[empty].fine,
+      },
+      fill_s: fillS,
+      total_s: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    for (const side of sides) await side.target.mf.dispose().catch(() => {});
+  }
 }
 
 function runLoad(cfg) {
@@ -1123,9 +1224,9 @@ async function main() {
     let jobHistory = null;
     if (!opts.only || opts.only.has("job_history")) {
       log(
-        `job history: ${HISTORY_SESSIONS} sessions with no finished job, then ${HISTORY_SESSIONS} with ${HISTORY_JOBS} finished jobs of ${HISTORY_ITEMS_PER_JOB} items, ${JOB_CODES.length} items each at ${JOB_INTERVAL_S} s`,
+        `job history: two fresh joingate runtimes at once, ${HISTORY_SESSIONS} sessions each with no finished job / ${HISTORY_JOBS} finished jobs of ${HISTORY_ITEMS_PER_JOB} items, ${JOB_CODES.length} items per session at ${JOB_INTERVAL_S} s`,
       );
-      jobHistory = await measureJobHistory(joingate, sim, token, log);
+      jobHistory = await measureJobHistory(Miniflare, sim, log);
     }
 
     // Hot session: per-call time and the queue's overhead per call (docs/bench.md).
@@ -1206,6 +1307,9 @@ async function main() {
     if (jobHistory) {
       console.log(
         `${jobItem ? "" : "\n"}job item history: ${f(jobHistory.empty_cpu_us_per_item, 0)} us per item with no finished job, ${f(jobHistory.full_cpu_us_per_item, 0)} us with ${HISTORY_JOBS} finished jobs of ${HISTORY_ITEMS_PER_JOB} items, ratio ${f(jobHistory.ratio)}x (${jobHistory.items} items each; in 10 ms ticks: ${f(jobHistory.ticks.empty_cpu_us_per_item, 0)} / ${f(jobHistory.ticks.full_cpu_us_per_item, 0)} us, ${f(jobHistory.ticks.ratio)}x)`,
+      );
+      console.log(
+        `  of which the oldest job's drop as each job finishes: ${f(jobHistory.drop.cpu_us_per_finished_job, 0)} us per job, ${f(jobHistory.drop.cpu_us_per_finished_job / JOB_CODES.length, 0)} us per item; without it ${f(jobHistory.drop.full_cpu_us_per_item_less_drop, 0)} us, ${f(jobHistory.drop.ratio_less_drop)}x`,
       );
     }
     console.log(`\nwasm: ${(wasm.raw / 1000).toFixed(1)} KB raw, ${(wasm.gzip / 1000).toFixed(1)} KB gzip`);
