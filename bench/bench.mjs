@@ -635,7 +635,6 @@ function scenarios(token, unknownToken, connections, hotSessions, jwt) {
 
 const JOB_CODES = ["OpenGroupDemo000000001", "ApprovalGroupDemo00002", "MemberGroupDemo0000003", "AdminGroupDemo00000004"];
 const JOB_SESSIONS = Array.from({ length: 40 }, (_, i) => `job-${String(i).padStart(2, "0")}`);
-const JOB_ITEMS = JOB_CODES.length * JOB_SESSIONS.length;
 const JOB_INTERVAL_S = 5;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -643,15 +642,18 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** A CPU reading of `pid`: both clocks (see cpuMsFine). */
 const cpuNow = (pid) => ({ ticks: cpuMs(pid), fine: cpuMsFine(pid) });
 
-/** CPU per ms of `pid` with no traffic (after what came before has settled), both clocks. */
-async function idleRate(pid) {
+/** CPU per ms of each of `pids` over the same rest with no traffic (after what came before
+ * has settled), both clocks. */
+async function idleRates(pids) {
   await sleep(3000);
-  const start = cpuNow(pid);
+  const start = pids.map(cpuNow);
   const t = performance.now();
   await sleep(8000);
-  const end = cpuNow(pid);
   const ms = performance.now() - t;
-  return { ticks: (end.ticks - start.ticks) / ms, fine: (end.fine - start.fine) / ms };
+  return pids.map((pid, i) => {
+    const end = cpuNow(pid);
+    return { ticks: (end.ticks - start[i].ticks) / ms, fine: (end.fine - start[i].fine) / ms };
+  });
 }
 
 /**
@@ -719,9 +721,9 @@ const lowerIdle = (a, b) => ({ ticks: Math.min(a.ticks, b.ticks), fine: Math.min
  * that negligible.
  */
 async function measureJobItems(target, sim, token) {
-  const idleBefore = await idleRate(target.pid);
+  const [idleBefore] = await idleRates([target.pid]);
   const [run] = await runJobsOn([{ target, token, sessions: JOB_SESSIONS }], sim);
-  const idle = lowerIdle(idleBefore, await idleRate(target.pid));
+  const idle = lowerIdle(idleBefore, (await idleRates([target.pid]))[0]);
   return {
     items: run.items,
     interval_s: JOB_INTERVAL_S,
@@ -867,18 +869,7 @@ async function measureJobHistory(Miniflare, sim, log) {
       await sleep(250);
     }
 
-    /** Idle CPU rates of both runtimes over the same rest. */
-    const idleBoth = async () => {
-      await sleep(3000);
-      const start = sides.map((side) => cpuNow(side.target.pid));
-      const t = performance.now();
-      await sleep(8000);
-      const ms = performance.now() - t;
-      return sides.map((side, i) => {
-        const end = cpuNow(side.target.pid);
-        return { ticks: (end.ticks - start[i].ticks) / ms, fine: (end.fine - start[i].fine) / ms };
-      });
-    };
+    const idleBoth = () => idleRates(sides.map((side) => side.target.pid));
     const idleBefore = await idleBoth();
     const runs = await runJobsOn(sides.map((side) => ({ target: side.target, token: side.token, sessions: side.measured })), sim);
     const idleAfter = await idleBoth();
