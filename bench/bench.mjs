@@ -255,6 +255,28 @@ function cpuMs(pid) {
   }
 }
 
+/**
+ * The process's CPU time in ms at nanosecond resolution: the sum over its threads of
+ * /proc/PID/task/TID/schedstat's first field (time on a CPU). A thread that has exited is no
+ * longer counted, so this is for short windows over long-lived threads (workerd's); the
+ * caller compares it with cpuMs(), which counts every thread, in 10 ms ticks.
+ */
+function cpuMsFine(pid) {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+    return ns / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
 function memKb(pid) {
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -613,59 +635,299 @@ function scenarios(token, unknownToken, connections, hotSessions, jwt) {
 
 const JOB_CODES = ["OpenGroupDemo000000001", "ApprovalGroupDemo00002", "MemberGroupDemo0000003", "AdminGroupDemo00000004"];
 const JOB_SESSIONS = Array.from({ length: 40 }, (_, i) => `job-${String(i).padStart(2, "0")}`);
-const JOB_ITEMS = JOB_CODES.length * JOB_SESSIONS.length;
+// The shortest pace the contract allows today. With the v1.2 pacing, the runtimes will need
+// `JOB_MIN_INTERVAL_S: "5"`, `JOB_BREAK_S: "0-0"` and `JOB_WINDOW: "off"` in their
+// bindings (docs/bench.md, "Job history").
 const JOB_INTERVAL_S = 5;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A CPU reading of `pid`: both clocks (see cpuMsFine). */
+const cpuNow = (pid) => ({ ticks: cpuMs(pid), fine: cpuMsFine(pid) });
+
+/** CPU per ms of each of `pids` over the same rest with no traffic (after what came before
+ * has settled), both clocks. */
+async function idleRates(pids) {
+  await sleep(3000);
+  const start = pids.map(cpuNow);
+  const t = performance.now();
+  await sleep(8000);
+  const ms = performance.now() - t;
+  return pids.map((pid, i) => {
+    const end = cpuNow(pid);
+    return { ticks: (end.ticks - start[i].ticks) / ms, fine: (end.fine - start[i].fine) / ms };
+  });
+}
+
+/**
+ * One join job of JOB_CODES (distinct codes: a job collapses duplicates; each answers 200:
+ * joined, pending_approval, already a member, already an admin, sim/catalogue.mjs) on each
+ * session of each side ({ target, token, sessions }), all at once, at the shortest pace,
+ * until the simulator has seen every item's call. Progress is read from the simulator's
+ * record, so no client call adds CPU of its own. Returns, per side, the raw CPU its workerd
+ * spent (both clocks) from before the first submit to after the last item, the time that
+ * took (the same for every side) and the backend calls seen.
+ */
+async function runJobsOn(sides, sim) {
+  const items = (side) => JOB_CODES.length * side.sessions.length;
+  const total = sides.reduce((n, side) => n + items(side), 0);
+  const mine = new Set(sides.flatMap((side) => side.sessions));
+  await simPrepare(sim, 0);
+  const t0 = performance.now();
+  const cpu0 = sides.map((side) => cpuNow(side.target.pid));
+  const body = { invites: JOB_CODES, interval_s: JOB_INTERVAL_S };
+  await Promise.all(
+    sides.map((side) =>
+      pool(side.sessions, 8, async (sid) => {
+        const submitted = await call(side.target.url, "POST", `/v1/sessions/${sid}/join-jobs`, { token: side.token, json: body });
+        if (submitted.status !== 202) throw new Error(`job submit ${sid}: ${submitted.status} ${submitted.text}`);
+      }),
+    ),
+  );
+  const deadline = performance.now() + (JOB_CODES.length * JOB_INTERVAL_S * 1.25 + 20) * 1000;
+  let calls = [];
+  const finished = () => calls.filter((c) => c.finished_at !== null).length;
+  while (performance.now() < deadline) {
+    ({ calls } = await simControl(sim, "GET", "/__sim/calls"));
+    calls = calls.filter((c) => mine.has(c.session));
+    if (finished() >= total) break;
+    await sleep(250);
+  }
+  if (finished() < total) throw new Error(`jobs on ${[...mine][0]}...: ${finished()} of ${total} items reached the backend in time`);
+  await sleep(500); // the last item's commit and events
+  const cpu1 = sides.map((side) => cpuNow(side.target.pid));
+  const elapsed = performance.now() - t0;
+  return sides.map((side, i) => {
+    const own = new Set(side.sessions);
+    return {
+      items: items(side),
+      backend_calls: calls.filter((c) => own.has(c.session)).length,
+      elapsed_ms: elapsed,
+      cpu_ms: { ticks: cpu1[i].ticks - cpu0[i].ticks, fine: cpu1[i].fine - cpu0[i].fine },
+    };
+  });
+}
+
+/** CPU per item of a runJobsOn() result, less `idle` (CPU per ms, both clocks) over its time. */
+function perItem(run, idle) {
+  const clock = (c) => ((run.cpu_ms[c] - idle[c] * run.elapsed_ms) * 1000) / run.items;
+  return { ticks: clock("ticks"), fine: clock("fine") };
+}
+
+/** The lower idle rate of two, per clock: a rest right after load may still be draining it. */
+const lowerIdle = (a, b) => ({ ticks: Math.min(a.ticks, b.ticks), fine: Math.min(a.fine, b.fine) });
 
 /**
  * What one join-job item costs: workerd CPU over one job per session of JOB_SESSIONS (each
  * of JOB_CODES, at the shortest pace), less the same process's idle CPU over as long, per
- * item. Progress is read from the simulator's record, so no client call adds CPU of its
- * own. (The process's CPU counter ticks in 10 ms: many items make that negligible.)
+ * item (the submit calls included). Read in 10 ms ticks (/proc/PID/stat): many items make
+ * that negligible.
  */
 async function measureJobItems(target, sim, token) {
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  /** CPU per ms of this process with no traffic (after what came before has settled). */
-  const idleRate = async () => {
-    await sleep(3000);
-    const start = cpuMs(target.pid);
-    const t = performance.now();
-    await sleep(8000);
-    return (cpuMs(target.pid) - start) / (performance.now() - t);
-  };
-  const idleBefore = await idleRate();
-  await simPrepare(sim, 0);
-  const t0 = performance.now();
-  const cpu0 = cpuMs(target.pid);
-  // Distinct codes (a job collapses duplicates), each answering 200: joined,
-  // pending_approval, already a member, already an admin (sim/catalogue.mjs).
-  const body = { invites: JOB_CODES, interval_s: JOB_INTERVAL_S };
-  await pool(JOB_SESSIONS, 8, async (sid) => {
-    const submitted = await call(target.url, "POST", `/v1/sessions/${sid}/join-jobs`, { token, json: body });
-    if (submitted.status !== 202) throw new Error(`job submit: ${submitted.status} ${submitted.text}`);
-  });
-  const deadline = performance.now() + (JOB_CODES.length * JOB_INTERVAL_S * 1.25 + 20) * 1000;
-  let calls = [];
-  while (performance.now() < deadline) {
-    ({ calls } = await simControl(sim, "GET", "/__sim/calls"));
-    calls = calls.filter((c) => c.session?.startsWith("job-"));
-    if (calls.filter((c) => c.finished_at !== null).length >= JOB_ITEMS) break;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  await sleep(500); // the last item's commit and events
-  const elapsed = performance.now() - t0;
-  const spent = cpuMs(target.pid) - cpu0;
-  const idleAfter = await idleRate();
-  // The lower of the two: a rest right after load may still be draining it.
-  const idlePerMs = Math.min(idleBefore, idleAfter);
-  const cpu = spent - idlePerMs * elapsed;
+  const [idleBefore] = await idleRates([target.pid]);
+  const [run] = await runJobsOn([{ target, token, sessions: JOB_SESSIONS }], sim);
+  const idle = lowerIdle(idleBefore, (await idleRates([target.pid]))[0]);
   return {
-    items: JOB_ITEMS,
+    items: run.items,
     interval_s: JOB_INTERVAL_S,
-    backend_calls: calls.length,
-    elapsed_s: elapsed / 1000,
-    idle_cpu_us_per_s: idlePerMs * 1e6,
-    cpu_us_per_item: (cpu * 1000) / JOB_ITEMS,
+    backend_calls: run.backend_calls,
+    elapsed_s: run.elapsed_ms / 1000,
+    idle_cpu_us_per_s: idle.ticks * 1e6,
+    cpu_us_per_item: perItem(run, idle).ticks,
   };
+}
+
+// Job history (issue #19): an item must cost no more on a session that keeps the most
+// finished jobs there can be (50 of 500 items) than on one that has none.
+const HISTORY_JOBS = 50;
+const HISTORY_ITEMS_PER_JOB = 500;
+const HISTORY_SESSIONS = 20; // measured, per side
+const HISTORY_WARM_SESSIONS = 4; // per side
+/** One join token, spent before the fill: an item that finds no token just waits, so none
+ * of the fill's items reaches the backend. */
+const HISTORY_SLOW = { join: { per_minute: 1, burst: 1 }, manage: RAISED, read: RAISED };
+
+/** Job `n`'s 500 distinct, well-formed codes (21 chars; never sent: the items are cancelled). */
+const historyCodes = (n) =>
+  Array.from({ length: HISTORY_ITEMS_PER_JOB }, (_, i) => `Hist${String(n).padStart(2, "0")}x${String(i).padStart(14, "0")}`);
+
+/**
+ * CPU per job item on sessions with no finished job and on sessions that keep 50 finished
+ * jobs of 500 items each. The two sides run in two fresh joingate runtimes (workerd
+ * processes) started for this, at the same time, so that whatever else the shared cores do
+ * weighs on both alike; each is measured as measureJobItems() measures (its CPU over the
+ * jobs less its own idle CPU, per item; the submits included).
+ *
+ * Both runtimes do the same work: each registers 2 x HISTORY_SESSIONS sessions with one
+ * join token, spends it with a join, and fills half of them with 50 jobs of 500 codes,
+ * each cancelled at once (no item reaches the backend). The "empty" runtime then runs the
+ * jobs on its unfilled half, the "full" runtime on its filled half, limits raised again.
+ * An unmeasured job on a few other sessions of each runs the item path during the fill.
+ *
+ * Each measured job, as it finishes on a full session, drops that session's oldest
+ * finished job (500 items): that belongs to the full side's figure. Its price is also
+ * measured apart (one more 500-item job submitted and cancelled on every measured session
+ * of each side, three times: the full side's cancel drops the oldest job, the empty side's
+ * drops nothing), to tell it from a per-item cost.
+ *
+ * The figures are on the threads' schedstat clock (ns); the 10 ms ticks' beside them.
+ */
+async function measureJobHistory(Miniflare, sim, log) {
+  const t0 = performance.now();
+  const sides = [];
+  try {
+    for (const name of ["empty", "full"]) {
+      const target = await startTarget(Miniflare, `history-${name}`, joingateOptions(sim.url, null));
+      sides.push({ name, target });
+    }
+    const admin = async (side, sid, limits) => {
+      const res = await call(side.target.url, "PUT", `/v1/admin/sessions/${sid}`, { token: ADMIN_TOKEN, json: { org: ORG, limits } });
+      if (res.status !== 200) throw new Error(`${side.name}: PUT session ${sid}: ${res.status} ${res.text}`);
+    };
+    /** Job `n` of 500 codes submitted on `sid` and cancelled at once, both answers checked. */
+    const historyJob = async (side, sid, n) => {
+      const { url } = side.target;
+      const submitted = await call(url, "POST", `/v1/sessions/${sid}/join-jobs`, {
+        token: side.token,
+        json: { invites: historyCodes(n), interval_s: 86400 },
+      });
+      if (submitted.status !== 202) throw new Error(`${side.name}: history submit ${sid} #${n}: ${submitted.status} ${submitted.text}`);
+      const job = JSON.parse(submitted.text).data;
+      if (job.counts?.total !== HISTORY_ITEMS_PER_JOB) throw new Error(`${side.name}: history submit ${sid} #${n}: ${submitted.text.slice(0, 300)}`);
+      const cancelled = await call(url, "POST", `/v1/sessions/${sid}/join-jobs/${job.job_id}/cancel`, { token: side.token });
+      if (cancelled.status !== 200 || JSON.parse(cancelled.text).data?.status !== "cancelled") {
+        throw new Error(`${side.name}: history cancel ${sid} ${job.job_id}: ${cancelled.status} ${cancelled.text.slice(0, 300)}`);
+      }
+    };
+    /** The session's join token spent (or already gone: 429); the next comes in a minute. */
+    const spend = async (side, sid) => {
+      const join = await call(side.target.url, "POST", joinPath(sid), { token: side.token, json: { invite: OPEN_CODE } });
+      if (join.status !== 200 && join.status !== 429) throw new Error(`${side.name}: join ${sid}: ${join.status} ${join.text}`);
+    };
+    /** Limits down to one join token a minute, and that token spent. */
+    const slowDown = (side, sids) =>
+      pool(sids, 4, async (sid) => {
+        await admin(side, sid, HISTORY_SLOW);
+        await spend(side, sid);
+      });
+    const both = (fn) => Promise.all(sides.map(fn));
+
+    // Sessions (the simulator keys its record by session id: each side has its own ids).
+    await both(async (side) => {
+      const minted = await call(side.target.url, "POST", "/v1/admin/tokens", {
+        token: ADMIN_TOKEN,
+        json: { org: ORG, capabilities: ["join", "read"], label: "bench history" },
+      });
+      if (minted.status !== 201) throw new Error(`${side.name}: minting a token failed: ${minted.status} ${minted.text}`);
+      side.token = JSON.parse(minted.text).data.token;
+      const ids = (kind) => Array.from({ length: HISTORY_SESSIONS }, (_, i) => `jh-${side.name}-${kind}-${String(i).padStart(2, "0")}`);
+      const [filled, unfilled] = [ids("filled"), ids("unfilled")];
+      side.filled = filled;
+      side.measured = side.name === "full" ? filled : unfilled;
+      side.unfilled = unfilled;
+      side.warm = Array.from({ length: HISTORY_WARM_SESSIONS }, (_, i) => `jh-${side.name}-warm-${i}`);
+    });
+    await simPrepare(sim, 0);
+    // The filled sessions are registered right before their fill (below).
+    await both((side) => slowDown(side, side.unfilled));
+    // The warm-up jobs run during the fill (whose items never reach the backend).
+    await both((side) =>
+      pool(side.warm, 4, async (sid) => {
+        await admin(side, sid, LIMITS);
+        const submitted = await call(side.target.url, "POST", `/v1/sessions/${sid}/join-jobs`, {
+          token: side.token,
+          json: { invites: JOB_CODES, interval_s: JOB_INTERVAL_S },
+        });
+        if (submitted.status !== 202) throw new Error(`${side.name}: warm-up job ${sid}: ${submitted.status} ${submitted.text}`);
+      }),
+    );
+
+    const fill0 = performance.now();
+    await both((side) =>
+      pool(side.filled, 2, async (sid) => {
+        // Registered and its token spent right before its fill, which takes seconds: the
+        // bucket refills by a sixtieth of a token a second, so an early registration would
+        // let a token, and an item, through during a late fill.
+        await slowDown(side, [sid]);
+        for (let n = 0; n < HISTORY_JOBS; n++) await historyJob(side, sid, n);
+        const listed = await call(side.target.url, "GET", `/v1/sessions/${sid}/join-jobs`, { token: side.token });
+        const jobs = listed.status === 200 ? JSON.parse(listed.text).data.jobs : [];
+        const odd = jobs.find((j) => j.status !== "cancelled" || j.counts.cancelled !== HISTORY_ITEMS_PER_JOB);
+        if (jobs.length !== HISTORY_JOBS || odd) {
+          throw new Error(
+            `${side.name}: history of ${sid}: ${listed.status}, ${jobs.length} jobs, expected ${HISTORY_JOBS} cancelled of ${HISTORY_ITEMS_PER_JOB} items` +
+              (odd ? `; ${odd.job_id}: ${odd.status}, counts ${JSON.stringify(odd.counts)}` : ""),
+          );
+        }
+      }),
+    );
+    const fillS = (performance.now() - fill0) / 1000;
+    log(`job history: ${HISTORY_SESSIONS} sessions on each side filled with ${HISTORY_JOBS} cancelled jobs of ${HISTORY_ITEMS_PER_JOB} items in ${f(fillS, 1)} s`);
+    await both((side) => pool(side.measured, 4, (sid) => admin(side, sid, LIMITS)));
+    const warm = new Set(sides.flatMap((side) => side.warm));
+    const warmItems = warm.size * JOB_CODES.length;
+    for (const deadline = performance.now() + (JOB_CODES.length * JOB_INTERVAL_S * 1.25 + 20) * 1000; ; ) {
+      const { calls } = await simControl(sim, "GET", "/__sim/calls");
+      const done = calls.filter((c) => warm.has(c.session) && c.finished_at !== null).length;
+      if (done >= warmItems) break;
+      if (performance.now() > deadline) throw new Error(`warm-up jobs: ${done} of ${warmItems} items reached the backend in time`);
+      await sleep(250);
+    }
+
+    const idleBoth = () => idleRates(sides.map((side) => side.target.pid));
+    const idleBefore = await idleBoth();
+    const runs = await runJobsOn(sides.map((side) => ({ target: side.target, token: side.token, sessions: side.measured })), sim);
+    const idleAfter = await idleBoth();
+    const per = runs.map((run, i) => perItem(run, lowerIdle(idleBefore[i], idleAfter[i])));
+
+    // The oldest job's drop, apart (see above); both sides at once, three rounds.
+    await both((side) => slowDown(side, side.measured));
+    await simPrepare(sim, 0);
+    const pairs = sides.map(() => []);
+    for (let round = 0; round < 3; round++) {
+      await sleep(500);
+      const c0 = sides.map((side) => cpuMsFine(side.target.pid));
+      await both((side) => pool(side.measured, 2, (sid) => historyJob(side, sid, HISTORY_JOBS + round)));
+      sides.forEach((side, i) => pairs[i].push(((cpuMsFine(side.target.pid) - c0[i]) * 1000) / side.measured.length));
+    }
+    const leaked = (await simControl(sim, "GET", "/__sim/calls")).calls.length;
+    if (leaked) throw new Error(`${leaked} calls of the drop measurement reached the backend`);
+    const [empty, full] = [0, 1];
+    const dropUs = mean(pairs[full]) - mean(pairs[empty]);
+    const fullLessDrop = per[full].fine - dropUs / JOB_CODES.length;
+    return {
+      empty_cpu_us_per_item: per[empty].fine,
+      full_cpu_us_per_item: per[full].fine,
+      ratio: per[full].fine / per[empty].fine,
+      items: runs[empty].items,
+      history_jobs: HISTORY_JOBS,
+      history_items_per_job: HISTORY_ITEMS_PER_JOB,
+      sessions: HISTORY_SESSIONS,
+      interval_s: JOB_INTERVAL_S,
+      backend_calls: { empty: runs[empty].backend_calls, full: runs[full].backend_calls },
+      elapsed_s: runs[empty].elapsed_ms / 1000,
+      idle_cpu_us_per_s: {
+        empty: [idleBefore[empty].fine * 1e6, idleAfter[empty].fine * 1e6],
+        full: [idleBefore[full].fine * 1e6, idleAfter[full].fine * 1e6],
+      },
+      cpu_clock: "schedstat (ns), summed over each workerd's threads",
+      ticks: {
+        empty_cpu_us_per_item: per[empty].ticks,
+        full_cpu_us_per_item: per[full].ticks,
+        ratio: per[full].ticks / per[empty].ticks,
+      },
+      drop: {
+        submit_cancel_cpu_us: { empty: pairs[empty], full: pairs[full] },
+        cpu_us_per_finished_job: dropUs,
+        full_cpu_us_per_item_less_drop: fullLessDrop,
+        ratio_less_drop: fullLessDrop / per[empty].fine,
+      },
+      fill_s: fillS,
+      total_s: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    for (const side of sides) await side.target.mf.dispose().catch(() => {});
+  }
 }
 
 function runLoad(cfg) {
@@ -954,6 +1216,15 @@ async function main() {
       if (c1) jobItem.interactive_join_cpu_us = c1.joingate.cpu_us_per_req;
     }
 
+    // The same on sessions with no finished job and with 50 finished jobs of 500 items.
+    let jobHistory = null;
+    if (!opts.only || opts.only.has("job_history")) {
+      log(
+        `job history: two fresh joingate runtimes at once, ${HISTORY_SESSIONS} sessions each with no finished job / ${HISTORY_JOBS} finished jobs of ${HISTORY_ITEMS_PER_JOB} items, ${JOB_CODES.length} items per session at ${JOB_INTERVAL_S} s`,
+      );
+      jobHistory = await measureJobHistory(Miniflare, sim, log);
+    }
+
     // Hot session: per-call time and the queue's overhead per call (docs/bench.md).
     const perCall = (row) => {
       if (!row) return null; // scenario left out with --only
@@ -998,32 +1269,43 @@ async function main() {
       ...edge.map((r) => atLeast(`edge rejection >= 0.9x the no-logic floor (${r.id})`, r.vs_floor.rps_ratio, 0.9, "x")),
       rowC && atMost("CPU per join <= 1.25x the durable floor's (c)", rowC.vs_durable.cpu_ratio, 1.25, "x"),
       rowC1 && atMost("p50 overhead over the durable floor <= 0.5 ms (c1)", rowC1.vs_durable.p50_overhead_ms, 0.5, "ms"),
+      jobHistory && atMost("job item CPU, 50 finished jobs vs none <= 1.1x", jobHistory.ratio, 1.1, "x"),
       atMost("gzip wasm <= 250 KB", wasm.gzip / 1000, 250, "KB"),
     ].filter(Boolean);
 
-    printTable(rows, opts);
+    if (rows.length) printTable(rows, opts);
 
-    console.log(`\nhot session (backend fixed at ${HOT_DELAY_MS} ms; per-call = mean latency / connections; overhead = per-call - ${HOT_DELAY_MS} ms)`);
-    console.log(
-      `${padEnd("", 16)} ${padEnd("target", 8)} ${pad("req/s", 7)} ${pad("per-call ms", 11)} ${pad("overhead ms", 11)} ${pad("backend ms", 10)} ${pad("idle gap ms", 11)} ${pad("max conc", 8)}`,
-    );
-    for (const [label, block] of Object.entries(hot)) {
-      if (!block || typeof block !== "object") continue;
-      for (const target of TARGETS) {
-        const b = block[target];
+    if (hot.concurrency_1 || hot[`concurrency_${opts.connections}`]) {
+      console.log(`\nhot session (backend fixed at ${HOT_DELAY_MS} ms; per-call = mean latency / connections; overhead = per-call - ${HOT_DELAY_MS} ms)`);
+      console.log(
+        `${padEnd("", 16)} ${padEnd("target", 8)} ${pad("req/s", 7)} ${pad("per-call ms", 11)} ${pad("overhead ms", 11)} ${pad("backend ms", 10)} ${pad("idle gap ms", 11)} ${pad("max conc", 8)}`,
+      );
+      for (const [label, block] of Object.entries(hot)) {
+        if (!block || typeof block !== "object") continue;
+        for (const target of TARGETS) {
+          const b = block[target];
+          console.log(
+            `${padEnd(target === "joingate" ? label : "", 16)} ${padEnd(target, 8)} ${pad(f(b.throughput_rps, 0), 7)} ${pad(f(b.per_call_ms), 11)} ${pad(f(b.overhead_per_call_ms), 11)} ${pad(f(b.backend_mean_ms), 10)} ${pad(f(b.backend_idle_gap_median_ms), 11)} ${pad(b.backend_max_concurrency, 8)}`,
+          );
+        }
         console.log(
-          `${padEnd(target === "joingate" ? label : "", 16)} ${padEnd(target, 8)} ${pad(f(b.throughput_rps, 0), 7)} ${pad(f(b.per_call_ms), 11)} ${pad(f(b.overhead_per_call_ms), 11)} ${pad(f(b.backend_mean_ms), 10)} ${pad(f(b.backend_idle_gap_median_ms), 11)} ${pad(b.backend_max_concurrency, 8)}`,
+          `${padEnd("", 16)} queue overhead per call, joingate - floor: ${f(block.queue_overhead_vs_floor_ms)} ms, joingate - durable floor: ${f(block.queue_overhead_vs_durable_ms)} ms`,
         );
       }
-      console.log(
-        `${padEnd("", 16)} queue overhead per call, joingate - floor: ${f(block.queue_overhead_vs_floor_ms)} ms, joingate - durable floor: ${f(block.queue_overhead_vs_durable_ms)} ms`,
-      );
     }
 
     if (jobItem) {
       console.log(
         `\njoin job item: ${f(jobItem.cpu_us_per_item, 0)} us of workerd CPU per item (${jobItem.items} items, ${jobItem.backend_calls} backend calls, ${f(jobItem.elapsed_s, 1)} s, the submit call included, idle CPU taken off)` +
           (jobItem.interactive_join_cpu_us ? `; an interactive join (c1): ${f(jobItem.interactive_join_cpu_us, 0)} us` : ""),
+      );
+    }
+    if (jobHistory) {
+      console.log(
+        `${jobItem ? "" : "\n"}job item history: ${f(jobHistory.empty_cpu_us_per_item, 0)} us per item with no finished job, ${f(jobHistory.full_cpu_us_per_item, 0)} us with ${HISTORY_JOBS} finished jobs of ${HISTORY_ITEMS_PER_JOB} items, ratio ${f(jobHistory.ratio)}x (${jobHistory.items} items each; in 10 ms ticks: ${f(jobHistory.ticks.empty_cpu_us_per_item, 0)} / ${f(jobHistory.ticks.full_cpu_us_per_item, 0)} us, ${f(jobHistory.ticks.ratio)}x)`,
+      );
+      console.log(
+        `  of which the oldest job's drop as each job finishes: ${f(jobHistory.drop.cpu_us_per_finished_job, 0)} us per job, ${f(jobHistory.drop.cpu_us_per_finished_job / JOB_CODES.length, 0)} us per item; without it ${f(jobHistory.drop.full_cpu_us_per_item_less_drop, 0)} us, ${f(jobHistory.drop.ratio_less_drop)}x`,
       );
     }
     console.log(`\nwasm: ${(wasm.raw / 1000).toFixed(1)} KB raw, ${(wasm.gzip / 1000).toFixed(1)} KB gzip`);
@@ -1094,6 +1376,7 @@ async function main() {
       scenarios: rows,
       hot_session: hot,
       job_item: jobItem,
+      job_item_history: jobHistory,
       wasm: { raw_bytes: wasm.raw, gzip_bytes: wasm.gzip },
       startup: startupSummary,
       workerd_memory_kb: peak,
