@@ -20,6 +20,7 @@ export const WA_TEXT = Object.freeze({
   412: 'precondition-failed',
   419: 'resource-limit',
   429: 'rate-overlimit',
+  463: 'account_reachout_restricted',
   500: 'internal-server-error',
   503: 'service-unavailable',
 });

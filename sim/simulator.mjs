@@ -8,8 +8,8 @@
 //   /evolution   Evolution API v2                                      sim/front/evolution.mjs
 //   /wuzapi      wuzapi                                                sim/front/wuzapi.mjs
 //   /gowa        go-whatsapp-web-multidevice                           sim/front/gowa.mjs
-// plus a control API under /__sim for tests: fault injection, call recording and concurrency
-// statistics, shared by every front end. Node 20 built-ins only.
+// plus a control API under /__sim for tests: fault injection, account restrictions, call
+// recording and concurrency statistics, shared by every front end. Node 20 built-ins only.
 //
 // Library: const sim = await startSimulator({ port: 0 }); ... await sim.close();
 // CLI:     node sim/simulator.mjs --port 8788 [--host 127.0.0.1] [--token T] [--log]
@@ -19,7 +19,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CATALOGUE } from './catalogue.mjs';
 import { resolveCredentials } from './credentials.mjs';
-import { describeWorld, newWorld } from './world.mjs';
+import { describeWorld, newWorld, restrictedUntil } from './world.mjs';
 import native from './front/native.mjs';
 import waha from './front/waha.mjs';
 import evolution from './front/evolution.mjs';
@@ -173,6 +173,29 @@ export async function startSimulator({
     });
   }
 
+  /**
+   * Restrict one session's WhatsApp account until `until_s` (unix seconds), or with
+   * `active: false` lift the restriction. Throws on bad input.
+   */
+  function setRestriction({ session, until_s, active = true } = {}) {
+    if (!isNonEmptyString(session) || session === '*') throw new Error('session must be a session id');
+    if (typeof active !== 'boolean') throw new Error('active must be a boolean');
+    if (!active) {
+      worldOf(session).restriction = null;
+      return;
+    }
+    if (!(Number.isSafeInteger(until_s) && until_s > 0)) {
+      throw new Error('until_s must be a positive integer (unix seconds)');
+    }
+    worldOf(session).restriction = { until_s };
+  }
+
+  /** The sessions restricted now, with the end of each. */
+  const listRestrictions = () =>
+    [...worlds]
+      .map(([session, world]) => ({ session, until_s: restrictedUntil(world) }))
+      .filter((r) => r.until_s !== null);
+
   function setConfig({ latency_ms } = {}) {
     if (latency_ms !== undefined) {
       if (!(Number.isInteger(latency_ms) && latency_ms >= 0)) {
@@ -238,6 +261,11 @@ export async function startSimulator({
           return done(200, { ok: true });
         case 'GET /__sim/faults':
           return done(200, { faults: listFaults() });
+        case 'POST /__sim/restrictions':
+          setRestriction(body);
+          return done(200, { ok: true });
+        case 'GET /__sim/restrictions':
+          return done(200, { restrictions: listRestrictions() });
         case 'POST /__sim/config':
           setConfig(body);
           return done(200, { ok: true, latency_ms: config.latency_ms });
@@ -418,6 +446,8 @@ export async function startSimulator({
     // The control API, callable without HTTP.
     reset,
     setFault,
+    setRestriction,
+    restrictions: listRestrictions,
     setConfig,
     calls: listCalls,
     stats,

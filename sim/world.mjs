@@ -51,7 +51,22 @@ export function newWorld() {
       pending: new Map((entry.pending_requests ?? []).map((r) => [r.jid, { ...r }])),
     });
   }
-  return { groups, codes, currentCode, revoked: new Set() };
+  // restriction: null, or { until_s } while WhatsApp restricts the account (control API).
+  return { groups, codes, currentCode, revoked: new Set(), restriction: null };
+}
+
+/**
+ * The end (unix seconds) of the account's WhatsApp restriction while it lasts, else null.
+ * A restriction whose end has passed is over, as if cleared.
+ */
+export function restrictedUntil(world, nowMs = Date.now()) {
+  const r = world.restriction;
+  return r !== null && r.until_s * 1000 > nowMs ? r.until_s : null;
+}
+
+/** A restricted account's joins are refused with 463 (account_reachout_restricted). */
+function checkRestriction(world) {
+  if (restrictedUntil(world) !== null) throw new WaError(463);
 }
 
 const isMember = (group) => group.role === 'admin' || group.role === 'member';
@@ -119,11 +134,13 @@ function describe(entry, group) {
 
 /** Join by invite code: { group_jid, status: joined | pending_approval | already_member }. */
 export function joinByCode(world, code) {
+  checkRestriction(world);
   return join(world, lookupCode(world, code));
 }
 
 /** Join by invite message: as joinByCode, but the code must open `groupJid` (else 400). */
 export function joinByMessage(world, code, groupJid) {
+  checkRestriction(world);
   const entry = lookupCode(world, code);
   // An invite message names its group; WhatsApp rejects a code/group mismatch as 400.
   if (entry.group_jid !== null && entry.group_jid !== groupJid) throw new WaError(400);
@@ -213,5 +230,6 @@ export function describeWorld(world, key) {
       pending_requests: [...g.pending.values()],
     })),
     revoked_codes: [...world.revoked],
+    restricted_until: restrictedUntil(world),
   };
 }

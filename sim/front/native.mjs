@@ -26,8 +26,12 @@ const ROUTES = [
   {
     name: 'session_status',
     path: ['sessions', ':sid'],
-    // The one route an offline session answers: it says it is offline.
-    GET: ({ presence }) => ok({ connected: presence !== 'offline' }),
+    // The one route an offline session answers: it says it is offline. v1.2: the end of
+    // the account's restriction while there is one (absent otherwise, as before).
+    GET: ({ world, presence }) => {
+      const until = W.restrictedUntil(world);
+      return ok(until === null ? { connected: presence !== 'offline' } : { connected: presence !== 'offline', restricted_until: until });
+    },
   },
   {
     name: 'join',

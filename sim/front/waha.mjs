@@ -15,6 +15,7 @@ const WAHA_VERSION = '2026.2.1';
 
 const ROUTES = [
   { op: 'session_status', method: 'GET', path: ['api', 'sessions', ':s'] },
+  { op: 'restriction_status', method: 'GET', since: '2026.8', path: ['api', 'sessions', ':s', 'timelock'] },
   { op: 'join', method: 'POST', path: ['api', ':s', 'groups', 'join'] },
   { op: 'invite_preview', method: 'GET', path: ['api', ':s', 'groups', 'join-info'] },
   { op: 'leave', method: 'POST', path: ['api', ':s', 'groups', ':g', 'leave'] },
@@ -70,12 +71,25 @@ function engineError(ctx, engine, code) {
   });
 }
 
-function statusBody(session, presence) {
+/**
+ * The account's reach-out timelock as WAHA shows it: whatsmeow's event fields, the end as
+ * unix seconds in a string (Go's jsontime.UnixString); null while there is none.
+ */
+function timelock(world) {
+  const until = W.restrictedUntil(world);
+  if (until === null) return null;
+  return { isActive: true, timeEnforcementEnds: String(until), enforcementType: 'RESTRICT_ALL_COMPANIONS' };
+}
+
+function statusBody(session, presence, world) {
   const working = presence === 'connected';
+  const me = { id: `${W.SESSION_ME.phone}@c.us`, pushName: W.SESSION_ME.push_name };
+  // A WAHA before 2026.8 shows no timelock at all.
+  if (!session.includes('legacy')) me.reachoutTimelock = timelock(world);
   return {
     name: session,
     status: working ? 'WORKING' : 'SCAN_QR_CODE',
-    me: working ? { id: `${W.SESSION_ME.phone}@c.us`, pushName: W.SESSION_ME.push_name } : null,
+    me: working ? me : null,
     engine: { engine: engineOf(session) },
   };
 }
@@ -107,6 +121,8 @@ function operate(ctx, route, params, world, engine) {
         return json(201, { id: r.group_jid });
       }, wa);
     }
+    case 'restriction_status':
+      return json(200, timelock(world) ?? { isActive: false });
     case 'invite_preview': {
       const code = ctx.query.get('code');
       if (!code) return validation(['code should not be empty', 'code must be a string']);
@@ -179,7 +195,7 @@ export default {
     const presence = W.presenceOf(session);
     if (route.op === 'session_status') {
       if (presence === 'not_found') return json(404, { message: 'Session not found', error: 'Not Found', statusCode: 404 });
-      return json(200, statusBody(session, presence));
+      return json(200, statusBody(session, presence, env.worldOf(session)));
     }
     if (presence === 'not_found') return json(422, { error: `Session "${session}" does not exist`, session });
     // Real WAHA first waits up to 10 s for WORKING; the simulator answers at once.

@@ -66,9 +66,10 @@ pub fn start(target: &Target, op: &Op) -> Step {
             None,
             Stage::Main,
         ),
-        Op::JoinByMessage { .. } | Op::ListJoinRequests { .. } | Op::JoinRequestAction { .. } => {
-            Step::Done(Err(not_implemented(Kind::Evolution, op)))
-        }
+        Op::JoinByMessage { .. }
+        | Op::ListJoinRequests { .. }
+        | Op::JoinRequestAction { .. }
+        | Op::RestrictionStatus => Step::Done(Err(not_implemented(Kind::Evolution, op))),
     }
 }
 

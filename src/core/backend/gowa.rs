@@ -85,7 +85,9 @@ pub fn start(target: &Target, op: &Op) -> Step {
             )
         }
         Op::SessionStatus => target.send("GET", "/app/status".into(), None, Stage::Main),
-        Op::JoinByMessage { .. } => Step::Done(Err(not_implemented(Kind::Gowa, op))),
+        Op::JoinByMessage { .. } | Op::RestrictionStatus => {
+            Step::Done(Err(not_implemented(Kind::Gowa, op)))
+        }
     }
 }
 
@@ -199,7 +201,7 @@ fn main(target: &Target, op: &Op, outcome: Transport) -> Step {
                 .map(|c| json!({ "connected": c && logged_in.unwrap_or(c) }))
                 .ok_or_else(unknown_shape)
         }
-        Op::JoinByMessage { .. } => Err(unknown_shape()),
+        Op::JoinByMessage { .. } | Op::RestrictionStatus => Err(unknown_shape()),
     })
 }
 

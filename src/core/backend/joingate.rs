@@ -8,7 +8,7 @@ use super::shape::{
     session_unknown, unknown_shape, unusable, ItemOutcome, Preview,
 };
 use super::whatsapp::{failure, is_already_member};
-use super::{Op, Stage, Step, Target, Transport};
+use super::{restricted_until, with_restricted_until, Op, Stage, Step, Target, Transport};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::ids::GroupJid;
 
@@ -79,7 +79,8 @@ pub fn start(target: &Target, op: &Op) -> Step {
             format!("{}/invite/reset", group(group_jid)),
             Some(json!({})),
         ),
-        Op::SessionStatus => request(target, "GET", base, None),
+        // v1.2: the status answer may carry `restricted_until`, the restriction's end.
+        Op::SessionStatus | Op::RestrictionStatus => request(target, "GET", base, None),
     }
 }
 
@@ -257,8 +258,14 @@ fn shape_success(op: &Op, value: &Value) -> Result<Value, ApiError> {
                 .get("connected")
                 .and_then(Value::as_bool)
                 .ok_or_else(unknown_shape)?;
-            Ok(json!({ "connected": connected }))
+            // v1.2 `restricted_until`: unix seconds as a JSON integer; absent, null or anything
+            // else is unknown. A hint about protection never fails the read that carries it.
+            Ok(with_restricted_until(
+                json!({ "connected": connected }),
+                restricted_until(value),
+            ))
         }
+        Op::RestrictionStatus => Ok(with_restricted_until(json!({}), restricted_until(value))),
     }
 }
 
@@ -421,6 +428,74 @@ mod tests {
         let stray = r#"{"results":[{"jid":"9@s.whatsapp.net","ok":true}]}"#;
         let (done, _) = script(&native(), &op, vec![answer(200, stray)]);
         assert!(done.result.is_err());
+    }
+
+    #[test]
+    fn the_status_answer_may_state_a_restriction_end() {
+        // (answer, what the status read says of it): only a unix-seconds integer is an end.
+        for (body, until) in [
+            (
+                r#"{"connected":true,"restricted_until":1790000000}"#,
+                Some(1_790_000_000),
+            ),
+            (
+                r#"{"connected":true,"restricted_until":"1790000000"}"#,
+                None,
+            ),
+            (
+                r#"{"connected":true,"restricted_until":"2026-09-21T14:13:20Z"}"#,
+                None,
+            ),
+            (r#"{"connected":true,"restricted_until":null}"#, None),
+            (r#"{"connected":true}"#, None),
+            (r#"{"connected":true,"restricted_until":0}"#, None),
+            (r#"{"connected":true,"restricted_until":-5}"#, None),
+            (r#"{"connected":true,"restricted_until":1.5}"#, None),
+            (
+                r#"{"connected":true,"restricted_until":{"isActive":true}}"#,
+                None,
+            ),
+        ] {
+            let (done, sent) = script(&native(), &Op::SessionStatus, vec![answer(200, body)]);
+            assert_eq!(sent[0].path, "/sessions/s1");
+            let mut expected = json!({ "connected": true });
+            if let Some(until) = until {
+                expected["restricted_until"] = json!(until);
+            }
+            assert_eq!(outcome(&done), Ok(expected), "{body}");
+            let (done, sent) = script(&native(), &Op::RestrictionStatus, vec![answer(200, body)]);
+            assert_eq!(
+                (sent[0].method, sent[0].path.as_str()),
+                ("GET", "/sessions/s1")
+            );
+            let data = outcome(&done).unwrap_or_default();
+            assert_eq!(restricted_until(&data), until, "{body}");
+            assert_eq!(
+                data.as_object().map(|m| m.len()),
+                Some(usize::from(until.is_some()))
+            );
+        }
+        // The restriction query needs no `connected`; its failures are the protocol's.
+        let (done, _) = script(
+            &native(),
+            &Op::RestrictionStatus,
+            vec![answer(200, r#"{"restricted_until":1790000000}"#)],
+        );
+        assert_eq!(
+            outcome(&done),
+            Ok(json!({ "restricted_until": 1_790_000_000 }))
+        );
+        for (reply, expected) in [
+            (
+                answer(404, r#"{"error":{"kind":"session_not_found"}}"#),
+                ErrorCode::SessionNotConnected,
+            ),
+            (answer(200, "[]"), ErrorCode::BackendError),
+            (answer(500, "oops"), ErrorCode::BackendError),
+        ] {
+            let (done, _) = script(&native(), &Op::RestrictionStatus, vec![reply]);
+            assert_eq!(done.result.err().map(|e| e.code), Some(expected));
+        }
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub enum Op {
         group_jid: String,
     },
     SessionStatus,
+    /// The end of a WhatsApp restriction, as the server states it (contract section 13):
+    /// asked by the session object after a 463, never routed from a client call. Its data is
+    /// `{ "restricted_until": <unix seconds> }`, or `{}` when the server states no active end.
+    RestrictionStatus,
 }
 
 impl Op {
@@ -121,6 +125,7 @@ impl Op {
             Self::JoinRequestAction { approve: false, .. } => "reject_join_requests",
             Self::ResetInvite { .. } => "reset_invite",
             Self::SessionStatus => "session_status",
+            Self::RestrictionStatus => "restriction_status",
         }
     }
 }
@@ -180,7 +185,7 @@ impl From<Op> for OpWire {
                 wire.approve = Some(approve);
                 wire.participants = Some(participants);
             }
-            Op::SessionStatus => {}
+            Op::SessionStatus | Op::RestrictionStatus => {}
         }
         wire
     }
@@ -223,6 +228,7 @@ impl TryFrom<OpWire> for Op {
                     .ok_or_else(|| missing("participants"))?,
             },
             "session_status" => Op::SessionStatus,
+            "restriction_status" => Op::RestrictionStatus,
             other => return Err(format!("unknown op {other}")),
         })
     }
@@ -447,10 +453,16 @@ pub enum Step {
 pub fn supports(kind: Kind, op: &Op) -> Result<(), ApiError> {
     let implemented = match kind {
         Kind::Joingate => true,
-        Kind::Waha | Kind::Gowa => !matches!(op, Op::JoinByMessage { .. }),
+        Kind::Waha => !matches!(op, Op::JoinByMessage { .. }),
+        // Only WAHA and the native protocol can state a restriction's end (contract
+        // section 13).
+        Kind::Gowa => !matches!(op, Op::JoinByMessage { .. } | Op::RestrictionStatus),
         Kind::Evolution | Kind::Wuzapi => !matches!(
             op,
-            Op::JoinByMessage { .. } | Op::ListJoinRequests { .. } | Op::JoinRequestAction { .. }
+            Op::JoinByMessage { .. }
+                | Op::ListJoinRequests { .. }
+                | Op::JoinRequestAction { .. }
+                | Op::RestrictionStatus
         ),
     };
     if !implemented {
@@ -471,6 +483,26 @@ pub fn not_implemented(kind: Kind, op: &Op) -> ApiError {
         ))
         .with_detail("backend_kind", kind.as_str())
         .with_detail("operation", op.name())
+}
+
+/// The end of a WhatsApp restriction in the data of a [`Op::SessionStatus`] or
+/// [`Op::RestrictionStatus`] answer: unix seconds, when the server stated an active end.
+/// `None` is "unknown", never "no restriction" (contract section 13).
+pub fn restricted_until(data: &Value) -> Option<i64> {
+    data.get(RESTRICTED_UNTIL)
+        .and_then(Value::as_i64)
+        .filter(|s| *s > 0)
+}
+
+/// The data key of a restriction's end (see [`restricted_until`]).
+pub const RESTRICTED_UNTIL: &str = "restricted_until";
+
+/// `data` with the restriction's end added, when there is one.
+pub(crate) fn with_restricted_until(mut data: Value, until: Option<i64>) -> Value {
+    if let (Some(until), Some(map)) = (until, data.as_object_mut()) {
+        map.insert(RESTRICTED_UNTIL.into(), Value::from(until));
+    }
+    data
 }
 
 /// The first step of the exchange for `op`.
@@ -613,6 +645,7 @@ pub mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn every_op_survives_its_wire_form_and_a_broken_one_is_refused() {
@@ -646,6 +679,7 @@ mod tests {
                 participants: vec!["1@s.whatsapp.net".into()],
             },
             Op::SessionStatus,
+            Op::RestrictionStatus,
         ];
         for op in ops {
             let text = serde_json::to_string(&op).unwrap();
@@ -701,6 +735,106 @@ mod tests {
             );
             assert!(!done.reached);
         }
+    }
+
+    #[test]
+    fn only_waha_and_the_native_protocol_are_asked_for_a_restriction_end() {
+        let op = Op::RestrictionStatus;
+        assert_eq!(op.name(), "restriction_status");
+        assert!(!op.is_join_class());
+        assert_eq!(
+            serde_json::to_value(&op).ok(),
+            Some(json!({ "op": "restriction_status" }))
+        );
+        for kind in Kind::ALL {
+            let asked = matches!(kind, Kind::Joingate | Kind::Waha);
+            assert_eq!(supports(kind, &op).is_ok(), asked, "{kind:?}");
+            let (done, sent) = run_with(&target(kind, Some("s"), None), &op, |_| {
+                answer(200, r#"{"restricted_until":1790000000}"#)
+            });
+            assert_eq!(sent.len(), usize::from(asked), "{kind:?}");
+            if asked {
+                continue;
+            }
+            let error = done.result.err();
+            assert_eq!(
+                error.as_ref().map(|e| e.code),
+                Some(ErrorCode::NotImplemented)
+            );
+            assert_eq!(
+                error.map(|e| e.details["operation"].clone()),
+                Some(json!("restriction_status"))
+            );
+            assert!(!done.reached);
+        }
+    }
+
+    #[test]
+    fn evolution_wuzapi_and_gowa_status_answers_never_state_a_restriction() {
+        // Each kind's connected status answer, with every spelling of a restriction end a
+        // server could slip in: none of these servers states one (contract section 13).
+        let extra = r#""restricted_until":1790000000,"reachoutTimelock":{"isActive":true,"timeEnforcementEnds":"1790000000"},"me":{"reachoutTimelock":{"isActive":true,"timeEnforcementEnds":1790000000}}"#;
+        for (kind, body) in [
+            (
+                Kind::Evolution,
+                format!(r#"{{"instance":{{"instanceName":"s","state":"open",{extra}}},{extra}}}"#),
+            ),
+            (
+                Kind::Wuzapi,
+                format!(
+                    r#"{{"code":200,"data":{{"Connected":true,"LoggedIn":true,{extra}}},"success":true,{extra}}}"#
+                ),
+            ),
+            (
+                Kind::Gowa,
+                format!(
+                    r#"{{"code":"SUCCESS","message":"ok","results":{{"is_connected":true,"is_logged_in":true,{extra}}},{extra}}}"#
+                ),
+            ),
+        ] {
+            let (done, sent) = script(
+                &target(kind, Some("s"), Some("c")),
+                &Op::SessionStatus,
+                vec![answer(200, &body)],
+            );
+            assert_eq!(sent.len(), 1);
+            let data = testing::outcome(&done);
+            assert_eq!(data, Ok(json!({ "connected": true })), "{kind:?}");
+            assert_eq!(
+                data.ok().as_ref().and_then(restricted_until),
+                None,
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_restriction_end_is_read_from_either_answer() {
+        for (data, until) in [
+            (
+                json!({ "connected": true, "restricted_until": 1_790_000_000 }),
+                Some(1_790_000_000),
+            ),
+            (
+                json!({ "restricted_until": 1_790_000_000 }),
+                Some(1_790_000_000),
+            ),
+            (json!({}), None),
+            (json!({ "connected": true }), None),
+            (json!({ "restricted_until": null }), None),
+            (json!({ "restricted_until": "1790000000" }), None),
+            (json!({ "restricted_until": 0 }), None),
+            (json!({ "restricted_until": -1 }), None),
+            (json!([1_790_000_000]), None),
+            (Value::Null, None),
+        ] {
+            assert_eq!(restricted_until(&data), until, "{data}");
+        }
+        assert_eq!(
+            with_restricted_until(json!({ "connected": false }), Some(7)),
+            json!({ "connected": false, "restricted_until": 7 })
+        );
+        assert_eq!(with_restricted_until(json!({}), None), json!({}));
     }
 
     #[test]

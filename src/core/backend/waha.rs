@@ -6,12 +6,14 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    action_data, credential_rejected, field, join_data, pct, phone_number, request_entry,
+    action_data, credential_rejected, field, flag, join_data, pct, phone_number, request_entry,
     reset_data, session_unknown, text, unix_seconds, unknown_shape, unusable, user_jid,
     ItemOutcome, Preview,
 };
 use super::whatsapp::{classify_text, condition_failure, failure, is_already_member, Condition};
-use super::{not_implemented, Answer, Kind, Op, Stage, Step, Target, Transport};
+use super::{
+    not_implemented, with_restricted_until, Answer, Kind, Op, Stage, Step, Target, Transport,
+};
 use crate::core::error::{ApiError, ErrorCode};
 
 fn session(target: &Target) -> String {
@@ -66,6 +68,12 @@ pub fn start(target: &Target, op: &Op) -> Step {
             Stage::Main,
         ),
         Op::SessionStatus => target.send("GET", format!("/api/sessions/{s}"), None, Stage::Main),
+        Op::RestrictionStatus => target.send(
+            "GET",
+            format!("/api/sessions/{s}/timelock"),
+            None,
+            Stage::Main,
+        ),
         Op::JoinByMessage { .. } => Step::Done(Err(not_implemented(Kind::Waha, op))),
     }
 }
@@ -148,7 +156,20 @@ fn main(answer: &Answer, op: &Op) -> Result<Value, ApiError> {
         Op::SessionStatus => {
             let value = answer.json().ok_or_else(unknown_shape)?;
             let status = text(&value, "status").ok_or_else(unknown_shape)?;
-            Ok(json!({ "connected": status == "WORKING" }))
+            let until = field(&value, "me")
+                .and_then(|me| field(me, "reachoutTimelock"))
+                .and_then(timelock_end);
+            Ok(with_restricted_until(
+                json!({ "connected": status == "WORKING" }),
+                until,
+            ))
+        }
+        Op::RestrictionStatus => {
+            let value = answer
+                .json()
+                .filter(Value::is_object)
+                .ok_or_else(unknown_shape)?;
+            Ok(with_restricted_until(json!({}), timelock_end(&value)))
         }
         Op::ListJoinRequests { .. } => {
             let value = answer.json().ok_or_else(unknown_shape)?;
@@ -194,6 +215,18 @@ fn main(answer: &Answer, op: &Op) -> Result<Value, ApiError> {
         }
         Op::Join { .. } | Op::JoinByMessage { .. } => Err(unknown_shape()),
     }
+}
+
+/// The end of WAHA's reach-out timelock (the session's `me.reachoutTimelock`, or the answer
+/// of `GET /api/sessions/{session}/timelock`): only while `isActive` is true and
+/// `timeEnforcementEnds` reads as a time, unix seconds as a number or a string (whatsmeow's
+/// `UnixString`) or RFC 3339. Anything else (null, inactive, no end, `"0"`) is unknown: WAHA
+/// showed `null` while WhatsApp answered 463 (waha #2219).
+fn timelock_end(timelock: &Value) -> Option<i64> {
+    if flag(timelock, "isActive") != Some(true) {
+        return None;
+    }
+    field(timelock, "timeEnforcementEnds").and_then(unix_seconds)
 }
 
 /// What a WAHA error answer says.
@@ -250,7 +283,11 @@ fn failure_of(answer: &Answer, op: &Op) -> Failure {
         }
         // NotImplementedByEngineError was a 422 in some versions; older ones answered 501.
         422 if message.to_ascii_lowercase().contains("not implemented") => Failure::Missing,
-        404 if matches!(op, Op::SessionStatus) => Failure::UnknownSession,
+        // A WAHA older than the timelock route (2026.8) has Nest's own 404 for it.
+        404 if said("message").starts_with("Cannot ") && matches!(op, Op::RestrictionStatus) => {
+            Failure::Missing
+        }
+        404 if matches!(op, Op::SessionStatus | Op::RestrictionStatus) => Failure::UnknownSession,
         404 if said("message").starts_with("Cannot ") && is_join_request_op(op) => Failure::Missing,
         501 => Failure::Missing,
         _ => Failure::Unusable,
@@ -453,6 +490,123 @@ mod tests {
             let (done, sent) = script(&waha("s"), &Op::SessionStatus, vec![answer(200, body)]);
             assert_eq!(sent[0].path, "/api/sessions/s");
             assert_eq!(outcome(&done), Ok(json!({ "connected": connected })));
+        }
+    }
+
+    #[test]
+    fn the_reachout_timelock_states_a_restriction_end() {
+        // (timelock object, the end read from it)
+        let cases = [
+            (
+                r#"{"isActive":true,"timeEnforcementEnds":1790000000}"#,
+                Some(1_790_000_000),
+            ),
+            (
+                r#"{"isActive":true,"timeEnforcementEnds":"1790000000","enforcementType":"RESTRICT_ALL_COMPANIONS"}"#,
+                Some(1_790_000_000),
+            ),
+            (
+                r#"{"isActive":true,"timeEnforcementEnds":"2026-09-21T14:13:20Z"}"#,
+                Some(1_790_000_000),
+            ),
+            (
+                r#"{"isActive":true,"timeEnforcementEnds":"2026-09-21T16:13:20+02:00"}"#,
+                Some(1_790_000_000),
+            ),
+            (
+                r#"{"isActive":false,"timeEnforcementEnds":"1790000000"}"#,
+                None,
+            ),
+            (r#"{"timeEnforcementEnds":"1790000000"}"#, None),
+            (
+                r#"{"isActive":"true","timeEnforcementEnds":"1790000000"}"#,
+                None,
+            ),
+            (r#"{"isActive":true}"#, None),
+            (r#"{"isActive":true,"timeEnforcementEnds":null}"#, None),
+            (r#"{"isActive":true,"timeEnforcementEnds":"0"}"#, None),
+            (r#"{"isActive":true,"timeEnforcementEnds":"soon"}"#, None),
+            (
+                r#"{"isActive":true,"timeEnforcementEnds":"0001-01-01T00:00:00Z"}"#,
+                None,
+            ),
+            ("null", None),
+        ];
+        for (timelock, until) in cases {
+            // On the session: `me.reachoutTimelock`, beside the connection state.
+            let body = format!(
+                r#"{{"name":"s","status":"WORKING","me":{{"id":"1@c.us","pushName":"x","reachoutTimelock":{timelock}}}}}"#
+            );
+            let (done, _) = script(&waha("s"), &Op::SessionStatus, vec![answer(200, &body)]);
+            let mut expected = json!({ "connected": true });
+            if let Some(until) = until {
+                expected["restricted_until"] = json!(until);
+            }
+            assert_eq!(outcome(&done), Ok(expected), "{timelock}");
+            // Its own route.
+            if timelock == "null" {
+                continue;
+            }
+            let (done, sent) = script(
+                &waha("s 1"),
+                &Op::RestrictionStatus,
+                vec![answer(200, timelock)],
+            );
+            assert_eq!(sent[0].method, "GET");
+            assert_eq!(sent[0].path, "/api/sessions/s%201/timelock");
+            assert_eq!(sent[0].headers, vec![("X-Api-Key", "waha-key".to_string())]);
+            let data = outcome(&done).unwrap_or_default();
+            assert_eq!(super::super::restricted_until(&data), until, "{timelock}");
+            assert_eq!(
+                data.as_object().map(|m| m.len()),
+                Some(usize::from(until.is_some()))
+            );
+        }
+        // No `me` (a session that is not WORKING), or no timelock in it: unknown.
+        for body in [
+            r#"{"name":"s","status":"SCAN_QR_CODE","me":null}"#,
+            r#"{"name":"s","status":"WORKING","me":{"id":"1@c.us","pushName":"x"}}"#,
+        ] {
+            let (done, _) = script(&waha("s"), &Op::SessionStatus, vec![answer(200, body)]);
+            let data = outcome(&done).unwrap_or_default();
+            assert_eq!(data.get("restricted_until"), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_timelock_route_fails_like_waha() {
+        use ErrorCode::*;
+        let not_working = r#"{"error":"Session status is not as expected. Try again later or restart the session","session":"s","status":"SCAN_QR_CODE","expected":["WORKING"]}"#;
+        for (reply, expected) in [
+            // A WAHA before the route: Nest's own 404.
+            (
+                answer(
+                    404,
+                    r#"{"message":"Cannot GET /api/sessions/s/timelock","error":"Not Found","statusCode":404}"#,
+                ),
+                NotImplemented,
+            ),
+            (
+                answer(
+                    404,
+                    r#"{"message":"Session not found","error":"Not Found","statusCode":404}"#,
+                ),
+                SessionNotConnected,
+            ),
+            (answer(422, not_working), SessionNotConnected),
+            (
+                answer(
+                    500,
+                    r#"{"statusCode":500,"exception":{"name":"NotImplementedByEngineError","message":"not implemented by WEBJS"}}"#,
+                ),
+                NotImplemented,
+            ),
+            (answer(200, "[]"), BackendError),
+            (answer(200, "not json"), BackendError),
+        ] {
+            let label = format!("{reply:?}");
+            let (done, _) = script(&waha("s"), &Op::RestrictionStatus, vec![reply]);
+            assert_eq!(done.result.err().map(|e| e.code), Some(expected), "{label}");
         }
     }
 

@@ -124,7 +124,7 @@ pub fn error_code(op: &Op, wa_code: i64) -> ErrorCode {
     );
     match wa_code {
         429 => UpstreamRateLimited,
-        _ if matches!(op, Op::SessionStatus) => BackendError,
+        _ if matches!(op, Op::SessionStatus | Op::RestrictionStatus) => BackendError,
         400 | 406 if join || matches!(op, Op::Preview { .. }) => InviteInvalid,
         401 | 403 | 405 if join => JoinNotAllowed,
         410 if join || matches!(op, Op::Preview { .. }) => InviteRevoked,

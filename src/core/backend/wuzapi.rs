@@ -45,9 +45,10 @@ pub fn start(target: &Target, op: &Op) -> Step {
             Stage::Main,
         ),
         Op::SessionStatus => status_request(target, Stage::Main),
-        Op::JoinByMessage { .. } | Op::ListJoinRequests { .. } | Op::JoinRequestAction { .. } => {
-            Step::Done(Err(not_implemented(Kind::Wuzapi, op)))
-        }
+        Op::JoinByMessage { .. }
+        | Op::ListJoinRequests { .. }
+        | Op::JoinRequestAction { .. }
+        | Op::RestrictionStatus => Step::Done(Err(not_implemented(Kind::Wuzapi, op))),
     }
 }
 
