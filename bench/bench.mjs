@@ -322,6 +322,11 @@ function joingateOptions(simUrl, sink, jwksUrl) {
         BACKEND_TIMEOUT_MS: "1500",
         QUEUE_MAX,
         CREDENTIALS_KEY,
+        // The job measurement's pace (JOB_INTERVAL_S apart, any time of day, no breaks): the
+        // v1.2 defaults (60 s minimum, 08:00-21:00, breaks) would refuse or stretch it.
+        JOB_MIN_INTERVAL_S: String(JOB_INTERVAL_S),
+        JOB_WINDOW: "off",
+        JOB_BREAK_S: "0-0",
         ...(jwksUrl ? { JWT_ISSUER, JWT_AUDIENCE, JWT_JWKS_URL: jwksUrl } : {}),
       },
     }),

@@ -14,6 +14,11 @@ commands:
   token revoke TOKEN_ID
   session put SID --org ORG [--limits JSON] [--backend -]   (the backend JSON, with its
                                                            credential, from standard input)
+      [--per-day N] [--per-hour N]                         (the session's own join caps)
+      [--number-since YYYY-MM-DD] [--timezone ZONE]        (protection: the number's age,
+      [--window HH:MM-HH:MM | --no-window]                  its zone, job hours or none)
+                                                           (a put replaces the record: give
+                                                            every setting each time)
   session show SID
   session delete SID
   org show ORG
@@ -44,6 +49,12 @@ const OPTIONS = {
   backend: { type: "string" },
   "per-minute": { type: "string" },
   burst: { type: "string" },
+  "per-day": { type: "string" },
+  "per-hour": { type: "string" },
+  "number-since": { type: "string" },
+  timezone: { type: "string" },
+  window: { type: "string" },
+  "no-window": { type: "boolean", default: false },
   events: { type: "string" },
   "rotate-secret": { type: "boolean", default: false },
 };
@@ -82,6 +93,21 @@ async function readStdin() {
 
 const enc = encodeURIComponent;
 
+/** `protection` from --number-since, --timezone, --window / --no-window; none: undefined. */
+function protectionFrom(flags) {
+  if (flags.window !== undefined && flags["no-window"]) throw new UsageError("--window and --no-window exclude each other");
+  const protection = {};
+  if (flags["number-since"] !== undefined) protection.number_since = flags["number-since"];
+  if (flags.timezone !== undefined) protection.timezone = flags.timezone;
+  if (flags["no-window"]) protection.window = null;
+  if (flags.window !== undefined) {
+    const match = /^\s*([^-\s]+)\s*-\s*([^-\s]+)\s*$/.exec(flags.window);
+    if (!match) throw new UsageError("--window must be HH:MM-HH:MM, such as 08:00-21:00");
+    protection.window = { start: match[1], end: match[2] };
+  }
+  return Object.keys(protection).length ? protection : undefined;
+}
+
 /** The request of a command: [method, path, body?]. */
 async function requestFor(words, flags) {
   const [group, action, ...rest] = words;
@@ -99,6 +125,16 @@ async function requestFor(words, flags) {
     case "session put": {
       const body = { org: need(flags.org, "--org") };
       if (flags.limits) body.limits = jsonArgument(flags.limits, "--limits");
+      const caps = {};
+      if (flags["per-day"] !== undefined) caps.per_day = integer(flags["per-day"], "--per-day");
+      if (flags["per-hour"] !== undefined) caps.per_hour = integer(flags["per-hour"], "--per-hour");
+      if (Object.keys(caps).length) {
+        const limits = body.limits && typeof body.limits === "object" ? body.limits : {};
+        const join = limits.join && typeof limits.join === "object" ? limits.join : {};
+        body.limits = { ...limits, join: { ...join, ...caps } };
+      }
+      const protection = protectionFrom(flags);
+      if (protection) body.protection = protection;
       if (flags.backend !== undefined) {
         if (flags.backend !== "-") {
           throw new UsageError("the backend is read from standard input only (--backend -): a credential on the command line would be seen by every user of the machine");

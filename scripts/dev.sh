@@ -33,11 +33,15 @@ pids+=($!)
 rm -f .wrangler/demo-webhook-secret
 node scripts/demo-receiver.mjs --port "$RECEIVER_PORT" --secret-file .wrangler/demo-webhook-secret &
 pids+=($!)
+# The demo's pace is brisker than a deployment's (wrangler.toml: joins 1 a minute, burst 2;
+# job items 60 s apart at least, 08:00-21:00, with breaks), so that its curls answer at once.
 node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$JOINGATE_PORT" \
   --var "ADMIN_TOKEN:$ADMIN_TOKEN" --var "SESSION_BACKEND_URL:http://127.0.0.1:$SIMULATOR_PORT" \
   --var "CREDENTIALS_KEY:$CREDENTIALS_KEY" \
   --var "JWT_ISSUER:http://127.0.0.1:$IDP_PORT" --var "JWT_AUDIENCE:joingate-demo" \
   --var "JWT_JWKS_URL:http://127.0.0.1:$IDP_PORT/.well-known/jwks.json" \
+  --var JOIN_PER_MINUTE:4 --var JOIN_BURST:4 \
+  --var JOB_MIN_INTERVAL_S:5 --var JOB_WINDOW:off --var JOB_BREAK_S:0-0 \
   > .wrangler/wrangler.log 2>&1 &
 pids+=($!)
 

@@ -10,6 +10,7 @@ const JOIN_BODY = { invite: OPEN_CODE };
 const TOKEN_RE = /^jg_[0-9A-Za-z]{39}$/;
 const TOKEN_ID_RE = /^tok_[0-9a-f]{16}$/;
 const RFC3339_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+// The suite's join pace (tests/helpers.mjs TEST_PACE); the deployment's is 1 and 2.
 const DEFAULT_LIMITS = {
   join: { per_minute: 4, burst: 4 },
   manage: { per_minute: 30, burst: 10 },
@@ -315,7 +316,7 @@ describe("admin API", () => {
     it("without limits the answer carries the complete defaults", async () => {
       const res = await app.admin("PUT", "/v1/admin/sessions/put-defaults", { org: "acme" });
       const { data } = assertEnvelope(res, { status: 200 });
-      assert.deepEqual(data, { session_id: "put-defaults", org: "acme", limits: DEFAULT_LIMITS, backend: null });
+      assert.deepEqual(data, { session_id: "put-defaults", org: "acme", limits: DEFAULT_LIMITS, backend: null, protection: {} });
     });
 
     it("partial overrides are merged with the defaults, in the answer and in session status", async () => {
@@ -329,7 +330,7 @@ describe("admin API", () => {
         read: { per_minute: 120, burst: 20 },
       };
       const { data } = assertEnvelope(res, { status: 200 });
-      assert.deepEqual(data, { session_id: "put-partial", org: "acme", limits: expected, backend: null });
+      assert.deepEqual(data, { session_id: "put-partial", org: "acme", limits: expected, backend: null, protection: {} });
       const token = await app.token("acme", ["read"]);
       const status = await app.request("GET", "/v1/sessions/put-partial", { token });
       assert.deepEqual(assertEnvelope(status, { status: 200 }).data.limits, expected);
@@ -349,6 +350,7 @@ describe("admin API", () => {
         org: "acme2",
         limits: DEFAULT_LIMITS,
         backend: null,
+        protection: {},
       });
       // GET answers the record as the last PUT left it.
       const get = await app.admin("GET", "/v1/admin/sessions/put-edges");

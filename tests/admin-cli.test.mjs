@@ -82,6 +82,37 @@ describe("admin command line", () => {
     assert.match(gone.stderr, /^error: not_found: /m);
   });
 
+  test("session put sets protection and the join caps; --no-window turns the window off", async () => {
+    const sid = "cli-protected";
+    const put = await json([
+      "session", "put", sid, "--org", "cli-org",
+      "--number-since", "2024-03-01", "--timezone", "Europe/Berlin", "--window", "08:00-21:00",
+      "--per-day", "25", "--per-hour", "6", "--limits", '{"join":{"burst":1},"read":{"per_minute":90}}',
+    ]);
+    assert.deepEqual(put.protection, { number_since: "2024-03-01", timezone: "Europe/Berlin", window: { start: "08:00", end: "21:00" } });
+    assert.deepEqual(put.limits.join, { per_minute: 4, burst: 1, per_day: 25, per_hour: 6 }, "merged with --limits");
+    assert.equal(put.limits.read.per_minute, 90);
+    const shown = await run(["session", "show", sid]);
+    assert.match(shown.stdout, /^protection\.window\.start: 08:00$/m);
+    assert.match(shown.stdout, /^limits\.join\.per_day: 25$/m);
+    const off = await json(["session", "put", sid, "--org", "cli-org", "--no-window"]);
+    assert.deepEqual(off.protection, { window: null }, "a put replaces protection as sent");
+    assert.deepEqual(off.limits.join, { per_minute: 4, burst: 4 });
+    // The server's verdicts reach the terminal with the field; command-line mistakes exit 2.
+    const future = await run(["session", "put", sid, "--org", "cli-org", "--number-since", "2999-01-01"]);
+    assert.equal(future.code, 1);
+    assert.match(future.stderr, /^error: validation_error: .+\(protection\.number_since\)$/m);
+    const zone = await run(["session", "put", sid, "--org", "cli-org", "--timezone", "Mars/Olympus_Mons"]);
+    assert.match(zone.stderr, /\(protection\.timezone\)$/m);
+    const reversed = await run(["session", "put", sid, "--org", "cli-org", "--window", "21:00-08:00"]);
+    assert.match(reversed.stderr, /\(protection\.window\)$/m);
+    for (const args of [["--window", "08:00"], ["--window", "08:00-21:00", "--no-window"], ["--per-day", "ten"]]) {
+      const refused = await run(["session", "put", sid, "--org", "cli-org", ...args]);
+      assert.equal(refused.code, 2, args.join(" "));
+    }
+    assert.deepEqual((await json(["session", "show", sid])).protection, { window: null }, "the refused puts changed nothing");
+  });
+
   test("a credential on the command line is refused before anything is sent", async () => {
     const result = await run(["session", "put", "cli-never", "--org", "cli-org", "--backend", '{"kind":"waha","credential":"s3cret"}']);
     assert.equal(result.code, 2);

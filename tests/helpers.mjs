@@ -15,7 +15,23 @@ export const CREDENTIALS_KEY = Buffer.alloc(32, 7).toString("base64");
 export const KINDS = ["joingate", "waha", "evolution", "wuzapi", "gowa"];
 
 /**
- * Starts the simulator and joingate. `vars` override plain bindings; `orgLimit` sets the
+ * The pace the suite was written at (contract v1.1): joins 4 a minute, burst 4; join jobs
+ * 5 s to 24 h apart, 20 s by default, any time of day, no breaks. The deployment's defaults
+ * (v1.2: 1 a minute, burst 2; 60 s minimum, 180 s default; 08:00-21:00; breaks) would
+ * make most tests wait for minutes; the tests of those defaults set them back (an empty
+ * string is an unset var).
+ */
+export const TEST_PACE = {
+  JOIN_PER_MINUTE: "4",
+  JOIN_BURST: "4",
+  JOB_MIN_INTERVAL_S: "5",
+  JOB_INTERVAL_S: "20",
+  JOB_WINDOW: "off",
+  JOB_BREAK_S: "0-0",
+};
+
+/**
+ * Starts the simulator and joingate. `vars` override plain bindings (TEST_PACE first); `orgLimit` sets the
  * org-wide limiter; `persist` is a directory for KV and Durable Object state (restart tests);
  * `serve` listens on a port of 127.0.0.1 as well, at `app.url`; `assets` serves public/ as
  * static assets, as wrangler.toml does; `adminLimit` is `ADMIN_LIMITER`'s failed admin
@@ -49,6 +65,7 @@ export async function startJoingate({ vars = {}, orgLimit = 100, adminLimit = 10
         ADMIN_TOKEN,
         BACKEND_TIMEOUT_MS: "1500",
         CREDENTIALS_KEY,
+        ...TEST_PACE,
         ...vars,
       },
     }),

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::backend::spec::StoredBackend;
 use super::backend::Op;
 use super::limits::{Class, LimitOverrides, Limits};
+use super::protection::settings::Protection;
 
 /// One client call for the session's Durable Object to run: what it needs to admit the call
 /// and take its place in the queue, without an await. It travels in a request header
@@ -77,6 +78,10 @@ pub struct SessionRecord {
     /// Its credential sealed (AES-256-GCM); absent for the default backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<StoredBackend>,
+    /// Section 13: what the admin set (number_since, timezone, window); left out when
+    /// nothing is, so records written before v1.2 read the same.
+    #[serde(default, skip_serializing_if = "Protection::is_empty")]
+    pub protection: Protection,
 }
 
 /// Internal header with the backend's latency, read by the Worker for its log line and

@@ -34,8 +34,12 @@ pub const MAX_UNFINISHED_JOBS: usize = 10;
 pub const MAX_FINISHED_JOBS: usize = 50;
 pub const MAX_ATTEMPTS: u32 = 5;
 pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
-pub const DEFAULT_INTERVAL_S: u32 = 20;
-pub const INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 5..=86_400;
+/// `JOB_INTERVAL_S`'s default.
+pub const DEFAULT_INTERVAL_S: u32 = 180;
+/// `JOB_MIN_INTERVAL_S`'s default: the least `interval_s` a submit may ask.
+pub const DEFAULT_MIN_INTERVAL_S: u32 = 60;
+/// The most `interval_s` a submit may ask.
+pub const MAX_INTERVAL_S: u32 = 86_400;
 /// Backoff of a transient failure: 10 s, 20 s, 40 s, 80 s (then the item fails).
 pub const BACKOFF_BASE_MS: i64 = 10_000;
 /// The longest wait between two checks of a session that is not connected.
@@ -112,11 +116,13 @@ pub(crate) fn code_of(op: &Op) -> &str {
 }
 
 /// `POST /v1/sessions/{sid}/join-jobs`: every item checked before anything is stored; the
-/// first bad item fails the whole request.
+/// first bad item fails the whole request. `interval_s` is `min_interval_s`
+/// (`JOB_MIN_INTERVAL_S`) to 86400, `default_interval_s` (`JOB_INTERVAL_S`) when left out.
 pub fn parse_submit(
     body: &Map<String, Value>,
     now_s: i64,
     default_interval_s: u32,
+    min_interval_s: u32,
 ) -> Result<Submit, ApiError> {
     reject_unknown(body, &["invites", "label", "interval_s"], "")?;
     let list = present(body, "invites")
@@ -140,11 +146,13 @@ pub fn parse_submit(
         None => default_interval_s,
         Some(value) => whole_number(value)
             .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| INTERVAL_RANGE.contains(n))
+            .filter(|n| (min_interval_s..=MAX_INTERVAL_S).contains(n))
             .ok_or_else(|| {
                 ApiError::invalid(
                     "interval_s",
-                    "must be a whole number of seconds from 5 to 86400",
+                    format!(
+                        "must be a whole number of seconds from {min_interval_s} to {MAX_INTERVAL_S}"
+                    ),
                 )
             })?,
     };
@@ -778,14 +786,15 @@ mod tests {
                 json!({ "invites": [CODE, format!("https://chat.whatsapp.com/{CODE}"), "BbCdEfGhIjKlMnOpQrStUv", { "code": "Xy12-ab", "group_jid": "1@g.us", "inviter_jid": "1@lid" }], "label": "onboarding" }),
             ),
             1000,
-            20,
+            180,
+            60,
         );
         assert_eq!(
             ok.as_ref().map(|s| s.items.len()),
             Ok(3),
             "duplicates collapse"
         );
-        assert_eq!(ok.as_ref().map(|s| s.interval_s), Ok(20));
+        assert_eq!(ok.as_ref().map(|s| s.interval_s), Ok(180), "the default");
         use ErrorCode::*;
         let many: Vec<Value> = (0..501).map(|_| Value::from(CODE)).collect();
         for (body, expected) in [
@@ -818,7 +827,11 @@ mod tests {
                 (ValidationError, "label"),
             ),
             (
-                json!({ "invites": [CODE], "interval_s": 4 }),
+                json!({ "invites": [CODE], "interval_s": 59 }),
+                (ValidationError, "interval_s"),
+            ),
+            (
+                json!({ "invites": [CODE], "interval_s": 0 }),
                 (ValidationError, "interval_s"),
             ),
             (
@@ -836,7 +849,7 @@ mod tests {
         ] {
             let label = body.to_string();
             assert_eq!(
-                field(parse_submit(&map(body), 1000, 20)),
+                field(parse_submit(&map(body), 1000, 180, 60)),
                 Some((expected.0, expected.1.to_string())),
                 "{label:.80}"
             );
@@ -844,9 +857,41 @@ mod tests {
         // 500 sent, duplicates included, is fine.
         let five_hundred: Vec<Value> = (0..500).map(|_| Value::from(CODE)).collect();
         assert_eq!(
-            parse_submit(&map(json!({ "invites": five_hundred })), 0, 20).map(|s| s.items.len()),
+            parse_submit(&map(json!({ "invites": five_hundred })), 0, 180, 60)
+                .map(|s| s.items.len()),
             Ok(1)
         );
+    }
+
+    #[test]
+    fn interval_s_runs_from_the_minimum_passed_in_to_a_day() {
+        let interval =
+            |body: Value, min: u32| parse_submit(&map(body), 0, 180, min).map(|s| s.interval_s);
+        for (asked, min, expected) in [
+            (60, 60, Some(60)),
+            (86_400, 60, Some(86_400)),
+            (59, 60, None),
+            (86_401, 60, None),
+            (5, 5, Some(5)),
+            (4, 5, None),
+            (1, 1, Some(1)),
+            (119, 120, None),
+        ] {
+            let got = interval(json!({ "invites": [CODE], "interval_s": asked }), min);
+            assert_eq!(
+                got.as_ref().ok().copied(),
+                expected,
+                "{asked} with minimum {min}"
+            );
+            if let Err(error) = got {
+                assert!(
+                    error.message.contains(&format!("from {min} to 86400")),
+                    "{}",
+                    error.message
+                );
+            }
+        }
+        assert_eq!(interval(json!({ "invites": [CODE] }), 5), Ok(180));
     }
 
     #[test]

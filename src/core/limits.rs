@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::json::{object, reject_unknown, whole_number};
+use super::protection::settings::{PER_DAY_RANGE, PER_HOUR_RANGE};
 
 /// The three classes a session route spends from (contract section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,6 +35,12 @@ pub const BURST_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 pub struct ClassLimit {
     pub per_minute: u32,
     pub burst: u32,
+    /// `join` only (section 13): the session's own per-day cap, replacing its tier's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u32>,
+    /// `join` only (section 13): the session's own per-hour cap, replacing its tier's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +57,12 @@ pub struct ClassOverride {
     pub per_minute: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
+    /// `join` only: 1–1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u32>,
+    /// `join` only: 1–200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,21 +76,13 @@ pub struct LimitOverrides {
 }
 
 impl Default for Limits {
-    /// The contract's defaults: join 4/min burst 4, manage 30/min burst 10, read 60/min burst 20.
+    /// The contract's defaults (v1.2): join 1/min burst 2, manage 30/min burst 10, read
+    /// 60/min burst 20; no session caps (the tiers of section 13 apply).
     fn default() -> Self {
         Self {
-            join: ClassLimit {
-                per_minute: 4,
-                burst: 4,
-            },
-            manage: ClassLimit {
-                per_minute: 30,
-                burst: 10,
-            },
-            read: ClassLimit {
-                per_minute: 60,
-                burst: 20,
-            },
+            join: ClassLimit::new(1, 2),
+            manage: ClassLimit::new(30, 10),
+            read: ClassLimit::new(60, 20),
         }
     }
 }
@@ -125,11 +130,8 @@ impl Limits {
             (Class::Manage, overrides.manage),
             (Class::Read, overrides.read),
         ] {
-            if let Some(over) = over {
-                let slot = self.class_mut(class);
-                slot.per_minute = over.per_minute.unwrap_or(slot.per_minute);
-                slot.burst = over.burst.unwrap_or(slot.burst);
-            }
+            let slot = self.class_mut(class);
+            *slot = slot.with_override(over);
         }
         self
     }
@@ -160,28 +162,59 @@ fn bounded(
     }
 }
 
-/// One `{ "per_minute"?, "burst"? }`, named `prefix` in errors.
-pub fn parse_class_override(value: &Value, prefix: &str) -> Result<ClassOverride, ApiError> {
+/// One `{ "per_minute"?, "burst"? }` (and, where `caps` allows, the `join` class's
+/// `"per_day"?` and `"per_hour"?`), named `prefix` in errors.
+pub fn parse_class_override(
+    value: &Value,
+    prefix: &str,
+    caps: bool,
+) -> Result<ClassOverride, ApiError> {
     let inner = object(value, prefix)?;
-    reject_unknown(inner, &["per_minute", "burst"], &format!("{prefix}."))?;
+    if !caps {
+        if let Some(key) = ["per_day", "per_hour"]
+            .into_iter()
+            .find(|key| inner.contains_key(*key))
+        {
+            return Err(ApiError::invalid(
+                &format!("{prefix}.{key}"),
+                "is a join cap: accepted in a session's limits.join only",
+            ));
+        }
+    }
+    let known: &[&str] = if caps {
+        &["per_minute", "burst", "per_day", "per_hour"]
+    } else {
+        &["per_minute", "burst"]
+    };
+    reject_unknown(inner, known, &format!("{prefix}."))?;
+    let field = |key: &str| format!("{prefix}.{key}");
     Ok(ClassOverride {
-        per_minute: bounded(
-            inner,
-            "per_minute",
-            &format!("{prefix}.per_minute"),
-            PER_MINUTE_RANGE,
-        )?,
-        burst: bounded(inner, "burst", &format!("{prefix}.burst"), BURST_RANGE)?,
+        per_minute: bounded(inner, "per_minute", &field("per_minute"), PER_MINUTE_RANGE)?,
+        burst: bounded(inner, "burst", &field("burst"), BURST_RANGE)?,
+        per_day: bounded(inner, "per_day", &field("per_day"), PER_DAY_RANGE)?,
+        per_hour: bounded(inner, "per_hour", &field("per_hour"), PER_HOUR_RANGE)?,
     })
 }
 
 impl ClassLimit {
+    /// A per-minute rate and burst, no caps.
+    pub const fn new(per_minute: u32, burst: u32) -> Self {
+        Self {
+            per_minute,
+            burst,
+            per_day: None,
+            per_hour: None,
+        }
+    }
+
     pub fn with_override(self, over: Option<ClassOverride>) -> Self {
         match over {
             None => self,
             Some(over) => Self {
                 per_minute: over.per_minute.unwrap_or(self.per_minute),
                 burst: over.burst.unwrap_or(self.burst),
+                per_day: over.per_day.or(self.per_day),
+                per_hour: over.per_hour.or(self.per_hour),
             },
         }
     }
@@ -190,10 +223,7 @@ impl ClassLimit {
 /// The org limit's defaults (contract section 6): 100 per minute, burst 100, or `[vars]`
 /// `ORG_PER_MINUTE` and `ORG_BURST`.
 pub fn org_limit_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<ClassLimit, String> {
-    let mut limit = ClassLimit {
-        per_minute: 100,
-        burst: 100,
-    };
+    let mut limit = ClassLimit::new(100, 100);
     // The operator's default may exceed what a per-org override may ask (load tests, one
     // org behind everything); an org's own `limits` are validated like a session's.
     for (name, range, target) in [
@@ -225,7 +255,7 @@ pub fn parse_org_body(body: &Map<String, Value>) -> Result<Option<ClassOverride>
     reject_unknown(body, &["limits"], "")?;
     match body.get("limits").filter(|v| !v.is_null()) {
         None => Ok(None),
-        Some(value) => parse_class_override(value, "limits").map(Some),
+        Some(value) => parse_class_override(value, "limits", false).map(Some),
     }
 }
 
@@ -239,7 +269,7 @@ pub fn parse_overrides(value: &Value) -> Result<LimitOverrides, ApiError> {
         let Some(inner) = map.get(key).filter(|v| !v.is_null()) else {
             continue;
         };
-        let over = parse_class_override(inner, &format!("limits.{key}"))?;
+        let over = parse_class_override(inner, &format!("limits.{key}"), class == Class::Join)?;
         match class {
             Class::Join => overrides.join = Some(over),
             Class::Manage => overrides.manage = Some(over),
@@ -259,25 +289,12 @@ mod tests {
         let limits = Limits::default();
         assert_eq!(
             limits.join,
-            ClassLimit {
-                per_minute: 4,
-                burst: 4
-            }
+            ClassLimit::new(1, 2),
+            "v1.2: 1 per minute, burst 2"
         );
-        assert_eq!(
-            limits.manage,
-            ClassLimit {
-                per_minute: 30,
-                burst: 10
-            }
-        );
-        assert_eq!(
-            limits.read,
-            ClassLimit {
-                per_minute: 60,
-                burst: 20
-            }
-        );
+        assert_eq!(limits.manage, ClassLimit::new(30, 10));
+        assert_eq!(limits.read, ClassLimit::new(60, 20));
+        assert_eq!((limits.join.per_day, limits.join.per_hour), (None, None));
     }
 
     #[test]
@@ -290,7 +307,7 @@ mod tests {
         let limits = Limits::from_vars(vars);
         assert_eq!(
             limits.map(|l| (l.join.burst, l.join.per_minute, l.read.per_minute)),
-            Ok((8, 4, 120))
+            Ok((8, 1, 120))
         );
         let bad = Limits::from_vars(|name| (name == "MANAGE_BURST").then(|| "0".to_string()));
         assert!(bad.err().is_some_and(|e| e.contains("MANAGE_BURST")));
@@ -298,25 +315,13 @@ mod tests {
 
     #[test]
     fn the_org_default_comes_from_vars_and_may_exceed_a_sessions_range() {
-        assert_eq!(
-            org_limit_from_vars(|_| None),
-            Ok(ClassLimit {
-                per_minute: 100,
-                burst: 100
-            })
-        );
+        assert_eq!(org_limit_from_vars(|_| None), Ok(ClassLimit::new(100, 100)));
         let big = org_limit_from_vars(|name| match name {
             "ORG_PER_MINUTE" => Some("1000000".to_string()),
             "ORG_BURST" => Some(" 7 ".to_string()),
             _ => None,
         });
-        assert_eq!(
-            big,
-            Ok(ClassLimit {
-                per_minute: 1_000_000,
-                burst: 7
-            })
-        );
+        assert_eq!(big, Ok(ClassLimit::new(1_000_000, 7)));
         for bad in ["0", "1000001", "ten", "-1", ""] {
             let refused = org_limit_from_vars(|name| (name == "ORG_BURST").then(|| bad.into()));
             assert!(
@@ -330,13 +335,54 @@ mod tests {
     fn partial_overrides_keep_the_rest() {
         let overrides = parse_overrides(&json!({ "join": { "burst": 2.0 }, "read": null }));
         let limits = overrides.map(|o| Limits::default().with_overrides(&o));
+        assert_eq!(limits.map(|l| l.join), Ok(ClassLimit::new(1, 2)));
+        let overrides = parse_overrides(&json!({ "join": { "per_minute": 3 } }));
+        let limits = overrides.map(|o| Limits::default().with_overrides(&o));
+        assert_eq!(limits.map(|l| l.join), Ok(ClassLimit::new(3, 2)));
+    }
+
+    #[test]
+    fn join_caps_are_kept_and_shown_only_when_set() {
+        let overrides = parse_overrides(&json!({ "join": { "per_day": 12, "per_hour": 3.0 } }));
+        let limits = overrides.map(|o| Limits::default().with_overrides(&o));
+        let join = limits.map(|l| l.join);
         assert_eq!(
-            limits.map(|l| l.join),
+            join,
             Ok(ClassLimit {
-                per_minute: 4,
-                burst: 2
+                per_day: Some(12),
+                per_hour: Some(3),
+                ..ClassLimit::new(1, 2)
             })
         );
+        assert_eq!(
+            join.map(|j| serde_json::to_value(j).ok()),
+            Ok(Some(
+                json!({ "per_minute": 1, "burst": 2, "per_day": 12, "per_hour": 3 })
+            ))
+        );
+        // One of the two set: only it is shown.
+        let day_only = parse_overrides(&json!({ "join": { "per_day": 1000 } }))
+            .map(|o| Limits::default().with_overrides(&o));
+        assert_eq!(
+            day_only.map(|l| serde_json::to_value(l).ok()),
+            Ok(Some(json!({
+                "join": { "per_minute": 1, "burst": 2, "per_day": 1000 },
+                "manage": { "per_minute": 30, "burst": 10 },
+                "read": { "per_minute": 60, "burst": 20 },
+            })))
+        );
+        // Kept in the record without the unset ones, and read back the same.
+        let stored = parse_overrides(&json!({ "join": { "per_hour": 200 } }));
+        let text = stored
+            .as_ref()
+            .ok()
+            .and_then(|o| serde_json::to_string(o).ok());
+        assert_eq!(text.as_deref(), Some(r#"{"join":{"per_hour":200}}"#));
+        let back: Option<LimitOverrides> = text.and_then(|t| serde_json::from_str(&t).ok());
+        assert_eq!(back, stored.ok());
+        // A session call of an older Worker (no caps in its limits) still reads.
+        let old: Result<ClassLimit, _> = serde_json::from_str(r#"{"per_minute":4,"burst":4}"#);
+        assert_eq!(old.ok(), Some(ClassLimit::new(4, 4)));
     }
 
     #[test]
@@ -359,6 +405,31 @@ mod tests {
                 "limits.read.per_minute",
             ),
             (json!({ "read": { "rate": 5 } }), "limits.read.rate"),
+            (json!({ "join": { "per_day": 0 } }), "limits.join.per_day"),
+            (
+                json!({ "join": { "per_day": 1001 } }),
+                "limits.join.per_day",
+            ),
+            (json!({ "join": { "per_day": 2.5 } }), "limits.join.per_day"),
+            (json!({ "join": { "per_day": "5" } }), "limits.join.per_day"),
+            (json!({ "join": { "per_hour": 0 } }), "limits.join.per_hour"),
+            (
+                json!({ "join": { "per_hour": 201 } }),
+                "limits.join.per_hour",
+            ),
+            (
+                json!({ "join": { "per_hour": -1 } }),
+                "limits.join.per_hour",
+            ),
+            (json!({ "read": { "per_day": 5 } }), "limits.read.per_day"),
+            (
+                json!({ "manage": { "per_hour": 5 } }),
+                "limits.manage.per_hour",
+            ),
+            (
+                json!({ "manage": { "per_hour": null } }),
+                "limits.manage.per_hour",
+            ),
         ] {
             let error = parse_overrides(&body).err();
             assert_eq!(
@@ -367,5 +438,44 @@ mod tests {
                 "{body}"
             );
         }
+        for (body, ok) in [
+            (json!({ "join": { "per_day": 1, "per_hour": 1 } }), true),
+            (
+                json!({ "join": { "per_day": 1000, "per_hour": 200 } }),
+                true,
+            ),
+            (json!({ "join": { "per_day": null } }), true),
+        ] {
+            assert_eq!(parse_overrides(&body).is_ok(), ok, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_org_body_takes_no_join_caps() {
+        for (body, field) in [
+            (json!({ "limits": { "per_day": 5 } }), "limits.per_day"),
+            (json!({ "limits": { "per_hour": 5 } }), "limits.per_hour"),
+            (json!({ "limits": { "rate": 5 } }), "limits.rate"),
+        ] {
+            let map = body.as_object().cloned().unwrap_or_default();
+            assert_eq!(
+                parse_org_body(&map)
+                    .err()
+                    .and_then(|e| e.details.get("field").cloned()),
+                Some(json!(field)),
+                "{body}"
+            );
+        }
+        let map = json!({ "limits": { "per_minute": 5 } })
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            parse_org_body(&map),
+            Ok(Some(ClassOverride {
+                per_minute: Some(5),
+                ..ClassOverride::default()
+            }))
+        );
     }
 }

@@ -479,10 +479,7 @@ mod tests {
 
     #[test]
     fn refusals_spend_nothing_and_unreached_calls_are_refunded() {
-        let limit = ClassLimit {
-            per_minute: 1,
-            burst: 1,
-        };
+        let limit = ClassLimit::new(1, 1);
         let mut state = SessionState::default();
         let mut one = ask(Class::Join, 0);
         one.limit = limit;
@@ -514,7 +511,7 @@ mod tests {
         /// join-class call is admitted during a cooldown.
         #[test]
         fn buckets_and_cooldowns_hold(steps in proptest::collection::vec((0u8..6, 0i64..20_000, any::<bool>()), 1..200)) {
-            let limit = ClassLimit { per_minute: 4, burst: 4 };
+            let limit = ClassLimit::new(4, 4);
             let mut state = SessionState::default();
             let mut now = 0i64;
             let mut admitted_at: Vec<i64> = Vec::new();

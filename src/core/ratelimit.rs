@@ -98,10 +98,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const JOIN: ClassLimit = ClassLimit {
-        per_minute: 4,
-        burst: 4,
-    };
+    const JOIN: ClassLimit = ClassLimit::new(4, 4);
 
     #[test]
     fn a_full_bucket_allows_the_burst_then_refuses() {
@@ -145,13 +142,7 @@ mod tests {
 
     #[test]
     fn a_lowered_burst_caps_the_level() {
-        let big = Bucket::full(
-            ClassLimit {
-                per_minute: 4,
-                burst: 10,
-            },
-            0,
-        );
+        let big = Bucket::full(ClassLimit::new(4, 10), 0);
         assert_eq!(big.remaining(JOIN, 0), 4);
     }
 
@@ -170,7 +161,7 @@ mod tests {
         /// served, and so is the rounded-up Retry-After.
         #[test]
         fn retry_after_is_exact(per_minute in 1u32..=6000, burst in 1u32..=1000, level_tokens_milli in 0u64..1000, now in 0i64..1_000_000_000) {
-            let limit = ClassLimit { per_minute, burst };
+            let limit = ClassLimit::new(per_minute, burst);
             let bucket = Bucket { level: level_tokens_milli * UNITS_PER_TOKEN / 1000, updated_ms: now };
             match bucket.take(limit, now) {
                 Ok(_) => prop_assert!(bucket.level >= UNITS_PER_TOKEN),
@@ -186,7 +177,7 @@ mod tests {
         /// Over any schedule of attempts, admissions never exceed burst + rate × time.
         #[test]
         fn admissions_stay_within_the_limit(per_minute in 1u32..=600, burst in 1u32..=20, gaps in proptest::collection::vec(0i64..5_000, 1..200)) {
-            let limit = ClassLimit { per_minute, burst };
+            let limit = ClassLimit::new(per_minute, burst);
             let mut bucket = Bucket::full(limit, 0);
             let (mut now, mut admitted) = (0i64, 0u64);
             for gap in gaps {

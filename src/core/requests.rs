@@ -10,6 +10,7 @@ use super::ids::{GroupJid, IdError, MessageCode, OrgId, SessionId, UserJid};
 use super::invite::{parse_invite, InviteCode};
 use super::json::{present, reject_unknown, required_str, whole_number};
 use super::limits::{parse_overrides, LimitOverrides};
+use super::protection::settings::{parse_protection, Protection};
 use super::time::parse_rfc3339;
 use super::token::Capability;
 
@@ -320,10 +321,18 @@ pub struct SessionConfig {
     pub org: OrgId,
     pub limits: LimitOverrides,
     pub backend: Option<BackendInput>,
+    /// Section 13: as sent (left out or null: nothing set).
+    pub protection: Protection,
 }
 
-pub fn parse_session_config(body: &Map<String, Value>) -> Result<SessionConfig, ApiError> {
-    reject_unknown(body, &["org", "limits", "backend"], "")?;
+/// `PUT /v1/admin/sessions/{sid}`. `now_ms` dates `protection.number_since`;
+/// `known_timezone` is the runtime's `Intl` (`protection.timezone`).
+pub fn parse_session_config(
+    body: &Map<String, Value>,
+    now_ms: i64,
+    known_timezone: &dyn Fn(&str) -> bool,
+) -> Result<SessionConfig, ApiError> {
+    reject_unknown(body, &["org", "limits", "backend", "protection"], "")?;
     let org =
         OrgId::parse(required_str(body, "org")?).map_err(|e| ApiError::invalid("org", e.0))?;
     let limits = match present(body, "limits") {
@@ -331,10 +340,15 @@ pub fn parse_session_config(body: &Map<String, Value>) -> Result<SessionConfig, 
         Some(value) => parse_overrides(value)?,
     };
     let backend = parse_backend(body.get("backend"))?;
+    let protection = match present(body, "protection") {
+        None => Protection::default(),
+        Some(value) => parse_protection(value, now_ms, known_timezone)?,
+    };
     Ok(SessionConfig {
         org,
         limits,
         backend,
+        protection,
     })
 }
 
@@ -565,29 +579,94 @@ mod tests {
 
     #[test]
     fn session_config_bodies() {
-        assert!(parse_session_config(&map(json!({ "org": "acme" }))).is_ok());
+        assert!(parse_session_config(&map(json!({ "org": "acme" })), 0, &|_| true).is_ok());
         assert_eq!(
-            failure(parse_session_config(&map(json!({ "org": 1 })))),
+            failure(parse_session_config(&map(json!({ "org": 1 })), 0, &|_| {
+                true
+            })),
             invalid("org")
         );
         assert_eq!(
-            failure(parse_session_config(&map(
-                json!({ "org": "a", "limits": { "join": { "burst": 0 } } })
-            ))),
+            failure(parse_session_config(
+                &map(json!({ "org": "a", "limits": { "join": { "burst": 0 } } })),
+                0,
+                &|_| true
+            )),
             invalid("limits.join.burst")
         );
         assert_eq!(
-            failure(parse_session_config(&map(
-                json!({ "org": "a", "backend": { "kind": "nope", "url": "https://x.example" } })
-            ))),
+            failure(parse_session_config(
+                &map(
+                    json!({ "org": "a", "backend": { "kind": "nope", "url": "https://x.example" } })
+                ),
+                0,
+                &|_| true
+            )),
             invalid("backend.kind")
         );
-        let with_backend = parse_session_config(&map(
-            json!({ "org": "a", "backend": { "kind": "waha", "url": "https://x.example/" } }),
-        ));
+        let with_backend = parse_session_config(
+            &map(json!({ "org": "a", "backend": { "kind": "waha", "url": "https://x.example/" } })),
+            0,
+            &|_| true,
+        );
         assert_eq!(
             with_backend.map(|c| c.backend.map(|b| b.url)),
             Ok(Some("https://x.example".to_string()))
         );
+    }
+
+    #[test]
+    fn session_config_takes_protection_as_sent() {
+        use crate::core::protection::settings::WindowSetting;
+        // 2026-06-15T12:00:00Z.
+        let now_ms = 1_781_524_800_000;
+        let berlin_only = |zone: &str| zone == "Europe/Berlin";
+        let parsed = parse_session_config(
+            &map(
+                json!({ "org": "a", "protection": { "number_since": "2026-06-15", "timezone": "Europe/Berlin", "window": null } }),
+            ),
+            now_ms,
+            &berlin_only,
+        );
+        let protection = parsed.map(|c| c.protection);
+        assert_eq!(
+            protection.as_ref().map(|p| (
+                p.number_since.as_deref(),
+                p.timezone.as_deref(),
+                p.window
+            )),
+            Ok((
+                Some("2026-06-15"),
+                Some("Europe/Berlin"),
+                WindowSetting::Off
+            ))
+        );
+        for body in [
+            json!({ "org": "a" }),
+            json!({ "org": "a", "protection": null }),
+        ] {
+            assert_eq!(
+                parse_session_config(&map(body), now_ms, &berlin_only).map(|c| c.protection),
+                Ok(Protection::default())
+            );
+        }
+        for (protection, field) in [
+            (json!({ "timezone": "Europe/Paris" }), "protection.timezone"),
+            (
+                json!({ "number_since": "2026-06-16" }),
+                "protection.number_since",
+            ),
+            (json!({ "skip_warmup": true }), "protection.skip_warmup"),
+            (json!("on"), "protection"),
+        ] {
+            assert_eq!(
+                failure(parse_session_config(
+                    &map(json!({ "org": "a", "protection": protection })),
+                    now_ms,
+                    &berlin_only
+                )),
+                invalid(field)
+            );
+        }
     }
 }

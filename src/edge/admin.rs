@@ -155,15 +155,17 @@ pub async fn revoke_token(kv: &Kv, token_id: &str) -> Result<serde_json::Value, 
     Ok(json!({ "token_id": token_id, "revoked": true }))
 }
 
-/// The admin answer for a session record (PUT and GET): limits complete, the backend
-/// without its credential.
+/// The admin answer for a session record (PUT and GET): limits complete (the join caps
+/// only where set), the backend without its credential, `protection` as set (`{}`: nothing).
 fn session_view(env: &Env, sid: &str, record: &SessionRecord) -> Result<Value, ApiError> {
     let limits = config::settings(env)?.limits.with_overrides(&record.limits);
+    let protection = serde_json::to_value(&record.protection).map_err(|_| ApiError::internal())?;
     Ok(json!({
         "session_id": sid,
         "org": record.org,
         "limits": limits,
         "backend": record.backend.as_ref().map(StoredBackend::view),
+        "protection": protection,
     }))
 }
 
@@ -174,8 +176,9 @@ pub async fn put_session(
     kv: &Kv,
     sid: &str,
     body: &Map<String, Value>,
+    now_ms: i64,
 ) -> Result<Value, ApiError> {
-    let config = parse_session_config(body)?;
+    let config = parse_session_config(body, now_ms, &super::tz::is_known)?;
     let backend = match config.backend {
         None => None,
         Some(input) => {
@@ -205,6 +208,7 @@ pub async fn put_session(
         org: config.org.as_str().to_string(),
         limits: config.limits,
         backend,
+        protection: config.protection,
     };
     write(kv, &session_key(sid), &record).await?;
     session_view(env, sid, &record)

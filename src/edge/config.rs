@@ -12,6 +12,7 @@ use crate::core::backend::spec::validate_url;
 use crate::core::error::ApiError;
 use crate::core::jwt::{check_jwks_url, JwtConfig};
 use crate::core::limits::{ClassLimit, Limits};
+use crate::core::protection::settings::{JobIntervals, ProtectionConfig};
 
 pub const DEFAULT_BACKEND_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_QUEUE_MAX: usize = 16;
@@ -70,14 +71,29 @@ pub fn queue_max(env: &Env) -> Result<usize, ApiError> {
     })
 }
 
+/// A configuration error whose message names the var and what it must be.
+fn misconfigured_because(message: String) -> ApiError {
+    worker::console_error!(
+        "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
+        serde_json::Value::from(message)
+    );
+    ApiError::internal()
+}
+
 fn default_limits(env: &Env) -> Result<Limits, ApiError> {
-    Limits::from_vars(|name| var(env, name)).map_err(|message| {
-        worker::console_error!(
-            "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
-            serde_json::Value::from(message)
-        );
-        ApiError::internal()
-    })
+    Limits::from_vars(|name| var(env, name)).map_err(misconfigured_because)
+}
+
+/// Section 13's `[vars]`; `DEFAULT_TIMEZONE` must be a zone the runtime's `Intl` knows.
+fn protection(env: &Env) -> Result<ProtectionConfig, ApiError> {
+    let config =
+        ProtectionConfig::from_vars(|name| var(env, name)).map_err(misconfigured_because)?;
+    if !super::tz::is_known(&config.default_timezone) {
+        return Err(misconfigured_because(
+            "DEFAULT_TIMEZONE must be an IANA time zone name the runtime knows".into(),
+        ));
+    }
+    Ok(config)
 }
 
 /// `SESSION_BACKEND_URL`, checked like a session's `backend.url`; `None` (and one log line
@@ -145,8 +161,13 @@ pub struct Settings {
     pub credentials_key: Option<String>,
     /// Login tokens (issuer, audience, JWKS URL, claim names, roles); `None`: not set up.
     pub jwt: Option<JwtConfig>,
-    /// The default pace of join jobs, seconds between items.
+    /// The default pace of join jobs, seconds between items (`JOB_INTERVAL_S`).
     pub job_interval_s: u32,
+    /// The least `interval_s` a join job may ask (`JOB_MIN_INTERVAL_S`).
+    pub job_min_interval_s: u32,
+    /// Section 13's settings: tiers, window, pacing, cooldowns, look-backs.
+    #[allow(dead_code)] // Read by section 13's policy in the session object.
+    pub protection: ProtectionConfig,
     /// The base of the webhook retry schedule, seconds.
     pub webhook_retry_base_s: u64,
     /// How long after its deadline an unrecorded webhook attempt is made again, seconds.
@@ -165,6 +186,8 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
     if let Some(settings) = SETTINGS.with(|cell| cell.borrow().clone()) {
         return Ok(settings);
     }
+    let intervals =
+        JobIntervals::from_vars(|name| var(env, name)).map_err(misconfigured_because)?;
     let settings = Rc::new(Settings {
         limits: default_limits(env)?,
         backend_url: backend_url(env),
@@ -193,12 +216,9 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
             crate::core::webhooks::DEFAULT_STALE_S,
             |s| (1..=86_400).contains(s),
         )?,
-        job_interval_s: number(
-            env,
-            "JOB_INTERVAL_S",
-            crate::core::jobs::DEFAULT_INTERVAL_S,
-            |s| crate::core::jobs::INTERVAL_RANGE.contains(s),
-        )?,
+        job_interval_s: intervals.default_s,
+        job_min_interval_s: intervals.min_s,
+        protection: protection(env)?,
         jwt: jwt_config(env)?,
     });
     SETTINGS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&settings)));

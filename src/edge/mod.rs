@@ -11,6 +11,7 @@ pub mod org;
 mod reply;
 pub mod session;
 mod store;
+pub(crate) mod tz;
 mod worker;
 
 /// A JSON request body between our own parts, read as text and parsed with serde_json.

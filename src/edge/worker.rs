@@ -407,6 +407,7 @@ async fn job_route(
                 &parse_object_body(content_type.as_deref(), &body)?,
                 now / 1000,
                 settings.job_interval_s,
+                settings.job_min_interval_s,
             )?;
             JobAction::Submit {
                 job_id: format!("job_{}", hex(&admin::random_bytes::<8>()?)),
@@ -583,7 +584,7 @@ async fn admin_route(
             let sid = sid()?;
             let body = read_body(req, &route).await?;
             let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
-            let data = admin::put_session(env, &kv, sid.as_str(), &map).await?;
+            let data = admin::put_session(env, &kv, sid.as_str(), &map, now).await?;
             // The object learns its owner: another org's jobs and records end before this
             // answer (contract section 9).
             let assign = Assign {

@@ -315,6 +315,7 @@ impl OrgStore {
         Ok(rows.into_iter().next().map(|r| ClassOverride {
             per_minute: r.per_minute.and_then(|n| u32::try_from(n).ok()),
             burst: r.burst.and_then(|n| u32::try_from(n).ok()),
+            ..ClassOverride::default()
         }))
     }
 
