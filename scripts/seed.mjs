@@ -11,8 +11,16 @@ const admin = { Authorization: `Bearer ${adminToken}` };
 const call = (method, path, body) => callJson(method, `${base}${path}`, admin, body);
 
 const waited = await waitUntilUp(base);
-await call("PUT", "/v1/admin/sessions/demo", { org: "demo" });
-await call("PUT", "/v1/admin/sessions/demo-jobs", { org: "demo" });
+// The demo numbers have been in use for years, so their joins have the largest caps
+// (section 13); "demo-new" is a number of today: 5 joins a day (its hour cap raised, so
+// that the demo reaches the day cap at once).
+const OLD_NUMBER = { number_since: "2020-01-01" };
+await call("PUT", "/v1/admin/sessions/demo", { org: "demo", protection: OLD_NUMBER });
+await call("PUT", "/v1/admin/sessions/demo-jobs", { org: "demo", protection: OLD_NUMBER });
+await call("PUT", "/v1/admin/sessions/demo-new", {
+  org: "demo",
+  limits: { join: { per_minute: 60, burst: 10, per_hour: 10 } },
+});
 // The demo org's webhook: the local receiver verifies and prints every event.
 if (receiverUrl) {
   // Rotated on every run: local state is kept between runs, and only a new secret is shown.
@@ -31,6 +39,7 @@ for (const [kind, backend] of Object.entries(KIND_SESSIONS)) {
   await call("PUT", `/v1/admin/sessions/demo-${kind}`, {
     org: "demo",
     backend: { kind, url: `${simulatorUrl}/${kind}`, ...backend },
+    protection: OLD_NUMBER,
   });
 }
 const { token, token_id } = await call("POST", "/v1/admin/tokens", {
@@ -70,6 +79,15 @@ Reset the admin group's invite link, leave the open group, and look at the sessi
 curl -s -X POST ${base}/v1/sessions/demo/groups/${DEMO.admin.group_jid}/invite/reset -H 'Authorization: Bearer ${token}'
 curl -s -X POST ${base}/v1/sessions/demo/groups/${DEMO.open.group_jid}/leave -H 'Authorization: Bearer ${token}'
 curl -s ${base}/v1/sessions/demo -H 'Authorization: Bearer ${token}'
+
+A new number's day is short (account protection): demo-new may join 5 times in 24 hours;
+the sixth join answers 429 rate_limited with details.window "day" and the exact Retry-After,
+and its status shows the budget (protection.used_last_24h against protection.per_day):
+
+for i in 1 2 3 4 5 6; do curl -s -X POST ${base}/v1/sessions/demo-new/groups/join \
+  -H 'Authorization: Bearer ${token}' -H 'Content-Type: application/json' \
+  -d '{"invite":"${DEMO.open.code}"}'; echo; done
+curl -s ${base}/v1/sessions/demo-new -H 'Authorization: Bearer ${token}'
 
 Join three groups at a safe pace with a join job (5 s apart here; 60 s or more for a real
 account), then follow its progress item by item:

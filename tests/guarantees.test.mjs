@@ -47,7 +47,9 @@ describe("rate limits", () => {
     await app.session("headers", "acme");
     const res = await app.join("headers", token, open);
     assertEnvelope(res, { status: 200 });
-    assert.equal(res.headers.get("ratelimit-policy"), '"join";q=4;w=60');
+    // The join class lists its minute bucket, hour cap and day cap (section 13); RateLimit
+    // names the one nearest to refusing.
+    assert.equal(res.headers.get("ratelimit-policy"), '"join";q=4;w=60, "join-hour";q=200;w=3600, "join-day";q=1000;w=86400');
     assert.equal(res.headers.get("ratelimit"), '"join";r=3;t=15');
     const status = await app.request("GET", "/v1/sessions/headers", { token });
     assert.equal(status.headers.get("ratelimit-policy"), '"read";q=60;w=60');
@@ -83,7 +85,7 @@ describe("rate limits", () => {
     assertEnvelope(await app.join("limited-headers", token, open), { status: 200 });
     const res = await app.join("limited-headers", token, open);
     assertEnvelope(res, { status: 429, code: "rate_limited" });
-    assert.equal(res.headers.get("ratelimit-policy"), '"join";q=4;w=60');
+    assert.equal(res.headers.get("ratelimit-policy"), '"join";q=4;w=60, "join-hour";q=200;w=3600, "join-day";q=1000;w=86400');
     assert.match(res.headers.get("ratelimit"), /^"join";r=0;t=1[45]$/);
   });
 
@@ -344,6 +346,20 @@ describe("session status", () => {
       circuit: "closed",
       cooldown_until: null,
       backend_kind: "joingate",
+      protection: {
+        age_days: 0,
+        age_source: "unknown",
+        rewarm_until: null,
+        per_day: 1000,
+        per_hour: 200,
+        caps_source: "tier",
+        halved_until: null,
+        used_last_hour: 1,
+        used_last_24h: 1,
+        next_join_at: null,
+        window: null,
+        strikes_7d: 0,
+      },
     });
   });
 

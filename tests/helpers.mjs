@@ -28,6 +28,12 @@ export const TEST_PACE = {
   JOB_INTERVAL_S: "20",
   JOB_WINDOW: "off",
   JOB_BREAK_S: "0-0",
+  // Section 13's caps and cooldowns out of the way (tests/protection.test.mjs sets its own):
+  // the largest caps there are, and a strike's rest shorter than the simulator's
+  // Retry-After, which then wins as it did before; a restriction without a stated end, 24 h.
+  PROTECTION_TIERS: JSON.stringify([{ from_days: 0, per_day: 1000, per_hour: 200 }]),
+  COOLDOWN_S: "1,1,1",
+  RESTRICTED_COOLDOWN_S: "86400",
 };
 
 /**

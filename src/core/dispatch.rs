@@ -37,6 +37,13 @@ pub struct SessionCall {
     pub idempotency: Option<IdempotencyRef>,
     /// Which operation, by name only (`Op::name`): the events and the status answer.
     pub operation: String,
+    /// The session's account protection (section 13), as its record holds it.
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub protection: Protection,
+}
+
+fn is_unset(protection: &Protection) -> bool {
+    *protection == Protection::default()
 }
 
 /// The secret part of a client call, in the body of the object's request.
@@ -101,8 +108,10 @@ pub struct JobCall {
     pub org: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_wait_s: Option<u64>,
-    /// The session's join limit, for the estimates.
-    pub join_per_minute: u32,
+    /// The session's effective limits and protection, for the holds and estimates.
+    pub limits: Limits,
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub protection: Protection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<IdempotencyRef>,
     pub action: JobAction,

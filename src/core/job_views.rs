@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::backend::Op;
 use super::jobs::{code_of, Book, Job, JobStatus};
+use super::protection::WaitReason;
 use super::time::format_rfc3339;
 
 /// Counts of a job's items.
@@ -29,21 +30,38 @@ pub fn shown_invite(op: &Op) -> String {
 }
 
 /// Where a job stands right now, for its answer.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Standing {
     pub next_attempt_ms: Option<i64>,
     pub estimated_completion_ms: Option<i64>,
     pub cooling_down: bool,
+    /// A cap or the window holds the session's items (section 13).
+    pub waiting: Option<WaitReason>,
+}
+
+/// What holds the session's items besides their pace: a WhatsApp cooldown, and a cap or
+/// the window (with when it lets the next item go).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Holds {
+    pub cooldown_until: Option<i64>,
+    pub wait: Option<(i64, WaitReason)>,
+}
+
+impl Holds {
+    /// Nothing of the session's jobs runs before this.
+    pub fn until(&self) -> Option<i64> {
+        self.cooldown_until.max(self.wait.map(|(at, _)| at))
+    }
 }
 
 /// A job's answer (contract section 10); `items` only when asked.
 pub fn job_view(sid: &str, job: &Job, standing: Standing, with_items: bool) -> Value {
-    let status =
-        if standing.cooling_down && matches!(job.status, JobStatus::Queued | JobStatus::Running) {
-            "cooling_down"
-        } else {
-            job.status.as_str()
-        };
+    let active = matches!(job.status, JobStatus::Queued | JobStatus::Running);
+    let status = match (active, standing.cooling_down, standing.waiting) {
+        (true, true, _) => "cooling_down",
+        (true, false, Some(_)) => "waiting",
+        _ => job.status.as_str(),
+    };
     let mut view = json!({
         "job_id": job.id,
         "session_id": sid,
@@ -61,6 +79,9 @@ pub fn job_view(sid: &str, job: &Job, standing: Standing, with_items: bool) -> V
     }
     if let Some(reason) = &job.cancel_reason {
         view["cancel_reason"] = Value::from(reason.as_str());
+    }
+    if let (true, false, Some(reason)) = (active, standing.cooling_down, standing.waiting) {
+        view["wait_reason"] = Value::from(reason.as_str());
     }
     if !job.status.is_finished() {
         if let Some(at) = standing.next_attempt_ms {
@@ -98,33 +119,37 @@ pub fn job_view(sid: &str, job: &Job, standing: Standing, with_items: bool) -> V
     view
 }
 
-/// The standing of every job of the book (for answers), given the session's cooldown.
+/// The standing of every job of the book (for answers): the next attempt of each, and its
+/// estimated completion, chained after the jobs before it. `estimate(start, interval_s,
+/// items)` is when that many items, starting then, end under the session's caps, window
+/// and pace (section 13's `estimate_end`).
 pub fn standings(
     book: &Book,
     now_ms: i64,
-    cooldown_until: Option<i64>,
-    join_per_minute: u32,
+    holds: &Holds,
+    estimate: &dyn Fn(i64, u32, u32) -> i64,
 ) -> Vec<Standing> {
-    let estimates = book.estimates(now_ms, cooldown_until, join_per_minute);
-    let cooling = cooldown_until.is_some_and(|until| until > now_ms);
+    let cooling = holds.cooldown_until.is_some_and(|until| until > now_ms);
+    let held = holds.until().unwrap_or(i64::MIN);
+    let mut at = now_ms.max(book.next_item_ms).max(held);
     book.jobs
         .iter()
-        .zip(estimates)
-        .map(|(job, estimate)| {
-            let next = job
-                .pending()
-                .next()
-                .filter(|_| job.is_runnable())
-                .map(|item| {
-                    item.not_before_ms
-                        .max(book.next_item_ms)
-                        .max(cooldown_until.unwrap_or(i64::MIN))
-                        .max(now_ms)
-                });
+        .map(|job| {
+            let head = job.pending().next().filter(|_| job.is_runnable());
+            let next = head.map(|item| item.not_before_ms.max(at));
+            let estimated = next.filter(|_| job.counts.pending > 0).map(|start| {
+                let end = estimate(start, job.interval_s, job.counts.pending);
+                at = end + i64::from(job.interval_s) * 1000;
+                end
+            });
             Standing {
                 next_attempt_ms: next,
-                estimated_completion_ms: estimate,
+                estimated_completion_ms: estimated,
                 cooling_down: cooling,
+                waiting: holds
+                    .wait
+                    .filter(|_| head.is_some())
+                    .map(|(_, reason)| reason),
             }
         })
         .collect()

@@ -6,8 +6,9 @@
 //!
 //! Invariants:
 //! - One item at a time per session, jobs oldest first, items in submission order.
-//! - Between two items of the session's jobs passes the job's `interval_s` with ±25% jitter,
-//!   and never less than the join bucket allows (waiting for a token is no attempt).
+//! - Between two items of the session's jobs passes what the caller's pace names (section
+//!   13: 1×–2× `interval_s`, breaks, the spread rule), and never less than the join bucket
+//!   and caps allow (waiting for a token or a cap is no attempt).
 //! - Every item ends in exactly one final state; a finished item is never run again.
 //! - During a cooldown no item runs.
 //! - An attempt is counted before its backend call (`begin_attempt`), so an item whose
@@ -248,6 +249,9 @@ impl ItemStatus {
 
 pub const PAUSE_REQUESTED: &str = "requested";
 pub const PAUSE_NOT_CONNECTED: &str = "session_not_connected";
+pub const PAUSE_BAD_INVITES: &str = "bad_invites";
+/// Items in a row that end invalid, revoked or not found before a job pauses itself.
+pub const BAD_INVITE_STREAK: u32 = 5;
 pub const CANCEL_REQUESTED: &str = "requested";
 pub const CANCEL_REASSIGNED: &str = "session_reassigned";
 
@@ -326,6 +330,8 @@ pub struct Job {
     pub cancel_reason: Option<String>,
     /// Consecutive checks that found the session not connected.
     pub checks: u32,
+    /// Items in a row that ended `invite_invalid`, `invite_revoked` or `group_not_found`.
+    pub bad_streak: u32,
     pub created_ms: i64,
     pub updated_ms: i64,
     pub finished_ms: Option<i64>,
@@ -361,6 +367,7 @@ impl Job {
             cancel_reason: None,
             counts: Counts::of(items.iter().map(|i| &i.status)),
             checks: 0,
+            bad_streak: 0,
             created_ms: now_ms,
             updated_ms: now_ms,
             finished_ms: None,
@@ -377,7 +384,10 @@ impl Job {
     /// Whether the scheduler may pick it: unfinished and not paused on request.
     pub(crate) fn is_runnable(&self) -> bool {
         let paused_on_request = self.status == JobStatus::Paused
-            && self.pause_reason.as_deref() == Some(PAUSE_REQUESTED);
+            && matches!(
+                self.pause_reason.as_deref(),
+                Some(PAUSE_REQUESTED | PAUSE_BAD_INVITES)
+            );
         !(self.status.is_finished() || paused_on_request)
     }
 
@@ -411,6 +421,7 @@ impl Job {
             };
             self.pause_reason = None;
             self.checks = 0;
+            self.bad_streak = 0;
             for item in self
                 .items
                 .iter_mut()
@@ -479,14 +490,6 @@ pub struct Book {
     pub jobs: Vec<Job>,
     /// No item of the session's jobs starts before this time.
     pub next_item_ms: i64,
-}
-
-/// The gap after an item of a job with `interval_s`: ±25% jitter from `random` (any u32).
-pub fn paced_gap_ms(interval_s: u32, random: u32) -> i64 {
-    let base = i64::from(interval_s) * 1000;
-    // 0.75 to 1.25 of the interval, in thousandths.
-    let factor = 750 + i64::from(random % 501);
-    base * factor / 1000
 }
 
 /// The retry wait after `attempts` transient failures: 10 s doubled each time.
@@ -632,6 +635,7 @@ impl Book {
 
     /// Records what an item's attempt gave (counted by `begin_attempt`, but for an outcome
     /// decided without a call), and paces the session's next item.
+    /// `next_item_ms` is the pace the caller drew for the session's next item (section 13).
     pub fn record(
         &mut self,
         job: usize,
@@ -639,13 +643,13 @@ impl Book {
         outcome: Outcome,
         cooldown_until: Option<i64>,
         now_ms: i64,
-        random: u32,
+        next_item_ms: i64,
     ) -> Recorded {
         let mut recorded = Recorded::default();
         let Some(job_ref) = self.jobs.get_mut(job) else {
             return recorded;
         };
-        self.next_item_ms = now_ms + paced_gap_ms(job_ref.interval_s, random);
+        self.next_item_ms = next_item_ms;
         let definite = match &outcome {
             Outcome::Done(_) => true,
             Outcome::Failed(error) => is_definite(error.code),
@@ -687,7 +691,17 @@ impl Book {
                     job_ref.status = JobStatus::Running;
                     job_ref.pause_reason = None;
                 }
+                // WhatsApp counts failed attempts against the account: a list of bad
+                // invites stops the job until someone resumes it.
+                let bad = matches!(&outcome, Outcome::Failed(e) if matches!(e.code,
+                    ErrorCode::InviteInvalid | ErrorCode::InviteRevoked | ErrorCode::GroupNotFound));
+                job_ref.bad_streak = if bad { job_ref.bad_streak + 1 } else { 0 };
                 apply_final(entry, counts, outcome, now_ms);
+                if job_ref.bad_streak >= BAD_INVITE_STREAK && counts.pending > 0 {
+                    job_ref.status = JobStatus::Paused;
+                    job_ref.pause_reason = Some(PAUSE_BAD_INVITES.into());
+                    recorded.paused = true;
+                }
             }
             Outcome::Done(_) => {}
             Outcome::Failed(error) => match error.code {
@@ -720,44 +734,13 @@ impl Book {
         recorded.completed = job_ref.finish_if_done(now_ms);
         recorded
     }
-
-    /// `estimated_completion_at` of each job: its pending items at the session's pace after
-    /// those of the jobs before it, from the next possible start.
-    pub fn estimates(
-        &self,
-        now_ms: i64,
-        cooldown_until: Option<i64>,
-        join_per_minute: u32,
-    ) -> Vec<Option<i64>> {
-        let bucket_gap = 60_000 / i64::from(join_per_minute.max(1));
-        let mut at = now_ms
-            .max(self.next_item_ms)
-            .max(cooldown_until.unwrap_or(i64::MIN));
-        let mut first = true;
-        self.jobs
-            .iter()
-            .map(|job| {
-                if !job.is_runnable() || job.counts.pending == 0 {
-                    return None;
-                }
-                let gap = (i64::from(job.interval_s) * 1000).max(bucket_gap);
-                if !first {
-                    at += gap;
-                }
-                first = false;
-                if let Some(head) = job.pending().next() {
-                    at = at.max(head.not_before_ms);
-                }
-                at += gap * i64::from(job.counts.pending - 1);
-                Some(at)
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::job_views::Holds;
+    use crate::core::protection::WaitReason;
     use proptest::prelude::*;
 
     const CODE: &str = "AbCdEfGhIjKlMnOpQrStUv";
@@ -943,7 +926,9 @@ mod tests {
         random: u32,
     ) -> Recorded {
         assert!(book.begin_attempt(job, item));
-        book.record(job, item, outcome, cooldown_until, now_ms, random)
+        let interval_s = book.jobs[job].interval_s;
+        let next = crate::core::protection::next_item_after(interval_s, None, None, now_ms, random);
+        book.record(job, item, outcome, cooldown_until, now_ms, next)
     }
 
     fn done(status: &str) -> Outcome {
@@ -955,12 +940,12 @@ mod tests {
         let mut book = book(3, 20);
         assert_eq!(book.next(0, None), Next::Run { job: 0, item: 0 });
         run(&mut book, 0, 0, done("joined"), None, 0, 0);
-        // 0.75 x 20 s at the lowest jitter.
-        assert_eq!(book.next(1, None), Next::At(15_000));
-        assert_eq!(book.next(15_000, None), Next::Run { job: 0, item: 1 });
-        run(&mut book, 0, 1, done("pending_approval"), None, 15_000, 500);
-        assert_eq!(book.next(15_001, None), Next::At(40_000));
-        let recorded = run(&mut book, 0, 2, done("already_member"), None, 40_000, 250);
+        // 1 x 20 s at the lowest draw.
+        assert_eq!(book.next(1, None), Next::At(20_000));
+        assert_eq!(book.next(20_000, None), Next::Run { job: 0, item: 1 });
+        run(&mut book, 0, 1, done("pending_approval"), None, 20_000, 500);
+        assert_eq!(book.next(20_001, None), Next::At(50_000), "1.5 x 20 s");
+        let recorded = run(&mut book, 0, 2, done("already_member"), None, 50_000, 250);
         assert!(recorded.completed);
         assert_eq!(book.jobs[0].status, JobStatus::Completed);
         assert_eq!(book.next(100_000, None), Next::Idle);
@@ -1108,7 +1093,7 @@ mod tests {
             assert!(book.begin_attempt(0, 0));
         }
         assert!(!book.begin_attempt(0, 0), "no sixth call");
-        let recorded = book.record(0, 0, Outcome::Failed(interrupted()), None, 1, 0);
+        let recorded = book.record(0, 0, Outcome::Failed(interrupted()), None, 1, 1);
         assert!(!recorded.completed);
         let entry = &book.jobs[0].items[0];
         assert_eq!(entry.status, ItemStatus::Failed);
@@ -1155,18 +1140,93 @@ mod tests {
     #[test]
     fn views_hide_codes_and_estimate_completion() {
         let book = book(3, 20);
-        let standing = standings(&book, 0, None, 4);
+        // An estimate that takes 20 s an item.
+        let estimate = |start: i64, interval_s: u32, items: u32| {
+            start + i64::from(interval_s) * 1000 * i64::from(items - 1)
+        };
+        let standing = standings(&book, 0, &Holds::default(), &estimate);
         assert_eq!(standing[0].estimated_completion_ms, Some(40_000));
         let view = job_view("s1", &book.jobs[0], standing[0], true);
         assert_eq!(view["items"][0]["invite"], json!("AbCd…"));
         assert!(!view.to_string().contains(CODE));
         assert_eq!(view["status"], json!("queued"));
-        let cooling = standings(&book, 0, Some(100_000), 4);
+        let cooling = Holds {
+            cooldown_until: Some(100_000),
+            wait: None,
+        };
+        let cooling = standings(&book, 0, &cooling, &estimate);
         assert_eq!(
             job_view("s1", &book.jobs[0], cooling[0], false)["status"],
             json!("cooling_down")
         );
         assert_eq!(cooling[0].next_attempt_ms, Some(100_000));
+        let capped = Holds {
+            cooldown_until: None,
+            wait: Some((200_000, WaitReason::DayCap)),
+        };
+        let waiting = standings(&book, 0, &capped, &estimate);
+        let view = job_view("s1", &book.jobs[0], waiting[0], false);
+        assert_eq!(view["status"], json!("waiting"));
+        assert_eq!(view["wait_reason"], json!("day_cap"));
+        assert_eq!(waiting[0].next_attempt_ms, Some(200_000));
+    }
+
+    #[test]
+    fn five_bad_invites_in_a_row_pause_the_job_until_it_is_resumed() {
+        let mut book = book(8, 5);
+        let bad = [
+            ErrorCode::InviteInvalid,
+            ErrorCode::InviteRevoked,
+            ErrorCode::GroupNotFound,
+        ];
+        // A good one in between starts the count again.
+        run(
+            &mut book,
+            0,
+            0,
+            Outcome::Failed(ApiError::new(bad[0])),
+            None,
+            0,
+            0,
+        );
+        run(&mut book, 0, 1, done("joined"), None, 1, 0);
+        for i in 2..6 {
+            let recorded = run(
+                &mut book,
+                0,
+                i,
+                Outcome::Failed(ApiError::new(bad[i % 3])),
+                None,
+                2,
+                0,
+            );
+            assert!(!recorded.paused);
+        }
+        let recorded = run(
+            &mut book,
+            0,
+            6,
+            Outcome::Failed(ApiError::new(bad[0])),
+            None,
+            3,
+            0,
+        );
+        assert!(recorded.paused);
+        assert_eq!(
+            book.jobs[0].pause_reason.as_deref(),
+            Some(PAUSE_BAD_INVITES)
+        );
+        assert_eq!(
+            book.next(i64::MAX / 2, None),
+            Next::Idle,
+            "only resume goes on"
+        );
+        assert!(book.jobs[0].resume(10).is_ok());
+        assert_eq!(book.jobs[0].bad_streak, 0);
+        assert!(matches!(
+            book.next(i64::MAX / 2, None),
+            Next::Run { item: 7, .. }
+        ));
     }
 
     proptest! {
@@ -1197,7 +1257,7 @@ mod tests {
                 };
                 prop_assert!(cooldown.is_none_or(|c| c <= now), "ran during a cooldown");
                 if let Some(last) = last_run {
-                    prop_assert!(now - last >= i64::from(interval_s) * 750, "too close: {} ms", now - last);
+                    prop_assert!(now - last >= i64::from(interval_s) * 1000, "too close: {} ms", now - last);
                 }
                 if let Some(&(pj, pi)) = order.last() {
                     prop_assert!((job, item) >= (pj, pi), "out of order");

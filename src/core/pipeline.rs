@@ -9,8 +9,12 @@
 //!   a half-open probe slot given back.
 //! - A token is spent on admission and refunded only when no request reached the backend.
 //! - During a cooldown no call of the join class (join, leave) is admitted.
-//! - A WhatsApp 429 on a join-class call starts a cooldown until the backend's `Retry-After`
-//!   (else 15 minutes); an account restriction (463) starts one of 24 hours.
+//! - A `join`-class call is admitted only under the hour and day caps of section 13 (the
+//!   caller asks `protection::check`); refused by both the bucket and a cap, the longest
+//!   wait is named.
+//! - A WhatsApp 429 on a join-class call is a strike and starts its cooldown (1 h, 24 h,
+//!   72 h by default, or the backend's longer `Retry-After`); an account restriction (463)
+//!   starts one until the end the server states (plus a margin), else 72 hours.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,13 +23,11 @@ use super::backend::Exchanged;
 use super::breaker::{Admission, Breaker};
 use super::error::{ApiError, ErrorCode};
 use super::limits::{Class, ClassLimit};
+use super::protection::settings::ProtectionConfig;
+use super::protection::{restriction_end_ms, strike_cooldown_ms, CapWindow, Ledger};
 use super::ratelimit::Bucket;
 use super::time::format_rfc3339;
 
-/// A cooldown started by a WhatsApp 429 without `Retry-After`.
-pub const DEFAULT_COOLDOWN_MS: i64 = 15 * 60 * 1000;
-/// A cooldown started by an account restriction (WhatsApp 463).
-pub const RESTRICTED_COOLDOWN_MS: i64 = 24 * 60 * 60 * 1000;
 /// The WhatsApp code of an account restriction (`account_reachout_restricted`).
 pub const RESTRICTED_WA_CODE: i64 = 463;
 
@@ -57,6 +59,17 @@ impl CooldownReason {
 pub struct Cooldown {
     pub until_ms: i64,
     pub reason: CooldownReason,
+    /// The strike a WhatsApp 429 was (1, 2 or 3); none for a restriction. For the event.
+    pub strike: Option<u8>,
+}
+
+/// What settling a `join`-class call needs of section 13: the settings, the session's
+/// ledger (a 429 is recorded as a strike, a restriction's end for the warm-up), and the
+/// restriction's end as the server stated it in the same turn, if it did.
+pub struct PushBack<'a> {
+    pub config: &'a ProtectionConfig,
+    pub ledger: &'a mut Ledger,
+    pub stated_restriction_end_ms: Option<i64>,
 }
 
 /// Everything durable the pipeline decides on, for one session.
@@ -86,6 +99,8 @@ pub struct Ask {
     pub now_ms: i64,
     /// How long a half-open probe may be out before another call may probe.
     pub probe_timeout_ms: i64,
+    /// A `join`-class call over a cap of section 13: which one, and when it has room.
+    pub cap: Option<(CapWindow, i64)>,
 }
 
 /// A call let through to the queue.
@@ -109,6 +124,11 @@ pub enum Refusal {
     Bucket {
         wait_ms: u64,
     },
+    /// A cap of section 13 (hour or day) has no room before `until_ms`.
+    Cap {
+        window: CapWindow,
+        until_ms: i64,
+    },
 }
 
 impl Refusal {
@@ -120,8 +140,16 @@ impl Refusal {
             Self::CoolingDown(cooldown) => cooldown.until_ms,
             Self::OrgLimited { retry_after_s } => after(retry_after_s.saturating_mul(1000)),
             Self::Bucket { wait_ms } => after(*wait_ms),
+            Self::Cap { until_ms, .. } => *until_ms,
         }
     }
+}
+
+/// Whether an exchange met an account restriction (WhatsApp 463), so that the same turn
+/// may ask the server when it ends.
+pub fn met_restriction(exchanged: &Exchanged) -> bool {
+    matches!(&exchanged.result, Err(error)
+        if error.details.get("wa_code").and_then(Value::as_i64) == Some(RESTRICTED_WA_CODE))
 }
 
 /// Whole seconds, rounded up, at least 1.
@@ -176,18 +204,31 @@ impl SessionState {
         if let Some(retry_after_s) = ask.org_wait_s {
             return refused(self, Refusal::OrgLimited { retry_after_s });
         }
-        match self
+        let taken = self
             .bucket(ask.class, ask.limit, ask.now_ms)
-            .take(ask.limit, ask.now_ms)
-        {
-            Ok(spent) => {
+            .take(ask.limit, ask.now_ms);
+        let cap = ask
+            .cap
+            .map(|(window, until_ms)| Refusal::Cap { window, until_ms });
+        match (taken, cap) {
+            (Ok(spent), None) => {
                 self.set_bucket(ask.class, spent);
                 Ok(Admitted {
                     class: ask.class,
                     probe,
                 })
             }
-            Err(wait_ms) => refused(self, Refusal::Bucket { wait_ms }),
+            (Ok(_), Some(cap)) => refused(self, cap),
+            (Err(wait_ms), None) => refused(self, Refusal::Bucket { wait_ms }),
+            // Both refuse: the one with the longest wait.
+            (Err(wait_ms), Some(cap)) => {
+                let bucket_at = Refusal::Bucket { wait_ms }.retry_at_ms(ask.now_ms);
+                if cap.retry_at_ms(ask.now_ms) >= bucket_at {
+                    refused(self, cap)
+                } else {
+                    refused(self, Refusal::Bucket { wait_ms })
+                }
+            }
         }
     }
 
@@ -238,15 +279,16 @@ impl SessionState {
     }
 
     /// Settles an exchange: the breaker counts it, a call that reached nothing gets its
-    /// token back, and a WhatsApp 429 or restriction on a join-class call starts a cooldown.
-    /// Returns the call's final result (a restriction becomes `session_cooling_down`) and the
-    /// cooldown it started, if any.
+    /// token back, and a WhatsApp 429 or restriction on a join-class call starts a cooldown
+    /// (section 13's lengths). Returns the call's final result (a restriction becomes
+    /// `session_cooling_down`) and the cooldown it started or lengthened, if any.
     pub fn settle(
         &mut self,
         admitted: Admitted,
         limit: ClassLimit,
         exchanged: Exchanged,
         now_ms: i64,
+        push: PushBack<'_>,
     ) -> (Result<Value, ApiError>, Option<Cooldown>) {
         self.breaker.record(exchanged.transport_failed, now_ms);
         if !exchanged.reached {
@@ -263,22 +305,31 @@ impl SessionState {
         let wa_code = error.details.get("wa_code").and_then(Value::as_i64);
         let cooldown = match (error.code, wa_code) {
             (ErrorCode::UpstreamRateLimited, _) => {
-                let wait_ms = error
+                let strike = push.ledger.strike(push.config, now_ms);
+                let backend_ms = error
                     .retry_after_s
-                    .map_or(DEFAULT_COOLDOWN_MS, |s| {
-                        i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
-                    })
-                    // A backend that names more than a restriction's 24 hours is not believed.
-                    .min(RESTRICTED_COOLDOWN_MS);
+                    .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
                 Cooldown {
-                    until_ms: now_ms.saturating_add(wait_ms),
+                    until_ms: now_ms.saturating_add(strike_cooldown_ms(
+                        push.config,
+                        strike,
+                        backend_ms,
+                    )),
                     reason: CooldownReason::RateOverlimit,
+                    strike: Some(strike),
                 }
             }
-            (_, Some(RESTRICTED_WA_CODE)) => Cooldown {
-                until_ms: now_ms.saturating_add(RESTRICTED_COOLDOWN_MS),
-                reason: CooldownReason::Restricted,
-            },
+            (_, Some(RESTRICTED_WA_CODE)) => {
+                let until_ms =
+                    restriction_end_ms(push.config, push.stated_restriction_end_ms, now_ms);
+                // The warm-up follows the latest restriction's end.
+                push.ledger.restricted_until = push.ledger.restricted_until.max(Some(until_ms));
+                Cooldown {
+                    until_ms,
+                    reason: CooldownReason::Restricted,
+                    strike: None,
+                }
+            }
             _ => return (result, None),
         };
         // A cooldown never shortens one already in force; only a new or longer one is news.
@@ -289,13 +340,39 @@ impl SessionState {
         self.cooldown = Some(cooldown);
         if cooldown.reason == CooldownReason::Restricted && wa_code == Some(RESTRICTED_WA_CODE) {
             result = Err(cooling_down_error(cooldown, now_ms)
-                .with_message("WhatsApp restricted this account; no join or leave for 24 hours.")
+                .with_message("WhatsApp restricted this account; no join or leave until the restriction ends.")
                 .with_detail("wa_code", RESTRICTED_WA_CODE));
         } else if let Err(error) = &mut result {
             // The answer that started it stays upstream_rate_limited, and says how long.
             error.retry_after_s = Some(seconds_until(now_ms, cooldown.until_ms));
         }
         (result, news.then_some(cooldown))
+    }
+
+    /// A status read that shows a later restriction end lengthens a running restriction
+    /// cooldown; it never starts or shortens one. True when it changed.
+    pub fn extend_restriction(
+        &mut self,
+        stated_end_ms: i64,
+        push: PushBack<'_>,
+        now_ms: i64,
+    ) -> bool {
+        let Some(current) = self
+            .cooldown_at(now_ms)
+            .filter(|c| c.reason == CooldownReason::Restricted)
+        else {
+            return false;
+        };
+        let until_ms = restriction_end_ms(push.config, Some(stated_end_ms), now_ms);
+        if until_ms <= current.until_ms {
+            return false;
+        }
+        self.cooldown = Some(Cooldown {
+            until_ms,
+            ..current
+        });
+        push.ledger.restricted_until = push.ledger.restricted_until.max(Some(until_ms));
+        true
     }
 }
 
@@ -315,7 +392,29 @@ mod tests {
             org_wait_s: None,
             now_ms,
             probe_timeout_ms: 15_000,
+            cap: None,
         }
+    }
+
+    const STRIKE_1_MS: i64 = 3_600_000;
+    const RESTRICTED_MS: i64 = 72 * 3_600_000;
+
+    /// Settles with section 13's defaults and a ledger of its own.
+    fn settle(
+        state: &mut SessionState,
+        admitted: Admitted,
+        limit: ClassLimit,
+        exchanged: Exchanged,
+        now_ms: i64,
+    ) -> (Result<Value, ApiError>, Option<Cooldown>) {
+        let config = ProtectionConfig::default();
+        let mut ledger = Ledger::default();
+        let push = PushBack {
+            config: &config,
+            ledger: &mut ledger,
+            stated_restriction_end_ms: None,
+        };
+        state.settle(admitted, limit, exchanged, now_ms, push)
     }
 
     #[test]
@@ -379,45 +478,50 @@ mod tests {
         let admitted = state
             .admit(&ask(Class::Join, 0))
             .unwrap_or_else(|r| panic!("{r:?}"));
-        let (result, cooldown) = state.settle(
+        let (result, cooldown) = settle(
+            &mut state,
             admitted,
             limit,
             whatsapp(ErrorCode::UpstreamRateLimited, 429, None),
             0,
         );
-        assert_eq!(cooldown.map(|c| c.until_ms), Some(DEFAULT_COOLDOWN_MS));
-        assert_eq!(result.err().and_then(|e| e.retry_after_s), Some(900));
+        assert_eq!(cooldown.map(|c| c.until_ms), Some(STRIKE_1_MS));
+        assert_eq!(cooldown.and_then(|c| c.strike), Some(1));
+        assert_eq!(result.err().and_then(|e| e.retry_after_s), Some(3600));
         assert_eq!(
             state.admit(&ask(Class::Join, 1000)),
             Err(Refusal::CoolingDown(Cooldown {
-                until_ms: DEFAULT_COOLDOWN_MS,
-                reason: CooldownReason::RateOverlimit
+                until_ms: STRIKE_1_MS,
+                reason: CooldownReason::RateOverlimit,
+                strike: Some(1),
             }))
         );
         assert!(state.admit(&ask(Class::Read, 1000)).is_ok());
-        assert!(state.admit(&ask(Class::Join, DEFAULT_COOLDOWN_MS)).is_ok());
-        // The backend's Retry-After sets the length.
+        assert!(state.admit(&ask(Class::Join, STRIKE_1_MS)).is_ok());
+        // A backend Retry-After longer than the strike's cooldown wins; a shorter one not.
         let mut state = SessionState::default();
         let admitted = state
             .admit(&ask(Class::Join, 0))
             .unwrap_or_else(|r| panic!("{r:?}"));
-        let (_, cooldown) = state.settle(
+        let (_, cooldown) = settle(
+            &mut state,
             admitted,
             limit,
-            whatsapp(ErrorCode::UpstreamRateLimited, 429, Some(30)),
+            whatsapp(ErrorCode::UpstreamRateLimited, 429, Some(7200)),
             0,
         );
-        assert_eq!(cooldown.map(|c| c.until_ms), Some(30_000));
+        assert_eq!(cooldown.map(|c| c.until_ms), Some(7_200_000));
     }
 
     #[test]
-    fn a_restriction_is_24_hours_and_answers_session_cooling_down() {
+    fn a_restriction_without_a_stated_end_is_72_hours_and_answers_session_cooling_down() {
         let mut state = SessionState::default();
         let limit = Limits::default().join;
         let admitted = state
             .admit(&ask(Class::Join, 0))
             .unwrap_or_else(|r| panic!("{r:?}"));
-        let (result, cooldown) = state.settle(
+        let (result, cooldown) = settle(
+            &mut state,
             admitted,
             limit,
             whatsapp(ErrorCode::BackendError, 463, None),
@@ -426,8 +530,9 @@ mod tests {
         assert_eq!(
             cooldown,
             Some(Cooldown {
-                until_ms: RESTRICTED_COOLDOWN_MS,
-                reason: CooldownReason::Restricted
+                until_ms: RESTRICTED_MS,
+                reason: CooldownReason::Restricted,
+                strike: None,
             })
         );
         let error = result.err();
@@ -443,22 +548,100 @@ mod tests {
             error.as_ref().map(|e| e.details["reason"].clone()),
             Some(json!("restricted"))
         );
-        assert_eq!(error.and_then(|e| e.retry_after_s), Some(86_400));
+        assert_eq!(error.and_then(|e| e.retry_after_s), Some(259_200));
         // A shorter cooldown never replaces it.
         let admitted = Admitted {
             class: Class::Join,
             probe: false,
         };
-        let _ = state.settle(
+        let _ = settle(
+            &mut state,
             admitted,
             limit,
             whatsapp(ErrorCode::UpstreamRateLimited, 429, Some(5)),
             10,
         );
-        assert_eq!(
-            state.cooldown.map(|c| c.until_ms),
-            Some(RESTRICTED_COOLDOWN_MS)
+        assert_eq!(state.cooldown.map(|c| c.until_ms), Some(RESTRICTED_MS));
+    }
+
+    #[test]
+    fn a_restriction_waits_for_the_stated_end_and_a_later_read_only_lengthens_it() {
+        let config = ProtectionConfig::default();
+        let mut ledger = Ledger::default();
+        let mut state = SessionState::default();
+        let limit = Limits::default().join;
+        let admitted = state
+            .admit(&ask(Class::Join, 0))
+            .unwrap_or_else(|r| panic!("{r:?}"));
+        let push = PushBack {
+            config: &config,
+            ledger: &mut ledger,
+            stated_restriction_end_ms: Some(5 * 3_600_000),
+        };
+        let (_, cooldown) = state.settle(
+            admitted,
+            limit,
+            whatsapp(ErrorCode::BackendError, 463, None),
+            0,
+            push,
         );
+        // The stated end plus the 1-hour margin.
+        assert_eq!(cooldown.map(|c| c.until_ms), Some(6 * 3_600_000));
+        assert_eq!(ledger.restricted_until, Some(6 * 3_600_000));
+        let later = PushBack {
+            config: &config,
+            ledger: &mut ledger,
+            stated_restriction_end_ms: None,
+        };
+        assert!(state.extend_restriction(9 * 3_600_000, later, 1000));
+        assert_eq!(state.cooldown.map(|c| c.until_ms), Some(10 * 3_600_000));
+        let earlier = PushBack {
+            config: &config,
+            ledger: &mut ledger,
+            stated_restriction_end_ms: None,
+        };
+        assert!(
+            !state.extend_restriction(3_600_000, earlier, 2000),
+            "never shortened"
+        );
+        let mut calm = SessionState::default();
+        let none = PushBack {
+            config: &config,
+            ledger: &mut ledger,
+            stated_restriction_end_ms: None,
+        };
+        assert!(
+            !calm.extend_restriction(9 * 3_600_000, none, 0),
+            "never started by a read"
+        );
+    }
+
+    #[test]
+    fn a_cap_refuses_without_spending_and_the_longest_wait_is_named() {
+        let mut state = SessionState::default();
+        let limit = ClassLimit::new(1, 1);
+        let mut capped = ask(Class::Join, 0);
+        capped.limit = limit;
+        capped.cap = Some((CapWindow::Hour, 1_800_000));
+        let before = state;
+        assert_eq!(
+            state.admit(&capped),
+            Err(Refusal::Cap {
+                window: CapWindow::Hour,
+                until_ms: 1_800_000
+            })
+        );
+        assert_eq!(state, before, "nothing spent");
+        let mut free = capped;
+        free.cap = None;
+        assert!(state.admit(&free).is_ok());
+        // Bucket empty for 60 s, cap for 30 min: the cap is named; for 10 s: the bucket.
+        assert!(matches!(state.admit(&capped), Err(Refusal::Cap { .. })));
+        capped.cap = Some((CapWindow::Day, 10_000));
+        assert!(matches!(
+            state.admit(&capped),
+            Err(Refusal::Bucket { wait_ms: 60_000 })
+        ));
     }
 
     #[test]
@@ -467,7 +650,8 @@ mod tests {
         let admitted = state
             .admit(&ask(Class::Read, 0))
             .unwrap_or_else(|r| panic!("{r:?}"));
-        let (_, cooldown) = state.settle(
+        let (_, cooldown) = settle(
+            &mut state,
             admitted,
             Limits::default().read,
             whatsapp(ErrorCode::UpstreamRateLimited, 429, None),
@@ -493,7 +677,7 @@ mod tests {
             reached: false,
             transport_failed: true,
         };
-        let _ = state.settle(admitted, limit, unreached, 0);
+        let _ = settle(&mut state, admitted, limit, unreached, 0);
         assert_eq!(state.breaker.failures, 1);
         assert!(state.admit(&one).is_ok(), "the token came back");
         let mut org = ask(Class::Read, 0);
@@ -531,7 +715,7 @@ mod tests {
                             _ => ok(),
                         };
                         let refunded = !exchanged.reached;
-                        let _ = state.settle(admitted, limit, exchanged, now);
+                        let _ = settle(&mut state, admitted, limit, exchanged, now);
                         if !refunded {
                             admitted_at.push(now);
                         }

@@ -166,7 +166,6 @@ pub struct Settings {
     /// The least `interval_s` a join job may ask (`JOB_MIN_INTERVAL_S`).
     pub job_min_interval_s: u32,
     /// Section 13's settings: tiers, window, pacing, cooldowns, look-backs.
-    #[allow(dead_code)] // Read by section 13's policy in the session object.
     pub protection: ProtectionConfig,
     /// The base of the webhook retry schedule, seconds.
     pub webhook_retry_base_s: u64,

@@ -23,14 +23,17 @@ use super::org;
 use super::reply::Reply;
 use super::store::Store;
 use crate::core::backend::spec::{backend_url_invalid, StoredBackend, SEAL_SESSION_ONLY};
-use crate::core::backend::{Exchanged, Kind, Op, Target};
+use crate::core::backend::{restricted_until, Exchanged, Kind, Op, Target};
 use crate::core::dispatch::{
     Assign, CallPayload, IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
 };
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{decide, is_stored, Decision, StoredOutcome};
 use crate::core::limits::{Class, ClassLimit};
-use crate::core::pipeline::{cooling_down_error, Ask, Cooldown, Refusal, SessionState};
+use crate::core::pipeline::{
+    cooling_down_error, met_restriction, Ask, Cooldown, PushBack, Refusal, SessionState,
+};
+use crate::core::protection::CapWindow;
 use crate::core::queue::FifoGate;
 use crate::core::ratelimit::{header_values, retry_after_s};
 use crate::core::time::format_rfc3339;
@@ -60,7 +63,11 @@ fn log_error(request_id: &str, msg: &str, error: &dyn std::fmt::Display) {
     worker::console_error!("{line}");
 }
 
+mod guard;
 mod jobs;
+
+use crate::core::job_views::Holds;
+use guard::Guard;
 
 #[durable_object]
 pub struct SessionObject {
@@ -77,6 +84,9 @@ pub struct SessionObject {
     /// are refused at their turn, and one already at the backend keeps nothing of its
     /// outcome but what protects the account (the pipeline state).
     epoch: Cell<u64>,
+    /// Section 13's ledger as it stands (loaded on first use), and as last written.
+    ledger: RefCell<Option<crate::core::protection::Ledger>>,
+    ledger_stored: RefCell<crate::core::protection::Ledger>,
     /// The org that owns the session (loaded on first use; `None` inside: no owner yet).
     owner: RefCell<Option<Option<String>>>,
     /// A job item was picked by the alarm and has not ended (it may wait for its turn).
@@ -112,6 +122,8 @@ impl DurableObject for SessionObject {
             live: Cell::new(None),
             stored: Cell::new(SessionState::default()),
             epoch: Cell::new(0),
+            ledger: RefCell::new(None),
+            ledger_stored: RefCell::new(Default::default()),
             owner: RefCell::new(None),
             item_picked: Cell::new(false),
             running_item: RefCell::new(None),
@@ -261,7 +273,7 @@ impl SessionObject {
         if let Ok(turn) = self.gate.enter() {
             drop(turn.await);
         }
-        self.reschedule(now_ms()).await?;
+        self.reschedule(now_ms(), &Holds::default()).await?;
         Ok(cancelled)
     }
 
@@ -358,6 +370,29 @@ impl SessionObject {
         }
     }
 
+    /// The end of a WhatsApp restriction as the session's server states it, asked within
+    /// the turn of the call that met it; `None` when the kind cannot say, or the server does
+    /// not (absent, null, inactive: unknown) or does not answer in time.
+    async fn restriction_end(
+        &self,
+        sid: &str,
+        backend: Option<&StoredBackend>,
+        request_id: &str,
+        settings: &Settings,
+    ) -> Option<i64> {
+        let kind = backend.map_or(Kind::Joingate, |b| b.kind);
+        crate::core::backend::supports(kind, &Op::RestrictionStatus).ok()?;
+        let asked = self
+            .exchange(sid, backend, &Op::RestrictionStatus, request_id, settings)
+            .await;
+        asked
+            .result
+            .ok()
+            .as_ref()
+            .and_then(restricted_until)
+            .map(|s| s.saturating_mul(1000))
+    }
+
     /// A client call refused before the queue, as its answer.
     fn refusal_reply(
         refusal: Refusal,
@@ -376,12 +411,27 @@ impl SessionObject {
                 fail(&error, rid)
             }
             Refusal::CoolingDown(cooldown) => fail(&cooling_down_error(cooldown, now), rid),
+            Refusal::Cap { window, until_ms } => {
+                let seconds = crate::core::pipeline::seconds_until(now, until_ms);
+                let error = ApiError::new(ErrorCode::RateLimited)
+                    .with_message(match window {
+                        CapWindow::Hour => "The session's joins and leaves for this hour are used up; retry after the indicated time.",
+                        CapWindow::Day => "The session's joins and leaves for these 24 hours are used up; retry after the indicated time.",
+                    })
+                    .with_detail("scope", "session")
+                    .with_detail("class", class.as_str())
+                    .with_detail("window", window.as_str())
+                    .with_detail("retry_after_s", seconds)
+                    .with_retry_after(seconds);
+                fail(&error, rid)
+            }
             Refusal::OrgLimited { retry_after_s } => fail(&org_limited_error(retry_after_s), rid),
             Refusal::Bucket { wait_ms } => {
                 let seconds = retry_after_s(wait_ms);
                 let error = ApiError::new(ErrorCode::RateLimited)
                     .with_detail("scope", "session")
                     .with_detail("class", class.as_str())
+                    .with_detail("window", "minute")
                     .with_detail("retry_after_s", seconds)
                     .with_retry_after(seconds);
                 let bucket = state.bucket(class, limit, now).refilled(limit, now);
@@ -483,26 +533,52 @@ impl SessionObject {
         // refused call writes nothing.
         let mut state = self.pipeline_state()?;
         let probe_timeout_ms = Self::probe_timeout_ms(&settings);
+        let guard = Guard::new(&settings, &msg.protection, &msg.limits.join);
+        let joins = msg.class == Class::Join;
+        let mut ledger = self.ledger()?;
+        ledger.prune(guard.config, now);
         let ask = Ask {
             class: msg.class,
             limit,
             org_wait_s: msg.org_wait_s,
             now_ms: now,
             probe_timeout_ms,
+            cap: joins.then(|| guard.cap_refusal(&ledger, now)).flatten(),
         };
         let admitted = match state.admit(&ask) {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 self.live.set(Some(state));
-                return Ok(Self::refusal_reply(
-                    refusal, &state, msg.class, limit, now, rid,
-                ));
+                let reply = Self::refusal_reply(refusal, &state, msg.class, limit, now, rid);
+                return Ok(if joins {
+                    let bucket = state.bucket(Class::Join, limit, now).refilled(limit, now);
+                    let (policy, header) = guard.headers(&ledger, bucket, limit, now);
+                    reply
+                        .with_header("RateLimit-Policy", policy)
+                        .with_header("RateLimit", header)
+                } else {
+                    reply
+                });
             }
+        };
+        // A join or leave counts from its admission (section 13), durably before its call.
+        if joins {
+            ledger.count(now);
+            self.commit_ledger(ledger)?;
+        }
+        let uncount = |this: &Self| -> worker::Result<()> {
+            if joins {
+                let mut ledger = this.ledger()?;
+                ledger.uncount(now);
+                this.commit_ledger(ledger)?;
+            }
+            Ok(())
         };
         let queue_depth = self.gate.waiting();
         let Ok(turn) = self.gate.enter() else {
             state.turned_away(admitted, limit, now);
             self.live.set(Some(state));
+            uncount(self)?;
             let error = ApiError::new(ErrorCode::SessionBusy).with_retry_after(BUSY_RETRY_S);
             return Ok(fail(&error, rid));
         };
@@ -532,12 +608,14 @@ impl SessionObject {
         let Some(payload) = payload.filter(|_| self.epoch.get() == epoch) else {
             state.turned_away(admitted, limit, now);
             self.live.set(Some(state));
+            uncount(self)?;
             return Ok(fail(&ApiError::not_found(), rid));
         };
         let admitted = match state.at_turn(admitted, limit, now, probe_timeout_ms) {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 self.live.set(Some(state));
+                uncount(self)?;
                 drop(permit);
                 return Ok(Self::refusal_reply(
                     refusal, &state, msg.class, limit, now, rid,
@@ -556,6 +634,13 @@ impl SessionObject {
                 &settings,
             )
             .await;
+        // A restriction: in the same turn, ask the server when it ends (section 13).
+        let stated_end_ms = if joins && met_restriction(&exchanged) {
+            self.restriction_end(&msg.session, payload.backend.as_ref(), rid, &settings)
+                .await
+        } else {
+            None
+        };
         let finished = now_ms();
         let backend_ms = u64::try_from(finished - started).unwrap_or(0);
         let reached = exchanged.reached;
@@ -565,16 +650,52 @@ impl SessionObject {
         // call ran keeps nothing else of it.
         let current_epoch = self.epoch.get() == epoch;
         let mut state = self.pipeline_state()?;
-        let (result, cooldown) = state.settle(admitted, limit, exchanged, finished);
+        let mut ledger = self.ledger()?;
+        if joins && !reached {
+            ledger.uncount(now);
+        }
+        let push = PushBack {
+            config: guard.config,
+            ledger: &mut ledger,
+            stated_restriction_end_ms: stated_end_ms,
+        };
+        let (result, cooldown) = state.settle(admitted, limit, exchanged, finished, push);
+        // A status read that shows a later restriction end lengthens a running one.
+        if let (Op::SessionStatus, Ok(data)) = (&payload.op, &result) {
+            if let Some(end_s) = restricted_until(data) {
+                let push = PushBack {
+                    config: guard.config,
+                    ledger: &mut ledger,
+                    stated_restriction_end_ms: None,
+                };
+                state.extend_restriction(end_s.saturating_mul(1000), push, finished);
+            }
+        }
         self.commit_state(state)?;
+        self.commit_ledger(ledger.clone())?;
         drop(permit);
 
         let result = result.map(|data| match payload.op {
-            Op::SessionStatus => status_data(&msg, &payload, &state, data, queue_depth, finished),
+            Op::SessionStatus => {
+                let protection = guard.view(&ledger, &state, msg.limits.join, finished);
+                status_data(
+                    &msg,
+                    &payload,
+                    &state,
+                    data,
+                    queue_depth,
+                    protection,
+                    finished,
+                )
+            }
             _ => data,
         });
         let current = state.bucket(msg.class, limit, finished);
-        let (policy, header) = header_values(msg.class.as_str(), limit, current, finished);
+        let (policy, header) = if joins {
+            guard.headers(&ledger, current, limit, finished)
+        } else {
+            header_values(msg.class.as_str(), limit, current, finished)
+        };
         let answer = match &result {
             Ok(data) => Reply::success(200, data.clone(), rid),
             Err(error) => fail(error, rid),
@@ -647,11 +768,15 @@ impl SessionObject {
 }
 
 fn cooldown_event(sid: &str, cooldown: Cooldown) -> Value {
-    json!({
+    let mut event = json!({
         "session_id": sid,
         "cooldown_until": format_rfc3339(cooldown.until_ms),
         "reason": cooldown.reason.as_str(),
-    })
+    });
+    if let Some(strike) = cooldown.strike {
+        event["strike"] = Value::from(strike);
+    }
+    event
 }
 
 fn org_limited_error(seconds: u64) -> ApiError {
@@ -679,6 +804,7 @@ fn status_data(
     state: &SessionState,
     backend: Value,
     queue_depth: usize,
+    protection: Value,
     now: i64,
 ) -> Value {
     let mut tokens = serde_json::Map::new();
@@ -696,5 +822,6 @@ fn status_data(
         "circuit": state.breaker.state(now).as_str(),
         "cooldown_until": state.cooldown_at(now).map(|c| format_rfc3339(c.until_ms)),
         "backend_kind": payload.backend.as_ref().map_or(Kind::Joingate, |b| b.kind).as_str(),
+        "protection": protection,
     })
 }

@@ -75,7 +75,6 @@ pub fn is_known(zone: &str) -> bool {
 
 /// `zone`'s UTC offset in minutes at `at_ms` (Unix milliseconds), daylight saving
 /// included; `None` for a zone `Intl` does not know, or an instant `Date` cannot hold.
-#[allow(dead_code)] // For section 13's policy (job windows); the admin side only validates.
 pub fn offset_minutes(zone: &str, at_ms: i64) -> Option<i32> {
     if at_ms.abs() > DATE_LIMIT_MS {
         return None;

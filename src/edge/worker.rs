@@ -354,6 +354,7 @@ async fn session_route(
         webhook_events,
         idempotency,
         operation: op.name().to_string(),
+        protection: session.protection.clone(),
     };
     let payload = CallPayload {
         op,
@@ -439,7 +440,8 @@ async fn job_route(
         session: sid.to_string(),
         org: record.org.clone(),
         org_wait_s,
-        join_per_minute: limits.join.per_minute,
+        limits,
+        protection: session.protection.clone(),
         idempotency,
         action,
     };

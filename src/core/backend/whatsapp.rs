@@ -7,10 +7,8 @@ use super::Op;
 use crate::core::error::{ApiError, ErrorCode};
 
 /// `Retry-After` used when WhatsApp rate limits a read or manage call and the backend names
-/// no delay.
+/// no delay. (On a join or leave the cooldown it starts names it: section 13's strikes.)
 pub const DEFAULT_UPSTREAM_RETRY_S: u64 = 60;
-/// The same for a join or leave: the cooldown it starts, 15 minutes.
-pub const DEFAULT_COOLDOWN_S: u64 = 15 * 60;
 
 /// What a server's error text says, once read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,14 +143,17 @@ pub fn failure(op: &Op, wa_code: i64, retry_after_s: Option<u64>) -> ApiError {
         error = error.with_message(format!("Unmapped WhatsApp error {wa_code}."));
     }
     if code == ErrorCode::UpstreamRateLimited {
-        // On a join or leave the answer starts a cooldown of this length (contract section
-        // 10): the backend's delay, else 15 minutes.
-        let default = if op.is_join_class() {
-            DEFAULT_COOLDOWN_S
+        // On a join or leave the answer starts a cooldown, whose length (the strike's, or
+        // the backend's when longer) the pipeline settles and states: only the backend's
+        // own delay is kept here.
+        let wait = if op.is_join_class() {
+            retry_after_s
         } else {
-            DEFAULT_UPSTREAM_RETRY_S
+            Some(retry_after_s.unwrap_or(DEFAULT_UPSTREAM_RETRY_S))
         };
-        error = error.with_retry_after(retry_after_s.unwrap_or(default));
+        if let Some(seconds) = wait {
+            error = error.with_retry_after(seconds);
+        }
     }
     error
 }
@@ -277,7 +278,8 @@ mod tests {
         assert_eq!(failure(&join(), 429, Some(30)).retry_after_s, Some(30));
         assert_eq!(
             failure(&join(), 429, None).retry_after_s,
-            Some(DEFAULT_COOLDOWN_S)
+            None,
+            "the strike's cooldown names it"
         );
         let preview = Op::Preview { code: "x".into() };
         assert_eq!(

@@ -111,7 +111,10 @@ pub fn age_days(protection: &Protection, now_ms: i64) -> (u32, bool) {
     match protection.number_since.as_deref().and_then(parse_date) {
         Some(since) => {
             let today = now_ms.div_euclid(DAY_MS);
-            (u32::try_from((today - since).max(0)).unwrap_or(u32::MAX), true)
+            (
+                u32::try_from((today - since).max(0)).unwrap_or(u32::MAX),
+                true,
+            )
         }
         None => (0, false),
     }
@@ -134,7 +137,10 @@ impl Ledger {
         let penalty = ms(config.penalty_s);
         self.counted.retain(|t| *t > now_ms - day);
         self.strikes.retain(|t| *t > now_ms - penalty);
-        if self.restricted_until.is_some_and(|end| end + penalty <= now_ms) {
+        if self
+            .restricted_until
+            .is_some_and(|end| end + penalty <= now_ms)
+        {
             self.restricted_until = None;
         }
     }
@@ -222,7 +228,9 @@ pub fn caps(
     let (per_day, per_hour) = if rewarm_until.is_some() {
         let fresh = tier_for(&config.tiers, 0);
         (
-            overrides.per_day.map_or(fresh.per_day, |n| n.min(fresh.per_day)),
+            overrides
+                .per_day
+                .map_or(fresh.per_day, |n| n.min(fresh.per_day)),
             overrides
                 .per_hour
                 .map_or(fresh.per_hour, |n| n.min(fresh.per_hour)),
@@ -301,13 +309,21 @@ pub fn check(
 }
 
 /// The cooldown of a strike, or the backend's `Retry-After` when that is longer.
-pub fn strike_cooldown_ms(config: &ProtectionConfig, strike: u8, backend_wait_ms: Option<i64>) -> i64 {
+pub fn strike_cooldown_ms(
+    config: &ProtectionConfig,
+    strike: u8,
+    backend_wait_ms: Option<i64>,
+) -> i64 {
     let index = usize::from(strike.clamp(1, 3) - 1);
     ms(config.cooldown_s[index]).max(backend_wait_ms.unwrap_or(0))
 }
 
 /// A restriction's cooldown end: the server's stated end plus the margin, else the default.
-pub fn restriction_end_ms(config: &ProtectionConfig, stated_end_ms: Option<i64>, now_ms: i64) -> i64 {
+pub fn restriction_end_ms(
+    config: &ProtectionConfig,
+    stated_end_ms: Option<i64>,
+    now_ms: i64,
+) -> i64 {
     match stated_end_ms.filter(|end| *end > now_ms) {
         Some(end) => end + ms(config.restricted_margin_s),
         None => now_ms + ms(config.restricted_cooldown_s),
@@ -362,7 +378,11 @@ pub fn window_state(window: Window, zone: &dyn Zone, now_ms: i64) -> WindowState
             ends_ms: to_utc(zone, midnight + end * MINUTE_MS, now_ms),
         };
     }
-    let day = if minute < start { midnight } else { midnight + DAY_MS };
+    let day = if minute < start {
+        midnight
+    } else {
+        midnight + DAY_MS
+    };
     WindowState::Outside {
         opens_ms: to_utc(zone, day + start * MINUTE_MS, now_ms).max(now_ms + 1),
     }
@@ -491,7 +511,9 @@ pub fn estimate_end(
             }
         }
         simulated.count(at);
-        simulated.counted.retain(|t| *t > at - ms(config.day_window_s));
+        simulated
+            .counted
+            .retain(|t| *t > at - ms(config.day_window_s));
         if n + 1 < items {
             let pause = if (n + 1) % every == 0 && break_avg > 0 {
                 break_avg

@@ -24,8 +24,20 @@ fn config() -> ProtectionConfig {
 fn dates_and_ages() {
     assert_eq!(parse_date("1970-01-01"), Some(0));
     assert_eq!(parse_date("2026-12-07"), Some(T0 / DAY_MS));
-    assert_eq!(parse_date("2024-02-29"), parse_date("2024-03-01").map(|d| d - 1));
-    for bad in ["2023-02-29", "2026-13-01", "2026-00-10", "2026-1-01", "26-01-01", "2026-01-01T", "abcd-ef-gh", ""] {
+    assert_eq!(
+        parse_date("2024-02-29"),
+        parse_date("2024-03-01").map(|d| d - 1)
+    );
+    for bad in [
+        "2023-02-29",
+        "2026-13-01",
+        "2026-00-10",
+        "2026-1-01",
+        "26-01-01",
+        "2026-01-01T",
+        "abcd-ef-gh",
+        "",
+    ] {
         assert_eq!(parse_date(bad), None, "{bad}");
     }
     assert_eq!(age_days(&declared("2026-11-27"), T0 + 5 * HOUR), (10, true));
@@ -52,9 +64,15 @@ fn caps_by_age_overrides_halving_and_warm_up() {
         assert!(!caps.from_session);
     }
     let old = declared("2020-01-01");
-    let own = Overrides { per_day: Some(100), per_hour: None };
+    let own = Overrides {
+        per_day: Some(100),
+        per_hour: None,
+    };
     let caps_own = caps(&c, &old, own, &ledger, T0);
-    assert_eq!((caps_own.per_day, caps_own.per_hour, caps_own.from_session), (100, 10, true));
+    assert_eq!(
+        (caps_own.per_day, caps_own.per_hour, caps_own.from_session),
+        (100, 10, true)
+    );
     // A WhatsApp 429 halves the day cap for 7 days, once.
     let mut struck = Ledger::default();
     struck.strike(&c, T0);
@@ -62,9 +80,15 @@ fn caps_by_age_overrides_halving_and_warm_up() {
     let halved = caps(&c, &old, none, &struck, T0 + 2 * HOUR);
     assert_eq!(halved.per_day, 20);
     assert_eq!(halved.halved_until, Some(T0 + HOUR + 7 * DAY_MS));
-    assert_eq!(caps(&c, &old, none, &struck, T0 + HOUR + 7 * DAY_MS).per_day, 40);
+    assert_eq!(
+        caps(&c, &old, none, &struck, T0 + HOUR + 7 * DAY_MS).per_day,
+        40
+    );
     // At least 1.
-    let one = Overrides { per_day: Some(1), per_hour: None };
+    let one = Overrides {
+        per_day: Some(1),
+        per_hour: None,
+    };
     assert_eq!(caps(&c, &old, one, &struck, T0 + 2 * HOUR).per_day, 1);
     // After a restriction: the caps of age 0 for 7 days, or the session's where lower.
     let restricted = Ledger {
@@ -75,10 +99,16 @@ fn caps_by_age_overrides_halving_and_warm_up() {
     assert_eq!((warm.per_day, warm.per_hour), (5, 2));
     assert_eq!(warm.rewarm_until, Some(T0 + 7 * DAY_MS));
     assert_eq!(warm.age_days, 2533, "the declared age stays");
-    let lower = Overrides { per_day: Some(3), per_hour: Some(5) };
+    let lower = Overrides {
+        per_day: Some(3),
+        per_hour: Some(5),
+    };
     let warm_own = caps(&c, &old, lower, &restricted, T0 + DAY_MS);
     assert_eq!((warm_own.per_day, warm_own.per_hour), (3, 2));
-    assert_eq!(caps(&c, &old, none, &restricted, T0 + 7 * DAY_MS).per_day, 40);
+    assert_eq!(
+        caps(&c, &old, none, &restricted, T0 + 7 * DAY_MS).per_day,
+        40
+    );
 }
 
 #[test]
@@ -86,18 +116,41 @@ fn strikes_escalate_and_cool_down_longer() {
     let c = config();
     let mut ledger = Ledger::default();
     assert_eq!(ledger.strike(&c, T0), 1);
-    assert_eq!(ledger.strike(&c, T0 + 23 * HOUR), 2, "one in the 24 hours before");
-    assert_eq!(ledger.strike(&c, T0 + 3 * DAY_MS), 3, "two in the 7 days before");
+    assert_eq!(
+        ledger.strike(&c, T0 + 23 * HOUR),
+        2,
+        "one in the 24 hours before"
+    );
+    assert_eq!(
+        ledger.strike(&c, T0 + 3 * DAY_MS),
+        3,
+        "two in the 7 days before"
+    );
     let mut spaced = Ledger::default();
     spaced.strike(&c, T0);
-    assert_eq!(spaced.strike(&c, T0 + 25 * HOUR), 1, "none in the 24 hours before, one in 7 days");
+    assert_eq!(
+        spaced.strike(&c, T0 + 25 * HOUR),
+        1,
+        "none in the 24 hours before, one in 7 days"
+    );
     assert_eq!(strike_cooldown_ms(&c, 1, None), HOUR);
     assert_eq!(strike_cooldown_ms(&c, 2, Some(60_000)), 24 * HOUR);
     assert_eq!(strike_cooldown_ms(&c, 3, None), 72 * HOUR);
-    assert_eq!(strike_cooldown_ms(&c, 1, Some(2 * HOUR)), 2 * HOUR, "a longer Retry-After wins");
-    assert_eq!(restriction_end_ms(&c, Some(T0 + 5 * HOUR), T0), T0 + 6 * HOUR);
+    assert_eq!(
+        strike_cooldown_ms(&c, 1, Some(2 * HOUR)),
+        2 * HOUR,
+        "a longer Retry-After wins"
+    );
+    assert_eq!(
+        restriction_end_ms(&c, Some(T0 + 5 * HOUR), T0),
+        T0 + 6 * HOUR
+    );
     assert_eq!(restriction_end_ms(&c, None, T0), T0 + 72 * HOUR);
-    assert_eq!(restriction_end_ms(&c, Some(T0 - 1), T0), T0 + 72 * HOUR, "a past end is no end");
+    assert_eq!(
+        restriction_end_ms(&c, Some(T0 - 1), T0),
+        T0 + 72 * HOUR,
+        "a past end is no end"
+    );
     ledger.prune(&c, T0 + 3 * DAY_MS + 7 * DAY_MS);
     assert!(ledger.strikes.is_empty());
 }
@@ -117,12 +170,21 @@ fn the_caps_refuse_with_the_exact_wait_and_the_longest_one() {
     let mut ledger = Ledger::default();
     ledger.count(T0);
     ledger.count(T0 + 10 * 60_000);
-    assert_eq!(check(&c, &caps, &ledger, T0 + 20 * 60_000), Err((CapWindow::Hour, T0 + HOUR)));
-    assert_eq!(check(&c, &caps, &ledger, T0 + HOUR - 1), Err((CapWindow::Hour, T0 + HOUR)));
+    assert_eq!(
+        check(&c, &caps, &ledger, T0 + 20 * 60_000),
+        Err((CapWindow::Hour, T0 + HOUR))
+    );
+    assert_eq!(
+        check(&c, &caps, &ledger, T0 + HOUR - 1),
+        Err((CapWindow::Hour, T0 + HOUR))
+    );
     assert_eq!(check(&c, &caps, &ledger, T0 + HOUR), Ok(()));
     ledger.count(T0 + HOUR);
     // Hour: T0+10min leaves at T0+70min; day: T0 leaves at T0+24h. The longest wins.
-    assert_eq!(check(&c, &caps, &ledger, T0 + HOUR + 1), Err((CapWindow::Day, T0 + DAY_MS)));
+    assert_eq!(
+        check(&c, &caps, &ledger, T0 + HOUR + 1),
+        Err((CapWindow::Day, T0 + DAY_MS))
+    );
     ledger.uncount(T0 + HOUR);
     assert_eq!(check(&c, &caps, &ledger, T0 + HOUR + 1), Ok(()));
 }
@@ -145,23 +207,53 @@ impl Zone for Switching {
 
 #[test]
 fn windows_in_a_time_zone_with_daylight_saving() {
-    let window = Window { start_min: 8 * 60, end_min: 21 * 60 };
+    let window = Window {
+        start_min: 8 * 60,
+        end_min: 21 * 60,
+    };
     let utc = FixedZone(0);
-    assert_eq!(window_state(window, &utc, T0 + 7 * HOUR), WindowState::Outside { opens_ms: T0 + 8 * HOUR });
-    assert_eq!(window_state(window, &utc, T0 + 8 * HOUR), WindowState::Inside { ends_ms: T0 + 21 * HOUR });
-    assert_eq!(window_state(window, &utc, T0 + 21 * HOUR), WindowState::Outside { opens_ms: T0 + DAY_MS + 8 * HOUR });
+    assert_eq!(
+        window_state(window, &utc, T0 + 7 * HOUR),
+        WindowState::Outside {
+            opens_ms: T0 + 8 * HOUR
+        }
+    );
+    assert_eq!(
+        window_state(window, &utc, T0 + 8 * HOUR),
+        WindowState::Inside {
+            ends_ms: T0 + 21 * HOUR
+        }
+    );
+    assert_eq!(
+        window_state(window, &utc, T0 + 21 * HOUR),
+        WindowState::Outside {
+            opens_ms: T0 + DAY_MS + 8 * HOUR
+        }
+    );
     // UTC+1: 08:00 local is 07:00 UTC.
-    assert_eq!(window_state(window, &FixedZone(60), T0), WindowState::Outside { opens_ms: T0 + 7 * HOUR });
+    assert_eq!(
+        window_state(window, &FixedZone(60), T0),
+        WindowState::Outside {
+            opens_ms: T0 + 7 * HOUR
+        }
+    );
     // Daylight saving starts at 01:00 UTC overnight: tomorrow's 08:00 local is 06:00 UTC.
-    let berlin = Switching { switch_ms: T0 + DAY_MS + HOUR };
+    let berlin = Switching {
+        switch_ms: T0 + DAY_MS + HOUR,
+    };
     assert_eq!(
         window_state(window, &berlin, T0 + 21 * HOUR),
-        WindowState::Outside { opens_ms: T0 + DAY_MS + 6 * HOUR }
+        WindowState::Outside {
+            opens_ms: T0 + DAY_MS + 6 * HOUR
+        }
     );
     // The session's setting: the default, none, or its own.
     let c = config();
     assert_eq!(super::window(&c, &Protection::default()), c.job_window);
-    let off = Protection { window: WindowSetting::Off, ..Protection::default() };
+    let off = Protection {
+        window: WindowSetting::Off,
+        ..Protection::default()
+    };
     assert_eq!(super::window(&c, &off), None);
 }
 
@@ -171,11 +263,20 @@ fn pacing_breaks_and_the_spread_rule() {
     assert_eq!(next_item_after(180, None, None, T0, 0), T0 + 180_000);
     assert_eq!(next_item_after(180, None, None, T0, 1000), T0 + 360_000);
     // A break replaces the gap.
-    assert_eq!(next_item_after(180, Some(900_000), None, T0, 500), T0 + 900_000);
+    assert_eq!(
+        next_item_after(180, Some(900_000), None, T0, 500),
+        T0 + 900_000
+    );
     // 10 hours left in the window and 4 joins left: not sooner than 2.5 hours.
-    assert_eq!(next_item_after(180, None, Some((10 * HOUR, 4)), T0, 0), T0 + 10 * HOUR / 4);
+    assert_eq!(
+        next_item_after(180, None, Some((10 * HOUR, 4)), T0, 0),
+        T0 + 10 * HOUR / 4
+    );
     // With no join left the spread rule adds nothing: the day cap holds the item.
-    assert_eq!(next_item_after(180, None, Some((10 * HOUR, 0)), T0, 0), T0 + 180_000);
+    assert_eq!(
+        next_item_after(180, None, Some((10 * HOUR, 0)), T0, 0),
+        T0 + 180_000
+    );
     let c = config();
     let (length, every) = draw_break(&c, 0);
     assert_eq!((length, every), (600_000, 3));
@@ -190,7 +291,16 @@ fn a_500_item_job_on_a_40_day_old_number_takes_about_two_weeks() {
     let caps = caps(&c, &old, Overrides::default(), &Ledger::default(), T0);
     assert_eq!(caps.per_day, 40);
     let window = super::window(&c, &old);
-    let end = estimate_end(&c, &caps, &Ledger::default(), window, &FixedZone(0), 180, 500, T0 + 8 * HOUR);
+    let end = estimate_end(
+        &c,
+        &caps,
+        &Ledger::default(),
+        window,
+        &FixedZone(0),
+        180,
+        500,
+        T0 + 8 * HOUR,
+    );
     let days = (end - T0) as f64 / DAY_MS as f64;
     assert!((11.0..=15.0).contains(&days), "{days} days");
 }

@@ -14,6 +14,7 @@ use super::super::auth::{load_session, Kv};
 use super::super::config::{self, Settings};
 use super::super::org;
 use super::super::reply::Reply;
+use super::guard::Guard;
 use super::{
     answer_error, cooldown_event, fail, now_ms, org_limited_error, random_u32, SessionObject,
     PROBE_MARGIN_MS,
@@ -21,38 +22,47 @@ use super::{
 use crate::core::backend::Op;
 use crate::core::dispatch::{JobAction, JobCall, SessionRecord};
 use crate::core::error::{ApiError, ErrorCode};
+use crate::core::job_views::Holds;
 use crate::core::jobs::{
     counts, interrupted, job_view, standings, Book, Job, Next, Outcome, Recorded, Standing, Submit,
     CANCEL_REQUESTED, LIST_LIMIT, MAX_UNFINISHED_JOBS,
 };
 use crate::core::limits::{Class, ClassLimit, Limits};
-use crate::core::pipeline::{Admitted, Ask, Cooldown};
+use crate::core::pipeline::{met_restriction, Admitted, Ask, Cooldown, PushBack};
+use crate::core::protection::{draw_break, Ledger};
 use crate::core::queue::Turn;
 
-/// Where a job stands in the book of unfinished jobs (none for a finished one).
-fn standing_of(
+/// Where every job of the book stands: holds (cooldown, caps, window) and estimates from
+/// section 13's policy for this session.
+fn standings_now(
     book: &Book,
-    job_id: &str,
+    guard: &Guard,
+    ledger: &Ledger,
+    holds: &Holds,
     now: i64,
-    cooldown_until: Option<i64>,
-    per_minute: u32,
-) -> Standing {
-    let standings = standings(book, now, cooldown_until, per_minute);
+) -> Vec<Standing> {
+    let estimate =
+        |start: i64, interval_s: u32, items: u32| guard.estimate(ledger, start, interval_s, items);
+    standings(book, now, holds, &estimate)
+}
+
+/// Where a job stands in the book of unfinished jobs (nothing for a finished one).
+fn standing_of(book: &Book, standings: &[Standing], job_id: &str) -> Standing {
     book.jobs
         .iter()
         .zip(standings)
         .find(|(job, _)| job.id == job_id)
-        .map_or(
-            Standing {
-                next_attempt_ms: None,
-                estimated_completion_ms: None,
-                cooling_down: false,
-            },
-            |(_, standing)| standing,
-        )
+        .map_or(Standing::default(), |(_, standing)| *standing)
 }
 
 impl SessionObject {
+    /// A counted call that never sent its join or leave stops counting.
+    fn uncount(&self, counted_at: i64) -> worker::Result<()> {
+        let mut ledger = self.ledger()?;
+        ledger.uncount(counted_at);
+        self.commit_ledger(ledger)
+    }
+
     /// The scheduler's book: the owner's unfinished jobs, oldest first, each with its next
     /// pending item, and the pace.
     fn book(&self) -> worker::Result<Book> {
@@ -86,9 +96,14 @@ impl SessionObject {
             return Ok(fail(&org_limited_error(seconds), rid));
         }
         let store = self.store();
-        let state = self.pipeline_state()?;
-        let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
-        let per_minute = msg.join_per_minute;
+        let settings = match config::settings(&self.env) {
+            Ok(settings) => settings,
+            Err(error) => return Ok(fail(&error, rid)),
+        };
+        let guard = Guard::new(&settings, &msg.protection, &msg.limits.join);
+        let mut ledger = self.ledger()?;
+        ledger.prune(guard.config, now);
+        let holds = self.holds(&guard, &ledger, now)?;
         // Another org's job, or a job id that is not one of this session's, is unknown.
         let load = |job_id: &str| -> worker::Result<Result<Job, ApiError>> {
             Ok(match store.job(job_id, &msg.org, now)? {
@@ -102,11 +117,12 @@ impl SessionObject {
         let outcome: Result<(u16, Job), ApiError> = match &msg.action {
             JobAction::List => {
                 let book = self.book()?;
+                let standings = standings_now(&book, &guard, &ledger, &holds, now);
                 let jobs: Vec<Value> = store
                     .list_jobs(&msg.org, LIST_LIMIT, now)?
                     .iter()
                     .map(|job| {
-                        let standing = standing_of(&book, &job.id, now, cooldown_until, per_minute);
+                        let standing = standing_of(&book, &standings, &job.id);
                         job_view(&msg.session, job, standing, false)
                     })
                     .collect();
@@ -181,7 +197,8 @@ impl SessionObject {
             }
             Ok((status, job)) => {
                 let book = self.book()?;
-                let standing = standing_of(&book, &job.id, now, cooldown_until, per_minute);
+                let standings = standings_now(&book, &guard, &ledger, &holds, now);
+                let standing = standing_of(&book, &standings, &job.id);
                 let answer =
                     Reply::success(*status, job_view(&msg.session, job, standing, true), rid);
                 // A replay answers the job without its items (GET the job for them): a record
@@ -204,17 +221,24 @@ impl SessionObject {
             )?;
         }
         if !is_get {
-            self.reschedule(now).await?;
+            self.reschedule(now, &holds).await?;
         }
         Ok(answer)
     }
 
-    /// Sets the alarm to when the next item is due, or to the next job expiry; none when
-    /// nothing is left.
-    pub(super) async fn reschedule(&self, now: i64) -> worker::Result<()> {
+    /// What holds the session's items now: a cooldown, a cap or the window.
+    pub(super) fn holds(&self, guard: &Guard, ledger: &Ledger, now: i64) -> worker::Result<Holds> {
+        Ok(Holds {
+            cooldown_until: self.pipeline_state()?.cooldown_at(now).map(|c| c.until_ms),
+            wait: guard.hold(ledger, now),
+        })
+    }
+
+    /// Sets the alarm to when the next item is due (after `holds`), or to the next job
+    /// expiry; none when nothing is left.
+    pub(super) async fn reschedule(&self, now: i64, holds: &Holds) -> worker::Result<()> {
         let book = self.book()?;
-        let cooldown_until = self.pipeline_state()?.cooldown_at(now).map(|c| c.until_ms);
-        let at = match book.next(now, cooldown_until) {
+        let at = match book.next(now, holds.until()) {
             Next::Run { .. } => Some(now),
             Next::At(at) => Some(at),
             Next::Idle => self.store().next_expiry_ms()?,
@@ -239,7 +263,7 @@ impl SessionObject {
         book.wait(job, item, until_ms);
         self.store()
             .save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
-        self.reschedule(now).await
+        self.reschedule(now, &Holds::default()).await
     }
 
     /// One step of the session's jobs: the next due item, run like a client join.
@@ -280,14 +304,18 @@ impl SessionObject {
         if self.store().next_expiry_ms()?.is_some_and(|at| at <= now) {
             self.store().drop_old_jobs(now)?;
         }
-        let mut book = self.book()?;
-        let mut state = self.pipeline_state()?;
-        let cooldown_until = state.cooldown_at(now).map(|c| c.until_ms);
-        let Next::Run { job, item } = book.next(now, cooldown_until) else {
-            return self.reschedule(now).await;
-        };
         let limits: Limits = settings.limits.with_overrides(&record.limits);
         let limit = limits.join;
+        let guard = Guard::new(&settings, &record.protection, &limits.join);
+        let mut ledger = self.ledger()?;
+        ledger.prune(guard.config, now);
+        // The cooldown, the caps and the window hold every item (section 13).
+        let holds = self.holds(&guard, &ledger, now)?;
+        let mut book = self.book()?;
+        let mut state = self.pipeline_state()?;
+        let Next::Run { job, item } = book.next(now, holds.until()) else {
+            return self.reschedule(now, &holds).await;
+        };
         let job_id = book.jobs[job].id.clone();
         let index = book.jobs[job].items[item].index;
         let op = book.jobs[job].items[item].op.clone();
@@ -302,7 +330,15 @@ impl SessionObject {
                 let expired =
                     ApiError::new(ErrorCode::InviteExpired).with_detail("field", "expiration");
                 return self
-                    .finish_step(&sid, book, job, item, Outcome::Failed(expired), None, now)
+                    .finish_step(
+                        &sid,
+                        &guard,
+                        book,
+                        (job, item),
+                        Outcome::Failed(expired),
+                        None,
+                        now,
+                    )
                     .await;
             }
         }
@@ -312,6 +348,7 @@ impl SessionObject {
             org_wait_s: None,
             now_ms: now,
             probe_timeout_ms: Self::probe_timeout_ms(&settings),
+            cap: guard.cap_refusal(&ledger, now),
         };
         let admitted: Admitted = match state.admit(&ask) {
             Ok(admitted) => admitted,
@@ -327,10 +364,15 @@ impl SessionObject {
             return self.hold(&mut book, job, item, now + 1000, now).await;
         };
         self.live.set(Some(state));
+        // The item counts from its admission; it stops counting if it never goes.
+        ledger.count(now);
+        self.commit_ledger(ledger)?;
         self.item_picked.set(true);
         self.run_item(
             &sid,
             &record,
+            &guard,
+            now,
             (job_id, index),
             admitted,
             limit,
@@ -349,6 +391,8 @@ impl SessionObject {
         &self,
         sid: &str,
         record: &SessionRecord,
+        guard: &Guard<'_>,
+        counted_at: i64,
         (job_id, index): (String, u32),
         admitted: Admitted,
         limit: ClassLimit,
@@ -379,14 +423,19 @@ impl SessionObject {
             _ => {
                 state.turned_away(admitted, limit, now);
                 self.live.set(Some(state));
+                self.uncount(counted_at)?;
                 drop(permit);
-                return self.reschedule(now).await;
+                let ledger = self.ledger()?;
+                return self
+                    .reschedule(now, &self.holds(guard, &ledger, now)?)
+                    .await;
             }
         };
         let admitted = match state.at_turn(admitted, limit, now, Self::probe_timeout_ms(settings)) {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 self.live.set(Some(state));
+                self.uncount(counted_at)?;
                 drop(permit);
                 let until = refusal.retry_at_ms(now);
                 return self.hold(&mut book, job, item, until, now).await;
@@ -396,10 +445,11 @@ impl SessionObject {
             // Every attempt was cut off before its outcome was kept: it ends, no more calls.
             state.turned_away(admitted, limit, now);
             self.live.set(Some(state));
+            self.uncount(counted_at)?;
             drop(permit);
             let failed = Outcome::Failed(interrupted());
             return self
-                .finish_step(sid, book, job, item, failed, None, now)
+                .finish_step(sid, guard, book, (job, item), failed, None, now)
                 .await;
         }
         // The spent token and the attempt are durable before the call (one commit), so a
@@ -415,10 +465,26 @@ impl SessionObject {
             .exchange(sid, record.backend.as_ref(), &op, &request_id, settings)
             .await;
         *self.running_item.borrow_mut() = None;
+        let stated_end_ms = if met_restriction(&exchanged) {
+            self.restriction_end(sid, record.backend.as_ref(), &request_id, settings)
+                .await
+        } else {
+            None
+        };
         let finished = now_ms();
         let mut state = self.pipeline_state()?;
-        let (result, cooldown) = state.settle(admitted, limit, exchanged, finished);
+        let mut ledger = self.ledger()?;
+        if !exchanged.reached {
+            ledger.uncount(counted_at);
+        }
+        let push = PushBack {
+            config: guard.config,
+            ledger: &mut ledger,
+            stated_restriction_end_ms: stated_end_ms,
+        };
+        let (result, cooldown) = state.settle(admitted, limit, exchanged, finished, push);
         self.commit_state(state)?;
+        self.commit_ledger(ledger)?;
         drop(permit);
         if self.epoch.get() != epoch {
             // The session was deleted or changed hands meanwhile: its jobs are gone or
@@ -450,7 +516,7 @@ impl SessionObject {
             jobs: vec![current],
             next_item_ms: book.next_item_ms,
         };
-        self.finish_step(sid, single, 0, 0, outcome, cooldown, finished)
+        self.finish_step(sid, guard, single, (0, 0), outcome, cooldown, finished)
             .await
     }
 
@@ -460,9 +526,9 @@ impl SessionObject {
     async fn finish_step(
         &self,
         sid: &str,
+        guard: &Guard<'_>,
         mut book: Book,
-        job: usize,
-        item: usize,
+        (job, item): (usize, usize),
         outcome: Outcome,
         cooldown: Option<Cooldown>,
         now: i64,
@@ -472,15 +538,31 @@ impl SessionObject {
             Outcome::Done(data) => Some(data.clone()),
             Outcome::Failed(_) => None,
         };
-        let recorded = book.record(job, item, outcome, cooldown_until, now, random_u32());
+        // The pace after this item: a break after every few items, else 1x to 2x the
+        // interval, never sooner than the spread rule (section 10 v1.2, section 13).
         let store = self.store();
+        let ledger = self.ledger()?;
+        let random = random_u32();
+        let (break_ms, until_break) = match store.until_break()? {
+            Some(left) if left > 1 => (None, left - 1),
+            drawn => {
+                let (length, every) = draw_break(guard.config, random);
+                let due = drawn.is_some() && length > 0;
+                (due.then_some(length), every)
+            }
+        };
+        let interval_s = book.jobs.get(job).map_or(0, |j| j.interval_s);
+        let next_item_ms = guard.next_item(&ledger, interval_s, break_ms, now, random_u32());
+        let recorded = book.record(job, item, outcome, cooldown_until, now, next_item_ms);
+        store.save_until_break(until_break)?;
         store.save_job(&book.jobs[job])?;
         store.save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
         store.save_meta(sid, book.next_item_ms)?;
         if recorded.completed {
             store.drop_old_jobs(now)?;
         }
-        self.reschedule(now).await?;
+        self.reschedule(now, &self.holds(guard, &ledger, now)?)
+            .await?;
         self.raise_item_events(sid, &book.jobs[job], joined, recorded, cooldown)
             .await;
         Ok(())

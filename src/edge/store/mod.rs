@@ -15,6 +15,7 @@ use crate::core::jobs::{
 };
 use crate::core::limits::Class;
 use crate::core::pipeline::{slot, Cooldown, CooldownReason, SessionState};
+use crate::core::protection::Ledger;
 use crate::core::ratelimit::Bucket;
 
 const SCHEMA: &str = "
@@ -27,6 +28,11 @@ CREATE TABLE IF NOT EXISTS idempotency (scope TEXT PRIMARY KEY, fingerprint TEXT
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_ms);
 CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), session TEXT NOT NULL, next_item_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS owner (id INTEGER PRIMARY KEY CHECK (id = 1), org TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counted (at_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS counted_at ON counted (at_ms);
+CREATE TABLE IF NOT EXISTS strikes (at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS restriction (id INTEGER PRIMARY KEY CHECK (id = 1), until_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pace (id INTEGER PRIMARY KEY CHECK (id = 1), until_break INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, org TEXT NOT NULL, label TEXT, interval_s INTEGER NOT NULL,
   status TEXT NOT NULL, pause_reason TEXT, checks INTEGER NOT NULL, created_ms INTEGER NOT NULL,
   updated_ms INTEGER NOT NULL, finished_ms INTEGER);
@@ -56,15 +62,34 @@ UPDATE jobs SET
   cancelled = (SELECT COUNT(*) FROM job_items i WHERE i.job_id = jobs.job_id AND i.status = 'cancelled');
 ";
 
+/// The bad-invite streak of a job (section 10 v1.2), added to older storage once.
+const JOBS_V3: &str = "ALTER TABLE jobs ADD COLUMN bad_streak INTEGER NOT NULL DEFAULT 0;";
+
 const JOBS_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS jobs_by_org ON jobs (org);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_ms);
 CREATE INDEX IF NOT EXISTS items_pending ON job_items (job_id, status, idx);
 ";
 
-const JOB_COLUMNS: &str = "job_id, org, label, interval_s, status, pause_reason, cancel_reason, checks, created_ms, updated_ms, finished_ms, total, pending, joined, pending_approval, already_member, failed, cancelled";
+const JOB_COLUMNS: &str = "job_id, org, label, interval_s, status, pause_reason, cancel_reason, checks, bad_streak, created_ms, updated_ms, finished_ms, total, pending, joined, pending_approval, already_member, failed, cancelled";
 const ITEM_COLUMNS: &str =
     "job_id, idx, op, status, group_jid, error, attempts, not_before_ms, finished_ms";
+
+/// One column of one row, named `v` in the query (`SELECT x AS v …`): one deserializer
+/// for every single-value read, instead of a struct each (the wasm is a size budget).
+#[derive(Deserialize)]
+struct One<T> {
+    v: T,
+}
+
+fn column<T: serde::de::DeserializeOwned>(
+    sql: &SqlStorage,
+    query: &str,
+    bindings: Vec<SqlStorageValue>,
+) -> worker::Result<Vec<T>> {
+    let rows: Vec<One<T>> = sql.exec(query, Some(bindings))?.to_array()?;
+    Ok(rows.into_iter().map(|r| r.v).collect())
+}
 
 fn int(value: i64) -> SqlStorageValue {
     SqlStorageValue::Integer(value)
@@ -127,6 +152,7 @@ struct JobRow {
     pause_reason: Option<String>,
     cancel_reason: Option<String>,
     checks: i64,
+    bad_streak: i64,
     created_ms: i64,
     updated_ms: i64,
     finished_ms: Option<i64>,
@@ -154,6 +180,7 @@ impl JobRow {
             pause_reason: self.pause_reason,
             cancel_reason: self.cancel_reason,
             checks: count(self.checks),
+            bad_streak: count(self.bad_streak),
             created_ms: self.created_ms,
             updated_ms: self.updated_ms,
             finished_ms: self.finished_ms,
@@ -181,6 +208,21 @@ struct ItemRow {
     attempts: i64,
     not_before_ms: i64,
     finished_ms: Option<i64>,
+}
+
+/// The values of `a` not matched one for one in `b` (both ascending).
+fn multiset_minus(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut rest = b.to_vec();
+    a.iter()
+        .filter(|v| match rest.iter().position(|r| r == *v) {
+            Some(at) => {
+                rest.remove(at);
+                false
+            }
+            None => true,
+        })
+        .copied()
+        .collect()
 }
 
 impl ItemRow {
@@ -217,6 +259,13 @@ impl Store {
         {
             self.sql.exec(JOBS_V2, None)?;
         }
+        if self
+            .sql
+            .exec("SELECT bad_streak FROM jobs LIMIT 0", None)
+            .is_err()
+        {
+            self.sql.exec(JOBS_V3, None)?;
+        }
         self.sql.exec(JOBS_INDEXES, None).map(|_| ())
     }
 
@@ -234,15 +283,11 @@ impl Store {
 
     /// The org that owns the session, as the last admin PUT (or first call) said.
     pub fn owner(&self) -> worker::Result<Option<String>> {
-        #[derive(Deserialize)]
-        struct Row {
-            org: String,
-        }
-        let rows: Vec<Row> = self
-            .sql
-            .exec("SELECT org FROM owner WHERE id = 1", None)?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| r.org))
+        Ok(
+            column(&self.sql, "SELECT org AS v FROM owner WHERE id = 1", vec![])?
+                .into_iter()
+                .next(),
+        )
     }
 
     pub fn save_owner(&self, org: &str) -> worker::Result<()> {
@@ -295,6 +340,7 @@ impl Store {
             CooldownReason::parse(&row.reason).map(|reason| Cooldown {
                 until_ms: row.until_ms,
                 reason,
+                strike: None,
             })
         });
         Ok(state)
@@ -395,6 +441,80 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Section 13's ledger: counted calls and strikes (ascending), the last restriction's end.
+    pub fn ledger(&self) -> worker::Result<Ledger> {
+        let times = |table: &str| {
+            column::<i64>(
+                &self.sql,
+                &format!("SELECT at_ms AS v FROM {table} ORDER BY at_ms"),
+                vec![],
+            )
+        };
+        let until: Vec<i64> = column(
+            &self.sql,
+            "SELECT until_ms AS v FROM restriction WHERE id = 1",
+            vec![],
+        )?;
+        Ok(Ledger {
+            counted: times("counted")?,
+            strikes: times("strikes")?,
+            restricted_until: until.first().copied(),
+        })
+    }
+
+    /// Writes what changed between `stored` and `ledger` (rows added, rows gone).
+    pub fn persist_ledger(&self, ledger: &Ledger, stored: &Ledger) -> worker::Result<()> {
+        for (table, now, before) in [
+            ("counted", &ledger.counted, &stored.counted),
+            ("strikes", &ledger.strikes, &stored.strikes),
+        ] {
+            if now == before {
+                continue;
+            }
+            for gone in multiset_minus(before, now) {
+                self.sql.exec(
+                    &format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE at_ms = ? LIMIT 1)"),
+                    vec![int(gone)],
+                )?;
+            }
+            for added in multiset_minus(now, before) {
+                self.sql.exec(
+                    &format!("INSERT INTO {table} (at_ms) VALUES (?)"),
+                    vec![int(added)],
+                )?;
+            }
+        }
+        if ledger.restricted_until != stored.restricted_until {
+            match ledger.restricted_until {
+                Some(until) => self.sql.exec(
+                    "INSERT OR REPLACE INTO restriction (id, until_ms) VALUES (1, ?)",
+                    vec![int(until)],
+                )?,
+                None => self.sql.exec("DELETE FROM restriction", None)?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Items of the session's jobs left before the next break (none drawn yet: `None`).
+    pub fn until_break(&self) -> worker::Result<Option<u32>> {
+        let rows: Vec<i64> = column(
+            &self.sql,
+            "SELECT until_break AS v FROM pace WHERE id = 1",
+            vec![],
+        )?;
+        Ok(rows.first().map(|n| count(*n)))
+    }
+
+    pub fn save_until_break(&self, items: u32) -> worker::Result<()> {
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO pace (id, until_break) VALUES (1, ?)",
+                vec![int(i64::from(items))],
+            )
+            .map(|_| ())
+    }
+
     /// The unfinished jobs, oldest first, each with its next pending item (the scheduler's
     /// book): bounded by the unfinished-job limit, whatever the history holds.
     pub fn unfinished_jobs(&self) -> worker::Result<Vec<Job>> {
@@ -473,29 +593,22 @@ impl Store {
 
     /// How many unfinished jobs the org has on this session.
     pub fn unfinished_count(&self, org: &str) -> worker::Result<usize> {
-        #[derive(Deserialize)]
-        struct Row {
-            n: i64,
-        }
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT COUNT(*) AS n FROM jobs WHERE finished_ms IS NULL AND org = ?",
-                vec![text(org)],
-            )?
-            .to_array()?;
-        Ok(rows
-            .first()
-            .map_or(0, |r| usize::try_from(r.n).unwrap_or(0)))
+        let rows: Vec<i64> = column(
+            &self.sql,
+            "SELECT COUNT(*) AS v FROM jobs WHERE finished_ms IS NULL AND org = ?",
+            vec![text(org)],
+        )?;
+        Ok(rows.first().map_or(0, |n| usize::try_from(*n).unwrap_or(0)))
     }
 
     pub fn save_job(&self, job: &Job) -> worker::Result<()> {
         let c = job.counts;
         self.sql.exec(
             // An upsert keeps a known job's row, and so its rowid: the submission order.
-            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, pause_reason = excluded.pause_reason,
-             cancel_reason = excluded.cancel_reason, checks = excluded.checks, updated_ms = excluded.updated_ms,
+             cancel_reason = excluded.cancel_reason, checks = excluded.checks, bad_streak = excluded.bad_streak,
+             updated_ms = excluded.updated_ms,
              finished_ms = excluded.finished_ms, total = excluded.total, pending = excluded.pending,
              joined = excluded.joined, pending_approval = excluded.pending_approval,
              already_member = excluded.already_member, failed = excluded.failed, cancelled = excluded.cancelled"),
@@ -508,6 +621,7 @@ impl Store {
                 optional_text(job.pause_reason.as_deref()),
                 optional_text(job.cancel_reason.as_deref()),
                 int(i64::from(job.checks)),
+                int(i64::from(job.bad_streak)),
                 int(job.created_ms),
                 int(job.updated_ms),
                 optional_int(job.finished_ms),
@@ -555,29 +669,21 @@ impl Store {
     /// Keeps at most `MAX_FINISHED_JOBS` finished jobs, none finished 7 days ago or more:
     /// the oldest go first, with their items. Called where a job finishes and by the alarm.
     pub fn drop_old_jobs(&self, now_ms: i64) -> worker::Result<()> {
-        #[derive(Deserialize)]
-        struct Row {
-            job_id: String,
-        }
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT job_id FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms <= ?
-                 UNION SELECT job_id FROM (SELECT job_id FROM jobs WHERE finished_ms IS NOT NULL
-                   ORDER BY finished_ms DESC, rowid DESC LIMIT -1 OFFSET ?)",
-                vec![
-                    int(now_ms - JOB_RETENTION_MS),
-                    int(i64::try_from(MAX_FINISHED_JOBS).unwrap_or(50)),
-                ],
-            )?
-            .to_array()?;
-        for row in rows {
-            self.sql.exec(
-                "DELETE FROM job_items WHERE job_id = ?",
-                vec![text(&row.job_id)],
-            )?;
+        let ids: Vec<String> = column(
+            &self.sql,
+            "SELECT job_id AS v FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms <= ?
+             UNION SELECT job_id FROM (SELECT job_id FROM jobs WHERE finished_ms IS NOT NULL
+               ORDER BY finished_ms DESC, rowid DESC LIMIT -1 OFFSET ?)",
+            vec![
+                int(now_ms - JOB_RETENTION_MS),
+                int(i64::try_from(MAX_FINISHED_JOBS).unwrap_or(50)),
+            ],
+        )?;
+        for id in ids {
             self.sql
-                .exec("DELETE FROM jobs WHERE job_id = ?", vec![text(&row.job_id)])?;
+                .exec("DELETE FROM job_items WHERE job_id = ?", vec![text(&id)])?;
+            self.sql
+                .exec("DELETE FROM jobs WHERE job_id = ?", vec![text(&id)])?;
         }
         Ok(())
     }
@@ -604,20 +710,15 @@ impl Store {
 
     /// When the oldest finished job expires, if any (for the alarm).
     pub fn next_expiry_ms(&self) -> worker::Result<Option<i64>> {
-        #[derive(Deserialize)]
-        struct Row {
-            at: Option<i64>,
-        }
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT MIN(finished_ms) AS at FROM jobs WHERE finished_ms IS NOT NULL",
-                None,
-            )?
-            .to_array()?;
+        let rows: Vec<Option<i64>> = column(
+            &self.sql,
+            "SELECT MIN(finished_ms) AS v FROM jobs WHERE finished_ms IS NOT NULL",
+            vec![],
+        )?;
         Ok(rows
-            .first()
-            .and_then(|r| r.at)
+            .into_iter()
+            .flatten()
+            .next()
             .map(|at| at + JOB_RETENTION_MS))
     }
 }

@@ -1,0 +1,219 @@
+//! Section 13 in the session's object: what the pure policy (`core::protection`) needs from
+//! this session (its settings, its ledger, its time zone through the runtime's `Intl`) and
+//! what comes back (a cap's refusal, a job item's hold and pace, the status view, the `join`
+//! class's rate-limit fields). The ledger is mirrored in memory, like the pipeline's state,
+//! and written with the call's other writes.
+
+use serde_json::{json, Value};
+
+use super::super::config::Settings;
+use super::super::tz;
+use super::SessionObject;
+use crate::core::limits::ClassLimit;
+use crate::core::pipeline::SessionState;
+use crate::core::protection::settings::{Protection, ProtectionConfig, Window};
+use crate::core::protection::{
+    caps, check, estimate_end, item_hold, next_item_after, spread_inputs, window, CapWindow, Caps,
+    Ledger, Overrides, WaitReason, Zone,
+};
+use crate::core::ratelimit::{header_values, Bucket};
+use crate::core::time::format_rfc3339;
+
+/// A time zone by its IANA name, through `Intl` (an unknown one reads as UTC; the admin
+/// route refuses unknown names).
+pub(super) struct IntlZone(String);
+
+impl Zone for IntlZone {
+    fn offset_minutes(&self, at_ms: i64) -> i32 {
+        tz::offset_minutes(&self.0, at_ms).unwrap_or(0)
+    }
+}
+
+/// Section 13 for one session: its settings and the deployment's.
+pub(super) struct Guard<'a> {
+    pub config: &'a ProtectionConfig,
+    protection: &'a Protection,
+    overrides: Overrides,
+    zone: IntlZone,
+}
+
+impl<'a> Guard<'a> {
+    pub fn new(settings: &'a Settings, protection: &'a Protection, join: &ClassLimit) -> Self {
+        let config = &settings.protection;
+        let zone = protection
+            .timezone
+            .clone()
+            .unwrap_or_else(|| config.default_timezone.clone());
+        Self {
+            config,
+            protection,
+            overrides: Overrides {
+                per_day: join.per_day,
+                per_hour: join.per_hour,
+            },
+            zone: IntlZone(zone),
+        }
+    }
+
+    pub fn caps(&self, ledger: &Ledger, now: i64) -> Caps {
+        caps(self.config, self.protection, self.overrides, ledger, now)
+    }
+
+    /// A `join`-class call over a cap: which one, and when it has room.
+    pub fn cap_refusal(&self, ledger: &Ledger, now: i64) -> Option<(CapWindow, i64)> {
+        check(self.config, &self.caps(ledger, now), ledger, now).err()
+    }
+
+    fn window(&self) -> Option<Window> {
+        window(self.config, self.protection)
+    }
+
+    /// What holds a job item now besides its pace and a cooldown.
+    pub fn hold(&self, ledger: &Ledger, now: i64) -> Option<(i64, WaitReason)> {
+        let caps = self.caps(ledger, now);
+        item_hold(self.config, &caps, ledger, self.window(), &self.zone, now)
+    }
+
+    /// When the session's next item may start after one that ended at `ended`.
+    pub fn next_item(
+        &self,
+        ledger: &Ledger,
+        interval_s: u32,
+        break_ms: Option<i64>,
+        ended: i64,
+        random: u32,
+    ) -> i64 {
+        let caps = self.caps(ledger, ended);
+        let spread = spread_inputs(self.config, &caps, ledger, self.window(), &self.zone, ended);
+        next_item_after(interval_s, break_ms, spread, ended, random)
+    }
+
+    /// When `items` items from `start` end, at this session's caps, window and pace.
+    pub fn estimate(&self, ledger: &Ledger, start: i64, interval_s: u32, items: u32) -> i64 {
+        let caps = self.caps(ledger, start);
+        estimate_end(
+            self.config,
+            &caps,
+            ledger,
+            self.window(),
+            &self.zone,
+            interval_s,
+            items,
+            start,
+        )
+    }
+
+    /// `protection` of `GET /v1/sessions/{sid}` (section 13 "Visible").
+    pub fn view(&self, ledger: &Ledger, state: &SessionState, join: ClassLimit, now: i64) -> Value {
+        let caps = self.caps(ledger, now);
+        let hour_s = self.config.hour_window_s;
+        let day_s = self.config.day_window_s;
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let bucket = state.bucket(crate::core::limits::Class::Join, join, now);
+        let token_at = now + wait_for_token(bucket, join, now);
+        let cap_at = self.cap_refusal(ledger, now).map(|(_, at)| at);
+        let cooldown_at = state.cooldown_at(now).map(|c| c.until_ms);
+        let next = [Some(token_at), cap_at, cooldown_at]
+            .into_iter()
+            .flatten()
+            .max()
+            .filter(|at| *at > now);
+        let window = self.window().map(|w| {
+            json!({
+                "start": hhmm(w.start_min),
+                "end": hhmm(w.end_min),
+                "timezone": self.zone.0,
+            })
+        });
+        json!({
+            "age_days": caps.age_days,
+            "age_source": if caps.age_declared { "declared" } else { "unknown" },
+            "rewarm_until": caps.rewarm_until.map(format_rfc3339),
+            "per_day": caps.per_day,
+            "per_hour": caps.per_hour,
+            "caps_source": if caps.from_session { "session" } else { "tier" },
+            "halved_until": caps.halved_until.map(format_rfc3339),
+            "used_last_hour": ledger.used(ms(hour_s), now),
+            "used_last_24h": ledger.used(ms(day_s), now),
+            "next_join_at": next.map(format_rfc3339),
+            "window": window,
+            "strikes_7d": ledger.strikes_7d(self.config, now),
+        })
+    }
+
+    /// The `join` class's `RateLimit-Policy` (minute, hour and day) and `RateLimit` (the
+    /// one nearest to refusing: the fewest calls left, the minute's bucket on a tie).
+    pub fn headers(
+        &self,
+        ledger: &Ledger,
+        bucket: Bucket,
+        join: ClassLimit,
+        now: i64,
+    ) -> (String, String) {
+        let caps = self.caps(ledger, now);
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let (hour_s, day_s) = (self.config.hour_window_s, self.config.day_window_s);
+        let (minute_policy, minute) = header_values("join", join, bucket, now);
+        let policy = format!(
+            "{minute_policy}, \"join-hour\";q={};w={hour_s}, \"join-day\";q={};w={day_s}",
+            caps.per_hour, caps.per_day
+        );
+        let window = |name: &str, cap: u32, window_ms: i64| {
+            let left = cap.saturating_sub(ledger.used(window_ms, now));
+            let reset = ledger
+                .counted
+                .iter()
+                .find(|t| **t > now - window_ms)
+                .map_or(0, |t| seconds(t + window_ms - now));
+            (u64::from(left), format!("\"{name}\";r={left};t={reset}"))
+        };
+        let mut nearest = (bucket.remaining(join, now), minute);
+        for candidate in [
+            window("join-hour", caps.per_hour, ms(hour_s)),
+            window("join-day", caps.per_day, ms(day_s)),
+        ] {
+            if candidate.0 < nearest.0 {
+                nearest = candidate;
+            }
+        }
+        (policy, nearest.1)
+    }
+}
+
+/// Milliseconds until the bucket has a whole token (0 when it has one).
+fn wait_for_token(bucket: Bucket, limit: ClassLimit, now: i64) -> i64 {
+    match bucket.take(limit, now) {
+        Ok(_) => 0,
+        Err(wait_ms) => i64::try_from(wait_ms).unwrap_or(i64::MAX),
+    }
+}
+
+fn seconds(ms: i64) -> i64 {
+    (ms.max(0) + 999) / 1000
+}
+
+fn hhmm(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+impl SessionObject {
+    /// The session's ledger, from memory, or from storage the first time.
+    pub(super) fn ledger(&self) -> worker::Result<Ledger> {
+        if let Some(ledger) = self.ledger.borrow().clone() {
+            return Ok(ledger);
+        }
+        let ledger = self.store().ledger()?;
+        *self.ledger.borrow_mut() = Some(ledger.clone());
+        *self.ledger_stored.borrow_mut() = ledger.clone();
+        Ok(ledger)
+    }
+
+    /// Keeps the ledger and writes what changed (called with no await since the change).
+    pub(super) fn commit_ledger(&self, ledger: Ledger) -> worker::Result<()> {
+        let stored = self.ledger_stored.borrow().clone();
+        self.store().persist_ledger(&ledger, &stored)?;
+        *self.ledger_stored.borrow_mut() = ledger.clone();
+        *self.ledger.borrow_mut() = Some(ledger);
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+// Account protection (contract section 13), end to end with the waits shrunk through
+// [vars]: the hour and day caps on client calls and job items, the strikes' escalating
+// cooldowns and the halving, working hours, breaks, bad invite lists, and what
+// GET /v1/sessions/{sid} shows.
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startJoingate, assertEnvelope, sleep } from "./helpers.mjs";
+import { DEMO } from "../sim/catalogue.mjs";
+
+const FAST = { join: { per_minute: 6000, burst: 1000 }, read: { per_minute: 6000, burst: 1000 } };
+// An "hour" of 4 s and a "day" of 10 s; strikes rest 2, 4 and 6 s; a week of 30 s.
+const VARS = {
+  PROTECTION_TIERS: JSON.stringify([
+    { from_days: 0, per_day: 3, per_hour: 2 },
+    { from_days: 30, per_day: 6, per_hour: 4 },
+  ]),
+  CAP_WINDOWS_S: "4,10",
+  COOLDOWN_S: "2,4,6",
+  PENALTY_S: "30",
+  RESTRICTED_COOLDOWN_S: "5",
+  RESTRICTED_MARGIN_S: "1",
+  JOB_WINDOW: "off",
+  JOB_BREAK_S: "0-0",
+  JOB_MIN_INTERVAL_S: "1",
+};
+
+async function waitFor(check, what, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(150);
+  }
+}
+
+describe("account protection", () => {
+  let app;
+  let token;
+  before(async () => {
+    app = await startJoingate({ orgLimit: 100_000, vars: VARS });
+    token = await app.token("acme", ["join", "read"]);
+  });
+  after(() => app.close());
+
+  const status = async (sid) => assertEnvelope(await app.request("GET", `/v1/sessions/${sid}`, { token }), { status: 200 }).data;
+  const register = (sid, body) => app.admin("PUT", `/v1/admin/sessions/${sid}`, { org: "acme", limits: FAST, ...body });
+  const join = (sid) => app.join(sid, token, { invite: DEMO.member.code });
+
+  test("client calls: the hour cap, then the day cap, each with an exact Retry-After; a new number's caps by default", async () => {
+    const sid = "cap-client";
+    assertEnvelope(await register(sid, {}), { status: 200 });
+    const before = await status(sid);
+    assert.equal(before.protection.age_source, "unknown");
+    assert.equal(before.protection.age_days, 0);
+    assert.equal(before.protection.per_day, 3);
+    assert.equal(before.protection.per_hour, 2);
+    assert.equal(before.protection.caps_source, "tier");
+    assert.equal(before.protection.next_join_at, null);
+    const first = await join(sid);
+    assertEnvelope(first, { status: 200 });
+    assert.equal(first.headers.get("ratelimit-policy"), '"join";q=6000;w=60, "join-hour";q=2;w=4, "join-day";q=3;w=10');
+    // The one nearest to refusing: the hour, with 1 of 2 left.
+    assert.match(first.headers.get("ratelimit"), /^"join-hour";r=1;t=[34]$/);
+    assertEnvelope(await join(sid), { status: 200 });
+    const capped = await join(sid);
+    const body = assertEnvelope(capped, { status: 429, code: "rate_limited" });
+    assert.equal(body.error.details.scope, "session");
+    assert.equal(body.error.details.window, "hour");
+    const retryAfter = Number(capped.headers.get("retry-after"));
+    assert.ok(retryAfter >= 3 && retryAfter <= 4, `Retry-After ${retryAfter}`);
+    assert.equal(app.sim.calls(sid).filter((c) => c.route === "join").length, 2, "nothing was sent");
+    const seen = await status(sid);
+    assert.equal(seen.protection.used_last_hour, 2);
+    assert.ok(seen.protection.next_join_at, "the next join's time is shown");
+    await sleep(retryAfter * 1000);
+    assertEnvelope(await join(sid), { status: 200 });
+    const day = await join(sid);
+    const dayBody = assertEnvelope(day, { status: 429, code: "rate_limited" });
+    assert.equal(dayBody.error.details.window, "day");
+    assert.equal(app.sim.calls(sid).filter((c) => c.route === "join").length, 3);
+  });
+
+  test("a declared age and the session's own caps", async () => {
+    const sid = "cap-age";
+    assertEnvelope(await register(sid, { protection: { number_since: "2020-01-01" } }), { status: 200 });
+    const aged = (await status(sid)).protection;
+    assert.equal(aged.age_source, "declared");
+    assert.ok(aged.age_days > 2000);
+    assert.equal(aged.per_day, 6);
+    assert.equal(aged.per_hour, 4);
+    const own = { join: { per_minute: 6000, burst: 1000, per_day: 1 }, read: FAST.read };
+    assertEnvelope(await app.admin("PUT", `/v1/admin/sessions/${sid}`, { org: "acme", limits: own, protection: { number_since: "2020-01-01" } }), { status: 200 });
+    const session = (await status(sid)).protection;
+    assert.equal(session.per_day, 1);
+    assert.equal(session.caps_source, "session");
+    assertEnvelope(await join(sid), { status: 200 });
+    const refused = assertEnvelope(await join(sid), { status: 429, code: "rate_limited" });
+    assert.equal(refused.error.details.window, "day");
+  });
+
+  test("WhatsApp 429s are strikes: 2 s, then 4 s within a day, then 6 s within a week; the day cap is halved", async () => {
+    // WAHA names no Retry-After with its 429 (the native simulator asks for 30 s, which wins).
+    const sid = "strikes";
+    assertEnvelope(await register(sid, { protection: { number_since: "2020-01-01" }, backend: app.backendFor("waha", sid) }), { status: 200 });
+    const lengths = [];
+    for (let strike = 1; strike <= 3; strike++) {
+      app.sim.setFault({ session: sid, mode: "whatsapp", wa_code: 429, count: 1 });
+      const res = await join(sid);
+      assertEnvelope(res, { status: 429, code: "upstream_rate_limited" });
+      // The answer that starts a cooldown says how long it lasts, exactly.
+      const seconds = Number(res.headers.get("retry-after"));
+      lengths.push(seconds);
+      assertEnvelope(await join(sid), { status: 429, code: "session_cooling_down" });
+      await sleep(seconds * 1000 + 100);
+    }
+    assert.deepEqual(lengths, [2, 4, 6]);
+    const seen = (await status(sid)).protection;
+    assert.equal(seen.strikes_7d, 3);
+    assert.equal(seen.per_day, 3, "6 halved");
+    assert.ok(seen.halved_until);
+  });
+
+  test("job items wait for the hour cap (status waiting, wait_reason hour_cap), then run", async () => {
+    const sid = "cap-job";
+    assertEnvelope(await register(sid, {}), { status: 200 });
+    const codes = [DEMO.open.code, DEMO.member.code, DEMO.approval.code];
+    const job = assertEnvelope(
+      await app.request("POST", `/v1/sessions/${sid}/join-jobs`, { token, json: { invites: codes, interval_s: 1 } }),
+      { status: 202 },
+    ).data;
+    const waiting = await waitFor(async () => {
+      const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
+      return current.status === "waiting" && current;
+    }, "the job to wait");
+    assert.equal(waiting.wait_reason, "hour_cap");
+    assert.equal(waiting.counts.pending, 1);
+    assert.ok(Date.parse(waiting.next_attempt_at) > Date.now());
+    const done = await waitFor(async () => {
+      const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
+      return current.status === "completed" && current;
+    }, "the job to complete");
+    const starts = app.sim.calls(sid).filter((c) => c.route === "join").map((c) => c.started_at);
+    assert.equal(starts.length, 3);
+    assert.ok(starts[2] - starts[0] >= 4000 - 50, `the third item waited for the first to leave the hour: ${starts[2] - starts[0]} ms`);
+    assert.equal(done.counts.pending_approval, 1);
+  });
+
+  test("five bad invites in a row pause the job (bad_invites); resume goes on", async () => {
+    const sid = "bad-list";
+    assertEnvelope(await register(sid, { protection: { number_since: "2020-01-01" }, limits: { join: { per_minute: 6000, burst: 1000, per_day: 1000, per_hour: 200 } } }), { status: 200 });
+    const bad = [DEMO.revoked.code, DEMO.invalid.code, DEMO.notFound.code, `${DEMO.revoked.code}A`, `${DEMO.invalid.code}B`, DEMO.open.code];
+    const job = assertEnvelope(
+      await app.request("POST", `/v1/sessions/${sid}/join-jobs`, { token, json: { invites: bad, interval_s: 1 } }),
+      { status: 202 },
+    ).data;
+    const paused = await waitFor(async () => {
+      const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
+      return current.status === "paused" && current;
+    }, "the job to pause");
+    assert.equal(paused.pause_reason, "bad_invites");
+    assert.equal(paused.counts.failed, 5);
+    assert.equal(paused.counts.pending, 1);
+    await sleep(1500);
+    assert.equal(app.sim.calls(sid).filter((c) => c.route === "join").length, 5, "nothing more is tried");
+    assertEnvelope(await app.request("POST", `/v1/sessions/${sid}/join-jobs/${job.job_id}/resume`, { token }), { status: 200 });
+    const done = await waitFor(async () => {
+      const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
+      return current.status === "completed" && current;
+    }, "the job to complete");
+    assert.equal(done.counts.joined, 1);
+  });
+});
