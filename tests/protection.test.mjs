@@ -170,4 +170,107 @@ describe("account protection", () => {
     }, "the job to complete");
     assert.equal(done.counts.joined, 1);
   });
+
+  for (const kind of ["waha", "joingate"]) {
+    test(`${kind}: a restriction waits for the end the server states (plus the margin), then the number warms up again`, async () => {
+      const sid = `restricted-${kind}`;
+      const backend = app.backendFor(kind, sid);
+      assertEnvelope(await register(sid, { protection: { number_since: "2020-01-01" }, backend }), { status: 200 });
+      const end = Math.floor(Date.now() / 1000) + 3;
+      app.sim.setRestriction({ session: sid, until_s: end });
+      const res = await join(sid);
+      const body = assertEnvelope(res, { status: 429, code: "session_cooling_down" });
+      assert.equal(body.error.details.reason, "restricted");
+      // The stated end plus RESTRICTED_MARGIN_S (1 s here), not RESTRICTED_COOLDOWN_S (5 s).
+      assert.equal(Date.parse(body.error.details.cooldown_until), (end + 1) * 1000);
+      const during = await status(sid);
+      assert.equal(Date.parse(during.cooldown_until), (end + 1) * 1000);
+      assert.equal(Date.parse(during.protection.rewarm_until), (end + 1 + 30) * 1000, "shown from the start");
+      assertEnvelope(await join(sid), { status: 429, code: "session_cooling_down" });
+      await sleep((end + 1) * 1000 - Date.now() + 200);
+      app.sim.setRestriction({ session: sid, active: false });
+      // Warm-up: a new number's caps (3 a day, 2 an hour here) though the number is old.
+      const warm = (await status(sid)).protection;
+      assert.equal(warm.age_source, "declared", "the declared age stays");
+      assert.equal(warm.per_day, 3);
+      assert.equal(warm.per_hour, 2);
+      assertEnvelope(await join(sid), { status: 200 });
+    });
+  }
+
+  test("a restriction the server states nothing about rests RESTRICTED_COOLDOWN_S", async () => {
+    const sid = "restricted-gowa";
+    assertEnvelope(await register(sid, { backend: app.backendFor("gowa", sid) }), { status: 200 });
+    app.sim.setRestriction({ session: sid, until_s: Math.floor(Date.now() / 1000) + 600 });
+    const before = Date.now();
+    const body = assertEnvelope(await join(sid), { status: 429, code: "session_cooling_down" });
+    const until = Date.parse(body.error.details.cooldown_until);
+    assert.ok(until - before >= 4000 && until - before <= 6000, `${until - before} ms`);
+  });
+
+  test("a job waits while the window is closed (outside_window), and runs when it opens", async () => {
+    const sid = "windowed";
+    // A window that opens at the next whole minute, in UTC.
+    const now = new Date();
+    const open = new Date(Math.ceil((now.getTime() + 1000) / 60_000) * 60_000);
+    const hhmm = (d) => `${String(d.getUTCHours()).padStart(2, "0")}:${String(d.getUTCMinutes()).padStart(2, "0")}`;
+    const close = new Date(open.getTime() + 60 * 60_000);
+    if (close.getUTCDate() !== open.getUTCDate() || open.getUTCDate() !== now.getUTCDate()) return; // not across midnight
+    const window = { start: hhmm(open), end: hhmm(close) };
+    assertEnvelope(await register(sid, { protection: { number_since: "2020-01-01", timezone: "UTC", window } }), { status: 200 });
+    // A person's own join is never held by the window.
+    assertEnvelope(await app.join(sid, token, { invite: DEMO.approval.code }), { status: 200 });
+    const job = assertEnvelope(
+      await app.request("POST", `/v1/sessions/${sid}/join-jobs`, { token, json: { invites: [DEMO.open.code], interval_s: 1 } }),
+      { status: 202 },
+    ).data;
+    const waiting = await waitFor(async () => {
+      const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
+      return current.status === "waiting" && current;
+    }, "the job to wait for the window");
+    assert.equal(waiting.wait_reason, "outside_window");
+    assert.equal(Date.parse(waiting.next_attempt_at), open.getTime(), "its next start, no jitter");
+    assert.deepEqual((await status(sid)).protection.window, { ...window, timezone: "UTC" });
+    const done = await waitFor(async () => {
+      const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
+      return current.status === "completed" && current;
+    }, "the job to run once the window opens", 75_000);
+    const ran = app.sim.calls(sid).filter((c) => c.route === "join" && c.body?.code === DEMO.open.code);
+    assert.equal(ran.length, 1);
+    assert.ok(ran[0].started_at >= open.getTime(), "not before the window opened");
+    assert.equal(done.items[0].status, "joined");
+  });
+});
+
+describe("account protection: breaks", () => {
+  let app;
+  let token;
+  before(async () => {
+    // A break of 3 s after every 2 items.
+    app = await startJoingate({ orgLimit: 100_000, vars: { ...VARS, JOB_BREAK_EVERY: "2-2", JOB_BREAK_S: "3-3", PROTECTION_TIERS: JSON.stringify([{ from_days: 0, per_day: 1000, per_hour: 200 }]) } });
+    token = await app.token("acme", ["join", "read"]);
+  });
+  after(() => app.close());
+
+  test("after every 2 items comes a 3 s break instead of the usual gap", async () => {
+    const sid = "breaks";
+    assertEnvelope(await app.admin("PUT", `/v1/admin/sessions/${sid}`, { org: "acme", limits: FAST }), { status: 200 });
+    const codes = [DEMO.open.code, DEMO.member.code, DEMO.approval.code, DEMO.admin.code, DEMO.revoked.code];
+    const job = assertEnvelope(
+      await app.request("POST", `/v1/sessions/${sid}/join-jobs`, { token, json: { invites: codes, interval_s: 1 } }),
+      { status: 202 },
+    ).data;
+    await waitFor(async () => {
+      const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
+      return current.status === "completed";
+    }, "the job", 30_000);
+    const starts = app.sim.calls(sid).filter((c) => c.route === "join").map((c) => c.started_at);
+    const gaps = starts.slice(1).map((t, i) => t - starts[i]);
+    // The first break comes after a first draw of every-2: items 1-2, break, 3-4, break, 5.
+    assert.equal(gaps.length, 4);
+    assert.ok(gaps[0] >= 1000 && gaps[0] < 2900, `gap 1: ${gaps[0]} ms (1x-2x the interval)`);
+    assert.ok(gaps[1] >= 3000 - 50 && gaps[1] < 4500, `gap 2: ${gaps[1]} ms (the break)`);
+    assert.ok(gaps[2] >= 1000 && gaps[2] < 2900, `gap 3: ${gaps[2]} ms`);
+    assert.ok(gaps[3] >= 3000 - 50 && gaps[3] < 4500, `gap 4: ${gaps[3]} ms (the break)`);
+  });
 });

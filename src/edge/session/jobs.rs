@@ -543,13 +543,16 @@ impl SessionObject {
         let store = self.store();
         let ledger = self.ledger()?;
         let random = random_u32();
-        let (break_ms, until_break) = match store.until_break()? {
-            Some(left) if left > 1 => (None, left - 1),
-            drawn => {
-                let (length, every) = draw_break(guard.config, random);
-                let due = drawn.is_some() && length > 0;
-                (due.then_some(length), every)
-            }
+        // Items before the next break, this one included (drawn at the first item).
+        let left = match store.until_break()? {
+            Some(left) => left,
+            None => draw_break(guard.config, random).1,
+        };
+        let (break_ms, until_break) = if left <= 1 {
+            let (length, every) = draw_break(guard.config, random);
+            ((length > 0).then_some(length), every)
+        } else {
+            (None, left - 1)
         };
         let interval_s = book.jobs.get(job).map_or(0, |j| j.interval_s);
         let next_item_ms = guard.next_item(&ledger, interval_s, break_ms, now, random_u32());
