@@ -22,6 +22,6 @@ bash scripts/build.sh
 step "deploy bundle (wrangler deploy --dry-run, offline)"
 node scripts/deploy-check.mjs
 step "end-to-end tests (miniflare)"
-node --test --test-concurrency=2 tests/*.test.mjs
+node --test --test-concurrency=4 tests/*.test.mjs
 step "schemathesis against wrangler dev (fixed seed)"
 ST_SEED=20261122 ST_MAX_EXAMPLES=100 bash scripts/schemathesis.sh

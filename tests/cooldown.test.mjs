@@ -102,8 +102,8 @@ describe("WhatsApp cooldown", () => {
     assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 429, code: "session_cooling_down" });
     // Nothing more reached the backend while it lasts.
     const joins = app.sim.calls(sid).filter((c) => c.route === "join").length;
-    // Longer than the pace (at most 1.25 x 5 s): without the cooldown the next item would run.
-    await sleep(7000);
+    // Longer than the pace (at most 2 x 5 s): without the cooldown the next item would run.
+    await sleep(11_000);
     assert.equal(app.sim.calls(sid).filter((c) => c.route === "join").length, joins);
   });
 

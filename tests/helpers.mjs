@@ -253,3 +253,55 @@ export function flipOne(token, index = 12) {
   const replacement = c === "a" ? "b" : "a";
   return token.slice(0, index) + replacement + token.slice(index + 1);
 }
+
+/** Waits until `check()` is truthy and returns its value; fails naming `what` after the deadline. */
+export async function eventually(check, what = "the condition", timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(150);
+  }
+}
+
+/**
+ * A webhook receiver on loopback: each path answers as its plan says (a status, 302 with a
+ * Location, "hold": never answer, or "stream": 200 and a body that never ends; 204 when no
+ * plan names it); every request is recorded with its path, headers, body and time.
+ */
+export async function startReceiver() {
+  const { createServer } = await import("node:http");
+  const received = [];
+  const plans = new Map(); // path -> list of answers, the last one repeating
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      const path = new URL(req.url, "http://x").pathname;
+      received.push({ path, headers: req.headers, body, at: Date.now() });
+      const plan = plans.get(path) ?? [204];
+      const answer = plan.length > 1 ? plan.shift() : plan[0];
+      if (answer === "hold") return;
+      if (answer === "stream") {
+        res.writeHead(200, { "Content-Type": "text/plain" });
+        res.write("the first part of a body that never ends\n");
+        return;
+      }
+      if (answer === 302) {
+        res.writeHead(302, { Location: "/elsewhere" });
+        return res.end();
+      }
+      res.writeHead(answer);
+      res.end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    base: `http://127.0.0.1:${server.address().port}`,
+    received,
+    plan: (path, answers) => plans.set(path, [...answers]),
+    at: (path) => received.filter((r) => r.path === path),
+    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
+  };
+}

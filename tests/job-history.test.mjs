@@ -3,7 +3,7 @@
 // waiting for its queue turn when a cancel lands ends cancelled.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, sleep } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, sleep, eventually } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const FAST = { join: { per_minute: 6000, burst: 1000 }, read: { per_minute: 6000, burst: 1000 } };
@@ -13,15 +13,6 @@ function codes(prefix, n = 500) {
   return Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(20 - prefix.length, "0")}`);
 }
 
-async function waitFor(check, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) assert.fail("timed out");
-    await sleep(200);
-  }
-}
 
 describe("join job history", () => {
   let app;
@@ -63,10 +54,10 @@ describe("join job history", () => {
     await app.session(sid, "acme", FAST);
     const joinsBefore = app.sim.calls(sid).filter((c) => c.route === "join").length;
     const job = assertEnvelope(await submit(sid, { invites: [DEMO.open.code], interval_s: 60 }), { status: 202 }).data;
-    const done = await waitFor(async () => {
+    const done = await eventually(async () => {
       const current = assertEnvelope(await get(sid, job.job_id), { status: 200 }).data;
       return current.status === "completed" && current;
-    });
+    }, "the new job's item", 20_000);
     assert.equal(done.items[0].status, "joined");
     assert.equal(app.sim.calls(sid).filter((c) => c.route === "join").length, joinsBefore + 1, "only the new job's item reached the backend");
     const after = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs`, { token }), { status: 200 }).data;

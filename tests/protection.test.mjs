@@ -4,7 +4,7 @@
 // GET /v1/sessions/{sid} shows.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, sleep } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, sleep, eventually as waitFor } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const FAST = { join: { per_minute: 6000, burst: 1000 }, read: { per_minute: 6000, burst: 1000 } };
@@ -24,15 +24,6 @@ const VARS = {
   JOB_MIN_INTERVAL_S: "1",
 };
 
-async function waitFor(check, what, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(150);
-  }
-}
 
 describe("account protection", () => {
   let app;
@@ -144,6 +135,32 @@ describe("account protection", () => {
     assert.equal(starts.length, 3);
     assert.ok(starts[2] - starts[0] >= 4000 - 50, `the third item waited for the first to leave the hour: ${starts[2] - starts[0]} ms`);
     assert.equal(done.counts.pending_approval, 1);
+  });
+
+  test("job items wait for the day cap (wait_reason day_cap) until the oldest join leaves the day", async () => {
+    const sid = "day-job";
+    // The hour cap out of the way: 3 a day is what holds.
+    assertEnvelope(await register(sid, { limits: { join: { per_minute: 6000, burst: 1000, per_hour: 10 }, read: FAST.read } }), { status: 200 });
+    const codes = [DEMO.open.code, DEMO.member.code, DEMO.approval.code, DEMO.admin.code];
+    const job = assertEnvelope(
+      await app.request("POST", `/v1/sessions/${sid}/join-jobs`, { token, json: { invites: codes, interval_s: 1 } }),
+      { status: 202 },
+    ).data;
+    const get = async () => assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
+    const waiting = await waitFor(async () => {
+      const current = await get();
+      return current.status === "waiting" && current;
+    }, "the job to wait for the day cap");
+    assert.equal(waiting.wait_reason, "day_cap");
+    assert.equal(waiting.counts.pending, 1);
+    assert.equal((await status(sid)).protection.used_last_24h, 3);
+    const done = await waitFor(async () => {
+      const current = await get();
+      return current.status === "completed" && current;
+    }, "the job to complete", 20_000);
+    const starts = app.sim.calls(sid).filter((c) => c.route === "join").map((c) => c.started_at);
+    assert.ok(starts[3] - starts[0] >= 10_000 - 50, `the fourth item waited for the first to leave the day: ${starts[3] - starts[0]} ms`);
+    assert.equal(done.counts.pending, 0);
   });
 
   test("five bad invites in a row pause the job (bad_invites); resume goes on", async () => {

@@ -5,40 +5,10 @@
 // record stops.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import http from "node:http";
-import { startJoingate, assertEnvelope, sleep } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, sleep, eventually as waitFor, startReceiver } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const FAST = { join: { per_minute: 6000, burst: 1000 }, read: { per_minute: 6000, burst: 1000 } };
-
-/** A webhook receiver that records every delivery. */
-async function startReceiver() {
-  const received = [];
-  const server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (c) => (body += c));
-    req.on("end", () => {
-      received.push(JSON.parse(body));
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}/hook`,
-    received,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
-  };
-}
-
-async function waitFor(check, what, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 describe("a session that changes hands, or is deleted", () => {
   let app;
@@ -50,7 +20,7 @@ describe("a session that changes hands, or is deleted", () => {
     acme = await app.token("acme", ["join", "read"]);
     beta = await app.token("beta", ["join", "read"]);
     receiver = await startReceiver();
-    assertEnvelope(await app.admin("PUT", "/v1/admin/orgs/acme/webhook", { url: receiver.url }), { status: 200 });
+    assertEnvelope(await app.admin("PUT", "/v1/admin/orgs/acme/webhook", { url: `${receiver.base}/hook` }), { status: 200 });
   });
   after(async () => {
     await app.close();
@@ -58,6 +28,7 @@ describe("a session that changes hands, or is deleted", () => {
   });
 
   const joins = (sid) => app.sim.calls(sid).filter((c) => c.route === "join");
+  const events = () => receiver.received.map((r) => JSON.parse(r.body));
   const getJob = (sid, token, id) => app.request("GET", `/v1/sessions/${sid}/join-jobs/${id}`, { token });
 
   test("a job of org A on a session moved to org B is cancelled, A's queued call never runs, and A hears nothing after the PUT", async () => {
@@ -68,7 +39,7 @@ describe("a session that changes hands, or is deleted", () => {
     });
     const job = assertEnvelope(submitted, { status: 202 }).data;
     await waitFor(async () => assertEnvelope(await getJob(sid, acme, job.job_id), { status: 200 }).data.counts.joined === 1, "the first item");
-    await waitFor(() => receiver.received.some((e) => e.data.job_id === job.job_id), "the first item's event");
+    await waitFor(() => events().some((e) => e.data.job_id === job.job_id), "the first item's event");
     // A's join holds the queue for 2 s; A's leave waits behind it.
     app.sim.setFault({ session: sid, mode: "latency", delay_ms: 2000, count: 1 });
     const held = app.join(sid, acme, { invite: DEMO.approval.code });
@@ -78,7 +49,7 @@ describe("a session that changes hands, or is deleted", () => {
     const put = assertEnvelope(await app.admin("PUT", `/v1/admin/sessions/${sid}`, { org: "beta", limits: FAST }), { status: 200 });
     assert.equal(put.data.org, "beta");
     const answered = Date.now();
-    const eventsAtAnswer = receiver.received.length;
+    const eventsAtAnswer = events().length;
     // The call under way ended before the PUT answered; the queued one did not run.
     assertEnvelope(await held, { status: 200 });
     assertEnvelope(await queued, { status: 404, code: "not_found" });
@@ -89,8 +60,8 @@ describe("a session that changes hands, or is deleted", () => {
     assertEnvelope(await getJob(sid, beta, job.job_id), { status: 404, code: "not_found" });
     assertEnvelope(await getJob(sid, acme, job.job_id), { status: 404, code: "not_found" });
     await sleep(1500);
-    assert.equal(receiver.received.length, eventsAtAnswer, "no event of A raised after the PUT's answer");
-    assert.ok(receiver.received.every((e) => e.data.session_id !== sid || Date.parse(e.timestamp) <= answered));
+    assert.equal(events().length, eventsAtAnswer, "no event of A raised after the PUT's answer");
+    assert.ok(events().every((e) => e.data.session_id !== sid || Date.parse(e.timestamp) <= answered));
     // Moved back to A: A's job shows how it ended; no item of it ran after the move.
     const joinsBefore = joins(sid).length;
     assertEnvelope(await app.admin("PUT", `/v1/admin/sessions/${sid}`, { org: "acme", limits: FAST }), { status: 200 });

@@ -7,63 +7,17 @@
 // test-only knobs FAULT_WEBHOOK_SEND and FAULT_WEBHOOK_ATTEMPT.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import http from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Webhook } from "standardwebhooks";
-import { startJoingate, assertEnvelope, sleep } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, sleep, eventually, startReceiver } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const FAST = { join: { per_minute: 6000, burst: 1000 } };
+
 /** The sweep comes this long after an event at the earliest: the attempt's 10 s + 1 s stale. */
 const SWEEP_MS = 11_000;
-
-/**
- * A receiver: each path answers as its plan says (a status, "hold": never answer, or
- * "stream": 200 and a body that never ends); every request is recorded.
- */
-async function startReceiver() {
-  const received = [];
-  const plans = new Map(); // path -> list of answers, the last one repeating
-  const server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (c) => (body += c));
-    req.on("end", () => {
-      const path = new URL(req.url, "http://x").pathname;
-      received.push({ path, headers: req.headers, body, at: Date.now() });
-      const plan = plans.get(path) ?? [204];
-      const answer = plan.length > 1 ? plan.shift() : plan[0];
-      if (answer === "hold") return;
-      if (answer === "stream") {
-        res.writeHead(200, { "Content-Type": "text/plain" });
-        res.write("the first part of a body that never ends\n");
-        return;
-      }
-      res.writeHead(answer);
-      res.end();
-    });
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    base: `http://127.0.0.1:${server.address().port}`,
-    received,
-    plan: (path, answers) => plans.set(path, [...answers]),
-    at: (path) => received.filter((r) => r.path === path),
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
-  };
-}
-
-/** Waits until `check()` is truthy. */
-async function eventually(check, what, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** The admin side of one joingate: an org with an endpoint, a session and a token. */
 function orgs(app, receiver, prefix) {

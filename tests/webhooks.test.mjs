@@ -4,55 +4,12 @@
 // no retry on 400, a redirect not followed, redeliver, tenancy, rotation and the filter.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import http from "node:http";
 import { createHmac } from "node:crypto";
 import { Webhook } from "standardwebhooks";
-import { startJoingate, assertEnvelope, sleep } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, sleep, eventually, startReceiver } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const FAST = { join: { per_minute: 6000, burst: 1000 } };
-
-/** A receiver: each path answers as its plan says; every request is recorded. */
-async function startReceiver() {
-  const received = [];
-  const plans = new Map(); // path -> list of statuses, the last one repeating
-  const server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (c) => (body += c));
-    req.on("end", () => {
-      const path = new URL(req.url, "http://x").pathname;
-      received.push({ path, headers: req.headers, body, at: Date.now() });
-      const plan = plans.get(path) ?? [204];
-      const status = plan.length > 1 ? plan.shift() : plan[0];
-      if (status === 302) {
-        res.writeHead(302, { Location: "/elsewhere" });
-        return res.end();
-      }
-      res.writeHead(status);
-      res.end();
-    });
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const base = `http://127.0.0.1:${server.address().port}`;
-  return {
-    base,
-    received,
-    plan: (path, statuses) => plans.set(path, [...statuses]),
-    at: (path) => received.filter((r) => r.path === path),
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
-  };
-}
-
-/** Waits until `check()` is truthy. */
-async function eventually(check, what, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** The signature by hand: HMAC-SHA256 over `id.timestamp.body`, keyed with the secret's bytes. */
 function signedByHand(secret, request) {

@@ -19,15 +19,14 @@
 //!   items loaded for the task at hand (all of them for a job's answer, the next pending one
 //!   for the scheduler), and every change to an item's status moves the counts with it.
 
-use std::collections::HashSet;
-
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::backend::Op;
 use super::error::{ApiError, ErrorCode};
 pub use super::job_views::{counts, job_view, shown_invite, standings, Standing};
-use super::json::{present, reject_unknown, whole_number};
-use super::requests::{parse_join, parse_label, JoinRequest};
+pub use submit::{is_job_id, parse_submit, Submit};
+
+mod submit;
 
 pub const MAX_ITEMS: usize = 500;
 pub const MAX_UNFINISHED_JOBS: usize = 10;
@@ -48,129 +47,11 @@ pub const MAX_CHECK_MS: i64 = 15 * 60 * 1000;
 /// At most this many jobs in a list answer.
 pub const LIST_LIMIT: usize = 50;
 
-/// A validated submit body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Submit {
-    /// The items after collapsing duplicate codes, in submission order.
-    pub items: Vec<Op>,
-    pub label: Option<String>,
-    pub interval_s: u32,
-}
-
-fn item_field(index: usize, inner: Option<&str>) -> String {
-    match inner {
-        Some(field) => format!("invites[{index}].{field}"),
-        None => format!("invites[{index}]"),
-    }
-}
-
-/// One `invites[i]`, checked exactly like a join body (a string: the `invite` form; an
-/// object: an invite message), errors naming `invites[i]` or a field inside it.
-fn parse_item(index: usize, value: &Value, now_s: i64) -> Result<JoinRequest, ApiError> {
-    let renamed = |mut error: ApiError, whole: bool| {
-        let inner = error
-            .details
-            .get("field")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let field = item_field(index, if whole { None } else { inner.as_deref() });
-        error
-            .details
-            .insert("field".into(), Value::from(field.as_str()));
-        if error.code == ErrorCode::ValidationError {
-            let reason = error
-                .message
-                .split_once(": ")
-                .map_or("", |(_, r)| r)
-                .to_string();
-            error.message = format!("{field}: {reason}");
-        }
-        error
-    };
-    match value {
-        Value::String(_) => {
-            let mut body = Map::new();
-            body.insert("invite".into(), value.clone());
-            parse_join(&body, now_s).map_err(|e| renamed(e, true))
-        }
-        Value::Object(map) => {
-            if map.contains_key("invite") {
-                return Err(ApiError::invalid(
-                    &item_field(index, Some("invite")),
-                    "is not a known field (an item is a link or code, or an invite message)",
-                ));
-            }
-            parse_join(map, now_s).map_err(|e| renamed(e, false))
-        }
-        _ => Err(ApiError::invalid(
-            &item_field(index, None),
-            "must be a link or code, or an invite message object",
-        )),
-    }
-}
-
 pub(crate) fn code_of(op: &Op) -> &str {
     match op {
         Op::Join { code } | Op::JoinByMessage { code, .. } => code,
         _ => "",
     }
-}
-
-/// `POST /v1/sessions/{sid}/join-jobs`: every item checked before anything is stored; the
-/// first bad item fails the whole request. `interval_s` is `min_interval_s`
-/// (`JOB_MIN_INTERVAL_S`) to 86400, `default_interval_s` (`JOB_INTERVAL_S`) when left out.
-pub fn parse_submit(
-    body: &Map<String, Value>,
-    now_s: i64,
-    default_interval_s: u32,
-    min_interval_s: u32,
-) -> Result<Submit, ApiError> {
-    reject_unknown(body, &["invites", "label", "interval_s"], "")?;
-    let list = present(body, "invites")
-        .ok_or_else(|| ApiError::invalid("invites", "is required: 1 to 500 invites"))?
-        .as_array()
-        .ok_or_else(|| ApiError::invalid("invites", "must be a list of invites"))?;
-    if list.is_empty() || list.len() > MAX_ITEMS {
-        return Err(ApiError::invalid("invites", "must list 1 to 500 invites"));
-    }
-    let mut items = Vec::with_capacity(list.len());
-    let mut seen = HashSet::new();
-    for (index, value) in list.iter().enumerate() {
-        let op = parse_item(index, value, now_s)?.op();
-        // Items with the same invite code become one.
-        if seen.insert(code_of(&op).to_string()) {
-            items.push(op);
-        }
-    }
-    let label = parse_label(body, 1)?;
-    let interval_s = match present(body, "interval_s") {
-        None => default_interval_s,
-        Some(value) => whole_number(value)
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| (min_interval_s..=MAX_INTERVAL_S).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "interval_s",
-                    format!(
-                        "must be a whole number of seconds from {min_interval_s} to {MAX_INTERVAL_S}"
-                    ),
-                )
-            })?,
-    };
-    Ok(Submit {
-        items,
-        label,
-        interval_s,
-    })
-}
-
-/// `job_` and 16 lower-case hex digits.
-pub fn is_job_id(text: &str) -> bool {
-    text.len() == 20
-        && text.starts_with("job_")
-        && text[4..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -742,6 +623,7 @@ mod tests {
     use crate::core::job_views::Holds;
     use crate::core::protection::WaitReason;
     use proptest::prelude::*;
+    use serde_json::Map;
 
     const CODE: &str = "AbCdEfGhIjKlMnOpQrStUv";
 

@@ -5,9 +5,9 @@
 //! Standard Webhooks 1.0 says, 10 s at most, redirects not followed, the answer's body not
 //! read. Each outstanding attempt carries a deadline (a lease), and the object's alarm
 //! sweeps up every attempt whose outcome is not recorded `WEBHOOK_STALE_S` after it, so
-//! nothing stays pending. What an attempt's result means is `core::webhooks`'. The end of
-//! the file is the Worker's side of it: `ask`, `raise`, the limit's `verdict` on a call and
-//! an admin route's `answer`.
+//! nothing stays pending. What an attempt's result means is `core::webhooks`'. The Worker's
+//! side of it (`ask`, `raise`, the limit's `verdict` on a call and an admin route's
+//! `answer`) is in `org/calls.rs`.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -20,6 +20,9 @@ use worker::{
     Request, Response, State,
 };
 
+mod calls;
+pub use calls::{answer, ask, raise, verdict};
+
 use super::admin::random_bytes;
 use super::config::{self, Settings};
 use super::http::{self, Redirects};
@@ -27,7 +30,7 @@ use super::reply::Reply;
 use super::store::{DeliveryRow, EndpointRow, OrgStore};
 use crate::core::dispatch::{DeliveryTask, OrgAction};
 use crate::core::envelope::hex;
-use crate::core::error::{ApiError, ErrorCode};
+use crate::core::error::ApiError;
 use crate::core::limits::ClassOverride;
 use crate::core::ratelimit::{retry_after_s, Bucket};
 use crate::core::time::format_rfc3339;
@@ -661,117 +664,4 @@ async fn attempt(row: &DeliveryRow, endpoint: &EndpointRow, now_ms: i64) -> Atte
             AttemptResult::NoAnswer
         }
     }
-}
-
-/// Sends an action to an org's object and returns its answer.
-pub async fn ask(env: &Env, org: &str, action: &OrgAction) -> Result<Reply, ApiError> {
-    let failed = |error: worker::Error| {
-        let line = json!({ "level": "error", "msg": "org object call failed", "error": error.to_string() });
-        worker::console_error!("{line}");
-        ApiError::internal()
-    };
-    let stub = env
-        .durable_object(config::ORGS_BINDING)
-        .and_then(|ns| ns.id_from_name(org)?.get_stub())
-        .map_err(failed)?;
-    let body = serde_json::to_string(action).map_err(|_| ApiError::internal())?;
-    let headers = Headers::new();
-    headers
-        .set("Content-Type", "application/json")
-        .map_err(failed)?;
-    let url = format!("https://org/{org}");
-    let request =
-        http::outgoing("POST", &url, &headers, Some(&body), Redirects::Follow).map_err(failed)?;
-    let response = http::fetch_object(stub, &request).await.map_err(failed)?;
-    let text = http::text(&response).await.map_err(failed)?;
-    Ok(Reply::json(response.status(), text))
-}
-
-/// Raises an event for an org; a failure is logged and never fails the call that raised it.
-pub async fn raise(env: &Env, org: &str, event_type: &str, data: Value) {
-    let action = OrgAction::Event {
-        event_type: event_type.to_string(),
-        data,
-    };
-    let raised = ask(env, org, &action).await;
-    if !raised.is_ok_and(|answer| answer.status < 300) {
-        let line = json!({ "level": "error", "msg": "event not raised", "event_type": event_type });
-        worker::console_error!("{line}");
-    }
-}
-
-/// The org-wide limit's verdict on this call: `None` to let it through, or the seconds
-/// until the org has room. The limit is the org's token bucket in its own Durable Object,
-/// one place for the whole network. Should that object fail, the per-location rate limiting
-/// binding decides instead (a flood guard, not the limit), and the failure is logged.
-pub async fn verdict(env: &Env, settings: &Settings, org: &str) -> OrgVerdict {
-    let take = OrgAction::Take {
-        default: settings.org_limit,
-    };
-    let verdict = ask(env, org, &take).await.ok().and_then(|answer| {
-        let envelope: Value = serde_json::from_str(&answer.body).ok()?;
-        let data = envelope.get("data")?;
-        let wait_s = match data.get("allowed")?.as_bool()? {
-            true => None,
-            false => Some(data.get("retry_after_s")?.as_u64()?),
-        };
-        let webhook_events = data
-            .get("webhook_events")
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
-        Some(OrgVerdict {
-            wait_s,
-            webhook_events,
-        })
-    });
-    if let Some(verdict) = verdict {
-        return verdict;
-    }
-    worker::console_error!(
-        "{{\"level\":\"error\",\"msg\":\"org limit unavailable; the per-location guard decides\"}}"
-    );
-    let outcome = match env.rate_limiter(config::ORG_LIMITER_BINDING) {
-        Ok(limiter) => limiter.limit(org.to_string()).await,
-        Err(error) => Err(error),
-    };
-    OrgVerdict {
-        wait_s: match outcome {
-            Ok(outcome) if !outcome.success => Some(60),
-            _ => None,
-        },
-        webhook_events: None,
-    }
-}
-
-/// What the org's object said of a call: the wait when the org-wide limit refuses it, and
-/// the event types of the org's webhook (`None`: not known, the object was not reached).
-pub struct OrgVerdict {
-    pub wait_s: Option<u64>,
-    pub webhook_events: Option<Vec<String>>,
-}
-
-/// An org object's answer, in the envelope under this request's id.
-pub async fn answer(
-    env: &Env,
-    org: &str,
-    action: &OrgAction,
-    rid: &str,
-) -> Result<Reply, ApiError> {
-    let answer = ask(env, org, action).await?;
-    let envelope: Value = serde_json::from_str(&answer.body).map_err(|_| ApiError::internal())?;
-    match envelope.get("data") {
-        Some(data) if envelope["success"] == Value::Bool(true) => {
-            Ok(Reply::success(answer.status, data.clone(), rid))
-        }
-        _ => Err(org_error(&envelope)),
-    }
-}
-
-/// The error an org object answered, as ours (its code and message).
-fn org_error(envelope: &Value) -> ApiError {
-    let code = envelope
-        .pointer("/error/code")
-        .and_then(Value::as_str)
-        .and_then(|code| ErrorCode::ALL.into_iter().find(|c| c.as_str() == code))
-        .unwrap_or(ErrorCode::InternalError);
-    ApiError::new(code)
 }

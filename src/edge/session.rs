@@ -16,14 +16,11 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use worker::{durable_object, Date, DurableObject, Env, Request, Response, State};
 
-use super::backend_client::BackendClient;
 use super::config::{self, Settings};
-use super::crypto;
 use super::org;
 use super::reply::Reply;
 use super::store::Store;
-use crate::core::backend::spec::{backend_url_invalid, StoredBackend, SEAL_SESSION_ONLY};
-use crate::core::backend::{restricted_until, Exchanged, Kind, Op, Target};
+use crate::core::backend::{restricted_until, Kind, Op};
 use crate::core::dispatch::{
     Assign, CallPayload, IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
 };
@@ -63,10 +60,11 @@ fn log_error(request_id: &str, msg: &str, error: &dyn std::fmt::Display) {
     worker::console_error!("{line}");
 }
 
+mod exchange;
 mod guard;
 mod jobs;
+mod owner;
 
-use crate::core::job_views::Holds;
 use guard::Guard;
 
 #[durable_object]
@@ -208,75 +206,6 @@ impl SessionObject {
         Ok(())
     }
 
-    /// The org that owns the session, from memory, or from storage the first time.
-    fn owner(&self) -> worker::Result<Option<String>> {
-        if let Some(owner) = self.owner.borrow().clone() {
-            return Ok(owner);
-        }
-        let owner = self.store().owner()?;
-        *self.owner.borrow_mut() = Some(owner.clone());
-        Ok(owner)
-    }
-
-    /// Whether a call of `org` may act here. A session registered before its object knew
-    /// its owner takes the first caller's org (the edge checked it against the record).
-    fn owned_by(&self, org: &str) -> worker::Result<bool> {
-        match self.owner()? {
-            Some(owner) => Ok(owner == org),
-            None => {
-                self.store().save_owner(org)?;
-                *self.owner.borrow_mut() = Some(Some(org.to_string()));
-                Ok(true)
-            }
-        }
-    }
-
-    /// `PUT /v1/admin/sessions/{sid}`: the session's owner now. When that is another org,
-    /// everything the old one had running here ends (contract section 9): its unfinished
-    /// jobs are cancelled (`session_reassigned`), its idempotency records forgotten, calls
-    /// waiting in the queue are refused at their turn, and the answer waits for the call
-    /// under way, so that nothing of the old org runs after it. Returns the jobs cancelled.
-    async fn assign(&self, assign: &Assign) -> worker::Result<usize> {
-        let store = self.store();
-        let now = now_ms();
-        if let Some((_, next_item_ms)) = store.meta()? {
-            store.save_meta(&assign.session, next_item_ms)?;
-        } else {
-            store.save_meta(&assign.session, 0)?;
-        }
-        if self.owner()?.as_deref() == Some(assign.org.as_str()) {
-            return Ok(0);
-        }
-        self.epoch.set(self.epoch.get() + 1);
-        let mut cancelled = 0;
-        for mut job in store.unfinished_jobs()? {
-            if job.org == assign.org {
-                continue;
-            }
-            job.items = store.items(&job.id)?;
-            // Every pending item, the one under way included: its outcome is not kept.
-            if job
-                .cancel(None, crate::core::jobs::CANCEL_REASSIGNED, now)
-                .is_ok()
-            {
-                store.cancel_items(&job.id, None, now)?;
-                store.save_job(&job)?;
-                cancelled += 1;
-            }
-        }
-        store.forget_outcomes()?;
-        store.save_owner(&assign.org)?;
-        *self.owner.borrow_mut() = Some(Some(assign.org.clone()));
-        store.drop_old_jobs(now)?;
-        // The call under way, if any, ends before this answer (the queue's calls after it
-        // are refused at their turn). A full queue is not waited for.
-        if let Ok(turn) = self.gate.enter() {
-            drop(turn.await);
-        }
-        self.reschedule(now_ms(), &Holds::default()).await?;
-        Ok(cancelled)
-    }
-
     /// The pipeline's state, from memory, or from storage the first time.
     fn pipeline_state(&self) -> worker::Result<SessionState> {
         if let Some(state) = self.live.get() {
@@ -299,98 +228,6 @@ impl SessionObject {
 
     fn probe_timeout_ms(settings: &Settings) -> i64 {
         i64::try_from(settings.backend_timeout_ms + PROBE_MARGIN_MS).unwrap_or(i64::MAX)
-    }
-
-    /// The backend of a session: its own, its credential decrypted, or kind `joingate` at
-    /// `SESSION_BACKEND_URL`.
-    async fn target(
-        &self,
-        sid: &str,
-        backend: Option<&StoredBackend>,
-        settings: &Settings,
-    ) -> Result<(Target, String), ApiError> {
-        let Some(backend) = backend else {
-            // SESSION_BACKEND_URL failed its check (logged when the settings were read).
-            let url = settings
-                .backend_url
-                .clone()
-                .ok_or_else(backend_url_invalid)?;
-            let target = Target {
-                kind: Kind::Joingate,
-                remote_session: Some(sid.to_string()),
-                credential: settings.backend_token.clone(),
-            };
-            return Ok((target, url));
-        };
-        let credential = match &backend.credential {
-            None => None,
-            Some(sealed) => {
-                let key = settings.credentials_key.as_deref().ok_or_else(|| {
-                    worker::console_error!("{{\"level\":\"error\",\"msg\":\"a stored credential needs CREDENTIALS_KEY\"}}");
-                    ApiError::internal()
-                })?;
-                if sealed.v == SEAL_SESSION_ONLY {
-                    worker::console_warn!("{{\"level\":\"warn\",\"msg\":\"credential sealed before v1.2, bound to the session id only: PUT the session again with its credential\",\"session\":{}}}", Value::from(sid));
-                }
-                Some(crypto::open(key, sid, backend).await?)
-            }
-        };
-        let target = Target {
-            kind: backend.kind,
-            remote_session: backend.remote_session_for(sid),
-            credential,
-        };
-        Ok((target, backend.url.clone()))
-    }
-
-    /// The whole backend exchange of one call or item, inside its queue turn.
-    async fn exchange(
-        &self,
-        sid: &str,
-        backend: Option<&StoredBackend>,
-        op: &Op,
-        request_id: &str,
-        settings: &Settings,
-    ) -> Exchanged {
-        match self.target(sid, backend, settings).await {
-            Ok((target, base_url)) => {
-                let client = BackendClient {
-                    base_url: &base_url,
-                    request_id,
-                    timeout_ms: settings.backend_timeout_ms,
-                };
-                client.exchange(&target, op).await
-            }
-            // Never sent: no token is spent and the breaker does not count it.
-            Err(error) => Exchanged {
-                result: Err(error),
-                reached: false,
-                transport_failed: false,
-            },
-        }
-    }
-
-    /// The end of a WhatsApp restriction as the session's server states it, asked within
-    /// the turn of the call that met it; `None` when the kind cannot say, or the server does
-    /// not (absent, null, inactive: unknown) or does not answer in time.
-    async fn restriction_end(
-        &self,
-        sid: &str,
-        backend: Option<&StoredBackend>,
-        request_id: &str,
-        settings: &Settings,
-    ) -> Option<i64> {
-        let kind = backend.map_or(Kind::Joingate, |b| b.kind);
-        crate::core::backend::supports(kind, &Op::RestrictionStatus).ok()?;
-        let asked = self
-            .exchange(sid, backend, &Op::RestrictionStatus, request_id, settings)
-            .await;
-        asked
-            .result
-            .ok()
-            .as_ref()
-            .and_then(restricted_until)
-            .map(|s| s.saturating_mul(1000))
     }
 
     /// A client call refused before the queue, as its answer.

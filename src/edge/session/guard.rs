@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 use super::super::config::Settings;
 use super::super::tz;
 use super::SessionObject;
+use crate::core::backend::spec::StoredBackend;
+use crate::core::backend::{restricted_until, supports, Kind, Op};
 use crate::core::limits::ClassLimit;
 use crate::core::pipeline::SessionState;
 use crate::core::protection::settings::{Protection, ProtectionConfig, Window};
@@ -197,6 +199,29 @@ fn hhmm(minutes: u16) -> String {
 }
 
 impl SessionObject {
+    /// The end of a WhatsApp restriction as the session's server states it, asked within
+    /// the turn of the call that met it; `None` when the kind cannot say, or the server does
+    /// not (absent, null, inactive: unknown) or does not answer in time.
+    pub(super) async fn restriction_end(
+        &self,
+        sid: &str,
+        backend: Option<&StoredBackend>,
+        request_id: &str,
+        settings: &Settings,
+    ) -> Option<i64> {
+        let kind = backend.map_or(Kind::Joingate, |b| b.kind);
+        supports(kind, &Op::RestrictionStatus).ok()?;
+        let asked = self
+            .exchange(sid, backend, &Op::RestrictionStatus, request_id, settings)
+            .await;
+        asked
+            .result
+            .ok()
+            .as_ref()
+            .and_then(restricted_until)
+            .map(|s| s.saturating_mul(1000))
+    }
+
     /// The session's ledger, from memory, or from storage the first time.
     pub(super) fn ledger(&self) -> worker::Result<Ledger> {
         if let Some(ledger) = self.ledger.borrow().clone() {
