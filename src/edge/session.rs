@@ -20,7 +20,7 @@ use super::config::{self, Settings};
 use super::org;
 use super::reply::Reply;
 use super::store::Store;
-use crate::core::backend::{restricted_until, Kind, Op};
+use crate::core::backend::{Kind, Op};
 use crate::core::dispatch::{
     Assign, CallPayload, IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
 };
@@ -28,7 +28,7 @@ use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{decide, is_stored, Decision, StoredOutcome};
 use crate::core::limits::{Class, ClassLimit};
 use crate::core::pipeline::{
-    cooling_down_error, met_restriction, Ask, Cooldown, PushBack, Refusal, SessionState,
+    cooling_down_error, met_restriction, Ask, Cooldown, Refusal, SessionState,
 };
 use crate::core::protection::CapWindow;
 use crate::core::queue::FifoGate;
@@ -486,30 +486,22 @@ impl SessionObject {
         // protects the account is always kept; a session deleted or handed over while this
         // call ran keeps nothing else of it.
         let current_epoch = self.epoch.get() == epoch;
-        let mut state = self.pipeline_state()?;
-        let mut ledger = self.ledger()?;
-        if joins && !reached {
-            ledger.uncount(now);
-        }
-        let push = PushBack {
-            config: guard.config,
-            ledger: &mut ledger,
-            stated_restriction_end_ms: stated_end_ms,
-        };
-        let (result, cooldown) = state.settle(admitted, limit, exchanged, finished, push);
-        // A status read that shows a later restriction end lengthens a running one.
-        if let (Op::SessionStatus, Ok(data)) = (&payload.op, &result) {
-            if let Some(end_s) = restricted_until(data) {
-                let push = PushBack {
-                    config: guard.config,
-                    ledger: &mut ledger,
-                    stated_restriction_end_ms: None,
-                };
-                state.extend_restriction(end_s.saturating_mul(1000), push, finished);
-            }
-        }
-        self.commit_state(state)?;
-        self.commit_ledger(ledger.clone())?;
+        let counted_at = joins.then_some(now);
+        let settled = self.settle_exchange(
+            &guard,
+            admitted,
+            limit,
+            exchanged,
+            counted_at,
+            stated_end_ms,
+            finished,
+        )?;
+        let (state, ledger, result, cooldown) = (
+            settled.state,
+            settled.ledger,
+            settled.result,
+            settled.cooldown,
+        );
         drop(permit);
 
         let result = result.map(|data| match payload.op {

@@ -10,9 +10,11 @@ use super::super::config::Settings;
 use super::super::tz;
 use super::SessionObject;
 use crate::core::backend::spec::StoredBackend;
+use crate::core::backend::Exchanged;
 use crate::core::backend::{restricted_until, supports, Kind, Op};
+use crate::core::error::ApiError;
 use crate::core::limits::ClassLimit;
-use crate::core::pipeline::SessionState;
+use crate::core::pipeline::{Admitted, Cooldown, PushBack, SessionState};
 use crate::core::protection::settings::{Protection, ProtectionConfig, Window};
 use crate::core::protection::{
     caps, check, estimate_end, item_hold, next_item_after, spread_inputs, window, CapWindow, Caps,
@@ -20,6 +22,15 @@ use crate::core::protection::{
 };
 use crate::core::ratelimit::{header_values, Bucket};
 use crate::core::time::format_rfc3339;
+
+/// What settling an exchange gave: the state and ledger as written, the call's final
+/// result, and the cooldown it started, if any.
+pub(super) struct Settled {
+    pub state: SessionState,
+    pub ledger: Ledger,
+    pub result: Result<Value, ApiError>,
+    pub cooldown: Option<Cooldown>,
+}
 
 /// A time zone by its IANA name, through `Intl` (an unknown one reads as UTC; the admin
 /// route refuses unknown names).
@@ -199,6 +210,50 @@ fn hhmm(minutes: u16) -> String {
 }
 
 impl SessionObject {
+    /// Settles an exchange under section 13 and writes the pipeline's state and the ledger
+    /// (with no await since, so they share the caller's storage commit): a counted call
+    /// that reached nothing stops counting, WhatsApp's push-back is recorded, and a status
+    /// answer that states a later restriction end lengthens a running one.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn settle_exchange(
+        &self,
+        guard: &Guard<'_>,
+        admitted: Admitted,
+        limit: ClassLimit,
+        exchanged: Exchanged,
+        counted_at: Option<i64>,
+        stated_end_ms: Option<i64>,
+        finished: i64,
+    ) -> worker::Result<Settled> {
+        let mut state = self.pipeline_state()?;
+        let mut ledger = self.ledger()?;
+        if let (Some(at), false) = (counted_at, exchanged.reached) {
+            ledger.uncount(at);
+        }
+        let push = PushBack {
+            config: guard.config,
+            ledger: &mut ledger,
+            stated_restriction_end_ms: stated_end_ms,
+        };
+        let (result, cooldown) = state.settle(admitted, limit, exchanged, finished, push);
+        if let Some(end_s) = result.as_ref().ok().and_then(restricted_until) {
+            let push = PushBack {
+                config: guard.config,
+                ledger: &mut ledger,
+                stated_restriction_end_ms: None,
+            };
+            state.extend_restriction(end_s.saturating_mul(1000), push, finished);
+        }
+        self.commit_state(state)?;
+        self.commit_ledger(ledger.clone())?;
+        Ok(Settled {
+            state,
+            ledger,
+            result,
+            cooldown,
+        })
+    }
+
     /// The end of a WhatsApp restriction as the session's server states it, asked within
     /// the turn of the call that met it; `None` when the kind cannot say, or the server does
     /// not (absent, null, inactive: unknown) or does not answer in time.

@@ -28,7 +28,7 @@ use crate::core::jobs::{
     CANCEL_REQUESTED, LIST_LIMIT, MAX_UNFINISHED_JOBS,
 };
 use crate::core::limits::{Class, ClassLimit, Limits};
-use crate::core::pipeline::{met_restriction, Admitted, Ask, Cooldown, PushBack};
+use crate::core::pipeline::{met_restriction, Admitted, Ask, Cooldown};
 use crate::core::protection::{draw_break, Ledger};
 use crate::core::queue::Turn;
 
@@ -472,19 +472,16 @@ impl SessionObject {
             None
         };
         let finished = now_ms();
-        let mut state = self.pipeline_state()?;
-        let mut ledger = self.ledger()?;
-        if !exchanged.reached {
-            ledger.uncount(counted_at);
-        }
-        let push = PushBack {
-            config: guard.config,
-            ledger: &mut ledger,
-            stated_restriction_end_ms: stated_end_ms,
-        };
-        let (result, cooldown) = state.settle(admitted, limit, exchanged, finished, push);
-        self.commit_state(state)?;
-        self.commit_ledger(ledger)?;
+        let settled = self.settle_exchange(
+            guard,
+            admitted,
+            limit,
+            exchanged,
+            Some(counted_at),
+            stated_end_ms,
+            finished,
+        )?;
+        let (result, cooldown) = (settled.result, settled.cooldown);
         drop(permit);
         if self.epoch.get() != epoch {
             // The session was deleted or changed hands meanwhile: its jobs are gone or
