@@ -449,7 +449,9 @@ pub fn draw_break(config: &ProtectionConfig, random: u32) -> (i64, u32) {
 
 /// A good estimate (not a promise) of when `items` more items of the session's jobs end,
 /// from `start_ms`, at an average pace of 1.5× `interval_s`, with a break every 4 to 5 items,
-/// inside the window and under both caps (the counted calls so far included).
+/// inside the window and under both caps (the counted calls so far included). The first two
+/// days' worth of items are simulated one by one; past them the day cap sets the pace, so the
+/// cost stays bounded whatever the job's size.
 #[allow(clippy::too_many_arguments)]
 pub fn estimate_end(
     config: &ProtectionConfig,
@@ -466,7 +468,8 @@ pub fn estimate_end(
     let every = (config.break_every.0 + config.break_every.1).max(2) / 2;
     let break_avg = ms((config.break_s.0 + config.break_s.1) / 2);
     let mut at = start_ms;
-    for n in 0..items.min(1000) {
+    let exact = items.min(caps.per_day.saturating_mul(2).saturating_add(caps.per_hour));
+    for n in 0..exact {
         for _ in 0..4 {
             match item_hold(config, caps, &simulated, window, zone, at) {
                 Some((until, _)) => at = until,
@@ -486,8 +489,7 @@ pub fn estimate_end(
             at += pause;
         }
     }
-    // Past 1,000 items, the day cap sets the pace.
-    let rest = i64::from(items.saturating_sub(1000));
+    let rest = i64::from(items.saturating_sub(exact));
     at + rest * ms(config.day_window_s) / i64::from(caps.per_day.max(1))
 }
 
