@@ -235,6 +235,71 @@ fn failure_of(answer: &Answer) -> Failure {
     Failure::Unusable
 }
 
+// ---- Section 14: inbound events ----
+
+/// Evolution API signs nothing (server-events.md §2.4, `webhook.controller.ts` L77-85,
+/// L285-303: optional static headers or a JWT not bound to the body); the hook token in the
+/// URL is the check. Always true.
+pub fn verify_signature(_secret: &str, _body: &[u8]) -> bool {
+    true
+}
+
+/// The own account's membership events in one Evolution API webhook
+/// (`{event, instance, data, sender, …}`, `webhook.controller.ts` L92-101; server-events.md
+/// §2.2-2.3). `event` is Baileys' name (`groups.upsert`) or the subscription's
+/// (`GROUPS_UPSERT`); both are read.
+/// - `groups.upsert`: joined every `data[].id` (Baileys emits it only for the own account's
+///   `<create>`: own join, add or create);
+/// - `group-participants.update` with `action: "remove"` naming the own account in
+///   `data.participants` (strings, or Baileys v7 objects `{id, phoneNumber, lid}`): left
+///   `data.id`; reason `left` when the actor (`author`/`authorPn`) is the own account,
+///   `removed` when it is someone else, else unknown.
+///
+/// The own account is `sender` (its phone JID) plus `own` from the caller (its LID is not in
+/// the webhook).
+pub fn read_events(
+    body: &[u8],
+    own: &super::events::Own,
+) -> Result<Vec<super::events::MembershipEvent>, ApiError> {
+    use super::events::MembershipEvent::{Joined, Left};
+    use super::events::{any_own, group_field, json_object, not_an_event, reason_by_actor};
+    let envelope = json_object(body)?;
+    let event = text(&envelope, "event").ok_or_else(|| not_an_event("no `event`"))?;
+    let event = event.replace(['.', '-'], "_").to_ascii_uppercase();
+    let mut own = own.clone();
+    if let Some(sender) = text(&envelope, "sender") {
+        own.add(sender);
+    }
+    let data = envelope
+        .get("data")
+        .ok_or_else(|| not_an_event("no `data`"));
+    Ok(match event.as_str() {
+        "GROUPS_UPSERT" => {
+            let data = data?;
+            let groups: Vec<&Value> = match data {
+                Value::Array(items) => items.iter().collect(),
+                Value::Object(_) => vec![data],
+                _ => return Err(not_an_event("`data` is no list of groups")),
+            };
+            groups
+                .into_iter()
+                .map(|group| group_field(group, "id").map(|group_jid| Joined { group_jid }))
+                .collect::<Result<_, _>>()?
+        }
+        "GROUP_PARTICIPANTS_UPDATE" => {
+            let data = data?;
+            let group_jid = group_field(data, "id")?;
+            if text(data, "action") == Some("remove") && any_own(data.get("participants"), &own) {
+                let reason = reason_by_actor(&[text(data, "author"), text(data, "authorPn")], &own);
+                vec![Left { group_jid, reason }]
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;

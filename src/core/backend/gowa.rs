@@ -318,6 +318,67 @@ fn results(answer: &Answer) -> Result<Value, Failure> {
     }
 }
 
+// ---- Section 14: inbound events ----
+
+/// Header of GOWA's signature: `sha256=<hex HMAC-SHA256 of the body>`, keyed with the
+/// webhook secret string's bytes, always sent (default secret `secret`)
+/// (`src/infrastructure/whatsapp/webhook.go` L19-97; server-events.md §4.4).
+pub const EVENTS_SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
+
+/// Whether `X-Hub-Signature-256` is `sha256=` + the hex HMAC-SHA256 of `body` keyed with the
+/// whole `secret` string. Constant time; a missing header or prefix fails.
+pub fn verify_signature(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    header
+        .and_then(|h| h.trim().strip_prefix("sha256="))
+        .is_some_and(|hex| super::events::verify_hex_sha256(secret.as_bytes(), body, hex))
+}
+
+/// The own account's membership events in one GOWA webhook (`{event, device_id, session_id,
+/// timestamp, payload: {chat_id, type, jids}}`, `event_group.go` L15-39, L104-125;
+/// server-events.md §4.2-4.3):
+/// - `group.joined` (always the own account): joined `payload.chat_id`;
+/// - `group.participants` with `payload.type: "leave"` and the own account in
+///   `payload.jids`: left `payload.chat_id`, reason unknown (GOWA does not say who acted).
+///
+/// The own account is `device_id` (the own JID) plus `own` from the caller.
+pub fn read_events(
+    body: &[u8],
+    own: &super::events::Own,
+) -> Result<Vec<super::events::MembershipEvent>, ApiError> {
+    use super::events::MembershipEvent::{Joined, Left};
+    use super::events::{any_own, group_field, json_object, not_an_event, LeaveReason};
+    let envelope = json_object(body)?;
+    let event = text(&envelope, "event").ok_or_else(|| not_an_event("no `event`"))?;
+    let mut own = own.clone();
+    if let Some(device) = text(&envelope, "device_id") {
+        own.add(device);
+    }
+    let payload = || {
+        envelope
+            .get("payload")
+            .filter(|p| p.is_object())
+            .ok_or_else(|| not_an_event("no `payload`"))
+    };
+    Ok(match event {
+        "group.joined" => vec![Joined {
+            group_jid: group_field(payload()?, "chat_id")?,
+        }],
+        "group.participants" => {
+            let payload = payload()?;
+            let group_jid = group_field(payload, "chat_id")?;
+            if text(payload, "type") == Some("leave") && any_own(payload.get("jids"), &own) {
+                vec![Left {
+                    group_jid,
+                    reason: LeaveReason::Unknown,
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;

@@ -269,6 +269,59 @@ fn shape_success(op: &Op, value: &Value) -> Result<Value, ApiError> {
     }
 }
 
+// ---- Section 14: inbound events ----
+
+/// The native kind signs as Standard Webhooks (contract sections 7 and 11): `webhook-id`,
+/// `webhook-timestamp` (unix seconds) and `webhook-signature` (space-separated `v1,<base64>`
+/// entries), keyed with the base64-decoded part of the session's `whsec_` events secret;
+/// 5 minutes tolerance against `now_s`. Missing headers fail. Constant time.
+pub fn verify_signature(
+    secret: &str,
+    body: &[u8],
+    webhook_id: Option<&str>,
+    webhook_timestamp: Option<&str>,
+    webhook_signature: Option<&str>,
+    now_s: i64,
+) -> bool {
+    match (webhook_id, webhook_timestamp, webhook_signature) {
+        (Some(id), Some(timestamp), Some(signatures)) => {
+            super::events::verify_standard(secret, id, timestamp, signatures, body, now_s)
+        }
+        _ => false,
+    }
+}
+
+/// The membership events of one native event (contract section 7, v1.2):
+/// `{ "type": "group.joined"|"group.left"|"group.removed", "timestamp", "data": { "group_jid" } }`.
+/// A native backend sends only the own account's events: joined, left (`left`), removed
+/// (`removed`). Other types read as none.
+pub fn read_events(body: &[u8]) -> Result<Vec<super::events::MembershipEvent>, ApiError> {
+    use super::events::MembershipEvent::{Joined, Left};
+    use super::events::{group_field, json_object, not_an_event, LeaveReason};
+    let event = json_object(body)?;
+    let kind = super::shape::text(&event, "type").ok_or_else(|| not_an_event("no `type`"))?;
+    let group = || {
+        event
+            .get("data")
+            .ok_or_else(|| not_an_event("no `data`"))
+            .and_then(|data| group_field(data, "group_jid"))
+    };
+    Ok(match kind {
+        "group.joined" => vec![Joined {
+            group_jid: group()?,
+        }],
+        "group.left" => vec![Left {
+            group_jid: group()?,
+            reason: LeaveReason::Left,
+        }],
+        "group.removed" => vec![Left {
+            group_jid: group()?,
+            reason: LeaveReason::Removed,
+        }],
+        _ => Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;

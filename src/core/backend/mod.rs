@@ -11,6 +11,7 @@
 //! - Nothing a server says is passed through raw: every answer becomes the contract's data
 //!   or an `ApiError` with a contract code; a credential is only ever put in a header.
 
+pub mod events;
 pub mod evolution;
 pub mod gowa;
 pub mod joingate;

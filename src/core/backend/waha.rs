@@ -301,6 +301,83 @@ fn is_join_request_op(op: &Op) -> bool {
     )
 }
 
+// ---- Section 14: inbound events ----
+
+/// Header of WAHA's signature: hex HMAC-SHA512 of the raw body, keyed with the configured
+/// `hmac.key` string's bytes (`X-Webhook-Hmac`, with `X-Webhook-Hmac-Algorithm: sha512`;
+/// WAHA `src/core/integrations/webhooks/WebhookSender.ts` L148-179, read in
+/// `shared/notes/server-events.md` §1.4).
+pub const EVENTS_SIGNATURE_HEADER: &str = "X-Webhook-Hmac";
+
+/// Whether `X-Webhook-Hmac` is the hex HMAC-SHA512 of `body` keyed with the whole `secret`
+/// string. Constant time; a missing header fails.
+pub fn verify_signature(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    header.is_some_and(|hex| super::events::verify_hex_sha512(secret.as_bytes(), body, hex))
+}
+
+/// The own account's membership events in one WAHA webhook (`WAHAWebhook` envelope:
+/// `event`, `me`, `payload`; server-events.md §1.2-1.3):
+/// - `group.v2.join` ("you joined or were added"): joined `payload.group.id`;
+/// - `group.v2.leave` ("you left or were removed"): left `payload.group.id`, reason unknown;
+/// - `group.v2.participants` with `type: "leave"` naming the own account in
+///   `payload.participants[].id|pn`: left, reason unknown (WAHA's own leave filter can miss
+///   `@lid` ids, so both are read; the caller applies a repeat once).
+///
+/// The own account is `me.id`, `me.lid` and `me.jid` of the envelope plus `own` from the
+/// caller. Other events read as none.
+pub fn read_events(
+    body: &[u8],
+    own: &super::events::Own,
+) -> Result<Vec<super::events::MembershipEvent>, ApiError> {
+    use super::events::MembershipEvent::{Joined, Left};
+    use super::events::{any_own, group_field, json_object, not_an_event, LeaveReason};
+    let envelope = json_object(body)?;
+    let event = text(&envelope, "event").ok_or_else(|| not_an_event("no `event`"))?;
+    let mut own = own.clone();
+    if let Some(me) = envelope.get("me") {
+        for name in ["id", "lid", "jid"] {
+            if let Some(id) = text(me, name) {
+                own.add(id);
+            }
+        }
+    }
+    let payload = || {
+        envelope
+            .get("payload")
+            .filter(|p| p.is_object())
+            .ok_or_else(|| not_an_event("no `payload`"))
+    };
+    let group = |payload: &Value| -> Result<String, ApiError> {
+        let group = payload
+            .get("group")
+            .ok_or_else(|| not_an_event("no `payload.group`"))?;
+        group_field(group, "id")
+    };
+    Ok(match event {
+        "group.v2.join" => vec![Joined {
+            group_jid: group(payload()?)?,
+        }],
+        "group.v2.leave" => vec![Left {
+            group_jid: group(payload()?)?,
+            reason: LeaveReason::Unknown,
+        }],
+        "group.v2.participants" => {
+            let payload = payload()?;
+            let group_jid = group(payload)?;
+            if text(payload, "type") == Some("leave") && any_own(payload.get("participants"), &own)
+            {
+                vec![Left {
+                    group_jid,
+                    reason: LeaveReason::Unknown,
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;

@@ -172,6 +172,81 @@ fn data(answer: &Answer) -> Result<Value, Failure> {
     }
 }
 
+// ---- Section 14: inbound events ----
+
+/// Header of wuzapi's signature: hex HMAC-SHA256 of `json.Marshal(body)` in JSON mode, or of
+/// the form's `url.Values.Encode()` in form mode, keyed with the configured HMAC key string's
+/// bytes (`helpers.go` L296-333, L564-580; server-events.md §3.3). This checks the raw body
+/// posted: that those signed bytes are exactly the posted bytes is read from the notes, not
+/// from a capture (**unverified** byte for byte).
+pub const EVENTS_SIGNATURE_HEADER: &str = "x-hmac-signature";
+
+/// Whether `x-hmac-signature` is the hex HMAC-SHA256 of `body` keyed with the whole `secret`
+/// string. Constant time; a missing header fails.
+pub fn verify_signature(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    header.is_some_and(|hex| super::events::verify_hex_sha256(secret.as_bytes(), body, hex))
+}
+
+/// The own account's membership events in one wuzapi webhook (server-events.md §3.2,
+/// `wmiau.go` L654-660, L1763-1770; `helpers.go` L243-330): `{"type", "event", "userID",
+/// "instanceName"}` as JSON (`WEBHOOK_FORMAT=json`), or by default
+/// `application/x-www-form-urlencoded` with the `{"event","type"}` JSON in the `jsonData`
+/// field. A body is read as a form when `content_type` says so, or when it is no JSON object.
+/// `event` is whatsmeow's struct (Go field names):
+/// - `JoinedGroup` (always the own account): joined `event.JID`;
+/// - `GroupInfo` with the own account in `event.Leave`: left `event.JID`; reason `left` when
+///   `event.Sender`/`SenderPN` is the own account, `removed` when someone else, else unknown
+///   (whatsmeow fills `Leave` from `<remove>`; a self-leave's sender is **unverified**).
+///
+/// The payload does not name the own account: `own` (its phone JID and LID) comes from the
+/// caller.
+pub fn read_events(
+    body: &[u8],
+    content_type: Option<&str>,
+    own: &super::events::Own,
+) -> Result<Vec<super::events::MembershipEvent>, ApiError> {
+    use super::events::MembershipEvent::{Joined, Left};
+    use super::events::{any_own, group_field, json_object, not_an_event, reason_by_actor};
+    let form = content_type.is_some_and(|t| {
+        t.trim()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    });
+    let message = if form || json_object(body).is_err() {
+        let json = url::form_urlencoded::parse(body)
+            .find(|(name, _)| name == "jsonData")
+            .map(|(_, value)| value.into_owned())
+            .ok_or_else(|| not_an_event("no `jsonData` form field"))?;
+        json_object(json.as_bytes())?
+    } else {
+        json_object(body)?
+    };
+    let kind = text(&message, "type").ok_or_else(|| not_an_event("no `type`"))?;
+    let event = || {
+        message
+            .get("event")
+            .filter(|e| e.is_object())
+            .ok_or_else(|| not_an_event("no `event`"))
+    };
+    Ok(match kind {
+        "JoinedGroup" => vec![Joined {
+            group_jid: group_field(event()?, "JID")?,
+        }],
+        "GroupInfo" => {
+            let event = event()?;
+            let group_jid = group_field(event, "JID")?;
+            if any_own(field(event, "Leave"), own) {
+                let reason =
+                    reason_by_actor(&[text(event, "Sender"), text(event, "SenderPN")], own);
+                vec![Left { group_jid, reason }]
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
