@@ -176,6 +176,7 @@ describe("webhooks", () => {
     );
     assert.equal(cooldown.data.session_id, o.sid);
     assert.equal(cooldown.data.reason, "rate_overlimit");
+    assert.equal(cooldown.data.strike, 1, "the first WhatsApp 429 is strike 1 (section 13)");
     assert.match(cooldown.data.cooldown_until, /Z$/);
   });
 

@@ -72,6 +72,15 @@ impl Own {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// These identities and the ones an event's envelope names (absent ones skipped).
+    pub(crate) fn with<'a>(&self, ids: impl IntoIterator<Item = Option<&'a str>>) -> Self {
+        let mut own = self.clone();
+        for id in ids.into_iter().flatten() {
+            own.add(id);
+        }
+        own
+    }
 }
 
 /// `(is_lid, user digits)` of a user JID or phone number; `None` for groups and anything else.
@@ -99,6 +108,24 @@ pub(crate) fn json_object(body: &[u8]) -> Result<Value, ApiError> {
         Ok(value) if value.is_object() => Ok(value),
         _ => Err(not_an_event("not a JSON object")),
     }
+}
+
+/// A webhook body that names its event in `event` (WAHA, Evolution, GOWA): the body and
+/// the event's name.
+pub(crate) fn named_event(body: &[u8]) -> Result<(Value, String), ApiError> {
+    let envelope = json_object(body)?;
+    let event = super::shape::text(&envelope, "event")
+        .ok_or_else(|| not_an_event("no `event`"))?
+        .to_string();
+    Ok((envelope, event))
+}
+
+/// `value[name]` when it is an object, else `validation_error`.
+pub(crate) fn object_field<'a>(value: &'a Value, name: &str) -> Result<&'a Value, ApiError> {
+    value
+        .get(name)
+        .filter(|v| v.is_object())
+        .ok_or_else(|| not_an_event(&format!("no `{name}`")))
 }
 
 /// A group JID in the contract's form from `value[name]`, else `validation_error`.

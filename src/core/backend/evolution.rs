@@ -262,14 +262,10 @@ pub fn read_events(
     own: &super::events::Own,
 ) -> Result<Vec<super::events::MembershipEvent>, ApiError> {
     use super::events::MembershipEvent::{Joined, Left};
-    use super::events::{any_own, group_field, json_object, not_an_event, reason_by_actor};
-    let envelope = json_object(body)?;
-    let event = text(&envelope, "event").ok_or_else(|| not_an_event("no `event`"))?;
+    use super::events::{any_own, group_field, named_event, not_an_event, reason_by_actor};
+    let (envelope, event) = named_event(body)?;
     let event = event.replace(['.', '-'], "_").to_ascii_uppercase();
-    let mut own = own.clone();
-    if let Some(sender) = text(&envelope, "sender") {
-        own.add(sender);
-    }
+    let own = own.with([text(&envelope, "sender")]);
     let data = envelope
         .get("data")
         .ok_or_else(|| not_an_event("no `data`"));

@@ -346,20 +346,11 @@ pub fn read_events(
     own: &super::events::Own,
 ) -> Result<Vec<super::events::MembershipEvent>, ApiError> {
     use super::events::MembershipEvent::{Joined, Left};
-    use super::events::{any_own, group_field, json_object, not_an_event, LeaveReason};
-    let envelope = json_object(body)?;
-    let event = text(&envelope, "event").ok_or_else(|| not_an_event("no `event`"))?;
-    let mut own = own.clone();
-    if let Some(device) = text(&envelope, "device_id") {
-        own.add(device);
-    }
-    let payload = || {
-        envelope
-            .get("payload")
-            .filter(|p| p.is_object())
-            .ok_or_else(|| not_an_event("no `payload`"))
-    };
-    Ok(match event {
+    use super::events::{any_own, group_field, named_event, object_field, LeaveReason};
+    let (envelope, event) = named_event(body)?;
+    let own = own.with([text(&envelope, "device_id")]);
+    let payload = || object_field(&envelope, "payload");
+    Ok(match event.as_str() {
         "group.joined" => vec![Joined {
             group_jid: group_field(payload()?, "chat_id")?,
         }],

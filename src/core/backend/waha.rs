@@ -330,30 +330,20 @@ pub fn read_events(
     own: &super::events::Own,
 ) -> Result<Vec<super::events::MembershipEvent>, ApiError> {
     use super::events::MembershipEvent::{Joined, Left};
-    use super::events::{any_own, group_field, json_object, not_an_event, LeaveReason};
-    let envelope = json_object(body)?;
-    let event = text(&envelope, "event").ok_or_else(|| not_an_event("no `event`"))?;
-    let mut own = own.clone();
-    if let Some(me) = envelope.get("me") {
-        for name in ["id", "lid", "jid"] {
-            if let Some(id) = text(me, name) {
-                own.add(id);
-            }
-        }
-    }
-    let payload = || {
-        envelope
-            .get("payload")
-            .filter(|p| p.is_object())
-            .ok_or_else(|| not_an_event("no `payload`"))
+    use super::events::{
+        any_own, group_field, named_event, not_an_event, object_field, LeaveReason,
     };
+    let (envelope, event) = named_event(body)?;
+    let me = envelope.get("me");
+    let own = own.with(["id", "lid", "jid"].map(|name| me.and_then(|me| text(me, name))));
+    let payload = || object_field(&envelope, "payload");
     let group = |payload: &Value| -> Result<String, ApiError> {
         let group = payload
             .get("group")
             .ok_or_else(|| not_an_event("no `payload.group`"))?;
         group_field(group, "id")
     };
-    Ok(match event {
+    Ok(match event.as_str() {
         "group.v2.join" => vec![Joined {
             group_jid: group(payload()?)?,
         }],

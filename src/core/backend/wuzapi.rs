@@ -206,7 +206,9 @@ pub fn read_events(
     own: &super::events::Own,
 ) -> Result<Vec<super::events::MembershipEvent>, ApiError> {
     use super::events::MembershipEvent::{Joined, Left};
-    use super::events::{any_own, group_field, json_object, not_an_event, reason_by_actor};
+    use super::events::{
+        any_own, group_field, json_object, not_an_event, object_field, reason_by_actor,
+    };
     let form = content_type.is_some_and(|t| {
         t.trim()
             .to_ascii_lowercase()
@@ -222,12 +224,7 @@ pub fn read_events(
         json_object(body)?
     };
     let kind = text(&message, "type").ok_or_else(|| not_an_event("no `type`"))?;
-    let event = || {
-        message
-            .get("event")
-            .filter(|e| e.is_object())
-            .ok_or_else(|| not_an_event("no `event`"))
-    };
+    let event = || object_field(&message, "event");
     Ok(match kind {
         "JoinedGroup" => vec![Joined {
             group_jid: group_field(event()?, "JID")?,
