@@ -6,10 +6,12 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    credential_rejected, field, join_data, pct, reset_data, session_unknown, text, unknown_shape,
-    unusable, Preview,
+    credential_rejected, field, join_data, membership, pct, reset_data, session_unknown, text,
+    unknown_shape, unusable, Preview,
 };
-use super::whatsapp::{classify_text, condition_failure, failure, is_already_member, Condition};
+use super::whatsapp::{
+    classify_text, condition_failure, failure, is_already_member, is_not_member, Condition,
+};
 use super::{not_implemented, Answer, Kind, Op, Stage, Step, Target, Transport};
 use crate::core::error::{ApiError, ErrorCode};
 
@@ -66,6 +68,12 @@ pub fn start(target: &Target, op: &Op) -> Step {
             None,
             Stage::Main,
         ),
+        Op::MembershipCheck { group_jid } => target.send(
+            "GET",
+            format!("/group/findGroupInfos/{i}?groupJid={}", pct(group_jid)),
+            None,
+            Stage::Main,
+        ),
         Op::JoinByMessage { .. }
         | Op::ListJoinRequests { .. }
         | Op::JoinRequestAction { .. }
@@ -118,6 +126,8 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
                     status: "already_member",
                 },
             ),
+            // `["Error fetching group","Error: forbidden"]`: not a participant.
+            Failure::WhatsApp(wa) if is_not_member(op, wa) => Step::Done(Ok(membership(false))),
             // Without its cause, only the state route tells a closed connection apart.
             Failure::NoInviteInfo => target.send(
                 "GET",
@@ -151,6 +161,11 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
             }
         }
         Op::Preview { .. } => Step::Done(Preview::from_baileys(&value).map(|p| p.data())),
+        Op::MembershipCheck { .. } => Step::Done(
+            Some(membership(true))
+                .filter(|_| value.is_object())
+                .ok_or_else(unknown_shape),
+        ),
         Op::Leave { group_jid } => {
             Step::Done(Ok(json!({ "group_jid": group_jid, "status": "left" })))
         }
@@ -514,6 +529,68 @@ mod tests {
             let body = format!(r#"{{"instance":{{"instanceName":"inst","state":"{state}"}}}}"#);
             let (done, _) = script(&evolution(), &Op::SessionStatus, vec![answer(200, &body)]);
             assert_eq!(outcome(&done), Ok(json!({ "connected": connected })));
+        }
+    }
+
+    #[test]
+    fn a_membership_check_reads_find_group_infos() {
+        use ErrorCode::*;
+        let op = Op::MembershipCheck {
+            group_jid: GROUP.into(),
+        };
+        let group = format!(
+            r#"{{"id":"{GROUP}","subject":"G","size":3,"participants":[{{"id":"1@s.whatsapp.net","admin":null}}]}}"#
+        );
+        let fetching = |text: &str| evo_error(404, "Error fetching group", text);
+        for (reply, expected) in [
+            (answer(200, &group), Ok(json!({ "member": true }))),
+            (fetching("Error: forbidden"), Ok(json!({ "member": false }))),
+            (
+                fetching("Error: item-not-found"),
+                Ok(json!({ "member": false })),
+            ),
+            (
+                fetching("Error: Connection Closed"),
+                Err((SessionNotConnected, None)),
+            ),
+            (
+                answer(
+                    404,
+                    r#"{"status":404,"error":"Not Found","response":{"message":["The \"inst\" instance does not exist"]}}"#,
+                ),
+                Err((SessionNotConnected, None)),
+            ),
+            (fetching("Error: Timed Out"), Err((BackendTimeout, None))),
+            (
+                fetching("Error: rate-overlimit"),
+                Err((UpstreamRateLimited, Some(429))),
+            ),
+            (
+                fetching("Error: not-authorized"),
+                Err((BackendError, Some(401))),
+            ),
+            (
+                fetching("TypeError: Cannot read properties of undefined"),
+                Err((BackendError, None)),
+            ),
+            (answer(200, "null"), Err((BackendError, None))),
+            (
+                answer(
+                    401,
+                    r#"{"status":401,"error":"Unauthorized","response":{"message":"Unauthorized"}}"#,
+                ),
+                Err((BackendError, None)),
+            ),
+        ] {
+            let label = format!("{reply:?}");
+            let (done, sent) = script(&evolution(), &op, vec![reply]);
+            assert_eq!(outcome(&done), expected, "{label}");
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].method, "GET");
+            assert_eq!(
+                sent[0].path,
+                format!("/group/findGroupInfos/inst?groupJid={}", pct(GROUP))
+            );
         }
     }
 }

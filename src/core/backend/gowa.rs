@@ -8,12 +8,13 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    action_data, credential_rejected, field, join_data, pct, phone_number, request_entry,
-    reset_data, session_unknown, text, unix_seconds, unknown_shape, unusable, user_jid,
-    ItemOutcome, Preview,
+    action_data, credential_rejected, field, join_data, membership, pct, phone_number,
+    request_entry, reset_data, session_unknown, text, unix_seconds, unknown_shape, unusable,
+    user_jid, ItemOutcome, Preview,
 };
 use super::whatsapp::{
-    classify_text, condition_failure, failure, is_already_member, Condition, ITEM_NOT_SUPPORTED,
+    classify_text, condition_failure, failure, is_already_member, is_not_member, Condition,
+    ITEM_NOT_SUPPORTED,
 };
 use super::{not_implemented, Answer, Kind, Op, Stage, Step, Target, Transport};
 use crate::core::error::{ApiError, ErrorCode};
@@ -85,6 +86,12 @@ pub fn start(target: &Target, op: &Op) -> Step {
             )
         }
         Op::SessionStatus => target.send("GET", "/app/status".into(), None, Stage::Main),
+        Op::MembershipCheck { group_jid } => target.send(
+            "GET",
+            format!("/group/info?group_id={}", group(group_jid)),
+            None,
+            Stage::Main,
+        ),
         Op::JoinByMessage { .. } | Op::RestrictionStatus => {
             Step::Done(Err(not_implemented(Kind::Gowa, op)))
         }
@@ -138,6 +145,13 @@ fn main(target: &Target, op: &Op, outcome: Transport) -> Step {
     let value = match results(&answer) {
         Ok(value) => value,
         Err(failure) => {
+            // whatsmeow's "you're not participating in that group" (403) or "that group does
+            // not exist" (404), as a 500 with the text.
+            if let Failure::WhatsApp(code) = failure {
+                if is_not_member(op, code) {
+                    return Step::Done(Ok(membership(false)));
+                }
+            }
             if let (Failure::WhatsApp(code), Op::Join { code: invite }) = (&failure, op) {
                 if is_already_member(op, *code) {
                     return preview_request(
@@ -165,6 +179,9 @@ fn main(target: &Target, op: &Op, outcome: Transport) -> Step {
             }
         }
         Op::Preview { .. } => preview(&value).map(|p| p.data()),
+        Op::MembershipCheck { .. } => Some(membership(true))
+            .filter(|_| value.is_object())
+            .ok_or_else(unknown_shape),
         Op::Leave { group_jid } => Ok(json!({ "group_jid": group_jid, "status": "left" })),
         Op::ResetInvite { .. } => text(&value, "invite_link")
             .ok_or_else(unknown_shape)
@@ -604,5 +621,73 @@ mod tests {
             outcome(&done).map(|d| d["invite_code"].clone()),
             Ok(json!(CODE))
         );
+    }
+
+    #[test]
+    fn a_membership_check_asks_for_the_group_info() {
+        use ErrorCode::*;
+        let op = Op::MembershipCheck {
+            group_jid: GROUP.into(),
+        };
+        for (reply, expected) in [
+            (
+                ok(&format!(
+                    r#"{{"JID":"{GROUP}","Name":"G","Participants":[]}}"#
+                )),
+                Ok(json!({ "member": true })),
+            ),
+            (
+                internal("you're not participating in that group"),
+                Ok(json!({ "member": false })),
+            ),
+            (
+                internal("that group does not exist"),
+                Ok(json!({ "member": false })),
+            ),
+            (
+                internal("info query returned status 403: forbidden"),
+                Ok(json!({ "member": false })),
+            ),
+            (
+                answer(
+                    401,
+                    r#"{"code":"AUTHENTICATION_ERROR","message":"you are not logged in"}"#,
+                ),
+                Err((SessionNotConnected, None)),
+            ),
+            (
+                internal("websocket not connected"),
+                Err((SessionNotConnected, None)),
+            ),
+            (
+                answer(
+                    404,
+                    r#"{"code":"DEVICE_NOT_FOUND","message":"device not found"}"#,
+                ),
+                Err((SessionNotConnected, None)),
+            ),
+            (
+                answer(
+                    504,
+                    r#"{"code":"GATEWAY_TIMEOUT","message":"Request timed out waiting for WhatsApp server response"}"#,
+                ),
+                Err((BackendTimeout, None)),
+            ),
+            (
+                internal("info query returned status 429: rate-overlimit"),
+                Err((UpstreamRateLimited, Some(429))),
+            ),
+            (internal("something odd"), Err((BackendError, None))),
+            (ok("null"), Err((BackendError, None))),
+            (answer(401, "Unauthorized"), Err((BackendError, None))),
+        ] {
+            let label = format!("{reply:?}");
+            let (done, sent) = script(&gowa(), &op, vec![reply]);
+            assert_eq!(outcome(&done), expected, "{label}");
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].method, "GET");
+            assert_eq!(sent[0].path, format!("/group/info?group_id={}", pct(GROUP)));
+            assert_eq!(sent[0].headers.len(), 2);
+        }
     }
 }

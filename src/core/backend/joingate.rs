@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    action_data, backend_error, credential_rejected, pct, request_entry, reset_data,
+    action_data, backend_error, credential_rejected, membership, pct, request_entry, reset_data,
     session_unknown, unknown_shape, unusable, ItemOutcome, Preview,
 };
 use super::whatsapp::{failure, is_already_member};
@@ -79,6 +79,8 @@ pub fn start(target: &Target, op: &Op) -> Step {
             format!("{}/invite/reset", group(group_jid)),
             Some(json!({})),
         ),
+        // v1.2: `{ "member": bool }`.
+        Op::MembershipCheck { group_jid } => request(target, "GET", group(group_jid), None),
         // v1.2: the status answer may carry `restricted_until`, the restriction's end.
         Op::SessionStatus | Op::RestrictionStatus => request(target, "GET", base, None),
     }
@@ -266,6 +268,11 @@ fn shape_success(op: &Op, value: &Value) -> Result<Value, ApiError> {
             ))
         }
         Op::RestrictionStatus => Ok(with_restricted_until(json!({}), restricted_until(value))),
+        Op::MembershipCheck { .. } => value
+            .get("member")
+            .and_then(Value::as_bool)
+            .map(membership)
+            .ok_or_else(unknown_shape),
     }
 }
 
@@ -573,5 +580,40 @@ mod tests {
             vec![answer(200, r#"{"invite_code":"bad code"}"#)],
         );
         assert!(done.result.is_err());
+    }
+
+    #[test]
+    fn a_membership_check_answers_member_or_fails() {
+        use ErrorCode::*;
+        let op = Op::MembershipCheck {
+            group_jid: GROUP.into(),
+        };
+        for (reply, expected) in [
+            (
+                answer(200, r#"{"member":true}"#),
+                Ok(json!({ "member": true })),
+            ),
+            (
+                answer(200, r#"{"member":false,"extra":1}"#),
+                Ok(json!({ "member": false })),
+            ),
+            (answer(200, r#"{"member":"no"}"#), Err((BackendError, None))),
+            (answer(200, "{}"), Err((BackendError, None))),
+            (answer(200, "[true]"), Err((BackendError, None))),
+            (
+                answer(409, r#"{"error":{"kind":"session_not_connected"}}"#),
+                Err((SessionNotConnected, None)),
+            ),
+            (wa(429), Err((UpstreamRateLimited, Some(429)))),
+            (wa(500), Err((BackendError, Some(500)))),
+            (answer(500, "<html>oops</html>"), Err((BackendError, None))),
+        ] {
+            let label = format!("{reply:?}");
+            let (done, sent) = script(&native(), &op, vec![reply]);
+            assert_eq!(outcome(&done), expected, "{label}");
+            assert_eq!(sent[0].method, "GET");
+            assert_eq!(sent[0].path, format!("/sessions/s1/groups/{GROUP}"));
+            assert_eq!(sent[0].body, None);
+        }
     }
 }

@@ -103,6 +103,12 @@ pub enum Op {
     /// asked by the session object after a 463, never routed from a client call. Its data is
     /// `{ "restricted_until": <unix seconds> }`, or `{}` when the server states no active end.
     RestrictionStatus,
+    /// Whether the account is a member of the group (contract sections 9 and 14): asked by
+    /// the session object for a pending join, a `read` call. Its data is exactly
+    /// `{ "member": true|false }`; an answer that cannot be told from a failure is an error.
+    MembershipCheck {
+        group_jid: String,
+    },
 }
 
 impl Op {
@@ -127,6 +133,7 @@ impl Op {
             Self::ResetInvite { .. } => "reset_invite",
             Self::SessionStatus => "session_status",
             Self::RestrictionStatus => "restriction_status",
+            Self::MembershipCheck { .. } => "membership_check",
         }
     }
 }
@@ -176,7 +183,8 @@ impl From<Op> for OpWire {
             }
             Op::Leave { group_jid }
             | Op::ListJoinRequests { group_jid }
-            | Op::ResetInvite { group_jid } => wire.group_jid = Some(group_jid),
+            | Op::ResetInvite { group_jid }
+            | Op::MembershipCheck { group_jid } => wire.group_jid = Some(group_jid),
             Op::JoinRequestAction {
                 group_jid,
                 approve,
@@ -230,6 +238,9 @@ impl TryFrom<OpWire> for Op {
             },
             "session_status" => Op::SessionStatus,
             "restriction_status" => Op::RestrictionStatus,
+            "membership_check" => Op::MembershipCheck {
+                group_jid: group_jid()?,
+            },
             other => return Err(format!("unknown op {other}")),
         })
     }
@@ -681,6 +692,9 @@ mod tests {
             },
             Op::SessionStatus,
             Op::RestrictionStatus,
+            Op::MembershipCheck {
+                group_jid: GROUP.into(),
+            },
         ];
         for op in ops {
             let text = serde_json::to_string(&op).unwrap();
@@ -691,6 +705,7 @@ mod tests {
             r#"{"op":"leave","code":"c"}"#,
             r#"{"op":"join_request_action","group_jid":"g","approve":true}"#,
             r#"{"op":"dance"}"#,
+            r#"{"op":"membership_check","code":"c"}"#,
             r#"{"code":"c"}"#,
         ] {
             assert!(serde_json::from_str::<Op>(broken).is_err(), "{broken}");
@@ -767,6 +782,26 @@ mod tests {
                 Some(json!("restriction_status"))
             );
             assert!(!done.reached);
+        }
+    }
+
+    #[test]
+    fn a_membership_check_is_a_read_every_kind_can_do() {
+        let op = Op::MembershipCheck {
+            group_jid: GROUP.into(),
+        };
+        assert_eq!(op.name(), "membership_check");
+        assert!(!op.is_join_class());
+        assert_eq!(
+            serde_json::to_value(&op).ok(),
+            Some(json!({ "op": "membership_check", "group_jid": GROUP }))
+        );
+        for kind in Kind::ALL {
+            assert!(supports(kind, &op).is_ok(), "{kind:?}");
+            let (_, sent) = run_with(&target(kind, Some("s"), None), &op, |_| {
+                answer(200, r#"{"member":true}"#)
+            });
+            assert_eq!(sent.first().map(|r| r.method), Some("GET"), "{kind:?}");
         }
     }
 

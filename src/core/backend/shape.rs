@@ -123,6 +123,11 @@ pub fn join_data(group_jid: Option<&str>, status: &str) -> Value {
     data
 }
 
+/// `{ member }` of a membership check.
+pub fn membership(member: bool) -> Value {
+    json!({ "member": member })
+}
+
 /// An invite preview in the contract's fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preview {

@@ -6,11 +6,13 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    action_data, credential_rejected, field, flag, join_data, pct, phone_number, request_entry,
-    reset_data, session_unknown, text, unix_seconds, unknown_shape, unusable, user_jid,
-    ItemOutcome, Preview,
+    action_data, credential_rejected, field, flag, join_data, membership, pct, phone_number,
+    request_entry, reset_data, session_unknown, text, unix_seconds, unknown_shape, unusable,
+    user_jid, ItemOutcome, Preview,
 };
-use super::whatsapp::{classify_text, condition_failure, failure, is_already_member, Condition};
+use super::whatsapp::{
+    classify_text, condition_failure, failure, is_already_member, is_not_member, Condition,
+};
 use super::{
     not_implemented, with_restricted_until, Answer, Kind, Op, Stage, Step, Target, Transport,
 };
@@ -68,6 +70,9 @@ pub fn start(target: &Target, op: &Op) -> Step {
             Stage::Main,
         ),
         Op::SessionStatus => target.send("GET", format!("/api/sessions/{s}"), None, Stage::Main),
+        Op::MembershipCheck { group_jid } => {
+            target.send("GET", group(group_jid), None, Stage::Main)
+        }
         Op::RestrictionStatus => target.send(
             "GET",
             format!("/api/sessions/{s}/timelock"),
@@ -145,9 +150,18 @@ fn preview(answer: &Answer, op: &Op) -> Result<Preview, ApiError> {
 
 fn main(answer: &Answer, op: &Op) -> Result<Value, ApiError> {
     if !answer.is_success() {
-        return Err(failure_of(answer, op).into_error(op, answer));
+        return match failure_of(answer, op) {
+            Failure::WhatsApp(code) if is_not_member(op, code) => Ok(membership(false)),
+            other => Err(other.into_error(op, answer)),
+        };
     }
     match op {
+        // The engine's group object (NOWEB: Baileys metadata; GOWS: whatsmeow `GroupInfo`).
+        Op::MembershipCheck { .. } => answer
+            .json()
+            .filter(Value::is_object)
+            .map(|_| membership(true))
+            .ok_or_else(unknown_shape),
         Op::Preview { .. } => preview(answer, op).map(|p| p.data()),
         Op::Leave { group_jid } => Ok(json!({ "group_jid": group_jid, "status": "left" })),
         Op::ResetInvite { .. } => {
@@ -266,6 +280,10 @@ fn failure_of(answer: &Answer, op: &Op) -> Failure {
             return Failure::WhatsApp(code);
         }
         let said = text(exception, "details").or_else(|| text(exception, "message"));
+        // NOWEB looks a group up among the account's own: `Group with id '…' not found`.
+        if said.is_some_and(|s| s.starts_with("Group with id '") && s.ends_with("' not found")) {
+            return Failure::WhatsApp(404);
+        }
         return match said.and_then(classify_text) {
             Some(Condition::WhatsApp(code)) => Failure::WhatsApp(code),
             Some(condition) => Failure::Condition(condition),
@@ -735,6 +753,75 @@ mod tests {
                 outcome(&done).map(|d| d["invite_code"].clone()),
                 Ok(json!(CODE))
             );
+        }
+    }
+
+    #[test]
+    fn a_membership_check_reads_the_group_or_the_engine_s_not_found() {
+        use ErrorCode::*;
+        let op = Op::MembershipCheck {
+            group_jid: GROUP.into(),
+        };
+        let member = Ok(json!({ "member": true }));
+        let not_member = Ok(json!({ "member": false }));
+        // NOWEB looks the id up among the account's groups (a plain Error, so a 500).
+        let noweb_missing = answer(
+            500,
+            &format!(
+                r#"{{"statusCode":500,"timestamp":"2026-01-01T00:00:00Z","exception":{{"message":"Group with id '{GROUP}' not found","name":"Error","stack":"Error: Group with id '{GROUP}' not found\n    at x"}},"request":{{"path":"/api/s/groups/x","method":"GET"}},"version":{{"engine":"NOWEB"}}}}"#
+            ),
+        );
+        // GOWS: a gRPC error, whatsmeow's text in `details`.
+        let gows_grpc = |text: &str| {
+            answer(
+                500,
+                &format!(
+                    r#"{{"statusCode":500,"exception":{{"message":"2 UNKNOWN: {text}","code":2,"details":"{text}","metadata":{{}},"name":"Error"}},"version":{{"engine":"GOWS"}}}}"#
+                ),
+            )
+        };
+        let not_working = r#"{"error":"Session status is not as expected. Try again later or restart the session","session":"s","status":"STARTING","expected":["WORKING"]}"#;
+        let closed = r#"{"statusCode":500,"exception":{"message":"Connection Closed","data":null,"isBoom":true,"output":{"statusCode":428},"name":"Error"}}"#;
+        for (reply, expected) in [
+            (answer(200, NOWEB_PREVIEW), member.clone()),
+            (answer(200, GOWS_APPROVAL_PREVIEW), member),
+            (noweb_missing, not_member.clone()),
+            (
+                gows_grpc("you're not participating in that group"),
+                not_member.clone(),
+            ),
+            (gows_grpc("that group does not exist"), not_member.clone()),
+            (
+                gows_error("info query returned status 403: forbidden"),
+                not_member,
+            ),
+            (answer(422, not_working), Err((SessionNotConnected, None))),
+            (answer(500, closed), Err((SessionNotConnected, None))),
+            (
+                gows_grpc("websocket not connected"),
+                Err((SessionNotConnected, None)),
+            ),
+            (
+                gows_grpc("info query returned status 429: rate-overlimit"),
+                Err((UpstreamRateLimited, Some(429))),
+            ),
+            (
+                gows_error("Message with id 'x' not found"),
+                Err((BackendError, None)),
+            ),
+            (answer(200, "null"), Err((BackendError, None))),
+            (answer(200, "[]"), Err((BackendError, None))),
+            (
+                answer(502, "<html>bad gateway</html>"),
+                Err((BackendError, None)),
+            ),
+        ] {
+            let label = format!("{reply:?}");
+            let (done, sent) = script(&waha("s"), &op, vec![reply]);
+            assert_eq!(outcome(&done), expected, "{label}");
+            assert_eq!(sent[0].method, "GET");
+            assert_eq!(sent[0].path, format!("/api/s/groups/{}", pct(GROUP)));
+            assert_eq!(sent[0].body, None);
         }
     }
 }

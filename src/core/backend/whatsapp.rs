@@ -112,6 +112,13 @@ pub fn is_already_member(op: &Op, wa_code: i64) -> bool {
     matches!(op, Op::Join { .. } | Op::JoinByMessage { .. }) && matches!(wa_code, 304 | 409)
 }
 
+/// Whether this WhatsApp code on a membership check means "not a member" (a success):
+/// whatsmeow's and Baileys' group info answer a non-participant 403 (`forbidden`, "you're
+/// not participating in that group") and a group that is gone 404 (`item-not-found`).
+pub fn is_not_member(op: &Op, wa_code: i64) -> bool {
+    matches!(op, Op::MembershipCheck { .. }) && matches!(wa_code, 403 | 404)
+}
+
 /// The contract's error for a WhatsApp code on this operation (section 2).
 pub fn error_code(op: &Op, wa_code: i64) -> ErrorCode {
     use ErrorCode::*;

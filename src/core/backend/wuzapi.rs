@@ -8,8 +8,8 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    credential_rejected, error_text, field, flag, join_data, pct, reset_data, text, unknown_shape,
-    unusable, Preview,
+    credential_rejected, error_text, field, flag, join_data, membership, pct, reset_data, text,
+    unknown_shape, unusable, Preview,
 };
 use super::whatsapp::{classify_text, condition_failure};
 use super::{not_implemented, Answer, Kind, Op, Stage, Step, Target, Transport};
@@ -45,6 +45,8 @@ pub fn start(target: &Target, op: &Op) -> Step {
             Stage::Main,
         ),
         Op::SessionStatus => status_request(target, Stage::Main),
+        // Its per-group route answers a non-member with the same text-less 500 as any failure.
+        Op::MembershipCheck { .. } => target.send("GET", "/group/list".into(), None, Stage::Main),
         Op::JoinByMessage { .. }
         | Op::ListJoinRequests { .. }
         | Op::JoinRequestAction { .. }
@@ -119,6 +121,14 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
         (_, Op::ResetInvite { .. }) => text(&value, "InviteLink")
             .ok_or_else(unknown_shape)
             .and_then(reset_data),
+        // `{"Groups": [whatsmeow GroupInfo…]}`; `null` when the account is in none.
+        (_, Op::MembershipCheck { group_jid }) => match field(&value, "Groups") {
+            Some(Value::Null) => Ok(membership(false)),
+            Some(Value::Array(groups)) => Ok(membership(groups.iter().any(|g| {
+                text(g, "JID").and_then(super::shape::group_jid).as_ref() == Some(group_jid)
+            }))),
+            _ => Err(unknown_shape()),
+        },
         (_, Op::SessionStatus) => connected(&value)
             .map(|c| json!({ "connected": c }))
             .ok_or_else(unknown_shape),
@@ -382,5 +392,55 @@ mod tests {
             vec![ok(r#"{"connected":true,"loggedIn":false}"#)],
         );
         assert_eq!(outcome(&done), Ok(json!({ "connected": false })));
+    }
+
+    #[test]
+    fn a_membership_check_looks_for_the_group_in_the_list() {
+        use ErrorCode::*;
+        let op = Op::MembershipCheck {
+            group_jid: GROUP.into(),
+        };
+        let other = r#"{"JID":"120363000000000009@g.us","Name":"Other"}"#;
+        for (reply, expected) in [
+            (
+                ok(&format!(
+                    r#"{{"Groups":[{other},{{"JID":"{GROUP}","Name":"G"}}]}}"#
+                )),
+                Ok(json!({ "member": true })),
+            ),
+            (
+                ok(&format!(r#"{{"groups":[{{"jid":"{GROUP}"}}]}}"#)),
+                Ok(json!({ "member": true })),
+            ),
+            (
+                ok(&format!(r#"{{"Groups":[{other}]}}"#)),
+                Ok(json!({ "member": false })),
+            ),
+            // A nil Go slice: the account is in no group.
+            (ok(r#"{"Groups":null}"#), Ok(json!({ "member": false }))),
+            (ok(r#"{"Groups":[]}"#), Ok(json!({ "member": false }))),
+            (ok("{}"), Err((BackendError, None))),
+            (
+                answer(500, r#"{"code":500,"error":"no session","success":false}"#),
+                Err((SessionNotConnected, None)),
+            ),
+        ] {
+            let label = format!("{reply:?}");
+            let (done, sent) = script(&wuzapi(), &op, vec![reply]);
+            assert_eq!(outcome(&done), expected, "{label}");
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].method, "GET");
+            assert_eq!(sent[0].path, "/group/list");
+            assert_eq!(sent[0].body, None);
+            assert_eq!(sent[0].headers, vec![("token", "wuzapi-s1".to_string())]);
+        }
+        // A text-less failure is never "not a member": the status route decides.
+        let down = ok(r#"{"connected":false,"loggedIn":false}"#);
+        let up = ok(r#"{"connected":true,"loggedIn":true}"#);
+        for (status, expected) in [(down, SessionNotConnected), (up, BackendError)] {
+            let (done, sent) = script(&wuzapi(), &op, vec![answer(500, SILENT), status]);
+            assert_eq!(outcome(&done), Err((expected, None)));
+            assert_eq!(sent[1].path, "/session/status");
+        }
     }
 }
