@@ -24,6 +24,7 @@ export const EVENT_KINDS = Object.freeze(['joingate', 'waha', 'evolution', 'wuza
 export const EVENT_DELAY_MS = 20;
 /** Attempts per event (real servers make 5-15, with seconds between; tests want it short). */
 export const EVENT_ATTEMPTS = 3;
+/** The pause between two attempts of one event. */
 export const EVENT_RETRY_MS = 200;
 /** How long one attempt may take before it counts as a network error. */
 export const EVENT_ATTEMPT_TIMEOUT_MS = 5000;
