@@ -9,7 +9,10 @@
 //   /wuzapi      wuzapi                                                sim/front/wuzapi.mjs
 //   /gowa        go-whatsapp-web-multidevice                           sim/front/gowa.mjs
 // plus a control API under /__sim for tests: fault injection, account restrictions, call
-// recording and concurrency statistics, shared by every front end. Node 20 built-ins only.
+// recording and concurrency statistics, shared by every front end; what other people do to
+// the account (an admin approves or rejects its request, or removes it); and the servers'
+// events out (sim/events.mjs): where a session's changes are sent, signed as each server
+// signs them. Node 20 built-ins only.
 //
 // Library: const sim = await startSimulator({ port: 0 }); ... await sim.close();
 // CLI:     node sim/simulator.mjs --port 8788 [--host 127.0.0.1] [--token T] [--log]
@@ -19,7 +22,11 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CATALOGUE } from './catalogue.mjs';
 import { resolveCredentials } from './credentials.mjs';
-import { describeWorld, newWorld, restrictedUntil } from './world.mjs';
+import {
+  WorldStateError, approveOwnRequest, describeWorld, newWorld, rejectOwnRequest, removeOwnAccount,
+  restrictedUntil, takeChanges,
+} from './world.mjs';
+import { EventsInputError, createEventHub } from './events.mjs';
 import native from './front/native.mjs';
 import waha from './front/waha.mjs';
 import evolution from './front/evolution.mjs';
@@ -109,6 +116,15 @@ export async function startSimulator({
     if (log) process.stderr.write(`[simulator] ${line}\n`);
   };
 
+  const events = createEventHub({ sleep, log: logLine });
+
+  /** Hand every world's recorded membership changes to the events hub (after an answer). */
+  function flushChanges() {
+    for (const [key, world] of worlds) {
+      if (world.changes.length > 0) events.emit(key, takeChanges(world));
+    }
+  }
+
   /** Take the fault for this request (a session-specific one wins over '*'), spending one use. */
   function takeFault(sid) {
     for (const key of sid === null ? ['*'] : [sid, '*']) {
@@ -138,6 +154,7 @@ export async function startSimulator({
   // --- control API ---------------------------------------------------------------------
 
   function reset() {
+    events.reset();
     worlds.clear();
     faults.clear();
     config.latency_ms = 0;
@@ -236,6 +253,21 @@ export async function startSimulator({
   /** A readable dump of one session's world (debugging aid; invite codes included). */
   const sessionState = (sid) => describeWorld(worldOf(sid), sid);
 
+  /**
+   * What an admin does to the session's account: `approve` or `reject` its own pending
+   * request for a group, or `remove` it from a group it is in. Throws on bad input (400) or
+   * when the world is not in that state (409; 404 for a group the world does not have).
+   */
+  function adminAction(action, { session, group_jid } = {}) {
+    if (!isNonEmptyString(session) || session === '*') throw new Error('session must be a session id');
+    if (!isNonEmptyString(group_jid) || !group_jid.endsWith('@g.us')) throw new Error('group_jid must be a group JID (…@g.us)');
+    const world = worldOf(session);
+    const op = { approve: approveOwnRequest, reject: rejectOwnRequest, remove: removeOwnAccount }[action];
+    const result = op(world, group_jid, session);
+    flushChanges();
+    return result;
+  }
+
   async function handleControl(req, res, url) {
     const action = `${req.method} ${url.pathname}`;
     const done = (status, body) => {
@@ -282,10 +314,27 @@ export async function startSimulator({
         }
         case 'GET /__sim/catalogue':
           return done(200, { catalogue: CATALOGUE });
+        case 'POST /__sim/approve':
+        case 'POST /__sim/reject':
+        case 'POST /__sim/remove':
+          return done(200, { ok: true, ...adminAction(url.pathname.slice('/__sim/'.length), body) });
+        case 'POST /__sim/events':
+          events.configure(body);
+          return done(200, { ok: true });
+        case 'GET /__sim/events':
+          return done(200, { configs: events.list() });
+        case 'GET /__sim/events/sent':
+          return done(200, { events: events.sent(url.searchParams.get('session') || undefined) });
+        case 'POST /__sim/events/replay':
+          return done(200, { ok: true, event: await events.replay(body.session) });
         default:
           return done(404, { error: { kind: 'not_found' } });
       }
     } catch (err) {
+      // A world or hub refusal names its own status and kind; anything else is bad input.
+      if (err instanceof WorldStateError || err instanceof EventsInputError) {
+        return done(err.status, { error: { kind: err.kind, text: err.message } });
+      }
       return done(400, { error: { kind: 'bad_request', text: err.message } });
     }
   }
@@ -384,17 +433,22 @@ export async function startSimulator({
     // as it would on a real backend that finished its WhatsApp call. So do `cut`, `stall`
     // and `huge`.
     const answer = fault?.mode === 'whatsapp' ? front.waFault(ctx, fault.wa_code) : front.respond(ctx, env);
-    if (fault?.mode === 'cut' || fault?.mode === 'stall') {
-      if (sendCut(res, answer, { stall: fault.mode === 'stall' })) call.status = 200;
-      return logDone(200, ` ${fault.mode} of ${answer.status} (fault)`);
+    // The world may have changed: its events leave once the answer is out (or lost).
+    try {
+      if (fault?.mode === 'cut' || fault?.mode === 'stall') {
+        if (sendCut(res, answer, { stall: fault.mode === 'stall' })) call.status = 200;
+        return logDone(200, ` ${fault.mode} of ${answer.status} (fault)`);
+      }
+      if (fault?.mode === 'huge') {
+        call.status = answer.status;
+        await sendHuge(res, answer);
+        return logDone(answer.status, ` huge (fault)`);
+      }
+      if (sendAnswer(res, answer)) call.status = answer.status;
+      logDone(answer.status, `${answerNote(answer)}${fault ? ` (fault ${fault.mode})` : ''}`);
+    } finally {
+      flushChanges();
     }
-    if (fault?.mode === 'huge') {
-      call.status = answer.status;
-      await sendHuge(res, answer);
-      return logDone(answer.status, ` huge (fault)`);
-    }
-    if (sendAnswer(res, answer)) call.status = answer.status;
-    logDone(answer.status, `${answerNote(answer)}${fault ? ` (fault ${fault.mode})` : ''}`);
   }
 
   const server = http.createServer((req, res) => {
@@ -436,6 +490,7 @@ export async function startSimulator({
     /** Stop listening and destroy every open socket, hung requests included. */
     close() {
       closing ??= new Promise((resolve) => {
+        events.close();
         for (const t of timers) clearTimeout(t);
         timers.clear();
         server.close(() => resolve());
@@ -453,6 +508,20 @@ export async function startSimulator({
     stats,
     faults: listFaults,
     sessionState,
+    /** POST /__sim/approve: the session's own pending request for group_jid is approved. */
+    approve: (args) => adminAction('approve', args),
+    /** POST /__sim/reject: the session's own pending request is rejected (no event). */
+    reject: (args) => adminAction('reject', args),
+    /** POST /__sim/remove: an admin removes the session's account from the group. */
+    remove: (args) => adminAction('remove', args),
+    /** POST /__sim/events: where a session's server events go (url null: nowhere). */
+    setEvents: (config) => events.configure(config),
+    /** The configs of GET /__sim/events (no secrets). */
+    eventConfigs: () => events.list(),
+    /** The events array of GET /__sim/events/sent. */
+    sentEvents: (session) => events.sent(session),
+    /** POST /__sim/events/replay: resolves to the new record once delivered or failed. */
+    replayEvent: (session) => events.replay(session),
   };
 }
 

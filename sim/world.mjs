@@ -11,8 +11,11 @@ import { CATALOGUE, PARTICIPANT_FAILURES, WA_TEXT } from './catalogue.mjs';
 const CODE_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const USER_JID_RE = /^\d{1,20}@(s\.whatsapp\.net|lid)$/;
 
-/** The account every simulated session is logged in as (servers that show "me" use it). */
-export const SESSION_ME = Object.freeze({ phone: '15550001111', push_name: 'Demo' });
+/**
+ * The account every simulated session is logged in as (servers that show "me" use it):
+ * its phone number and its LID (the privacy id WhatsApp also knows it by), user parts only.
+ */
+export const SESSION_ME = Object.freeze({ phone: '15550001111', lid: '201234567890123', push_name: 'Demo' });
 // Catalogue entries name no owner; groups with a modern JID get this one (any user JID would do).
 const DEFAULT_OWNER_PHONE = '15550009000';
 export const INVITE_LINK_PREFIX = 'https://chat.whatsapp.com/';
@@ -52,7 +55,28 @@ export function newWorld() {
     });
   }
   // restriction: null, or { until_s } while WhatsApp restricts the account (control API).
-  return { groups, codes, currentCode, revoked: new Set(), restriction: null };
+  // changes: the own account's membership changes not yet handed to the events hub
+  // (sim/events.mjs); the simulator drains them after each answer.
+  return { groups, codes, currentCode, revoked: new Set(), restriction: null, changes: [] };
+}
+
+/**
+ * A change of the own account's membership, as WhatsApp tells the account (the servers'
+ * events come from it): `change` joined | left | removed, `via` join | approval | leave |
+ * removal, `actor` the user JID that made it (the own account, or the admin).
+ */
+function recordChange(world, group, change, via, actor) {
+  world.changes.push({ change, via, actor, group_jid: group.entry.group_jid, info: describe(group.entry, group), at_ms: Date.now() });
+}
+
+/** A control API refusal: the world is not in the state the call needs (HTTP `status`). */
+export class WorldStateError extends Error {
+  constructor(status, kind, text) {
+    super(text);
+    this.name = 'WorldStateError';
+    this.status = status;
+    this.kind = kind;
+  }
 }
 
 /**
@@ -99,6 +123,7 @@ function join(world, entry) {
   }
   group.role = 'member';
   group.size += 1;
+  recordChange(world, group, 'joined', 'join', selfJid());
   return { group_jid: entry.group_jid, status: 'joined' };
 }
 
@@ -111,7 +136,13 @@ function adminGroup(world, gjid) {
   return group;
 }
 
-function ownerOf(gjid) {
+/** The own account's phone JID. */
+export const selfJid = () => `${SESSION_ME.phone}@s.whatsapp.net`;
+/** The own account's LID. */
+export const selfLid = () => `${SESSION_ME.lid}@lid`;
+
+/** The group's creator (a user JID), also the admin who approves and removes in the world. */
+export function ownerOf(gjid) {
   const legacy = /^(\d+)-\d+@g\.us$/.exec(gjid);
   return `${legacy ? legacy[1] : DEFAULT_OWNER_PHONE}@s.whatsapp.net`;
 }
@@ -162,6 +193,7 @@ export function leaveGroup(world, gjid) {
   if (!isMember(group)) throw new WaError(403);
   group.role = 'none';
   group.size = Math.max(0, group.size - 1);
+  recordChange(world, group, 'left', 'leave', selfJid());
   return {};
 }
 
@@ -214,6 +246,65 @@ export function groupInfo(world, gjid) {
   if (!group) throw new WaError(404);
   if (!isMember(group)) throw new WaError(403);
   return { ...describe(group.entry, group), role: group.role };
+}
+
+/** Whether the session is in the group (admin or member; a pending request is not membership). */
+export function isMemberOf(world, gjid) {
+  const group = world.groups.get(gjid);
+  return group !== undefined && isMember(group);
+}
+
+/** The groups the session is in, as groupInfo describes each (a server's "joined groups" list). */
+export function joinedGroups(world) {
+  return [...world.groups.values()].filter(isMember).map((g) => ({ ...describe(g.entry, g), role: g.role }));
+}
+
+// ---------------------------------------------------------------------------------------
+// What other people do (control API): an admin handles the own request, or removes the account.
+
+function ownGroup(world, gjid, key) {
+  const group = world.groups.get(gjid);
+  if (!group) throw new WorldStateError(404, 'not_found', `no group ${gjid} in session ${key}`);
+  return group;
+}
+
+/** An admin approves the session's own pending request: it becomes a member (size + 1). */
+export function approveOwnRequest(world, gjid, key) {
+  const group = ownGroup(world, gjid, key);
+  if (group.role !== 'pending') {
+    throw new WorldStateError(409, 'not_pending', `session ${key} has no pending request for ${gjid} (role: ${group.role})`);
+  }
+  group.role = 'member';
+  group.size += 1;
+  recordChange(world, group, 'joined', 'approval', ownerOf(gjid));
+  return { group_jid: gjid, role: group.role, size: group.size };
+}
+
+/** An admin rejects the session's own pending request. WhatsApp tells the requester nothing. */
+export function rejectOwnRequest(world, gjid, key) {
+  const group = ownGroup(world, gjid, key);
+  if (group.role !== 'pending') {
+    throw new WorldStateError(409, 'not_pending', `session ${key} has no pending request for ${gjid} (role: ${group.role})`);
+  }
+  group.role = 'none';
+  return { group_jid: gjid, role: group.role, size: group.size };
+}
+
+/** An admin removes the session's account from a group it is in (size - 1). */
+export function removeOwnAccount(world, gjid, key) {
+  const group = ownGroup(world, gjid, key);
+  if (!isMember(group)) {
+    throw new WorldStateError(409, 'not_member', `session ${key} is not in ${gjid} (role: ${group.role})`);
+  }
+  group.role = 'none';
+  group.size = Math.max(0, group.size - 1);
+  recordChange(world, group, 'removed', 'removal', ownerOf(gjid));
+  return { group_jid: gjid, role: group.role, size: group.size };
+}
+
+/** Take the membership changes recorded since the last call, oldest first. */
+export function takeChanges(world) {
+  return world.changes.splice(0);
 }
 
 /** A readable dump of one session's world (debugging aid; invite codes included). */

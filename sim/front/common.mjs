@@ -14,9 +14,9 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { WA_TEXT } from '../catalogue.mjs';
-import { INVITE_LINK_PREFIX, SESSION_ME, WaError } from '../world.mjs';
+import { INVITE_LINK_PREFIX, WaError, selfJid, selfLid } from '../world.mjs';
 
-export { WaError };
+export { WaError, selfJid, selfLid };
 
 /** An answer the simulator sends. `type`: json (body is a value), text (body is a string) or empty. */
 export class Answer {
@@ -99,8 +99,6 @@ export function phoneDigits(request) {
   const m = /^(\d+)@s\.whatsapp\.net$/.exec(request.jid);
   return m ? m[1] : undefined;
 }
-
-export const selfJid = () => `${SESSION_ME.phone}@s.whatsapp.net`;
 
 /** A value of a Go-decoded JSON object: Go's encoding/json matches keys without regard to case. */
 export function goField(body, name) {
@@ -203,8 +201,11 @@ export function whatsmeowGroupInfo(info, participants = []) {
 // ---------------------------------------------------------------------------------------
 // Baileys (Evolution API, WAHA NOWEB)
 
-/** Baileys' GroupMetadata as groupGetInviteInfo returns it (undefined fields vanish in JSON). */
-export function baileysGroupMetadata(info) {
+/**
+ * Baileys' GroupMetadata as groupGetInviteInfo (and, with `participants`, groupMetadata and
+ * the group notifications: extractGroupMetadata) returns it; undefined fields vanish in JSON.
+ */
+export function baileysGroupMetadata(info, participants = []) {
   return {
     id: info.group_jid,
     addressingMode: 'pn',
@@ -222,9 +223,15 @@ export function baileysGroupMetadata(info) {
     isCommunityAnnounce: false,
     joinApprovalMode: info.requires_approval === true,
     memberAddMode: false,
-    participants: [],
+    participants,
   };
 }
+
+/**
+ * The own account as a Baileys v7 participant of a phone-addressed group: `id` its phone
+ * JID, `lid` beside it (extractGroupMetadata), `admin` "admin" or null.
+ */
+export const baileysSelf = (role) => ({ id: selfJid(), lid: selfLid(), admin: role === 'admin' ? 'admin' : null });
 
 /** Run a world operation; a WaError becomes the front end's rendering of it. */
 export function attempt(fn, renderWa) {

@@ -5,7 +5,7 @@
 
 import { WA_TEXT } from '../catalogue.mjs';
 import * as W from '../world.mjs';
-import { attempt, baileysGroupMetadata, header, json, matchPath, secretMatches } from './common.mjs';
+import { attempt, baileysGroupMetadata, baileysSelf, header, json, matchPath, secretMatches } from './common.mjs';
 
 const ROUTES = [
   { op: 'join', method: 'GET', path: ['group', 'acceptInviteCode', ':i'] },
@@ -13,6 +13,7 @@ const ROUTES = [
   { op: 'leave', method: 'DELETE', path: ['group', 'leaveGroup', ':i'] },
   { op: 'invite_reset', method: 'POST', path: ['group', 'revokeInviteCode', ':i'] },
   { op: 'session_status', method: 'GET', path: ['instance', 'connectionState', ':i'] },
+  { op: 'group_info', method: 'GET', path: ['group', 'findGroupInfos', ':i'] },
 ];
 
 const INVITE_CODE_RE = /^[a-zA-Z0-9]{22}$/;
@@ -28,6 +29,8 @@ const OP_FAILURE = {
   join: (cause) => notFound('Accept invite error', cause),
   invite_reset: (cause) => notFound('Revoke error', cause),
   leave: (cause) => badRequest('Unable to leave the group', cause),
+  // findGroup: any failure of groupMetadata (WhatsApp refuses a non-participant) is a 404.
+  group_info: (cause) => notFound('Error fetching group', cause),
 };
 
 function waFailure(op, cause, ctx) {
@@ -107,9 +110,42 @@ function operate(ctx, op, instance, world, presence) {
       if (presence === 'offline') return closed();
       return attempt(() => json(201, { revoked: true, inviteCode: W.resetInvite(world, gjid) }), wa);
     }
+    case 'group_info': {
+      const { gjid, error } = groupJidOf(ctx);
+      if (error) return error;
+      if (presence === 'offline') return closed();
+      return attempt(() => json(200, findGroupAnswer(W.groupInfo(world, gjid))), wa);
+    }
     default:
       return null;
   }
+}
+
+/**
+ * findGroup's answer: picked fields of Baileys' groupMetadata plus the picture URL (null when
+ * there is none). Upstream's `size` counts the participants WhatsApp lists; the simulator
+ * lists only the session's own account and gives the world's size.
+ */
+function findGroupAnswer(info) {
+  const m = baileysGroupMetadata(info, [baileysSelf(info.role)]);
+  return {
+    id: m.id,
+    subject: m.subject,
+    subjectOwner: m.subjectOwner,
+    subjectTime: m.subjectTime,
+    pictureUrl: null,
+    size: m.size,
+    creation: m.creation,
+    owner: m.owner,
+    desc: m.desc,
+    descId: m.descId,
+    restrict: m.restrict,
+    announce: m.announce,
+    participants: m.participants,
+    isCommunity: m.isCommunity,
+    isCommunityAnnounce: m.isCommunityAnnounce,
+    linkedParent: undefined,
+  };
 }
 
 // Express' last handler for a path no router took.

@@ -60,6 +60,13 @@ const ROUTES = [
     },
   },
   {
+    // v1.2 membership check (section 14): a pending request is not membership; an unknown
+    // or deleted group is "not a member" too.
+    name: 'group_info',
+    path: ['sessions', ':sid', 'groups', ':gjid'],
+    GET: ({ world, params }) => ok({ member: W.isMemberOf(world, params.gjid) }),
+  },
+  {
     name: 'invite_preview',
     path: ['sessions', ':sid', 'invites', ':code'],
     GET: ({ world, params }) => {

@@ -7,8 +7,8 @@
 import { WA_TEXT } from '../catalogue.mjs';
 import * as W from '../world.mjs';
 import {
-  attempt, baileysGroupMetadata, codeFromLink, empty, fromCUs, header, isNonEmptyString, isObject,
-  json, matchPath, secretMatches, text, toCUs, whatsmeowGroupInfo, whatsmeowText,
+  attempt, baileysGroupMetadata, baileysSelf, codeFromLink, empty, fromCUs, header, isNonEmptyString,
+  isObject, json, matchPath, secretMatches, selfJid, text, toCUs, whatsmeowGroupInfo, whatsmeowText,
 } from './common.mjs';
 
 const WAHA_VERSION = '2026.2.1';
@@ -23,6 +23,8 @@ const ROUTES = [
   { op: 'join_requests_list', method: 'GET', since: '2026.8', path: ['api', ':s', 'groups', ':g', 'participants', 'join-requests'] },
   { op: 'join_requests_action', action: 'approve', method: 'POST', since: '2026.8', path: ['api', ':s', 'groups', ':g', 'participants', 'join-requests', 'approve'] },
   { op: 'join_requests_action', action: 'reject', method: 'POST', since: '2026.8', path: ['api', ':s', 'groups', ':g', 'participants', 'join-requests', 'reject'] },
+  // Last: `:g` would take the literal segments above (Nest orders its own routes the same way).
+  { op: 'group_info', method: 'GET', path: ['api', ':s', 'groups', ':g'] },
 ];
 
 const engineOf = (session) => (session.includes('gows') ? 'GOWS' : 'NOWEB');
@@ -44,7 +46,7 @@ const queryObject = (query) => Object.fromEntries(query);
 function engineError(ctx, engine, code) {
   const exception =
     engine === 'GOWS'
-      ? { message: whatsmeowText(ctx.id.route, code), name: 'Error' }
+      ? plainError(whatsmeowText(ctx.id.route, code))
       : {
           message: WA_TEXT[code] ?? 'error',
           data: code,
@@ -57,6 +59,15 @@ function engineError(ctx, engine, code) {
           },
           name: 'Error',
         };
+  return exceptionAnswer(ctx, engine, exception);
+}
+
+// A plain `new Error(text)` as serializeError writes it (own properties and name; the stack
+// is left out).
+const plainError = (message) => ({ message, name: 'Error' });
+
+/** Any exception through AllExceptionsFilter: HTTP 500 and the serialized error. */
+function exceptionAnswer(ctx, engine, exception) {
   return json(500, {
     statusCode: 500,
     timestamp: new Date().toISOString(),
@@ -157,6 +168,19 @@ function operate(ctx, route, params, world, engine) {
         );
       }, wa);
     }
+    case 'group_info':
+      // The membership check. NOWEB looks the id up in its store of the groups the account
+      // is in (a pending request is not there) and throws a plain Error when it is missing;
+      // GOWS asks WhatsApp (whatsmeow GetGroupInfo), which refuses a non-participant.
+      if (engine === 'NOWEB') {
+        if (!W.isMemberOf(world, params.g)) return exceptionAnswer(ctx, engine, plainError(`Group with id '${params.g}' not found`));
+        const info = W.groupInfo(world, params.g);
+        return json(200, baileysGroupMetadata(info, [baileysSelf(info.role)]));
+      }
+      return attempt(() => {
+        const info = W.groupInfo(world, params.g);
+        return json(200, whatsmeowGroupInfo(info, [{ jid: selfJid(), admin: info.role === 'admin' }]));
+      }, wa);
     default:
       return cannot(ctx);
   }

@@ -18,6 +18,8 @@ const ROUTES = [
   // Without reset=true this only reads the current link (canonical route invite_link).
   { op: 'invite_reset', method: 'GET', path: ['group', 'invitelink'] },
   { op: 'session_status', method: 'GET', path: ['session', 'status'] },
+  // The membership check: whatsmeow GetJoinedGroups (handlers.go ListGroups).
+  { op: 'group_list', method: 'GET', path: ['group', 'list'] },
 ];
 
 const okData = (data) => json(200, { code: 200, data, success: true });
@@ -100,6 +102,11 @@ function operate(ctx, op, user, world) {
         const code = reset ? W.resetInvite(world, gjid) : W.currentInvite(world, gjid);
         return okData({ InviteLink: `${W.INVITE_LINK_PREFIX}${code}` });
       }, emptyFailure);
+    }
+    case 'group_list': {
+      const groups = W.joinedGroups(world).map((info) => whatsmeowGroupInfo(info, [{ jid: selfJid(), admin: info.role === 'admin' }]));
+      // A Go nil slice: no groups is `null`.
+      return okData({ Groups: groups.length ? groups : null });
     }
     default:
       return null;
