@@ -61,6 +61,32 @@ pub struct CallPayload {
 pub struct Assign {
     pub session: String,
     pub org: String,
+    /// Section 14's events are on: the object learns the account's ids soon if it does not
+    /// know them (wuzapi's events never name the account).
+    #[serde(default)]
+    pub events: bool,
+}
+
+/// A server event for the session's object (contract section 14), in a request header; the
+/// event itself is the body. The secret is the session's events secret in the clear: this
+/// header only ever goes from the Worker to the object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsHead {
+    pub session: String,
+    pub org: String,
+    pub kind: super::backend::Kind,
+    pub secret: String,
+}
+
+/// The internal header carrying an [`EventsHead`].
+pub const EVENTS_HEADER: &str = "X-Joingate-Events";
+
+/// Section 14's hook of a session: the SHA-256 (hex) of the token in its URL, and its
+/// secret sealed (AES-256-GCM, bound to the session).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsHook {
+    pub token_hash: String,
+    pub secret: super::backend::spec::Sealed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +115,9 @@ pub struct SessionRecord {
     /// nothing is, so records written before v1.2 read the same.
     #[serde(default, skip_serializing_if = "Protection::is_empty")]
     pub protection: Protection,
+    /// Section 14: the hook that takes the server's events; `None`: events are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsHook>,
 }
 
 /// Internal header with the backend's latency, read by the Worker for its log line and
@@ -140,6 +169,9 @@ pub enum JobAction {
     Cancel {
         job_id: String,
     },
+    /// `GET …/pending-joins` (section 14): the session's requests, not a job route, but the
+    /// same kind of read of the object's own state.
+    PendingJoins,
 }
 
 /// What the Worker (admin routes, the queue consumer) and the session objects ask of an

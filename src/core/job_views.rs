@@ -111,6 +111,9 @@ pub fn job_view(sid: &str, job: &Job, standing: Standing, with_items: bool) -> V
                 if let Some(at) = item.finished_ms {
                     entry["finished_at"] = Value::from(format_rfc3339(at));
                 }
+                if let Some(at) = item.approved_ms {
+                    entry["approved_at"] = Value::from(format_rfc3339(at));
+                }
                 entry
             })
             .collect();

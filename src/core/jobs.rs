@@ -197,6 +197,8 @@ pub struct Item {
     /// Not before this time (a retry's backoff, a wait for a token or a cooldown).
     pub not_before_ms: i64,
     pub finished_ms: Option<i64>,
+    /// When a `pending_approval` item was seen approved and moved to `joined` (section 14).
+    pub approved_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,6 +238,7 @@ impl Job {
                 attempts: 0,
                 not_before_ms: now_ms,
                 finished_ms: None,
+                approved_ms: None,
             })
             .collect::<Vec<Item>>();
         Self {

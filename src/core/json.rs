@@ -66,6 +66,17 @@ pub fn present<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> 
     map.get(key).filter(|value| !value.is_null())
 }
 
+/// An optional `true`/`false` field (`null`: absent).
+pub fn optional_bool(map: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+    present(map, key)
+        .map(|value| {
+            value
+                .as_bool()
+                .ok_or_else(|| ApiError::invalid(key, "must be true or false"))
+        })
+        .transpose()
+}
+
 /// A JSON number without a fraction, as an integer: `5` and `5.0` alike (JSON Schema's
 /// `integer` accepts both).
 pub fn whole_number(value: &Value) -> Option<i64> {

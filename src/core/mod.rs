@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod json;
 pub mod jwt;
 pub mod limits;
+pub mod membership;
 pub mod pipeline;
 pub mod protection;
 pub mod queue;

@@ -8,7 +8,7 @@ use super::backend::Op;
 use super::error::{ApiError, ErrorCode};
 use super::ids::{GroupJid, IdError, MessageCode, OrgId, SessionId, UserJid};
 use super::invite::{parse_invite, InviteCode};
-use super::json::{present, reject_unknown, required_str, whole_number};
+use super::json::{optional_bool, present, reject_unknown, required_str, whole_number};
 use super::limits::{parse_overrides, LimitOverrides};
 use super::protection::settings::{parse_protection, Protection};
 use super::time::parse_rfc3339;
@@ -323,6 +323,11 @@ pub struct SessionConfig {
     pub backend: Option<BackendInput>,
     /// Section 13: as sent (left out or null: nothing set).
     pub protection: Protection,
+    /// Section 14: `Some(true)` turns the server's events on, `Some(false)` off; `None` keeps
+    /// them as they are.
+    pub events: Option<bool>,
+    /// A new hook token and secret (events on).
+    pub rotate_events_secret: bool,
 }
 
 /// `PUT /v1/admin/sessions/{sid}`. `now_ms` dates `protection.number_since`;
@@ -332,7 +337,18 @@ pub fn parse_session_config(
     now_ms: i64,
     known_timezone: &dyn Fn(&str) -> bool,
 ) -> Result<SessionConfig, ApiError> {
-    reject_unknown(body, &["org", "limits", "backend", "protection"], "")?;
+    reject_unknown(
+        body,
+        &[
+            "org",
+            "limits",
+            "backend",
+            "protection",
+            "events",
+            "rotate_events_secret",
+        ],
+        "",
+    )?;
     let org =
         OrgId::parse(required_str(body, "org")?).map_err(|e| ApiError::invalid("org", e.0))?;
     let limits = match present(body, "limits") {
@@ -349,6 +365,8 @@ pub fn parse_session_config(
         limits,
         backend,
         protection,
+        events: optional_bool(body, "events")?,
+        rotate_events_secret: optional_bool(body, "rotate_events_secret")?.unwrap_or(false),
     })
 }
 

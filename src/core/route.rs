@@ -70,16 +70,20 @@ pub enum RouteId {
     DeleteWebhook,
     ListDeliveries,
     Redeliver,
+    PendingJoins,
+    GroupMembership,
+    ServerEvents,
 }
 
 impl RouteId {
     /// The largest body the route takes (contract section 1): 16 KiB, but 256 KiB for a
-    /// join-job submit (500 items of the longest form) and 512 KiB for an org's record (a
-    /// policy's group list).
+    /// join-job submit (500 items of the longest form), 512 KiB for an org's record (a
+    /// policy's group list) and 64 KiB for a server's event (section 14).
     pub fn max_body_bytes(self) -> usize {
         match self {
             Self::SubmitJob => 256 * 1024,
             Self::PutOrg => 512 * 1024,
+            Self::ServerEvents => 64 * 1024,
             _ => MAX_BODY_BYTES,
         }
     }
@@ -153,7 +157,7 @@ const fn job(
 }
 
 /// Every route joingate serves. The OpenAPI test reads the (method, template) pairs from here.
-pub const ROUTES: [RouteSpec; 28] = [
+pub const ROUTES: [RouteSpec; 31] = [
     row(RouteId::Healthz, Get, "/healthz", Access::Public, None),
     row(
         RouteId::OpenApi,
@@ -217,6 +221,27 @@ pub const ROUTES: [RouteSpec; 28] = [
         "/v1/sessions/{sid}",
         Cap::Read,
         Class::Read,
+    ),
+    session(
+        RouteId::GroupMembership,
+        Get,
+        "/v1/sessions/{sid}/groups/{gjid}",
+        Cap::Read,
+        Class::Read,
+    ),
+    job(
+        RouteId::PendingJoins,
+        Get,
+        "/v1/sessions/{sid}/pending-joins",
+        Cap::Read,
+    ),
+    // The server's events: the token in the path is the credential (section 14).
+    row(
+        RouteId::ServerEvents,
+        Post,
+        "/v1/hooks/{sid}/{hook_token}",
+        Access::Public,
+        None,
     ),
     job(
         RouteId::SubmitJob,
@@ -510,7 +535,9 @@ mod tests {
     fn session_routes_have_a_capability_and_job_routes_no_class() {
         for spec in &ROUTES {
             let is_session = matches!(spec.access, Access::Session(_));
-            let is_job = spec.template.contains("/join-jobs");
+            // Routes that read only the session object's own state spend no bucket.
+            let is_job =
+                spec.template.contains("/join-jobs") || spec.template.ends_with("/pending-joins");
             assert_eq!(
                 is_session && !is_job,
                 spec.class.is_some(),

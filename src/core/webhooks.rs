@@ -14,7 +14,7 @@ use sha2::Sha256;
 
 use super::base64;
 use super::error::ApiError;
-use super::json::{present, reject_unknown};
+use super::json::{optional_bool, present, reject_unknown};
 
 pub const EVENT_TYPES: [&str; 5] = [
     "group.join",
@@ -104,12 +104,7 @@ pub fn parse_endpoint(body: &Map<String, Value>) -> Result<EndpointInput, ApiErr
             events
         }
     };
-    let rotate_secret = match present(body, "rotate_secret") {
-        None => false,
-        Some(value) => value
-            .as_bool()
-            .ok_or_else(|| ApiError::invalid("rotate_secret", "must be true or false"))?,
-    };
+    let rotate_secret = optional_bool(body, "rotate_secret")?.unwrap_or(false);
     Ok(EndpointInput {
         url,
         events,

@@ -9,7 +9,7 @@ use super::auth::{read, remove, session_key, token_id_key, token_key, write, Kv}
 use super::config;
 use super::crypto;
 use crate::core::backend::spec::StoredBackend;
-use crate::core::dispatch::SessionRecord;
+use crate::core::dispatch::{EventsHook, SessionRecord};
 use crate::core::envelope::hex;
 use crate::core::error::ApiError;
 use crate::core::requests::{parse_session_config, NewToken};
@@ -166,7 +166,26 @@ fn session_view(env: &Env, sid: &str, record: &SessionRecord) -> Result<Value, A
         "limits": limits,
         "backend": record.backend.as_ref().map(StoredBackend::view),
         "protection": protection,
+        "events": record.events.is_some(),
     }))
+}
+
+/// A new events hook for session `sid` (section 14): the token in its URL (128 random bits,
+/// kept only as its SHA-256) and the secret (kept sealed); the URL and secret in the clear
+/// are answered once, by the PUT that makes them.
+async fn new_events_hook(
+    key: &str,
+    sid: &str,
+    origin: &str,
+) -> Result<(EventsHook, Value), ApiError> {
+    let token = hex(&random_bytes::<16>()?);
+    let secret = crate::core::webhooks::new_secret(&random_bytes::<32>()?);
+    let hook = EventsHook {
+        token_hash: sha256_hex(&token),
+        secret: crypto::seal_events_secret(key, sid, &secret).await?,
+    };
+    let shown = json!({ "url": format!("{origin}/v1/hooks/{sid}/{token}"), "secret": secret });
+    Ok((hook, shown))
 }
 
 /// Registers (or replaces) a session. A credential is sealed with `CREDENTIALS_KEY` before
@@ -176,9 +195,28 @@ pub async fn put_session(
     kv: &Kv,
     sid: &str,
     body: &Map<String, Value>,
+    origin: &str,
     now_ms: i64,
 ) -> Result<Value, ApiError> {
     let config = parse_session_config(body, now_ms, &super::tz::is_known)?;
+    // Section 14: `events` left out keeps the hook; a new one needs CREDENTIALS_KEY.
+    let current: Option<SessionRecord> = read(kv, &session_key(sid)).await?;
+    let current_hook = current.and_then(|record| record.events);
+    let wants_events = config.events.unwrap_or(current_hook.is_some());
+    if config.rotate_events_secret && !wants_events {
+        return Err(ApiError::invalid(
+            "rotate_events_secret",
+            "needs the server's events on (\"events\": true)",
+        ));
+    }
+    let events_key = config::settings(env)?.credentials_key.clone();
+    let new_hook = wants_events && (current_hook.is_none() || config.rotate_events_secret);
+    if new_hook && events_key.is_none() {
+        return Err(ApiError::invalid(
+            "events",
+            "cannot be turned on: CREDENTIALS_KEY is not configured",
+        ));
+    }
     let backend = match config.backend {
         None => None,
         Some(input) => {
@@ -204,14 +242,26 @@ pub async fn put_session(
             Some(backend)
         }
     };
+    let (events, shown) = match (new_hook, events_key) {
+        (true, Some(key)) => {
+            let (hook, shown) = new_events_hook(&key, sid, origin).await?;
+            (Some(hook), Some(shown))
+        }
+        _ => (current_hook.filter(|_| wants_events), None),
+    };
     let record = SessionRecord {
         org: config.org.as_str().to_string(),
         limits: config.limits,
         backend,
         protection: config.protection,
+        events,
     };
     write(kv, &session_key(sid), &record).await?;
-    session_view(env, sid, &record)
+    let mut view = session_view(env, sid, &record)?;
+    if let Some(shown) = shown {
+        view["events_hook"] = shown;
+    }
+    Ok(view)
 }
 
 pub async fn get_session(env: &Env, kv: &Kv, sid: &str) -> Result<Value, ApiError> {

@@ -3,6 +3,7 @@
 //! Vars and secrets are fixed for the life of an isolate, so they are read and checked once
 //! per isolate (`settings`) instead of on every request.
 
+use crate::core::membership::{Schedule, DEFAULT_EVENTS_PER_MINUTE, DEFAULT_TTL_S};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -173,6 +174,12 @@ pub struct Settings {
     pub webhook_stale_s: u64,
     /// The org-wide limit's default (`ORG_PER_MINUTE`, `ORG_BURST`).
     pub org_limit: ClassLimit,
+    /// Section 14: when a pending request is checked (`MEMBERSHIP_CHECKS_S`), when it
+    /// expires (`PENDING_TTL_S`), and the server events a session takes a minute
+    /// (`EVENTS_PER_MINUTE`).
+    pub membership_checks: Schedule,
+    pub pending_ttl_s: u64,
+    pub events_per_minute: u32,
 }
 
 thread_local! {
@@ -219,6 +226,16 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
         job_min_interval_s: intervals.min_s,
         protection: protection(env)?,
         jwt: jwt_config(env)?,
+        membership_checks: match var(env, "MEMBERSHIP_CHECKS_S") {
+            None => Schedule::default(),
+            Some(text) => Schedule::parse(&text).map_err(misconfigured_because)?,
+        },
+        pending_ttl_s: number(env, "PENDING_TTL_S", DEFAULT_TTL_S, |s| {
+            (1..=365 * 86_400).contains(s)
+        })?,
+        events_per_minute: number(env, "EVENTS_PER_MINUTE", DEFAULT_EVENTS_PER_MINUTE, |n| {
+            (1..=60_000).contains(n)
+        })?,
     });
     SETTINGS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&settings)));
     Ok(settings)

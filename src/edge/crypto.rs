@@ -74,13 +74,41 @@ pub async fn seal(
     backend: &StoredBackend,
     plaintext: &str,
 ) -> Result<Sealed, ApiError> {
-    let key = key(key_text).await?;
-    let iv = random_bytes::<12>()?;
     let aad = backend
         .credential_aad(sid, SEAL_BOUND_TO_BACKEND)
         .ok_or_else(|| failed("additional data"))?;
+    seal_with(key_text, &aad, plaintext).await
+}
+
+/// The additional data of a session's events secret (section 14): it opens for that
+/// session only.
+fn events_aad(sid: &str) -> Vec<u8> {
+    format!("joingate events secret for session {sid}").into_bytes()
+}
+
+/// Encrypts the events secret of session `sid`.
+pub async fn seal_events_secret(
+    key_text: &str,
+    sid: &str,
+    secret: &str,
+) -> Result<Sealed, ApiError> {
+    seal_with(key_text, &events_aad(sid), secret).await
+}
+
+/// Decrypts the events secret of session `sid`.
+pub async fn open_events_secret(
+    key_text: &str,
+    sid: &str,
+    sealed: &Sealed,
+) -> Result<String, ApiError> {
+    open_with(key_text, &events_aad(sid), sealed).await
+}
+
+async fn seal_with(key_text: &str, aad: &[u8], plaintext: &str) -> Result<Sealed, ApiError> {
+    let key = key(key_text).await?;
+    let iv = random_bytes::<12>()?;
     let promise = subtle()?
-        .encrypt_with_object_and_u8_array(params(&iv, &aad).as_ref(), &key, plaintext.as_bytes())
+        .encrypt_with_object_and_u8_array(params(&iv, aad).as_ref(), &key, plaintext.as_bytes())
         .map_err(|_| failed("encrypt"))?;
     let ciphertext = JsFuture::from(promise)
         .await
@@ -98,17 +126,21 @@ pub async fn open(key_text: &str, sid: &str, backend: &StoredBackend) -> Result<
     let Some(sealed) = &backend.credential else {
         return Err(failed("no stored credential"));
     };
+    let aad = backend
+        .credential_aad(sid, sealed.v)
+        .ok_or_else(|| failed("unknown seal version"))?;
+    open_with(key_text, &aad, sealed).await
+}
+
+async fn open_with(key_text: &str, aad: &[u8], sealed: &Sealed) -> Result<String, ApiError> {
     let key = key(key_text).await?;
     let iv = base64::decode(&sealed.iv).filter(|iv| iv.len() == 12);
     let ciphertext = base64::decode(&sealed.ct);
     let (Some(iv), Some(ciphertext)) = (iv, ciphertext) else {
         return Err(failed("stored credential is not base64"));
     };
-    let aad = backend
-        .credential_aad(sid, sealed.v)
-        .ok_or_else(|| failed("unknown seal version"))?;
     let promise = subtle()?
-        .decrypt_with_object_and_u8_array(params(&iv, &aad).as_ref(), &key, &ciphertext)
+        .decrypt_with_object_and_u8_array(params(&iv, aad).as_ref(), &key, &ciphertext)
         .map_err(|_| failed("decrypt"))?;
     let plaintext = JsFuture::from(promise)
         .await

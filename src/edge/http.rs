@@ -46,6 +46,22 @@ pub fn outgoing(
     Ok(web_sys::Request::new_with_str_and_init(url, &init)?)
 }
 
+/// A POST whose body is a stream passed on unread (a server event to its session's object,
+/// which reads at most its limit of it).
+pub fn outgoing_stream(
+    url: &str,
+    headers: &Headers,
+    body: Option<web_sys::ReadableStream>,
+) -> worker::Result<web_sys::Request> {
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers.0);
+    if let Some(body) = body {
+        init.set_body(&body);
+    }
+    Ok(web_sys::Request::new_with_str_and_init(url, &init)?)
+}
+
 /// `fetch(request, { signal })` on the global scope.
 pub async fn fetch(
     request: &web_sys::Request,

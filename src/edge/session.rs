@@ -63,6 +63,7 @@ fn log_error(request_id: &str, msg: &str, error: &dyn std::fmt::Display) {
 mod exchange;
 mod guard;
 mod jobs;
+mod membership;
 mod owner;
 
 use guard::Guard;
@@ -93,6 +94,14 @@ pub struct SessionObject {
     /// finish. An item still waiting for its turn is not here, so a cancel ends it.
     running_item: RefCell<Option<(String, u32)>>,
     schema_ready: Cell<bool>,
+    /// Section 14: a membership check (or a status call for the account's ids) started by
+    /// the alarm has not ended.
+    check_running: Cell<bool>,
+    /// Section 14: the account's ids are to be asked of the server (events were turned on
+    /// and none are known).
+    learn_ids: Cell<bool>,
+    /// The server events' bucket (`EVENTS_PER_MINUTE`), in memory.
+    events_bucket: Cell<Option<crate::core::ratelimit::Bucket>>,
 }
 
 /// Removes an idempotency scope from `running` however the request ends.
@@ -126,6 +135,9 @@ impl DurableObject for SessionObject {
             item_picked: Cell::new(false),
             running_item: RefCell::new(None),
             schema_ready: Cell::new(false),
+            check_running: Cell::new(false),
+            learn_ids: Cell::new(false),
+            events_bucket: Cell::new(None),
         }
     }
 
@@ -159,6 +171,13 @@ impl DurableObject for SessionObject {
                     }
                 }
             }
+            "/events" => match self.server_events(&mut req).await {
+                Ok(answer) => answer.into_object_response(),
+                Err(error) => {
+                    log_error("events", "session object failure", &error);
+                    fail(&ApiError::internal(), "events").into_object_response()
+                }
+            },
             "/assign" => {
                 let assign: Assign = super::json_body(&mut req).await?;
                 let cancelled = self.assign(&assign).await?;
@@ -182,6 +201,10 @@ impl DurableObject for SessionObject {
     /// finished one never.
     async fn alarm(&self) -> worker::Result<Response> {
         self.ensure_schema()?;
+        // Section 14's expiries and checks first: the job step after it sets the alarm.
+        if let Err(error) = self.follow_requests().await {
+            log_error("alarm", "membership check failure", &error);
+        }
         let ran = self.run_next_item().await;
         self.item_picked.set(false);
         if let Err(error) = ran {
@@ -504,7 +527,37 @@ impl SessionObject {
         );
         drop(permit);
 
-        let result = result.map(|data| match payload.op {
+        // Section 14: what the call shows of the account's membership, kept with the rest of
+        // its writes; approvals a membership check finds are raised with its events.
+        let mut resolved = None;
+        let mut raised = Vec::new();
+        if let (Ok(data), true) = (&result, current_epoch) {
+            match &payload.op {
+                Op::Join { .. } | Op::JoinByMessage { .. } => {
+                    if let (Some(group), Some(status)) =
+                        (data["group_jid"].as_str(), data["status"].as_str())
+                    {
+                        let origin = membership::Origin::Call(rid);
+                        resolved = self.note_join(group, status, origin, &settings, finished)?;
+                    }
+                }
+                Op::Leave { group_jid } => self.note_leave(group_jid, finished)?,
+                Op::MembershipCheck { group_jid } if data["member"] == true => {
+                    raised = self.seen_joined(&msg.session, group_jid, finished)?;
+                }
+                Op::SessionStatus => self.keep_own_ids(data)?,
+                _ => {}
+            }
+        }
+        let newest_request = match &payload.op {
+            Op::MembershipCheck { group_jid } => self.store().pending_of(group_jid)?.pop(),
+            _ => None,
+        };
+        let result = result.map(|data| match &payload.op {
+            Op::MembershipCheck { group_jid } => {
+                let member = data["member"] == true;
+                crate::core::membership::group_answer(group_jid, member, newest_request.as_ref())
+            }
             Op::SessionStatus => {
                 let protection = guard.view(&ledger, &state, msg.limits.join, finished);
                 status_data(
@@ -544,8 +597,9 @@ impl SessionObject {
         // over meanwhile raises nothing.
         if self.epoch.get() == epoch {
             let data = result.as_ref().ok();
-            self.raise_call_events(&msg, &payload.op, data, cooldown)
+            self.raise_call_events(&msg, &payload.op, data, resolved, cooldown)
                 .await;
+            self.raise_all(&msg.org, raised).await;
         }
         Ok(answer
             .with_header("RateLimit-Policy", policy)
@@ -559,6 +613,7 @@ impl SessionObject {
         msg: &SessionCall,
         op: &Op,
         data: Option<&Value>,
+        resolved: Option<i64>,
         cooldown: Option<Cooldown>,
     ) {
         // The org's webhook filter as its object gave it at the edge: an event it does not
@@ -576,10 +631,11 @@ impl SessionObject {
                 if let Some(jid) = data.get("group_jid") {
                     event["group_jid"] = jid.clone();
                 }
+                let event = membership::join_event(event, "client", resolved);
                 org::raise(&self.env, &msg.org, "group.join", event).await;
             }
             (Op::Leave { group_jid }, Some(_)) => {
-                let event = json!({ "session_id": msg.session, "group_jid": group_jid, "request_id": msg.request_id });
+                let event = membership::leave_event(&msg.session, group_jid, &msg.request_id);
                 org::raise(&self.env, &msg.org, "group.leave", event).await;
             }
             _ => {}

@@ -254,6 +254,55 @@ pub(crate) fn verify_standard(
     })
 }
 
+/// Whether a server event's signature verifies, as `kind` signs (contract section 14's
+/// table); `header` gives a request header by name. Evolution signs nothing: its hook token
+/// is the only credential.
+pub fn verify(
+    kind: super::Kind,
+    secret: &str,
+    body: &[u8],
+    header: &dyn Fn(&str) -> Option<String>,
+    now_s: i64,
+) -> bool {
+    use super::{evolution, gowa, joingate, waha, wuzapi, Kind};
+    match kind {
+        Kind::Waha => waha::verify_signature(secret, body, header("X-Webhook-Hmac").as_deref()),
+        Kind::Evolution => evolution::verify_signature(secret, body),
+        Kind::Wuzapi => {
+            wuzapi::verify_signature(secret, body, header("x-hmac-signature").as_deref())
+        }
+        Kind::Gowa => {
+            gowa::verify_signature(secret, body, header("X-Hub-Signature-256").as_deref())
+        }
+        Kind::Joingate => joingate::verify_signature(
+            secret,
+            body,
+            header("webhook-id").as_deref(),
+            header("webhook-timestamp").as_deref(),
+            header("webhook-signature").as_deref(),
+            now_s,
+        ),
+    }
+}
+
+/// The own account's membership events in one server event of `kind`, in that kind's
+/// dialect.
+pub fn read(
+    kind: super::Kind,
+    body: &[u8],
+    content_type: Option<&str>,
+    own: &Own,
+) -> Result<Vec<MembershipEvent>, ApiError> {
+    use super::{evolution, gowa, joingate, waha, wuzapi, Kind};
+    match kind {
+        Kind::Waha => waha::read_events(body, own),
+        Kind::Evolution => evolution::read_events(body, own),
+        Kind::Wuzapi => wuzapi::read_events(body, content_type, own),
+        Kind::Gowa => gowa::read_events(body, own),
+        Kind::Joingate => joingate::read_events(body),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{evolution, gowa, joingate, waha, wuzapi};

@@ -214,8 +214,10 @@ fn main(target: &Target, op: &Op, outcome: Transport) -> Step {
         Op::SessionStatus => {
             let connected = field(&value, "is_connected").and_then(Value::as_bool);
             let logged_in = field(&value, "is_logged_in").and_then(Value::as_bool);
+            let account = [text(&value, "jid"), text(&value, "device_id")];
             connected
                 .map(|c| json!({ "connected": c && logged_in.unwrap_or(c) }))
+                .map(|data| super::shape::with_account(data, &account))
                 .ok_or_else(unknown_shape)
         }
         Op::JoinByMessage { .. } | Op::RestrictionStatus => Err(unknown_shape()),

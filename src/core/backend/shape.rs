@@ -41,6 +41,22 @@ pub fn flag(value: &Value, name: &str) -> Option<bool> {
     field(value, name).and_then(Value::as_bool)
 }
 
+/// A status answer with the ids of the account the server names (`account`), which the
+/// session object keeps: some kinds' events never name the account (section 14). Not part
+/// of any answer (the status view picks its fields).
+pub fn with_account(mut data: Value, ids: &[Option<&str>]) -> Value {
+    let ids: Vec<&str> = ids
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|id| !id.trim().is_empty())
+        .collect();
+    if !ids.is_empty() {
+        data["account"] = Value::from(ids);
+    }
+    data
+}
+
 /// A group JID in the contract's form.
 pub fn group_jid(text: &str) -> Option<String> {
     GroupJid::parse(text.trim()).ok().map(|j| j.to_string())

@@ -173,10 +173,11 @@ fn main(answer: &Answer, op: &Op) -> Result<Value, ApiError> {
             let until = field(&value, "me")
                 .and_then(|me| field(me, "reachoutTimelock"))
                 .and_then(timelock_end);
-            Ok(with_restricted_until(
-                json!({ "connected": status == "WORKING" }),
-                until,
-            ))
+            let me = field(&value, "me");
+            let id = |name| me.and_then(|me| text(me, name));
+            let data = json!({ "connected": status == "WORKING" });
+            let data = super::shape::with_account(data, &[id("id"), id("lid"), id("jid")]);
+            Ok(with_restricted_until(data, until))
         }
         Op::RestrictionStatus => {
             let value = answer
@@ -623,7 +624,8 @@ mod tests {
                 r#"{{"name":"s","status":"WORKING","me":{{"id":"1@c.us","pushName":"x","reachoutTimelock":{timelock}}}}}"#
             );
             let (done, _) = script(&waha("s"), &Op::SessionStatus, vec![answer(200, &body)]);
-            let mut expected = json!({ "connected": true });
+            // The account named in `me` is kept for reading its events (section 14).
+            let mut expected = json!({ "connected": true, "account": ["1@c.us"] });
             if let Some(until) = until {
                 expected["restricted_until"] = json!(until);
             }

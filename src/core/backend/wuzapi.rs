@@ -130,7 +130,7 @@ pub fn resume(target: &Target, op: &Op, stage: Stage, outcome: Transport) -> Ste
             _ => Err(unknown_shape()),
         },
         (_, Op::SessionStatus) => connected(&value)
-            .map(|c| json!({ "connected": c }))
+            .map(|c| super::shape::with_account(json!({ "connected": c }), &[text(&value, "jid")]))
             .ok_or_else(unknown_shape),
         _ => Err(unknown_shape()),
     })

@@ -15,6 +15,7 @@ use super::super::config::{self, Settings};
 use super::super::org;
 use super::super::reply::Reply;
 use super::guard::Guard;
+use super::membership::{join_event, Origin};
 use super::{
     answer_error, cooldown_event, fail, now_ms, org_limited_error, random_u32, SessionObject,
     PROBE_MARGIN_MS,
@@ -115,6 +116,14 @@ impl SessionObject {
             })
         };
         let outcome: Result<(u16, Job), ApiError> = match &msg.action {
+            JobAction::PendingJoins => {
+                let pending: Vec<Value> = store
+                    .list_requests(now)?
+                    .iter()
+                    .map(crate::core::membership::Request::view)
+                    .collect();
+                return Ok(Reply::success(200, json!({ "pending": pending }), rid));
+            }
             JobAction::List => {
                 let book = self.book()?;
                 let standings = standings_now(&book, &guard, &ledger, &holds, now);
@@ -242,6 +251,13 @@ impl SessionObject {
             Next::Run { .. } => Some(now),
             Next::At(at) => Some(at),
             Next::Idle => self.store().next_expiry_ms()?,
+        };
+        // Section 14's next check or expiry of a pending request, or the account's ids to
+        // learn now.
+        let at = match (at, self.store().next_check_ms()?) {
+            _ if self.learn_ids.get() => Some(now),
+            (Some(at), Some(check)) => Some(at.min(check)),
+            (at, check) => at.or(check),
         };
         let storage = self.state.storage();
         match at {
@@ -554,6 +570,19 @@ impl SessionObject {
         let interval_s = book.jobs.get(job).map_or(0, |j| j.interval_s);
         let next_item_ms = guard.next_item(&ledger, interval_s, break_ms, now, random_u32());
         let recorded = book.record(job, item, outcome, cooldown_until, now, next_item_ms);
+        // Section 14: the item's join as the session's membership, or a request to follow.
+        let mut resolved = None;
+        if let Some(data) = &joined {
+            let settings =
+                config::settings(&self.env).map_err(|e| worker::Error::RustError(e.message))?;
+            if let (Some(group), Some(status)) =
+                (data["group_jid"].as_str(), data["status"].as_str())
+            {
+                let index = book.jobs[job].items[item].index;
+                let origin = Origin::Item(&book.jobs[job].id, index);
+                resolved = self.note_join(group, status, origin, &settings, now)?;
+            }
+        }
         store.save_until_break(until_break)?;
         store.save_job(&book.jobs[job])?;
         store.save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
@@ -563,7 +592,7 @@ impl SessionObject {
         }
         self.reschedule(now, &self.holds(guard, &ledger, now)?)
             .await?;
-        self.raise_item_events(sid, &book.jobs[job], joined, recorded, cooldown)
+        self.raise_item_events(sid, &book.jobs[job], joined, resolved, recorded, cooldown)
             .await;
         Ok(())
     }
@@ -574,6 +603,7 @@ impl SessionObject {
         sid: &str,
         job: &Job,
         joined: Option<Value>,
+        resolved: Option<i64>,
         recorded: Recorded,
         cooldown: Option<Cooldown>,
     ) {
@@ -583,6 +613,7 @@ impl SessionObject {
             if let Some(jid) = data.get("group_jid") {
                 event["group_jid"] = jid.clone();
             }
+            let event = join_event(event, "job", resolved);
             org::raise(&self.env, &job.org, "group.join", event).await;
         }
         if recorded.completed {

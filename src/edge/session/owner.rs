@@ -43,6 +43,11 @@ impl SessionObject {
         } else {
             store.save_meta(&assign.session, 0)?;
         }
+        // Events on and the account's ids unknown: the alarm asks the server for them now.
+        if assign.events && store.own_ids()?.is_empty() {
+            self.learn_ids.set(true);
+            self.state.storage().set_alarm(0i64).await?;
+        }
         if self.owner()?.as_deref() == Some(assign.org.as_str()) {
             return Ok(0);
         }
@@ -64,6 +69,8 @@ impl SessionObject {
             }
         }
         store.forget_outcomes()?;
+        // The old org's pending joins are dropped with its jobs (section 9 v1.2).
+        store.forget_requests()?;
         store.save_owner(&assign.org)?;
         *self.owner.borrow_mut() = Some(Some(assign.org.clone()));
         store.drop_old_jobs(now)?;

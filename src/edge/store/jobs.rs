@@ -73,6 +73,7 @@ struct ItemRow {
     attempts: i64,
     not_before_ms: i64,
     finished_ms: Option<i64>,
+    approved_ms: Option<i64>,
 }
 
 impl ItemRow {
@@ -86,6 +87,7 @@ impl ItemRow {
             attempts: count(self.attempts),
             not_before_ms: self.not_before_ms,
             finished_ms: self.finished_ms,
+            approved_ms: self.approved_ms,
         })
     }
 }
@@ -217,7 +219,7 @@ impl Store {
         let op =
             serde_json::to_string(&item.op).map_err(|e| worker::Error::RustError(e.to_string()))?;
         self.sql.exec(
-            &format!("INSERT OR REPLACE INTO job_items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            &format!("INSERT OR REPLACE INTO job_items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             vec![
                 text(job_id),
                 int(i64::from(item.index)),
@@ -228,6 +230,7 @@ impl Store {
                 int(i64::from(item.attempts)),
                 int(item.not_before_ms),
                 optional_int(item.finished_ms),
+                optional_int(item.approved_ms),
             ],
         )?;
         Ok(())

@@ -61,6 +61,9 @@ UPDATE jobs SET
 /// The bad-invite streak of a job (section 10 v1.2), added to older storage once.
 const JOBS_V3: &str = "ALTER TABLE jobs ADD COLUMN bad_streak INTEGER NOT NULL DEFAULT 0;";
 
+/// When an item's request was approved (section 14), added to older storage once.
+const JOBS_V4: &str = "ALTER TABLE job_items ADD COLUMN approved_ms INTEGER;";
+
 const JOBS_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS jobs_by_org ON jobs (org);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_ms);
@@ -69,7 +72,7 @@ CREATE INDEX IF NOT EXISTS items_pending ON job_items (job_id, status, idx);
 
 const JOB_COLUMNS: &str = "job_id, org, label, interval_s, status, pause_reason, cancel_reason, checks, bad_streak, created_ms, updated_ms, finished_ms, total, pending, joined, pending_approval, already_member, failed, cancelled";
 const ITEM_COLUMNS: &str =
-    "job_id, idx, op, status, group_jid, error, attempts, not_before_ms, finished_ms";
+    "job_id, idx, op, status, group_jid, error, attempts, not_before_ms, finished_ms, approved_ms";
 
 /// One column of one row, named `v` in the query (`SELECT x AS v …`): one deserializer
 /// for every single-value read, instead of a struct each (the wasm is a size budget).
@@ -169,6 +172,7 @@ impl Store {
 
     pub fn ensure_schema(&self) -> worker::Result<()> {
         self.sql.exec(SCHEMA, None)?;
+        self.sql.exec(membership::SCHEMA, None)?;
         // Storage written before the job counts were kept: add them once.
         if self
             .sql
@@ -184,19 +188,27 @@ impl Store {
         {
             self.sql.exec(JOBS_V3, None)?;
         }
+        if self
+            .sql
+            .exec("SELECT approved_ms FROM job_items LIMIT 0", None)
+            .is_err()
+        {
+            self.sql.exec(JOBS_V4, None)?;
+        }
         self.sql.exec(JOBS_INDEXES, None).map(|_| ())
     }
 
     /// Forgets what the session's object kept for its org (it was deleted): jobs,
-    /// idempotency records, the owner and the pace. What protects the WhatsApp account
-    /// (buckets, breaker, cooldown) stays with the session id (contract section 9).
+    /// idempotency records, the owner, the pace, and section 14's requests, memberships and
+    /// own ids. What protects the WhatsApp account (buckets, breaker, cooldown, section 13's
+    /// ledger) stays with the session id (contract section 9).
     pub fn reset(&self) -> worker::Result<()> {
         self.sql
             .exec(
                 "DELETE FROM idempotency; DELETE FROM meta; DELETE FROM owner; DELETE FROM jobs; DELETE FROM job_items;",
                 None,
-            )
-            .map(|_| ())
+            )?;
+        self.sql.exec(membership::RESET, None).map(|_| ())
     }
 
     /// The org that owns the session, as the last admin PUT (or first call) said.
@@ -435,5 +447,6 @@ impl Store {
 }
 
 mod jobs;
+mod membership;
 mod org;
 pub use org::{DeliveryRow, EndpointRow, OrgStore};
