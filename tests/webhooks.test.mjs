@@ -57,7 +57,7 @@ describe("webhooks", () => {
     assertEnvelope(await app.admin("GET", `/v1/admin/orgs/${name}/webhook/deliveries`), { status: 404, code: "not_found" });
     const first = assertEnvelope(await put(name, { url: `${receiver.base}/a` }), { status: 200 }).data;
     assert.match(first.secret, /^whsec_[A-Za-z0-9+/]{43}=$/);
-    assert.deepEqual(first.events, ["group.join", "group.leave", "join_job.completed", "join_job.paused", "session.cooldown"]);
+    assert.deepEqual(first.events, ["group.join", "group.leave", "join_job.completed", "join_job.paused", "session.cooldown", "group.join_request.expired"]);
     const again = assertEnvelope(await put(name, { url: `${receiver.base}/b`, events: ["group.join"] }), { status: 200 }).data;
     assert.equal(again.secret, undefined, "a later PUT keeps the secret and does not show it");
     assert.deepEqual(again, { org: name, url: `${receiver.base}/b`, events: ["group.join"] });

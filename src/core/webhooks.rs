@@ -16,13 +16,37 @@ use super::base64;
 use super::error::ApiError;
 use super::json::{optional_bool, present, reject_unknown};
 
-pub const EVENT_TYPES: [&str; 5] = [
+pub const EVENT_TYPES: [&str; 6] = [
     "group.join",
     "group.leave",
     "join_job.completed",
     "join_job.paused",
     "session.cooldown",
+    "group.join_request.expired",
 ];
+
+/// The event types of v1.1: an endpoint stored then with all of them took "all" (the
+/// default), and takes the types added since too.
+const V1_1_TYPES: usize = 5;
+
+/// A stored event list (JSON), with the types added since v1.1 when it holds every v1.1 type.
+pub fn stored_events(stored: &str) -> String {
+    let Ok(mut events) = serde_json::from_str::<Vec<String>>(stored) else {
+        return stored.to_string();
+    };
+    let all_old = EVENT_TYPES[..V1_1_TYPES]
+        .iter()
+        .all(|t| events.iter().any(|e| e == t));
+    if !all_old {
+        return stored.to_string();
+    }
+    for new in &EVENT_TYPES[V1_1_TYPES..] {
+        if !events.iter().any(|e| e == new) {
+            events.push((*new).to_string());
+        }
+    }
+    serde_json::to_string(&events).unwrap_or_else(|_| stored.to_string())
+}
 /// Attempts in all before a delivery fails.
 pub const MAX_ATTEMPTS: u32 = 7;
 pub const DEFAULT_RETRY_BASE_S: u64 = 5;
@@ -95,7 +119,7 @@ pub fn parse_endpoint(body: &Map<String, Value>) -> Result<EndpointInput, ApiErr
                     .as_str()
                     .filter(|n| EVENT_TYPES.contains(n))
                     .ok_or_else(|| {
-                        ApiError::invalid("events", "may only hold group.join, group.leave, join_job.completed, join_job.paused, session.cooldown")
+                        ApiError::invalid("events", "may only hold group.join, group.leave, join_job.completed, join_job.paused, session.cooldown, group.join_request.expired")
                     })?;
                 if !events.iter().any(|e| e == name) {
                     events.push(name.to_string());
@@ -394,7 +418,14 @@ mod tests {
     fn endpoint_bodies() {
         let map = |v: Value| v.as_object().cloned().unwrap_or_default();
         let ok = parse_endpoint(&map(json!({ "url": "https://hooks.example/in?k=1" })));
-        assert_eq!(ok.as_ref().map(|e| e.events.len()), Ok(5));
+        assert_eq!(ok.as_ref().map(|e| e.events.len()), Ok(6));
+        // An endpoint stored in v1.1 with every type then takes the new ones; a subset stays.
+        let v11 = r#"["group.join","group.leave","join_job.completed","join_job.paused","session.cooldown"]"#;
+        assert_eq!(
+            serde_json::from_str::<Vec<String>>(&stored_events(v11)).unwrap(),
+            EVENT_TYPES.to_vec()
+        );
+        assert_eq!(stored_events(r#"["group.join"]"#), r#"["group.join"]"#);
         let some = parse_endpoint(&map(
             json!({ "url": "http://127.0.0.1:9/h", "events": ["group.join", "group.join"], "rotate_secret": true }),
         ));

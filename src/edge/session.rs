@@ -531,6 +531,7 @@ impl SessionObject {
         // its writes; approvals a membership check finds are raised with its events.
         let mut resolved = None;
         let mut raised = Vec::new();
+        let mut requested = false;
         if let (Ok(data), true) = (&result, current_epoch) {
             match &payload.op {
                 Op::Join { .. } | Op::JoinByMessage { .. } => {
@@ -539,6 +540,7 @@ impl SessionObject {
                     {
                         let origin = membership::Origin::Call(rid);
                         resolved = self.note_join(group, status, origin, &settings, finished)?;
+                        requested = status == "pending_approval";
                     }
                 }
                 Op::Leave { group_jid } => self.note_leave(group_jid, finished)?,
@@ -592,6 +594,11 @@ impl SessionObject {
                 reached,
                 finished,
             )?;
+        }
+        // A new request's first check comes by the alarm.
+        if requested {
+            self.reschedule(finished, &self.holds(&guard, &ledger, finished)?)
+                .await?;
         }
         // Events last: every write of the call is done, and a session deleted or handed
         // over meanwhile raises nothing.

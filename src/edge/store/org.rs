@@ -128,7 +128,10 @@ impl OrgStore {
                 None,
             )?
             .to_array()?;
-        Ok(rows.into_iter().next())
+        Ok(rows.into_iter().next().map(|row| EndpointRow {
+            events: crate::core::webhooks::stored_events(&row.events),
+            ..row
+        }))
     }
 
     pub fn save_endpoint(&self, row: &EndpointRow) -> worker::Result<()> {
