@@ -316,7 +316,7 @@ describe("admin API", () => {
     it("without limits the answer carries the complete defaults", async () => {
       const res = await app.admin("PUT", "/v1/admin/sessions/put-defaults", { org: "acme" });
       const { data } = assertEnvelope(res, { status: 200 });
-      assert.deepEqual(data, { session_id: "put-defaults", org: "acme", limits: DEFAULT_LIMITS, backend: null, protection: {} });
+      assert.deepEqual(data, { session_id: "put-defaults", org: "acme", limits: DEFAULT_LIMITS, backend: null, protection: {}, events: false });
     });
 
     it("partial overrides are merged with the defaults, in the answer and in session status", async () => {
@@ -330,7 +330,7 @@ describe("admin API", () => {
         read: { per_minute: 120, burst: 20 },
       };
       const { data } = assertEnvelope(res, { status: 200 });
-      assert.deepEqual(data, { session_id: "put-partial", org: "acme", limits: expected, backend: null, protection: {} });
+      assert.deepEqual(data, { session_id: "put-partial", org: "acme", limits: expected, backend: null, protection: {}, events: false });
       const token = await app.token("acme", ["read"]);
       const status = await app.request("GET", "/v1/sessions/put-partial", { token });
       assert.deepEqual(assertEnvelope(status, { status: 200 }).data.limits, expected);

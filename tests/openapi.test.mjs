@@ -420,8 +420,9 @@ test("security, headers and idempotency per route", () => {
       const headers = resolve(ref).headers ?? {};
       assert.ok(headers["X-Request-Id"], `${where} ${status}: X-Request-Id`);
       if (status === "429" || status === "503") assert.equal(resolve(headers["Retry-After"])?.required, true, `${where} ${status}: Retry-After`);
-      // Job routes spend no session bucket: no RateLimit fields there.
-      if (session && !template.includes("/join-jobs") && (/^2/.test(status) || status === "429")) {
+      // Job routes (and the pending-joins list) spend no session bucket: no RateLimit fields there.
+      const bucketless = template.includes("/join-jobs") || template.endsWith("/pending-joins");
+      if (session && !bucketless && (/^2/.test(status) || status === "429")) {
         assert.ok(headers["RateLimit-Policy"] && headers.RateLimit, `${where} ${status}: RateLimit headers`);
       }
       if (session && method === "post" && /^2/.test(status)) assert.ok(headers["Idempotent-Replayed"], `${where} ${status}: Idempotent-Replayed`);
@@ -435,7 +436,7 @@ test("security, headers and idempotency per route", () => {
       for (const status of ["413", "415"]) assert.ok(op.responses[status], `${where} answers ${status}`);
     }
     // Routes that call the backend answer its failures; job routes only store and read.
-    const backend = session && !template.includes("/join-jobs");
+    const backend = session && !template.includes("/join-jobs") && !template.endsWith("/pending-joins");
     if (session) for (const status of ["403", "404", "429", "503"]) assert.ok(op.responses[status], `${where} answers ${status}`);
     if (backend) for (const status of ["502", "504"]) assert.ok(op.responses[status], `${where} answers ${status}`);
   }

@@ -120,7 +120,7 @@ describe("webhooks", () => {
     const event = verified(o.secret, first);
     assert.equal(event.type, "group.join");
     assert.match(event.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-    assert.deepEqual(event.data, { session_id: o.sid, group_jid: DEMO.open.group_jid, status: "joined", request_id: "hook-join-1" });
+    assert.deepEqual(event.data, { session_id: o.sid, group_jid: DEMO.open.group_jid, status: "joined", request_id: "hook-join-1", source: "client" });
     assert.match(first.headers["webhook-id"], /^msg_[0-9a-f]{24}$/);
     assert.equal(first.headers["content-type"], "application/json");
     assert.ok(!first.body.includes(DEMO.open.code), "no invite code in an event");
@@ -131,6 +131,7 @@ describe("webhooks", () => {
     assert.equal(leave.data.session_id, o.sid);
     assert.equal(leave.data.group_jid, DEMO.open.group_jid);
     assert.match(leave.data.request_id, /^[0-9a-f]{32}$/);
+    assert.deepEqual([leave.data.reason, leave.data.source], ["left", "client"]);
     const resolved = await eventually(async () => {
       const list = await deliveries(o.name);
       return list.length === 2 && list.every((d) => d.state === "delivered") ? list : null;
@@ -154,7 +155,7 @@ describe("webhooks", () => {
     }, "join_job.completed", 25_000);
     const joins = events.filter((e) => e.type === "group.join");
     assert.deepEqual(joins.map((e) => e.data.status).sort(), ["joined", "pending_approval"]);
-    assert.ok(joins.every((e) => e.data.job_id === job.job_id && e.data.session_id === o.sid));
+    assert.ok(joins.every((e) => e.data.job_id === job.job_id && e.data.session_id === o.sid && e.data.source === "job"));
     const completed = events.find((e) => e.type === "join_job.completed");
     assert.equal(completed.data.label, "hooks");
     assert.equal(completed.data.counts.total, 2);
