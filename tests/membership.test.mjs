@@ -191,6 +191,40 @@ describe("membership after pending_approval (section 14)", () => {
     });
   }
 
+  test("the membership check route answers every backend fault in the contract's codes, on every kind", async () => {
+    for (const kind of KINDS) {
+      for (const [mode, status, code] of [
+        ["garbage", 502, "backend_error"],
+        ["status500", 502, "backend_error"],
+        ["status503", 502, "backend_error"],
+        ["hang", 504, "backend_timeout"],
+        ["drop", 503, "backend_unavailable"],
+      ]) {
+        const sid = await app.kindSession(kind, `faults-${mode}`);
+        app.sim.setFault({ session: sid, mode });
+        const res = await app.request("GET", `/v1/sessions/${sid}/groups/${DEMO.member.group_jid}`, { token });
+        assertEnvelope(res, { status, code });
+        app.sim.setFault({ session: sid, mode: "none" });
+        const ok = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/groups/${DEMO.member.group_jid}`, { token }), { status: 200 });
+        assert.equal(ok.data.membership, "member", `${kind} after ${mode}`);
+      }
+      const offline = await app.kindSession(kind, "offline-check");
+      assertEnvelope(await app.request("GET", `/v1/sessions/${offline}/groups/${DEMO.member.group_jid}`, { token }), { status: 409, code: "session_not_connected" });
+    }
+  });
+
+  test("a check that fails runs again later: a server down for a while still finds the approval", async () => {
+    const sid = await app.kindSession("wuzapi", "flaky");
+    await joinPending(sid);
+    app.sim.setFault({ session: sid, mode: "status500" });
+    app.sim.approve({ session: sid, group_jid: DEMO.approval.group_jid });
+    await eventually(() => app.sim.calls(sid).filter((c) => c.route === "group_list").length >= 2, "two failed checks");
+    assert.equal(delivered(sid, "group.join").filter((e) => e.data.approved).length, 0);
+    assert.equal((await pendingJoins(sid))[0].state, "pending");
+    app.sim.setFault({ session: sid, mode: "none" });
+    await eventually(() => delivered(sid, "group.join").some((e) => e.data.approved), "the approval after the server came back");
+  });
+
   test("a join the server reports that joingate did not make is group.join with source server", async () => {
     const { sid } = await withEvents("joingate", "server-join");
     // Joined through the server itself (the simulator's native API), not through joingate.
