@@ -11,13 +11,20 @@ const admin = { Authorization: `Bearer ${adminToken}` };
 const call = (method, path, body) => callJson(method, `${base}${path}`, admin, body);
 
 const waited = await waitUntilUp(base);
+// Section 14: every demo session takes its server's events, and the simulator sends them
+// there, signed as that server signs. The hook is rotated on every run (local state is kept
+// between runs, and a hook's URL and secret are shown only by the PUT that makes them).
+async function putSession(sid, body, kind = "joingate") {
+  const { events_hook } = await call("PUT", `/v1/admin/sessions/${sid}`, { ...body, events: true, rotate_events_secret: true });
+  await callJson("POST", `${simulatorUrl}/__sim/events`, {}, { session: sid, kind, url: events_hook.url, secret: events_hook.secret });
+}
 // The demo numbers have been in use for years, so their joins have the largest caps
 // (section 13); "demo-new" is a number of today: 5 joins a day (its hour cap raised, so
 // that the demo reaches the day cap at once).
 const OLD_NUMBER = { number_since: "2020-01-01" };
-await call("PUT", "/v1/admin/sessions/demo", { org: "demo", protection: OLD_NUMBER });
-await call("PUT", "/v1/admin/sessions/demo-jobs", { org: "demo", protection: OLD_NUMBER });
-await call("PUT", "/v1/admin/sessions/demo-new", {
+await putSession("demo", { org: "demo", protection: OLD_NUMBER });
+await putSession("demo-jobs", { org: "demo", protection: OLD_NUMBER });
+await putSession("demo-new", {
   org: "demo",
   limits: { join: { per_minute: 60, burst: 10, per_hour: 10 } },
 });
@@ -36,11 +43,11 @@ const KIND_SESSIONS = {
   gowa: { remote_session: "demo-gowa", credential: SIM_CREDENTIALS.gowa },
 };
 for (const [kind, backend] of Object.entries(KIND_SESSIONS)) {
-  await call("PUT", `/v1/admin/sessions/demo-${kind}`, {
-    org: "demo",
-    backend: { kind, url: `${simulatorUrl}/${kind}`, ...backend },
-    protection: OLD_NUMBER,
-  });
+  await putSession(
+    `demo-${kind}`,
+    { org: "demo", backend: { kind, url: `${simulatorUrl}/${kind}`, ...backend }, protection: OLD_NUMBER },
+    kind,
+  );
 }
 const { token, token_id } = await call("POST", "/v1/admin/tokens", {
   org: "demo",
@@ -59,6 +66,17 @@ curl -s -X POST ${base}/v1/sessions/demo/groups/join \\
   -H 'Authorization: Bearer ${token}' \\
   -H 'Content-Type: application/json' \\
   -d '{"invite":"https://chat.whatsapp.com/${DEMO.open.code}"}'
+
+Ask to join the approval-required group: the answer is pending_approval, and joingate follows
+the request (contract section 14). Approve it in the simulator (as a group admin would): the
+server's event reaches joingate within a second, and the receiver here prints group.join with
+"approved": true. An unanswered request ends group.join_request.expired after 7 days.
+
+curl -s -X POST ${base}/v1/sessions/demo/groups/join -H 'Authorization: Bearer ${token}' \\
+  -H 'Content-Type: application/json' -d '{"invite":"${DEMO.approval.code}"}'
+curl -s ${base}/v1/sessions/demo/pending-joins -H 'Authorization: Bearer ${token}'
+curl -s -X POST ${simulatorUrl}/__sim/approve -d '{"session":"demo","group_jid":"${DEMO.approval.group_jid}"}'
+curl -s ${base}/v1/sessions/demo/groups/${DEMO.approval.group_jid} -H 'Authorization: Bearer ${token}'
 
 Preview the approval-required group:
 
