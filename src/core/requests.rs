@@ -634,6 +634,33 @@ mod tests {
     }
 
     #[test]
+    fn session_config_events_switch() {
+        let parse = |body: Value| parse_session_config(&map(body), 0, &|_| true);
+        let events = |body: Value| parse(body).map(|c| (c.events, c.rotate_events_secret));
+        assert_eq!(events(json!({ "org": "a" })).ok(), Some((None, false)));
+        assert_eq!(
+            events(json!({ "org": "a", "events": null })).ok(),
+            Some((None, false))
+        );
+        assert_eq!(
+            events(json!({ "org": "a", "events": true, "rotate_events_secret": true })).ok(),
+            Some((Some(true), true))
+        );
+        assert_eq!(
+            events(json!({ "org": "a", "events": false })).ok(),
+            Some((Some(false), false))
+        );
+        assert_eq!(
+            failure(parse(json!({ "org": "a", "events": "yes" }))),
+            invalid("events")
+        );
+        assert_eq!(
+            failure(parse(json!({ "org": "a", "rotate_events_secret": 1 }))),
+            invalid("rotate_events_secret")
+        );
+    }
+
+    #[test]
     fn session_config_takes_protection_as_sent() {
         use crate::core::protection::settings::WindowSetting;
         // 2026-06-15T12:00:00Z.

@@ -813,4 +813,64 @@ mod tests {
             now
         ));
     }
+
+    /// The route's dispatch: each kind's signature header, by name and in any letter case
+    /// the runtime gives it, and each kind's reader.
+    #[test]
+    fn verify_and_read_dispatch_by_kind() {
+        use super::super::Kind;
+        use hmac::{Hmac, Mac};
+        let secret = webhooks::new_secret(&[9; 32]);
+        let body = bytes(&json!({"event": "group.joined", "device_id": ME_PN,
+            "payload": {"chat_id": G, "type": "join", "jids": [ME_PN]}}));
+        let hex = |tag: &[u8]| tag.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(&body);
+        let sha256 = hex(&mac.finalize().into_bytes());
+        let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(&body);
+        let sha512 = hex(&mac.finalize().into_bytes());
+        let cases: [(Kind, &str, String); 3] = [
+            (Kind::Waha, "X-Webhook-Hmac", sha512.clone()),
+            (Kind::Wuzapi, "x-hmac-signature", sha256.clone()),
+            (
+                Kind::Gowa,
+                "X-Hub-Signature-256",
+                format!("sha256={sha256}"),
+            ),
+        ];
+        for (kind, name, value) in &cases {
+            let given = |n: &str| (n == *name).then(|| value.clone());
+            assert!(verify(*kind, &secret, &body, &given, 0), "{kind:?}");
+            assert!(
+                !verify(*kind, &secret, b"{}", &given, 0),
+                "{kind:?} other body"
+            );
+            assert!(
+                !verify(*kind, "whsec_other", &body, &given, 0),
+                "{kind:?} other key"
+            );
+            assert!(
+                !verify(*kind, &secret, &body, &|_| None, 0),
+                "{kind:?} no header"
+            );
+        }
+        // Another kind's header does not do.
+        let waha_header = |n: &str| (n == "X-Webhook-Hmac").then(|| sha512.clone());
+        assert!(!verify(Kind::Gowa, &secret, &body, &waha_header, 0));
+        // Evolution signs nothing: its hook token is the only credential.
+        assert!(verify(Kind::Evolution, &secret, &body, &|_| None, 0));
+        assert!(!verify(Kind::Joingate, &secret, &body, &|_| None, 0));
+        // Each kind's own reader: gowa's event reads as gowa, not as the native kind.
+        assert_eq!(
+            read(Kind::Gowa, &body, None, &Own::default()).unwrap(),
+            joined()
+        );
+        assert!(is_validation(read(
+            Kind::Joingate,
+            &body,
+            None,
+            &Own::default()
+        )));
+    }
 }

@@ -594,6 +594,15 @@ mod tests {
             vec![ok(r#"{"is_connected":true,"is_logged_in":false}"#)],
         );
         assert_eq!(outcome(&done), Ok(json!({ "connected": false })));
+        let (done, _) = script(
+            &gowa(),
+            &Op::SessionStatus,
+            vec![ok(
+                r#"{"is_connected":true,"is_logged_in":true,"device_id":"d1","jid":"15550001111@s.whatsapp.net"}"#,
+            )],
+        );
+        let account = json!({ "connected": true, "account": ["15550001111@s.whatsapp.net", "d1"] });
+        assert_eq!(outcome(&done), Ok(account));
         let leave = Op::Leave {
             group_jid: GROUP.into(),
         };

@@ -392,6 +392,16 @@ mod tests {
             vec![ok(r#"{"connected":true,"loggedIn":false}"#)],
         );
         assert_eq!(outcome(&done), Ok(json!({ "connected": false })));
+        // The account's JID is kept for reading its events (they never name it).
+        let (done, _) = script(
+            &wuzapi(),
+            &Op::SessionStatus,
+            vec![ok(
+                r#"{"connected":true,"loggedIn":true,"jid":"15550001111:3@s.whatsapp.net"}"#,
+            )],
+        );
+        let account = json!({ "connected": true, "account": ["15550001111:3@s.whatsapp.net"] });
+        assert_eq!(outcome(&done), Ok(account));
     }
 
     #[test]
