@@ -321,6 +321,10 @@ describe("membership after pending_approval (section 14)", () => {
     assert.equal((await fetch(url, { method: "POST", headers: signed(rotated.secret), body })).status, 404);
     assert.equal((await fetch(fresh, { method: "POST", headers: signed(secret), body })).status, 401);
     assert.equal((await fetch(fresh, { method: "POST", headers: signed(rotated.secret), body })).status, 200);
+    const kv = await app.mf.getKVNamespace("JOINGATE_KV");
+    const record = JSON.parse(await kv.get(`session:${sid}`));
+    assert.match(record.events.token_hash, /^[0-9a-f]{64}$/);
+    const stored = await Promise.all((await kv.list()).keys.map((k) => kv.get(k.name)));
     // Off forgets them.
     const off = assertEnvelope(await app.admin("PUT", `/v1/admin/sessions/${sid}`, { org: "acme", events: false }), { status: 200 }).data;
     assert.equal(off.events, false);
@@ -330,9 +334,11 @@ describe("membership after pending_approval (section 14)", () => {
     assert.equal(assertEnvelope(bad, { status: 400, code: "validation_error" }).error.details.field, "events");
     const rotateOff = await app.admin("PUT", `/v1/admin/sessions/${sid}`, { org: "acme", rotate_events_secret: true });
     assert.equal(assertEnvelope(rotateOff, { status: 400 }).error.details.field, "rotate_events_secret");
-    // Neither secret nor token ever appears in a log line.
+    // Neither secret nor token ever appears in a log line, nor in KV (the record keeps the
+    // token's SHA-256 and the secret sealed).
     for (const text of [secret, rotated.secret, url.split("/").pop(), fresh.split("/").pop()]) {
       assert.equal(app.logs.some((line) => line.includes(text)), false);
+      assert.equal(stored.some((value) => value.includes(text) || value.includes(text.slice(6))), false);
     }
   });
 
