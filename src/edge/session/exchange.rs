@@ -12,6 +12,14 @@ use crate::core::error::ApiError;
 use serde_json::Value;
 
 impl SessionObject {
+    /// A watchdog for an alarm-driven backend call (a job item, a membership check): should
+    /// this instance die mid-call, the alarm comes back and runs it again.
+    pub(super) async fn set_watchdog(&self, settings: &Settings) -> worker::Result<()> {
+        let watchdog = i64::try_from(settings.backend_timeout_ms * 2 + super::PROBE_MARGIN_MS)
+            .unwrap_or(60_000);
+        self.state.storage().set_alarm(watchdog).await
+    }
+
     /// The backend of a session: its own, its credential decrypted, or kind `joingate` at
     /// `SESSION_BACKEND_URL`.
     async fn target(

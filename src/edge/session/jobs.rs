@@ -18,7 +18,6 @@ use super::guard::Guard;
 use super::membership::{join_event, Origin};
 use super::{
     answer_error, cooldown_event, fail, now_ms, org_limited_error, random_u32, SessionObject,
-    PROBE_MARGIN_MS,
 };
 use crate::core::backend::Op;
 use crate::core::dispatch::{JobAction, JobCall, SessionRecord};
@@ -416,10 +415,7 @@ impl SessionObject {
         epoch: u64,
         settings: &Settings,
     ) -> worker::Result<()> {
-        // A watchdog: should this instance die mid-call, the alarm runs the item again.
-        let watchdog =
-            i64::try_from(settings.backend_timeout_ms * 2 + PROBE_MARGIN_MS).unwrap_or(60_000);
-        self.state.storage().set_alarm(watchdog).await?;
+        self.set_watchdog(settings).await?;
         let permit = turn.await;
         let now = now_ms();
         let mut state = self.pipeline_state()?;

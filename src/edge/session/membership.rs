@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use worker::Request;
 
 use super::guard::Guard;
-use super::{fail, now_ms, SessionObject, PROBE_MARGIN_MS};
+use super::{fail, now_ms, SessionObject};
 use crate::core::backend::events::{self, LeaveReason, MembershipEvent, Own};
 use crate::core::backend::Op;
 use crate::core::dispatch::{EventsHead, SessionRecord, EVENTS_HEADER};
@@ -318,10 +318,7 @@ impl SessionObject {
             return Ok(Err(now + 1_000));
         };
         self.live.set(Some(state));
-        // A watchdog: should this instance die mid-call, the alarm comes back.
-        let watchdog =
-            i64::try_from(settings.backend_timeout_ms * 2 + PROBE_MARGIN_MS).unwrap_or(60_000);
-        self.state.storage().set_alarm(watchdog).await?;
+        self.set_watchdog(settings).await?;
         let permit = turn.await;
         let now = now_ms();
         let mut state = self.pipeline_state()?;
