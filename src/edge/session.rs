@@ -20,7 +20,7 @@ use super::config::{self, Settings};
 use super::org;
 use super::reply::Reply;
 use super::store::Store;
-use crate::core::backend::{Kind, Op};
+use crate::core::backend::Op;
 use crate::core::dispatch::{
     Assign, CallPayload, IdempotencyRef, JobCall, SessionCall, BACKEND_LATENCY_HEADER, CALL_HEADER,
 };
@@ -528,29 +528,13 @@ impl SessionObject {
         drop(permit);
 
         // Section 14: what the call shows of the account's membership, kept with the rest of
-        // its writes; approvals a membership check finds are raised with its events.
-        let mut resolved = None;
-        let mut raised = Vec::new();
-        let mut requested = false;
-        if let (Ok(data), true) = (&result, current_epoch) {
-            match &payload.op {
-                Op::Join { .. } | Op::JoinByMessage { .. } => {
-                    if let (Some(group), Some(status)) =
-                        (data["group_jid"].as_str(), data["status"].as_str())
-                    {
-                        let origin = membership::Origin::Call(rid);
-                        resolved = self.note_join(group, status, origin, &settings, finished)?;
-                        requested = status == "pending_approval";
-                    }
-                }
-                Op::Leave { group_jid } => self.note_leave(group_jid, finished)?,
-                Op::MembershipCheck { group_jid } if data["member"] == true => {
-                    raised = self.seen_joined(&msg.session, group_jid, finished)?;
-                }
-                Op::SessionStatus => self.keep_own_ids(data)?,
-                _ => {}
+        // its writes.
+        let noted = match (&result, current_epoch) {
+            (Ok(data), true) => {
+                self.note_call(&msg.session, rid, &payload.op, data, &settings, finished)?
             }
-        }
+            _ => membership::Noted::default(),
+        };
         let newest_request = match &payload.op {
             Op::MembershipCheck { group_jid } => self.store().pending_of(group_jid)?.pop(),
             _ => None,
@@ -562,7 +546,7 @@ impl SessionObject {
             }
             Op::SessionStatus => {
                 let protection = guard.view(&ledger, &state, msg.limits.join, finished);
-                status_data(
+                guard::status_data(
                     &msg,
                     &payload,
                     &state,
@@ -596,7 +580,7 @@ impl SessionObject {
             )?;
         }
         // A new request's first check comes by the alarm.
-        if requested {
+        if noted.requested {
             self.reschedule(finished, &self.holds(&guard, &ledger, finished)?)
                 .await?;
         }
@@ -604,9 +588,9 @@ impl SessionObject {
         // over meanwhile raises nothing.
         if self.epoch.get() == epoch {
             let data = result.as_ref().ok();
-            self.raise_call_events(&msg, &payload.op, data, resolved, cooldown)
+            self.raise_call_events(&msg, &payload.op, data, noted.resolved, cooldown)
                 .await;
-            self.raise_all(&msg.org, raised).await;
+            self.raise_all(&msg.org, noted.raised).await;
         }
         Ok(answer
             .with_header("RateLimit-Policy", policy)
@@ -687,33 +671,4 @@ fn answer_error(answer: &Reply) -> Option<ApiError> {
         .into_iter()
         .find(|c| c.as_str() == code)
         .map(ApiError::new)
-}
-
-/// `GET /v1/sessions/{sid}`: the backend's `connected` plus what the object knows.
-fn status_data(
-    msg: &SessionCall,
-    payload: &CallPayload,
-    state: &SessionState,
-    backend: Value,
-    queue_depth: usize,
-    protection: Value,
-    now: i64,
-) -> Value {
-    let mut tokens = serde_json::Map::new();
-    for class in Class::ALL {
-        let limit = msg.limits.class(class);
-        let remaining = state.bucket(class, limit, now).remaining(limit, now);
-        tokens.insert(class.as_str().into(), json!(remaining));
-    }
-    json!({
-        "session_id": msg.session,
-        "connected": backend.get("connected").cloned().unwrap_or(Value::Bool(false)),
-        "queue_depth": queue_depth,
-        "limits": msg.limits,
-        "tokens": tokens,
-        "circuit": state.breaker.state(now).as_str(),
-        "cooldown_until": state.cooldown_at(now).map(|c| format_rfc3339(c.until_ms)),
-        "backend_kind": payload.backend.as_ref().map_or(Kind::Joingate, |b| b.kind).as_str(),
-        "protection": protection,
-    })
 }

@@ -22,8 +22,8 @@ use worker::{MessageBatch, MessageExt};
 
 use super::config::Settings;
 use crate::core::dispatch::{
-    Assign, CallPayload, EventsHead, IdempotencyRef, JobAction, JobCall, SessionCall,
-    SessionRecord, BACKEND_LATENCY_HEADER, CALL_HEADER, EVENTS_HEADER,
+    Assign, CallPayload, IdempotencyRef, JobAction, JobCall, SessionCall, SessionRecord,
+    BACKEND_LATENCY_HEADER, CALL_HEADER,
 };
 use crate::core::envelope::{accept_request_id, hex};
 use crate::core::error::{ApiError, ErrorCode};
@@ -36,7 +36,7 @@ use crate::core::requests::{
     session_id,
 };
 use crate::core::route::{is_admin_path, resolve, Access, Method, Route, RouteId};
-use crate::core::token::{constant_time_eq, sha256_hex, Capability, TokenRecord};
+use crate::core::token::{Capability, TokenRecord};
 
 /// The OpenAPI document, served as it is at `GET /v1/openapi.json`. The entry module
 /// (`js/entry.mjs`) bundles `docs/openapi.json` as text and hands it over in a global, so the
@@ -142,7 +142,10 @@ async fn handle(
             rid,
         )),
         (RouteId::OpenApi, _) => Ok(Reply::json(200, openapi_document()?)),
-        (RouteId::ServerEvents, _) => hook_route(route, req, env, rid, trace).await,
+        (RouteId::ServerEvents, _) => {
+            trace.session = route.param("sid").map(str::to_owned);
+            super::hooks::hook_route(route, req, env, rid).await
+        }
         (_, Access::Admin) => admin_route(route, req, env, rid).await,
         (_, Access::Session(_)) => session_route(route, req, env, rid, trace).await,
         (_, Access::Public) => Err(ApiError::not_found()),
@@ -367,59 +370,6 @@ async fn session_route(
     dispatch(env, sid.as_str(), "call", Some(&head), &body).await
 }
 
-/// `POST /v1/hooks/{sid}/{hook_token}`: a session server's events (contract section 14).
-/// The token in the path is the credential: an unknown or malformed sid or token is one
-/// `not_found`. The object makes the other checks in the contract's order (the session's
-/// event rate, the 64 KiB body, the signature, the kind's event), so the body is passed on
-/// unread. No client token and no org limit is involved.
-async fn hook_route(
-    route: Route,
-    req: &mut Request,
-    env: &Env,
-    rid: &str,
-    trace: &mut Trace,
-) -> Result<Reply, ApiError> {
-    let sid =
-        session_id(route.param("sid").unwrap_or_default()).map_err(|_| ApiError::not_found())?;
-    trace.session = Some(sid.to_string());
-    let token = route.param("hook_token").unwrap_or_default();
-    let kv = Kv::from_env(env)?;
-    let record = match token.len() {
-        16..=128 => load_session(&kv, sid.as_str()).await?,
-        _ => None,
-    };
-    let (record, hook) = record
-        .and_then(|record| {
-            let hook = record.events.clone()?;
-            constant_time_eq(&hook.token_hash, &sha256_hex(token)).then_some((record, hook))
-        })
-        .ok_or_else(ApiError::not_found)?;
-    let key = config::settings(env)?
-        .credentials_key
-        .clone()
-        .ok_or_else(ApiError::internal)?;
-    let head = EventsHead {
-        session: sid.to_string(),
-        org: record.org,
-        kind: record.backend.as_ref().map_or(Kind::Joingate, |b| b.kind),
-        secret: super::crypto::open_events_secret(&key, sid.as_str(), &hook.secret).await?,
-    };
-    // The server's headers (its signature among them) go with the body; not its length,
-    // which the object meets by reading at most the limit.
-    let headers = worker::Headers::new();
-    for (name, value) in req.headers().entries() {
-        if name != "content-length" && name != "host" {
-            headers.append(&name, &value).map_err(object_failed)?;
-        }
-    }
-    let head = serde_json::to_string(&head).map_err(|_| ApiError::internal())?;
-    headers.set(EVENTS_HEADER, &head).map_err(object_failed)?;
-    headers.set("X-Request-Id", rid).map_err(object_failed)?;
-    let request = http::outgoing_stream("https://session/events", &headers, req.inner().body())
-        .map_err(object_failed)?;
-    ask_object(env, sid.as_str(), &request).await
-}
-
 /// The join-job routes (contract section 10): checked here, kept and run by the object.
 async fn job_route(
     route: Route,
@@ -570,14 +520,18 @@ async fn dispatch(
     ask_object(env, sid, &request).await
 }
 
-fn object_failed(_: worker::Error) -> ApiError {
+pub(super) fn object_failed(_: worker::Error) -> ApiError {
     worker::console_error!("{{\"level\":\"error\",\"msg\":\"durable object call failed\"}}");
     ApiError::internal()
 }
 
 /// Sends a request to session `sid`'s object; its answer is an envelope, with the headers
 /// the Worker passes on.
-async fn ask_object(env: &Env, sid: &str, request: &web_sys::Request) -> Result<Reply, ApiError> {
+pub(super) async fn ask_object(
+    env: &Env,
+    sid: &str,
+    request: &web_sys::Request,
+) -> Result<Reply, ApiError> {
     let failed = object_failed;
     let stub = env
         .durable_object(config::SESSIONS_BINDING)

@@ -12,8 +12,9 @@ use super::SessionObject;
 use crate::core::backend::spec::StoredBackend;
 use crate::core::backend::Exchanged;
 use crate::core::backend::{restricted_until, supports, Kind, Op};
+use crate::core::dispatch::{CallPayload, SessionCall};
 use crate::core::error::ApiError;
-use crate::core::limits::ClassLimit;
+use crate::core::limits::{Class, ClassLimit};
 use crate::core::pipeline::{Admitted, Cooldown, PushBack, SessionState};
 use crate::core::protection::settings::{Protection, ProtectionConfig, Window};
 use crate::core::protection::{
@@ -296,4 +297,33 @@ impl SessionObject {
         *self.ledger.borrow_mut() = Some(ledger);
         Ok(())
     }
+}
+
+/// `GET /v1/sessions/{sid}`: the backend's `connected` plus what the object knows.
+pub(super) fn status_data(
+    msg: &SessionCall,
+    payload: &CallPayload,
+    state: &SessionState,
+    backend: Value,
+    queue_depth: usize,
+    protection: Value,
+    now: i64,
+) -> Value {
+    let mut tokens = serde_json::Map::new();
+    for class in Class::ALL {
+        let limit = msg.limits.class(class);
+        let remaining = state.bucket(class, limit, now).remaining(limit, now);
+        tokens.insert(class.as_str().into(), json!(remaining));
+    }
+    json!({
+        "session_id": msg.session,
+        "connected": backend.get("connected").cloned().unwrap_or(Value::Bool(false)),
+        "queue_depth": queue_depth,
+        "limits": msg.limits,
+        "tokens": tokens,
+        "circuit": state.breaker.state(now).as_str(),
+        "cooldown_until": state.cooldown_at(now).map(|c| format_rfc3339(c.until_ms)),
+        "backend_kind": payload.backend.as_ref().map_or(Kind::Joingate, |b| b.kind).as_str(),
+        "protection": protection,
+    })
 }

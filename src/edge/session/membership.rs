@@ -32,6 +32,17 @@ pub(super) enum Origin<'a> {
     Item(&'a str, u32),
 }
 
+/// What a client call's answer showed of the account's membership (section 14).
+#[derive(Default)]
+pub(super) struct Noted {
+    /// The time of the request a join resolved (its event says `approved`).
+    pub resolved: Option<i64>,
+    /// A `pending_approval`: a request to follow, whose first check the alarm runs.
+    pub requested: bool,
+    /// Approvals a membership check found.
+    pub raised: Raised,
+}
+
 /// The most requests one alarm expires (the rest follow at the next).
 const EXPIRE_BATCH: usize = 50;
 
@@ -80,6 +91,38 @@ impl SessionObject {
             }
         }
         Ok(resolved)
+    }
+
+    /// Keeps what a client call's successful answer shows: a join's outcome, a leave, a
+    /// membership check that finds the account in the group, the account's ids in a status.
+    pub(super) fn note_call(
+        &self,
+        sid: &str,
+        rid: &str,
+        op: &Op,
+        data: &Value,
+        settings: &Settings,
+        now: i64,
+    ) -> worker::Result<Noted> {
+        let mut noted = Noted::default();
+        match op {
+            Op::Join { .. } | Op::JoinByMessage { .. } => {
+                if let (Some(group), Some(status)) =
+                    (data["group_jid"].as_str(), data["status"].as_str())
+                {
+                    noted.resolved =
+                        self.note_join(group, status, Origin::Call(rid), settings, now)?;
+                    noted.requested = status == "pending_approval";
+                }
+            }
+            Op::Leave { group_jid } => self.note_leave(group_jid, now)?,
+            Op::MembershipCheck { group_jid } if data["member"] == true => {
+                noted.raised = self.seen_joined(sid, group_jid, now)?;
+            }
+            Op::SessionStatus => self.keep_own_ids(data)?,
+            _ => {}
+        }
+        Ok(noted)
     }
 
     /// A leave joingate made: the account is no longer in the group (the server's echo of
