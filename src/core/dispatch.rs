@@ -257,7 +257,7 @@ impl TryFrom<JobActionWire> for JobAction {
 /// What the Worker (admin routes, the queue consumer) and the session objects ask of an
 /// org's Durable Object, which keeps the org's webhook endpoint and delivery log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "OrgActionWire", try_from = "OrgActionWire")]
 pub enum OrgAction {
     PutWebhook {
         url: String,
@@ -299,6 +299,148 @@ pub enum OrgAction {
     GetOrg {
         default: super::limits::ClassLimit,
     },
+}
+
+/// An [`OrgAction`] on the wire: one flat record named by `type`, like [`JobActionWire`].
+#[derive(Default, Serialize, Deserialize)]
+struct OrgActionWire {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotate_secret: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delivery_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event_type: Option<String>,
+    /// An event's data (`null` is left out).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    data: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempts: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default: Option<super::limits::ClassLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limits: Option<super::limits::ClassOverride>,
+}
+
+impl From<OrgAction> for OrgActionWire {
+    fn from(action: OrgAction) -> Self {
+        let mut wire = OrgActionWire::default();
+        let kind = match action {
+            OrgAction::PutWebhook {
+                url,
+                events,
+                rotate_secret,
+            } => {
+                wire.url = Some(url);
+                wire.events = Some(events);
+                wire.rotate_secret = Some(rotate_secret);
+                "put_webhook"
+            }
+            OrgAction::GetWebhook => "get_webhook",
+            OrgAction::DeleteWebhook => "delete_webhook",
+            OrgAction::Deliveries => "deliveries",
+            OrgAction::Redeliver { delivery_id } => {
+                wire.delivery_id = Some(delivery_id);
+                "redeliver"
+            }
+            OrgAction::Event { event_type, data } => {
+                wire.event_type = Some(event_type);
+                wire.data = data;
+                "event"
+            }
+            OrgAction::Attempt {
+                delivery_id,
+                attempts,
+            } => {
+                wire.delivery_id = Some(delivery_id);
+                wire.attempts = Some(attempts);
+                "attempt"
+            }
+            OrgAction::DeadLettered {
+                delivery_id,
+                attempts,
+            } => {
+                wire.delivery_id = Some(delivery_id);
+                wire.attempts = Some(attempts);
+                "dead_lettered"
+            }
+            OrgAction::Take { default } => {
+                wire.default = Some(default);
+                "take"
+            }
+            OrgAction::PutOrg { limits, default } => {
+                wire.limits = limits;
+                wire.default = Some(default);
+                "put_org"
+            }
+            OrgAction::GetOrg { default } => {
+                wire.default = Some(default);
+                "get_org"
+            }
+        };
+        wire.kind = kind.into();
+        wire
+    }
+}
+
+impl TryFrom<OrgActionWire> for OrgAction {
+    type Error = String;
+
+    fn try_from(wire: OrgActionWire) -> Result<Self, String> {
+        let OrgActionWire {
+            kind,
+            url,
+            events,
+            rotate_secret,
+            delivery_id,
+            event_type,
+            data,
+            attempts,
+            default,
+            limits,
+        } = wire;
+        let missing = |field: &str| format!("org action {kind}: missing {field}");
+        let delivery_id = delivery_id.ok_or_else(|| missing("delivery_id"));
+        let attempts = attempts.ok_or_else(|| missing("attempts"));
+        let default = default.ok_or_else(|| missing("default"));
+        Ok(match kind.as_str() {
+            "put_webhook" => OrgAction::PutWebhook {
+                url: url.ok_or_else(|| missing("url"))?,
+                events: events.ok_or_else(|| missing("events"))?,
+                rotate_secret: rotate_secret.ok_or_else(|| missing("rotate_secret"))?,
+            },
+            "get_webhook" => OrgAction::GetWebhook,
+            "delete_webhook" => OrgAction::DeleteWebhook,
+            "deliveries" => OrgAction::Deliveries,
+            "redeliver" => OrgAction::Redeliver {
+                delivery_id: delivery_id?,
+            },
+            "event" => OrgAction::Event {
+                event_type: event_type.ok_or_else(|| missing("event_type"))?,
+                data,
+            },
+            "attempt" => OrgAction::Attempt {
+                delivery_id: delivery_id?,
+                attempts: attempts?,
+            },
+            "dead_lettered" => OrgAction::DeadLettered {
+                delivery_id: delivery_id?,
+                attempts: attempts?,
+            },
+            "take" => OrgAction::Take { default: default? },
+            "put_org" => OrgAction::PutOrg {
+                limits,
+                default: default?,
+            },
+            "get_org" => OrgAction::GetOrg { default: default? },
+            _ => return Err(format!("unknown org action {kind}")),
+        })
+    }
 }
 
 /// The message on the `WEBHOOKS` queue: which delivery of which org to attempt.
@@ -380,6 +522,82 @@ mod tests {
             action: actions[0].clone(),
         };
         round_trip(&call);
+    }
+
+    #[test]
+    fn every_org_action_round_trips_as_one_flat_object() {
+        use crate::core::limits::{ClassLimit, ClassOverride};
+        let id = || "dlv_0123".to_string();
+        let default = ClassLimit::new(100, 50);
+        let actions = [
+            OrgAction::PutWebhook {
+                url: "https://example.com/hook?k=1".into(),
+                events: vec!["group.joined".into(), "job.finished".into()],
+                rotate_secret: true,
+            },
+            OrgAction::PutWebhook {
+                url: "https://example.com/hook".into(),
+                events: Vec::new(),
+                rotate_secret: false,
+            },
+            OrgAction::GetWebhook,
+            OrgAction::DeleteWebhook,
+            OrgAction::Deliveries,
+            OrgAction::Redeliver { delivery_id: id() },
+            OrgAction::Event {
+                event_type: "group.joined".into(),
+                data: json!({ "session": "s1", "nested": { "n": [1, 2] } }),
+            },
+            OrgAction::Event {
+                event_type: "session.status".into(),
+                data: Value::Null,
+            },
+            OrgAction::Attempt {
+                delivery_id: id(),
+                attempts: 0,
+            },
+            OrgAction::DeadLettered {
+                delivery_id: id(),
+                attempts: 6,
+            },
+            OrgAction::Take { default },
+            OrgAction::PutOrg {
+                limits: Some(ClassOverride {
+                    per_minute: Some(10),
+                    ..ClassOverride::default()
+                }),
+                default,
+            },
+            OrgAction::PutOrg {
+                limits: None,
+                default,
+            },
+            OrgAction::GetOrg { default },
+        ];
+        for action in &actions {
+            round_trip(action);
+        }
+        assert_eq!(
+            serde_json::to_value(OrgAction::Redeliver { delivery_id: id() }).unwrap(),
+            json!({ "type": "redeliver", "delivery_id": id() })
+        );
+    }
+
+    #[test]
+    fn an_org_action_without_its_fields_is_refused() {
+        for json in [
+            json!({ "type": "redeliver" }),
+            json!({ "type": "attempt", "delivery_id": "d" }),
+            json!({ "type": "take" }),
+            json!({ "type": "put_webhook", "url": "https://e.com", "events": [] }),
+            json!({ "type": "event" }),
+            json!({ "type": "frobnicate" }),
+        ] {
+            assert!(
+                serde_json::from_value::<OrgAction>(json.clone()).is_err(),
+                "{json}"
+            );
+        }
     }
 
     #[test]
