@@ -147,7 +147,7 @@ pub struct JobCall {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "JobActionWire", try_from = "JobActionWire")]
 pub enum JobAction {
     Submit {
         job_id: String,
@@ -174,10 +174,90 @@ pub enum JobAction {
     PendingJoins,
 }
 
+/// A [`JobAction`] on the wire: one flat record named by `type`. The derived enum format
+/// compiled to a visitor per variant (about 8 KB of wasm); this is one struct's, like
+/// `OpWire`.
+#[derive(Default, Serialize, Deserialize)]
+struct JobActionWire {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    items: Option<Vec<super::backend::Op>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interval_s: Option<u32>,
+}
+
+impl From<JobAction> for JobActionWire {
+    fn from(action: JobAction) -> Self {
+        let (kind, job_id) = match action {
+            JobAction::Submit {
+                job_id,
+                items,
+                label,
+                interval_s,
+            } => {
+                return JobActionWire {
+                    kind: "submit".into(),
+                    job_id: Some(job_id),
+                    items: Some(items),
+                    label,
+                    interval_s: Some(interval_s),
+                }
+            }
+            JobAction::List => ("list", None),
+            JobAction::PendingJoins => ("pending_joins", None),
+            JobAction::Get { job_id } => ("get", Some(job_id)),
+            JobAction::Pause { job_id } => ("pause", Some(job_id)),
+            JobAction::Resume { job_id } => ("resume", Some(job_id)),
+            JobAction::Cancel { job_id } => ("cancel", Some(job_id)),
+        };
+        JobActionWire {
+            kind: kind.into(),
+            job_id,
+            ..JobActionWire::default()
+        }
+    }
+}
+
+impl TryFrom<JobActionWire> for JobAction {
+    type Error = String;
+
+    fn try_from(wire: JobActionWire) -> Result<Self, String> {
+        let JobActionWire {
+            kind,
+            job_id,
+            items,
+            label,
+            interval_s,
+        } = wire;
+        let missing = |field: &str| format!("job action {kind}: missing {field}");
+        let job_id = job_id.ok_or_else(|| missing("job_id"));
+        Ok(match kind.as_str() {
+            "list" => JobAction::List,
+            "pending_joins" => JobAction::PendingJoins,
+            "get" => JobAction::Get { job_id: job_id? },
+            "pause" => JobAction::Pause { job_id: job_id? },
+            "resume" => JobAction::Resume { job_id: job_id? },
+            "cancel" => JobAction::Cancel { job_id: job_id? },
+            "submit" => JobAction::Submit {
+                job_id: job_id?,
+                items: items.ok_or_else(|| missing("items"))?,
+                label,
+                interval_s: interval_s.ok_or_else(|| missing("interval_s"))?,
+            },
+            _ => return Err(format!("unknown job action {kind}")),
+        })
+    }
+}
+
 /// What the Worker (admin routes, the queue consumer) and the session objects ask of an
 /// org's Durable Object, which keeps the org's webhook endpoint and delivery log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "OrgActionWire", try_from = "OrgActionWire")]
 pub enum OrgAction {
     PutWebhook {
         url: String,
@@ -221,6 +301,148 @@ pub enum OrgAction {
     },
 }
 
+/// An [`OrgAction`] on the wire: one flat record named by `type`, like [`JobActionWire`].
+#[derive(Default, Serialize, Deserialize)]
+struct OrgActionWire {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotate_secret: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delivery_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event_type: Option<String>,
+    /// An event's data (`null` is left out).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    data: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempts: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default: Option<super::limits::ClassLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limits: Option<super::limits::ClassOverride>,
+}
+
+impl From<OrgAction> for OrgActionWire {
+    fn from(action: OrgAction) -> Self {
+        let mut wire = OrgActionWire::default();
+        let kind = match action {
+            OrgAction::PutWebhook {
+                url,
+                events,
+                rotate_secret,
+            } => {
+                wire.url = Some(url);
+                wire.events = Some(events);
+                wire.rotate_secret = Some(rotate_secret);
+                "put_webhook"
+            }
+            OrgAction::GetWebhook => "get_webhook",
+            OrgAction::DeleteWebhook => "delete_webhook",
+            OrgAction::Deliveries => "deliveries",
+            OrgAction::Redeliver { delivery_id } => {
+                wire.delivery_id = Some(delivery_id);
+                "redeliver"
+            }
+            OrgAction::Event { event_type, data } => {
+                wire.event_type = Some(event_type);
+                wire.data = data;
+                "event"
+            }
+            OrgAction::Attempt {
+                delivery_id,
+                attempts,
+            } => {
+                wire.delivery_id = Some(delivery_id);
+                wire.attempts = Some(attempts);
+                "attempt"
+            }
+            OrgAction::DeadLettered {
+                delivery_id,
+                attempts,
+            } => {
+                wire.delivery_id = Some(delivery_id);
+                wire.attempts = Some(attempts);
+                "dead_lettered"
+            }
+            OrgAction::Take { default } => {
+                wire.default = Some(default);
+                "take"
+            }
+            OrgAction::PutOrg { limits, default } => {
+                wire.limits = limits;
+                wire.default = Some(default);
+                "put_org"
+            }
+            OrgAction::GetOrg { default } => {
+                wire.default = Some(default);
+                "get_org"
+            }
+        };
+        wire.kind = kind.into();
+        wire
+    }
+}
+
+impl TryFrom<OrgActionWire> for OrgAction {
+    type Error = String;
+
+    fn try_from(wire: OrgActionWire) -> Result<Self, String> {
+        let OrgActionWire {
+            kind,
+            url,
+            events,
+            rotate_secret,
+            delivery_id,
+            event_type,
+            data,
+            attempts,
+            default,
+            limits,
+        } = wire;
+        let missing = |field: &str| format!("org action {kind}: missing {field}");
+        let delivery_id = delivery_id.ok_or_else(|| missing("delivery_id"));
+        let attempts = attempts.ok_or_else(|| missing("attempts"));
+        let default = default.ok_or_else(|| missing("default"));
+        Ok(match kind.as_str() {
+            "put_webhook" => OrgAction::PutWebhook {
+                url: url.ok_or_else(|| missing("url"))?,
+                events: events.ok_or_else(|| missing("events"))?,
+                rotate_secret: rotate_secret.ok_or_else(|| missing("rotate_secret"))?,
+            },
+            "get_webhook" => OrgAction::GetWebhook,
+            "delete_webhook" => OrgAction::DeleteWebhook,
+            "deliveries" => OrgAction::Deliveries,
+            "redeliver" => OrgAction::Redeliver {
+                delivery_id: delivery_id?,
+            },
+            "event" => OrgAction::Event {
+                event_type: event_type.ok_or_else(|| missing("event_type"))?,
+                data,
+            },
+            "attempt" => OrgAction::Attempt {
+                delivery_id: delivery_id?,
+                attempts: attempts?,
+            },
+            "dead_lettered" => OrgAction::DeadLettered {
+                delivery_id: delivery_id?,
+                attempts: attempts?,
+            },
+            "take" => OrgAction::Take { default: default? },
+            "put_org" => OrgAction::PutOrg {
+                limits,
+                default: default?,
+            },
+            "get_org" => OrgAction::GetOrg { default: default? },
+            _ => return Err(format!("unknown org action {kind}")),
+        })
+    }
+}
+
 /// The message on the `WEBHOOKS` queue: which delivery of which org to attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryTask {
@@ -229,4 +451,168 @@ pub struct DeliveryTask {
     /// Attempts made when this one was queued: a task that does not match (a duplicate
     /// message, a stale retry) is dropped, so one delivery never has two attempts at once.
     pub attempts: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn round_trip<T>(value: &T) -> Value
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        let json = serde_json::to_value(value).unwrap();
+        assert!(json.is_object(), "one flat object: {json}");
+        let back: T = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(&back, value, "{json}");
+        json
+    }
+
+    #[test]
+    fn every_job_action_round_trips_as_one_flat_object() {
+        let id = || "job_0123456789abcdef".to_string();
+        let actions = [
+            JobAction::Submit {
+                job_id: id(),
+                items: vec![
+                    Op::Join {
+                        code: "AbCdEfGhIjKlMnOpQrStUv".into(),
+                    },
+                    Op::Leave {
+                        group_jid: "120363000000000000@g.us".into(),
+                    },
+                ],
+                label: Some("batch".into()),
+                interval_s: 180,
+            },
+            JobAction::Submit {
+                job_id: id(),
+                items: Vec::new(),
+                label: None,
+                interval_s: 60,
+            },
+            JobAction::List,
+            JobAction::Get { job_id: id() },
+            JobAction::Pause { job_id: id() },
+            JobAction::Resume { job_id: id() },
+            JobAction::Cancel { job_id: id() },
+            JobAction::PendingJoins,
+        ];
+        for action in &actions {
+            let json = round_trip(action);
+            assert!(json.as_object().unwrap().values().all(|v| !v.is_object()));
+        }
+        assert_eq!(
+            serde_json::to_value(JobAction::Get { job_id: id() }).unwrap(),
+            json!({ "type": "get", "job_id": id() })
+        );
+        assert_eq!(
+            serde_json::to_value(JobAction::List).unwrap(),
+            json!({ "type": "list" })
+        );
+        let call = JobCall {
+            request_id: "req_1".into(),
+            session: "s1".into(),
+            org: "o1".into(),
+            org_wait_s: Some(3),
+            limits: Limits::default(),
+            protection: Protection::default(),
+            idempotency: None,
+            action: actions[0].clone(),
+        };
+        round_trip(&call);
+    }
+
+    #[test]
+    fn every_org_action_round_trips_as_one_flat_object() {
+        use crate::core::limits::{ClassLimit, ClassOverride};
+        let id = || "dlv_0123".to_string();
+        let default = ClassLimit::new(100, 50);
+        let actions = [
+            OrgAction::PutWebhook {
+                url: "https://example.com/hook?k=1".into(),
+                events: vec!["group.joined".into(), "job.finished".into()],
+                rotate_secret: true,
+            },
+            OrgAction::PutWebhook {
+                url: "https://example.com/hook".into(),
+                events: Vec::new(),
+                rotate_secret: false,
+            },
+            OrgAction::GetWebhook,
+            OrgAction::DeleteWebhook,
+            OrgAction::Deliveries,
+            OrgAction::Redeliver { delivery_id: id() },
+            OrgAction::Event {
+                event_type: "group.joined".into(),
+                data: json!({ "session": "s1", "nested": { "n": [1, 2] } }),
+            },
+            OrgAction::Event {
+                event_type: "session.status".into(),
+                data: Value::Null,
+            },
+            OrgAction::Attempt {
+                delivery_id: id(),
+                attempts: 0,
+            },
+            OrgAction::DeadLettered {
+                delivery_id: id(),
+                attempts: 6,
+            },
+            OrgAction::Take { default },
+            OrgAction::PutOrg {
+                limits: Some(ClassOverride {
+                    per_minute: Some(10),
+                    ..ClassOverride::default()
+                }),
+                default,
+            },
+            OrgAction::PutOrg {
+                limits: None,
+                default,
+            },
+            OrgAction::GetOrg { default },
+        ];
+        for action in &actions {
+            round_trip(action);
+        }
+        assert_eq!(
+            serde_json::to_value(OrgAction::Redeliver { delivery_id: id() }).unwrap(),
+            json!({ "type": "redeliver", "delivery_id": id() })
+        );
+    }
+
+    #[test]
+    fn an_org_action_without_its_fields_is_refused() {
+        for json in [
+            json!({ "type": "redeliver" }),
+            json!({ "type": "attempt", "delivery_id": "d" }),
+            json!({ "type": "take" }),
+            json!({ "type": "put_webhook", "url": "https://e.com", "events": [] }),
+            json!({ "type": "event" }),
+            json!({ "type": "frobnicate" }),
+        ] {
+            assert!(
+                serde_json::from_value::<OrgAction>(json.clone()).is_err(),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_action_without_its_fields_is_refused() {
+        for json in [
+            json!({ "type": "get" }),
+            json!({ "type": "submit", "job_id": "j", "interval_s": 1 }),
+            json!({ "type": "submit", "job_id": "j", "items": [] }),
+            json!({ "type": "frobnicate" }),
+            json!({ "job_id": "j" }),
+        ] {
+            assert!(
+                serde_json::from_value::<JobAction>(json.clone()).is_err(),
+                "{json}"
+            );
+        }
+    }
 }

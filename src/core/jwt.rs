@@ -194,6 +194,7 @@ pub fn parse_roles(text: &str) -> Result<BTreeMap<String, Vec<Capability>>, Stri
 impl JwtConfig {
     /// From the vars (`var(name)` is a set, non-blank var). A partial configuration (some of
     /// issuer, audience, JWKS URL) is no configuration: JWTs are then always unauthorized.
+    #[inline(never)]
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
         let (Some(issuer), Some(audience), Some(jwks_url)) =
             (var("JWT_ISSUER"), var("JWT_AUDIENCE"), var("JWT_JWKS_URL"))

@@ -106,6 +106,7 @@ impl Limits {
 
     /// Defaults overridden by `[vars]` such as `JOIN_PER_MINUTE` or `READ_BURST`. A var that is
     /// set but out of range is a configuration error, named in the message.
+    #[inline(never)]
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut limits = Self::default();
         for class in Class::ALL {
@@ -222,6 +223,7 @@ impl ClassLimit {
 
 /// The org limit's defaults (contract section 6): 100 per minute, burst 100, or `[vars]`
 /// `ORG_PER_MINUTE` and `ORG_BURST`.
+#[inline(never)]
 pub fn org_limit_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<ClassLimit, String> {
     let mut limit = ClassLimit::new(100, 100);
     // The operator's default may exceed what a per-org override may ask (load tests, one

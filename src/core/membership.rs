@@ -184,6 +184,7 @@ impl Default for Schedule {
 
 impl Schedule {
     /// A comma-separated, strictly increasing list of 1 to 20 whole seconds, each 1 to 30 days.
+    #[inline(never)]
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || {
             format!("MEMBERSHIP_CHECKS_S: {text:?} is not increasing seconds, like \"{DEFAULT_CHECKS}\"")

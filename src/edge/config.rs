@@ -33,59 +33,83 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-fn number<T: std::str::FromStr>(
-    env: &Env,
-    name: &str,
-    default: T,
-    valid: impl Fn(&T) -> bool,
-) -> Result<T, ApiError> {
+/// A whole-number var from `min` to `max` (`default` when unset). One copy serves every
+/// integer var: each caller's range fits its type, so the narrowing casts are exact.
+#[inline(never)]
+fn integer(env: &Env, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
     match var(env, name) {
         None => Ok(default),
         Some(text) => text
             .trim()
-            .parse::<T>()
+            .parse::<u64>()
             .ok()
-            .filter(valid)
+            .filter(|n| (min..=max).contains(n))
             .ok_or_else(|| misconfigured(name)),
     }
 }
 
+/// The one place a configuration log line is built: `{"level":"error","msg":…}` with the
+/// var's name and the reason (a JSON string) when there are.
+#[cold]
+#[inline(never)]
+fn log_invalid(msg: &str, name: Option<&str>, detail: Option<String>) {
+    let line = invalid_line(msg, name, detail);
+    worker::console_error!("{line}");
+}
+
+fn invalid_line(msg: &str, name: Option<&str>, detail: Option<String>) -> String {
+    let mut line = format!("{{\"level\":\"error\",\"msg\":\"{msg}\"");
+    if let Some(name) = name {
+        line.push_str(",\"var\":\"");
+        line.push_str(name);
+        line.push('"');
+    }
+    if let Some(detail) = detail {
+        line.push_str(",\"detail\":");
+        line.push_str(&serde_json::Value::from(detail).to_string());
+    }
+    line.push('}');
+    line
+}
+
+const INVALID: &str = "invalid configuration";
+
+#[cold]
+#[inline(never)]
 fn misconfigured(name: &str) -> ApiError {
-    worker::console_error!(
-        "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"var\":\"{name}\"}}"
-    );
+    log_invalid(INVALID, Some(name), None);
     ApiError::internal()
 }
 
 fn backend_timeout_ms(env: &Env) -> Result<u64, ApiError> {
-    number(
+    integer(
         env,
         "BACKEND_TIMEOUT_MS",
         DEFAULT_BACKEND_TIMEOUT_MS,
-        |ms| (1..=600_000).contains(ms),
+        1,
+        600_000,
     )
 }
 
 pub fn queue_max(env: &Env) -> Result<usize, ApiError> {
-    number(env, "QUEUE_MAX", DEFAULT_QUEUE_MAX, |n| {
-        (1..=1000).contains(n)
-    })
+    integer(env, "QUEUE_MAX", DEFAULT_QUEUE_MAX as u64, 1, 1000).map(|n| n as usize)
 }
 
 /// A configuration error whose message names the var and what it must be.
+#[cold]
+#[inline(never)]
 fn misconfigured_because(message: String) -> ApiError {
-    worker::console_error!(
-        "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
-        serde_json::Value::from(message)
-    );
+    log_invalid(INVALID, None, Some(message));
     ApiError::internal()
 }
 
+#[inline(never)]
 fn default_limits(env: &Env) -> Result<Limits, ApiError> {
     Limits::from_vars(|name| var(env, name)).map_err(misconfigured_because)
 }
 
 /// Section 13's `[vars]`; `DEFAULT_TIMEZONE` must be a zone the runtime's `Intl` knows.
+#[inline(never)]
 fn protection(env: &Env) -> Result<ProtectionConfig, ApiError> {
     let config =
         ProtectionConfig::from_vars(|name| var(env, name)).map_err(misconfigured_because)?;
@@ -100,6 +124,7 @@ fn protection(env: &Env) -> Result<ProtectionConfig, ApiError> {
 /// `SESSION_BACKEND_URL`, checked like a session's `backend.url`; `None` (and one log line
 /// saying why, never the value: it may carry a password) when it is missing or fails. Only
 /// the sessions of the default backend suffer (`backend_url_invalid`).
+#[inline(never)]
 fn backend_url(env: &Env) -> Option<String> {
     let checked = var(env, "SESSION_BACKEND_URL")
         .ok_or_else(|| "SESSION_BACKEND_URL: is not set".to_string())
@@ -108,14 +133,16 @@ fn backend_url(env: &Env) -> Option<String> {
         });
     checked
         .map_err(|why| {
-            worker::console_error!(
-                "{{\"level\":\"error\",\"msg\":\"invalid configuration; sessions of the default backend answer backend_url_invalid\",\"var\":\"SESSION_BACKEND_URL\",\"detail\":{}}}",
-                serde_json::Value::from(why)
+            log_invalid(
+                "invalid configuration; sessions of the default backend answer backend_url_invalid",
+                Some("SESSION_BACKEND_URL"),
+                Some(why),
             );
         })
         .ok()
 }
 
+#[inline(never)]
 fn credentials_key(env: &Env) -> Result<Option<String>, ApiError> {
     match var(env, "CREDENTIALS_KEY") {
         None => Ok(None),
@@ -128,24 +155,16 @@ fn credentials_key(env: &Env) -> Result<Option<String>, ApiError> {
 
 /// Login tokens: `None` when not set up, or when `JWT_JWKS_URL` is not `https://` (nor
 /// `http://` to a loopback host); that is logged, and API keys work on.
+#[inline(never)]
 fn jwt_config(env: &Env) -> Result<Option<JwtConfig>, ApiError> {
-    let config = JwtConfig::from_vars(|name| var(env, name)).map_err(|message| {
-        worker::console_error!(
-            "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
-            serde_json::Value::from(message)
-        );
-        ApiError::internal()
-    })?;
+    let config = JwtConfig::from_vars(|name| var(env, name)).map_err(misconfigured_because)?;
     let Some(config) = config else {
         return Ok(None);
     };
     match check_jwks_url(&config.jwks_url) {
         Ok(jwks_url) => Ok(Some(JwtConfig { jwks_url, ..config })),
         Err(why) => {
-            worker::console_error!(
-                "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"var\":\"JWT_JWKS_URL\",\"detail\":{}}}",
-                serde_json::Value::from(why)
-            );
+            log_invalid(INVALID, Some("JWT_JWKS_URL"), Some(why));
             Ok(None)
         }
     }
@@ -200,27 +219,22 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
         backend_token: var(env, "SESSION_BACKEND_TOKEN"),
         backend_timeout_ms: backend_timeout_ms(env)?,
         credentials_key: credentials_key(env)?,
-        org_limit: crate::core::limits::org_limit_from_vars(|name| var(env, name)).map_err(
-            |message| {
-                worker::console_error!(
-                    "{{\"level\":\"error\",\"msg\":\"invalid configuration\",\"detail\":{}}}",
-                    serde_json::Value::from(message)
-                );
-                ApiError::internal()
-            },
-        )?,
-        webhook_retry_base_s: number(
+        org_limit: crate::core::limits::org_limit_from_vars(|name| var(env, name))
+            .map_err(misconfigured_because)?,
+        webhook_retry_base_s: integer(
             env,
             "WEBHOOK_RETRY_BASE_S",
             crate::core::webhooks::DEFAULT_RETRY_BASE_S,
             // The 7th attempt waits 3125 x base: a queue delay may be at most 12 hours.
-            |s| (1..=13).contains(s),
+            1,
+            13,
         )?,
-        webhook_stale_s: number(
+        webhook_stale_s: integer(
             env,
             "WEBHOOK_STALE_S",
             crate::core::webhooks::DEFAULT_STALE_S,
-            |s| (1..=86_400).contains(s),
+            1,
+            86_400,
         )?,
         job_interval_s: intervals.default_s,
         job_min_interval_s: intervals.min_s,
@@ -230,13 +244,36 @@ pub fn settings(env: &Env) -> Result<Rc<Settings>, ApiError> {
             None => Schedule::default(),
             Some(text) => Schedule::parse(&text).map_err(misconfigured_because)?,
         },
-        pending_ttl_s: number(env, "PENDING_TTL_S", DEFAULT_TTL_S, |s| {
-            (1..=365 * 86_400).contains(s)
-        })?,
-        events_per_minute: number(env, "EVENTS_PER_MINUTE", DEFAULT_EVENTS_PER_MINUTE, |n| {
-            (1..=60_000).contains(n)
-        })?,
+        pending_ttl_s: integer(env, "PENDING_TTL_S", DEFAULT_TTL_S, 1, 365 * 86_400)?,
+        events_per_minute: integer(
+            env,
+            "EVENTS_PER_MINUTE",
+            u64::from(DEFAULT_EVENTS_PER_MINUTE),
+            1,
+            60_000,
+        )? as u32,
     });
     SETTINGS.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&settings)));
     Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_keep_their_shape() {
+        assert_eq!(
+            invalid_line(INVALID, Some("QUEUE_MAX"), None),
+            r#"{"level":"error","msg":"invalid configuration","var":"QUEUE_MAX"}"#
+        );
+        assert_eq!(
+            invalid_line(INVALID, None, Some("ORG_BURST must be \"x\"".into())),
+            r#"{"level":"error","msg":"invalid configuration","detail":"ORG_BURST must be \"x\""}"#
+        );
+        assert_eq!(
+            invalid_line(INVALID, Some("JWT_JWKS_URL"), Some("not https".into())),
+            r#"{"level":"error","msg":"invalid configuration","var":"JWT_JWKS_URL","detail":"not https"}"#
+        );
+    }
 }

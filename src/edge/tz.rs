@@ -69,6 +69,7 @@ fn parts_of(zone: &str) -> Option<Function> {
 }
 
 /// Whether the runtime's `Intl` knows `zone` (an IANA name such as `Europe/Berlin`).
+#[inline(never)]
 pub fn is_known(zone: &str) -> bool {
     parts_of(zone).is_some()
 }

@@ -478,14 +478,21 @@ fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
         .flatten()
 }
 
+/// Why a var is refused: one copy of the message's format for every var.
+#[cold]
+#[inline(never)]
+fn wrong(name: &str, expected: &str) -> String {
+    format!("{name} must be {expected}")
+}
+
 impl ProtectionConfig {
     /// The contract's defaults overridden by `[vars]`; a var that is set but wrong is a
     /// configuration error, named in the message. `DEFAULT_TIMEZONE` is checked for its
     /// shape here; whether the runtime knows it is the edge's to ask.
+    #[inline(never)]
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut config = Self::default();
         let read = |name: &str| var(name).map(|text| text.trim().to_string());
-        let wrong = |name: &str, expected: &str| format!("{name} must be {expected}");
         if let Some(text) = read("PROTECTION_TIERS") {
             config.tiers = parse_tiers(&text).map_err(|why| format!("PROTECTION_TIERS {why}"))?;
         }
@@ -572,6 +579,7 @@ pub struct JobIntervals {
 impl JobIntervals {
     /// `JOB_MIN_INTERVAL_S` 1–86400 (default 60); `JOB_INTERVAL_S` from that minimum to
     /// 86400 (default 180: a default below the minimum is a configuration error too).
+    #[inline(never)]
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         use crate::core::jobs::{DEFAULT_INTERVAL_S, DEFAULT_MIN_INTERVAL_S, MAX_INTERVAL_S};
         let min_s = match var("JOB_MIN_INTERVAL_S") {
