@@ -351,6 +351,7 @@ describe("admin API", () => {
         limits: DEFAULT_LIMITS,
         backend: null,
         protection: {},
+        events: false,
       });
       // GET answers the record as the last PUT left it.
       const get = await app.admin("GET", "/v1/admin/sessions/put-edges");
