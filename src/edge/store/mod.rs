@@ -4,7 +4,6 @@
 //! Every statement is synchronous; the object calls these with no await in between when
 //! they must share one storage commit.
 
-use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
 use crate::core::breaker::Breaker;
@@ -180,22 +179,6 @@ macro_rules! col {
     ($list:expr, $name:literal) => {
         const { $crate::edge::store::col($list, $name) }
     };
-}
-
-/// One column of one row, named `v` in the query (`SELECT x AS v …`): one deserializer
-/// for every single-value read, instead of a struct each (the wasm is a size budget).
-#[derive(Deserialize)]
-struct One<T> {
-    v: T,
-}
-
-fn column<T: serde::de::DeserializeOwned>(
-    sql: &SqlStorage,
-    query: &str,
-    bindings: Vec<SqlStorageValue>,
-) -> worker::Result<Vec<T>> {
-    let rows: Vec<One<T>> = sql.exec(query, Some(bindings))?.to_array()?;
-    Ok(rows.into_iter().map(|r| r.v).collect())
 }
 
 /// A stored count or number of items, as the core's width.
