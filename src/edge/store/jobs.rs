@@ -1,182 +1,158 @@
 //! The session object's join jobs in SQL: a job row keeps its counts, so every query is
 //! bounded by the job it is about (or by the unfinished jobs), never by the history.
 
-use serde::Deserialize;
-
 use super::{
-    column, count, int, optional_int, optional_text, text, Store, ITEM_COLUMNS, JOB_COLUMNS,
+    count, int, ints, optional_int, optional_text, rows, text, texts, Row, Store, ITEM_COLUMNS,
+    JOB_COLUMNS,
 };
 use crate::core::backend::Op;
 use crate::core::jobs::{
     Counts, Item, ItemStatus, Job, JobStatus, MAX_FINISHED_JOBS, RETENTION_MS as JOB_RETENTION_MS,
 };
 
-#[derive(Deserialize)]
-struct JobRow {
-    job_id: String,
-    org: String,
-    label: Option<String>,
-    interval_s: i64,
-    status: String,
-    pause_reason: Option<String>,
-    cancel_reason: Option<String>,
-    checks: i64,
-    bad_streak: i64,
-    created_ms: i64,
-    updated_ms: i64,
-    finished_ms: Option<i64>,
-    total: i64,
-    pending: i64,
-    joined: i64,
-    pending_approval: i64,
-    already_member: i64,
-    failed: i64,
-    cancelled: i64,
-}
-
-impl JobRow {
-    fn into_job(self) -> Option<Job> {
-        Some(Job {
-            status: JobStatus::parse(&self.status)?,
-            id: self.job_id,
-            org: self.org,
-            label: self.label,
-            interval_s: u32::try_from(self.interval_s).unwrap_or(u32::MAX),
-            pause_reason: self.pause_reason,
-            cancel_reason: self.cancel_reason,
-            checks: count(self.checks),
-            bad_streak: count(self.bad_streak),
-            created_ms: self.created_ms,
-            updated_ms: self.updated_ms,
-            finished_ms: self.finished_ms,
-            counts: Counts {
-                total: count(self.total),
-                pending: count(self.pending),
-                joined: count(self.joined),
-                pending_approval: count(self.pending_approval),
-                already_member: count(self.already_member),
-                failed: count(self.failed),
-                cancelled: count(self.cancelled),
-            },
-            items: Vec::new(),
-        })
+/// A job read by `JOB_COLUMNS`, without its items (`None`: a status this build does not know).
+fn job_from(mut row: Row) -> Option<Job> {
+    macro_rules! at {
+        ($name:literal) => {
+            col!(JOB_COLUMNS, $name)
+        };
     }
+    let n = |row: &Row, at| count(row.int(at));
+    Some(Job {
+        status: JobStatus::parse(&row.text(at!("status")))?,
+        id: row.text(at!("job_id")),
+        org: row.text(at!("org")),
+        label: row.opt_text(at!("label")),
+        interval_s: u32::try_from(row.int(at!("interval_s"))).unwrap_or(u32::MAX),
+        pause_reason: row.opt_text(at!("pause_reason")),
+        cancel_reason: row.opt_text(at!("cancel_reason")),
+        checks: n(&row, at!("checks")),
+        bad_streak: n(&row, at!("bad_streak")),
+        created_ms: row.int(at!("created_ms")),
+        updated_ms: row.int(at!("updated_ms")),
+        finished_ms: row.opt_int(at!("finished_ms")),
+        counts: Counts {
+            total: n(&row, at!("total")),
+            pending: n(&row, at!("pending")),
+            joined: n(&row, at!("joined")),
+            pending_approval: n(&row, at!("pending_approval")),
+            already_member: n(&row, at!("already_member")),
+            failed: n(&row, at!("failed")),
+            cancelled: n(&row, at!("cancelled")),
+        },
+        items: Vec::new(),
+    })
 }
 
-#[derive(Deserialize)]
-struct ItemRow {
-    idx: i64,
-    op: String,
-    status: String,
-    group_jid: Option<String>,
-    error: Option<String>,
-    attempts: i64,
-    not_before_ms: i64,
-    finished_ms: Option<i64>,
-    approved_ms: Option<i64>,
-}
-
-impl ItemRow {
-    fn into_item(self) -> Option<Item> {
-        Some(Item {
-            index: u32::try_from(self.idx).ok()?,
-            op: serde_json::from_str::<Op>(&self.op).ok()?,
-            status: ItemStatus::parse(&self.status)?,
-            group_jid: self.group_jid,
-            error: self.error.and_then(|e| serde_json::from_str(&e).ok()),
-            attempts: count(self.attempts),
-            not_before_ms: self.not_before_ms,
-            finished_ms: self.finished_ms,
-            approved_ms: self.approved_ms,
-        })
+/// An item read by `ITEM_COLUMNS` (`None`: an op, status or index this build cannot read).
+fn item_from(mut row: Row) -> Option<Item> {
+    macro_rules! at {
+        ($name:literal) => {
+            col!(ITEM_COLUMNS, $name)
+        };
     }
+    Some(Item {
+        index: u32::try_from(row.int(at!("idx"))).ok()?,
+        op: serde_json::from_str::<Op>(&row.text(at!("op"))).ok()?,
+        status: ItemStatus::parse(&row.text(at!("status")))?,
+        group_jid: row.opt_text(at!("group_jid")),
+        error: row
+            .opt_text(at!("error"))
+            .and_then(|e| serde_json::from_str(&e).ok()),
+        attempts: count(row.int(at!("attempts"))),
+        not_before_ms: row.int(at!("not_before_ms")),
+        finished_ms: row.opt_int(at!("finished_ms")),
+        approved_ms: row.opt_int(at!("approved_ms")),
+    })
 }
 
 impl Store {
     /// The unfinished jobs, oldest first, each with its next pending item (the scheduler's
     /// book): bounded by the unfinished-job limit, whatever the history holds.
     pub fn unfinished_jobs(&self) -> worker::Result<Vec<Job>> {
-        let rows: Vec<JobRow> = self
-            .sql
-            .exec(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE finished_ms IS NULL ORDER BY rowid"),
-                None,
-            )?
-            .to_array()?;
-        let mut jobs: Vec<Job> = rows.into_iter().filter_map(JobRow::into_job).collect();
+        let mut jobs: Vec<Job> = rows(
+            &self.sql,
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE finished_ms IS NULL ORDER BY rowid"),
+            vec![],
+        )?
+        .into_iter()
+        .filter_map(job_from)
+        .collect();
         for job in &mut jobs {
-            let rows: Vec<ItemRow> = self
-                .sql
-                .exec(
-                    &format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = ? AND status = 'pending' ORDER BY idx LIMIT 1"),
-                    vec![text(&job.id)],
-                )?
-                .to_array()?;
-            job.items = rows.into_iter().filter_map(ItemRow::into_item).collect();
+            job.items = rows(
+                &self.sql,
+                &format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = ? AND status = 'pending' ORDER BY idx LIMIT 1"),
+                vec![text(&job.id)],
+            )?
+            .into_iter()
+            .filter_map(item_from)
+            .collect();
         }
         Ok(jobs)
     }
 
     /// One job of the org, without its items; a finished one only while it is kept.
     pub fn job(&self, job_id: &str, org: &str, now_ms: i64) -> worker::Result<Option<Job>> {
-        let rows: Vec<JobRow> = self
-            .sql
-            .exec(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ? AND org = ? AND (finished_ms IS NULL OR finished_ms > ?)"),
-                vec![text(job_id), text(org), int(now_ms - JOB_RETENTION_MS)],
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next().and_then(JobRow::into_job))
+        Ok(rows(
+            &self.sql,
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ? AND org = ? AND (finished_ms IS NULL OR finished_ms > ?)"),
+            vec![text(job_id), text(org), int(now_ms - JOB_RETENTION_MS)],
+        )?
+        .into_iter()
+        .next()
+        .and_then(job_from))
     }
 
     /// Every item of a job, in order.
     pub fn items(&self, job_id: &str) -> worker::Result<Vec<Item>> {
-        let rows: Vec<ItemRow> = self
-            .sql
-            .exec(
-                &format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = ? ORDER BY idx"),
-                vec![text(job_id)],
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().filter_map(ItemRow::into_item).collect())
+        Ok(rows(
+            &self.sql,
+            &format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = ? ORDER BY idx"),
+            vec![text(job_id)],
+        )?
+        .into_iter()
+        .filter_map(item_from)
+        .collect())
     }
 
     /// One item of a job.
     pub fn item(&self, job_id: &str, index: u32) -> worker::Result<Option<Item>> {
-        let rows: Vec<ItemRow> = self
-            .sql
-            .exec(
-                &format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = ? AND idx = ?"),
-                vec![text(job_id), int(i64::from(index))],
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next().and_then(ItemRow::into_item))
+        Ok(rows(
+            &self.sql,
+            &format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = ? AND idx = ?"),
+            vec![text(job_id), int(i64::from(index))],
+        )?
+        .into_iter()
+        .next()
+        .and_then(item_from))
     }
 
     /// The org's jobs, newest first, without items: at most `limit`, the expired left out.
     pub fn list_jobs(&self, org: &str, limit: usize, now_ms: i64) -> worker::Result<Vec<Job>> {
-        let rows: Vec<JobRow> = self
-            .sql
-            .exec(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE org = ? AND (finished_ms IS NULL OR finished_ms > ?) ORDER BY rowid DESC LIMIT ?"),
-                vec![
-                    text(org),
-                    int(now_ms - JOB_RETENTION_MS),
-                    int(i64::try_from(limit).unwrap_or(50)),
-                ],
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().filter_map(JobRow::into_job).collect())
+        Ok(rows(
+            &self.sql,
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE org = ? AND (finished_ms IS NULL OR finished_ms > ?) ORDER BY rowid DESC LIMIT ?"),
+            vec![
+                text(org),
+                int(now_ms - JOB_RETENTION_MS),
+                int(i64::try_from(limit).unwrap_or(50)),
+            ],
+        )?
+        .into_iter()
+        .filter_map(job_from)
+        .collect())
     }
 
     /// How many unfinished jobs the org has on this session.
     pub fn unfinished_count(&self, org: &str) -> worker::Result<usize> {
-        let rows: Vec<i64> = column(
+        let found = ints(
             &self.sql,
-            "SELECT COUNT(*) AS v FROM jobs WHERE finished_ms IS NULL AND org = ?",
+            "SELECT COUNT(*) FROM jobs WHERE finished_ms IS NULL AND org = ?",
             vec![text(org)],
         )?;
-        Ok(rows.first().map_or(0, |n| usize::try_from(*n).unwrap_or(0)))
+        Ok(found
+            .first()
+            .map_or(0, |n| usize::try_from(*n).unwrap_or(0)))
     }
 
     pub fn save_job(&self, job: &Job) -> worker::Result<()> {
@@ -248,9 +224,9 @@ impl Store {
     /// Keeps at most `MAX_FINISHED_JOBS` finished jobs, none finished 7 days ago or more:
     /// the oldest go first, with their items. Called where a job finishes and by the alarm.
     pub fn drop_old_jobs(&self, now_ms: i64) -> worker::Result<()> {
-        let ids: Vec<String> = column(
+        let ids = texts(
             &self.sql,
-            "SELECT job_id AS v FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms <= ?
+            "SELECT job_id FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms <= ?
              UNION SELECT job_id FROM (SELECT job_id FROM jobs WHERE finished_ms IS NOT NULL
                ORDER BY finished_ms DESC, rowid DESC LIMIT -1 OFFSET ?)",
             vec![
@@ -289,15 +265,12 @@ impl Store {
 
     /// When the oldest finished job expires, if any (for the alarm).
     pub fn next_expiry_ms(&self) -> worker::Result<Option<i64>> {
-        let rows: Vec<Option<i64>> = column(
+        Ok(ints(
             &self.sql,
-            "SELECT MIN(finished_ms) AS v FROM jobs WHERE finished_ms IS NOT NULL",
+            "SELECT MIN(finished_ms) FROM jobs WHERE finished_ms IS NOT NULL",
             vec![],
-        )?;
-        Ok(rows
-            .into_iter()
-            .flatten()
-            .next()
-            .map(|at| at + JOB_RETENTION_MS))
+        )?
+        .first()
+        .map(|at| at + JOB_RETENTION_MS))
     }
 }

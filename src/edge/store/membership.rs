@@ -3,9 +3,7 @@
 //! Each table is bounded: requests by `KEPT_MAX` and 7 days once resolved, groups by
 //! `GROUPS_MAX`, ids by a handful.
 
-use serde::Deserialize;
-
-use super::{column, count, int, optional_int, optional_text, text, Store};
+use super::{count, int, ints, optional_int, optional_text, rows, text, texts, Row, Store};
 use crate::core::membership::{
     Membership, Request, RequestState, GROUPS_MAX, KEPT_MAX, LIST_MAX, RESOLVED_KEPT_MS,
 };
@@ -30,34 +28,27 @@ const REQUEST_COLUMNS: &str =
 /// The own account's ids kept at most (a phone JID, a LID, a device JID or two).
 const OWN_IDS_MAX: usize = 8;
 
-#[derive(Deserialize)]
-struct RequestRow {
-    id: i64,
-    group_jid: String,
-    requested_ms: i64,
-    state: String,
-    resolved_ms: Option<i64>,
-    job_id: Option<String>,
-    item: Option<i64>,
-    request_id: Option<String>,
-    checks: i64,
-    next_check_ms: i64,
-}
-
-impl RequestRow {
-    fn into_request(self) -> Option<Request> {
-        Some(Request {
-            id: self.id,
-            state: RequestState::parse(&self.state)?,
-            group_jid: self.group_jid,
-            requested_ms: self.requested_ms,
-            resolved_ms: self.resolved_ms,
-            job: self.job_id.map(|id| (id, self.item.map_or(0, count))),
-            request_id: self.request_id,
-            checks: count(self.checks),
-            next_check_ms: self.next_check_ms,
-        })
+/// A request read by `REQUEST_COLUMNS` (`None`: a state this build does not know).
+fn request_from(mut row: Row) -> Option<Request> {
+    macro_rules! at {
+        ($name:literal) => {
+            col!(REQUEST_COLUMNS, $name)
+        };
     }
+    let item = row.opt_int(at!("item"));
+    Some(Request {
+        id: row.int(at!("id")),
+        state: RequestState::parse(&row.text(at!("state")))?,
+        group_jid: row.text(at!("group_jid")),
+        requested_ms: row.int(at!("requested_ms")),
+        resolved_ms: row.opt_int(at!("resolved_ms")),
+        job: row
+            .opt_text(at!("job_id"))
+            .map(|id| (id, item.map_or(0, count))),
+        request_id: row.opt_text(at!("request_id")),
+        checks: count(row.int(at!("checks"))),
+        next_check_ms: row.int(at!("next_check_ms")),
+    })
 }
 
 impl Store {
@@ -66,17 +57,14 @@ impl Store {
         filter: &str,
         bindings: Vec<worker::SqlStorageValue>,
     ) -> worker::Result<Vec<Request>> {
-        let rows: Vec<RequestRow> = self
-            .sql
-            .exec(
-                &format!("SELECT {REQUEST_COLUMNS} FROM requests {filter}"),
-                Some(bindings),
-            )?
-            .to_array()?;
-        Ok(rows
-            .into_iter()
-            .filter_map(RequestRow::into_request)
-            .collect())
+        Ok(rows(
+            &self.sql,
+            &format!("SELECT {REQUEST_COLUMNS} FROM requests {filter}"),
+            bindings,
+        )?
+        .into_iter()
+        .filter_map(request_from)
+        .collect())
     }
 
     /// Keeps a new pending request; drops what is past its bounds first.
@@ -126,14 +114,13 @@ impl Store {
 
     /// When the next check (or expiry, which a check's time never passes) is due.
     pub fn next_check_ms(&self) -> worker::Result<Option<i64>> {
-        Ok(column::<Option<i64>>(
+        Ok(ints(
             &self.sql,
-            "SELECT MIN(next_check_ms) AS v FROM requests WHERE state = 'pending'",
+            "SELECT MIN(next_check_ms) FROM requests WHERE state = 'pending'",
             vec![],
         )?
-        .into_iter()
-        .flatten()
-        .next())
+        .first()
+        .copied())
     }
 
     /// The list of `GET …/pending-joins`: newest first, resolved ones of the last 7 days.
@@ -151,9 +138,9 @@ impl Store {
         state: RequestState,
         now_ms: i64,
     ) -> worker::Result<bool> {
-        let changed: Vec<i64> = column(
+        let changed = ints(
             &self.sql,
-            "UPDATE requests SET state = ?, resolved_ms = ? WHERE id = ? AND state = 'pending' RETURNING id AS v",
+            "UPDATE requests SET state = ?, resolved_ms = ? WHERE id = ? AND state = 'pending' RETURNING id",
             vec![text(state.as_str()), int(now_ms), int(id)],
         )?;
         Ok(!changed.is_empty())
@@ -173,9 +160,9 @@ impl Store {
     }
 
     pub fn membership(&self, group_jid: &str) -> worker::Result<Option<Membership>> {
-        Ok(column::<String>(
+        Ok(texts(
             &self.sql,
-            "SELECT state AS v FROM groups WHERE group_jid = ?",
+            "SELECT state FROM groups WHERE group_jid = ?",
             vec![text(group_jid)],
         )?
         .first()
@@ -202,9 +189,9 @@ impl Store {
     /// A job item approved: `pending_approval` becomes `joined` with `approved_ms`, and its
     /// job's counts follow; nothing when the item is gone or no longer pending approval.
     pub fn approve_item(&self, job_id: &str, index: u32, now_ms: i64) -> worker::Result<bool> {
-        let changed: Vec<i64> = column(
+        let changed = ints(
             &self.sql,
-            "UPDATE job_items SET status = 'joined', approved_ms = ? WHERE job_id = ? AND idx = ? AND status = 'pending_approval' RETURNING idx AS v",
+            "UPDATE job_items SET status = 'joined', approved_ms = ? WHERE job_id = ? AND idx = ? AND status = 'pending_approval' RETURNING idx",
             vec![int(now_ms), text(job_id), int(i64::from(index))],
         )?;
         if !changed.is_empty() {
@@ -217,7 +204,7 @@ impl Store {
     }
 
     pub fn own_ids(&self) -> worker::Result<Vec<String>> {
-        column(&self.sql, "SELECT id AS v FROM own_ids", vec![])
+        texts(&self.sql, "SELECT id FROM own_ids", vec![])
     }
 
     /// Remembers ids of the own account (the newest few).

@@ -4,7 +4,6 @@
 //! Every statement is synchronous; the object calls these with no await in between when
 //! they must share one storage commit.
 
-use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
 use crate::core::breaker::Breaker;
@@ -74,20 +73,112 @@ const JOB_COLUMNS: &str = "job_id, org, label, interval_s, status, pause_reason,
 const ITEM_COLUMNS: &str =
     "job_id, idx, op, status, group_jid, error, attempts, not_before_ms, finished_ms, approved_ms";
 
-/// One column of one row, named `v` in the query (`SELECT x AS v …`): one deserializer
-/// for every single-value read, instead of a struct each (the wasm is a size budget).
-#[derive(Deserialize)]
-struct One<T> {
-    v: T,
+/// One row of a query, its values in the order of the `SELECT` list. Rows are read raw
+/// (`SqlCursor::raw`), not through serde: one reader for every query instead of a
+/// deserializer per row type (the wasm is a size budget).
+///
+/// A value of the wrong type reads as NULL: `opt_*` gives `None`, `int` 0 and `text` an
+/// empty string (serde failed the whole read instead; the schema's column types rule this
+/// out for what the store wrote). An integer is an `Integer`, or a `Float` with no
+/// fraction: a JS number past 2^53 arrives as a `Float`.
+struct Row(Vec<SqlStorageValue>);
+
+impl Row {
+    fn opt_int(&self, at: usize) -> Option<i64> {
+        match self.0.get(at) {
+            Some(SqlStorageValue::Integer(n)) => Some(*n),
+            // `as` saturates at the i64 bounds; a NaN or an infinity has no zero fraction.
+            Some(SqlStorageValue::Float(f)) if f.fract() == 0.0 => Some(*f as i64),
+            _ => None,
+        }
+    }
+
+    fn int(&self, at: usize) -> i64 {
+        self.opt_int(at).unwrap_or(0)
+    }
+
+    /// Takes the text out of the row (a second take of the same column is `None`).
+    fn opt_text(&mut self, at: usize) -> Option<String> {
+        match self.0.get_mut(at) {
+            Some(SqlStorageValue::String(s)) => Some(std::mem::take(s)),
+            _ => None,
+        }
+    }
+
+    fn text(&mut self, at: usize) -> String {
+        self.opt_text(at).unwrap_or_default()
+    }
 }
 
-fn column<T: serde::de::DeserializeOwned>(
+/// Every row of a query; a storage error (the query's, or one met while reading) is `Err`.
+fn rows(sql: &SqlStorage, query: &str, bindings: Vec<SqlStorageValue>) -> worker::Result<Vec<Row>> {
+    sql.exec(query, Some(bindings))?
+        .raw()
+        .map(|row| row.map(Row))
+        .collect()
+}
+
+/// The integers of a query's first column, in row order; a NULL (or a value of another
+/// type) is left out, so `SELECT MIN(…)` over no rows gives none.
+fn ints(sql: &SqlStorage, query: &str, bindings: Vec<SqlStorageValue>) -> worker::Result<Vec<i64>> {
+    Ok(rows(sql, query, bindings)?
+        .iter()
+        .filter_map(|row| row.opt_int(0))
+        .collect())
+}
+
+/// The texts of a query's first column, in row order; a NULL (or a value of another type)
+/// is left out.
+fn texts(
     sql: &SqlStorage,
     query: &str,
     bindings: Vec<SqlStorageValue>,
-) -> worker::Result<Vec<T>> {
-    let rows: Vec<One<T>> = sql.exec(query, Some(bindings))?.to_array()?;
-    Ok(rows.into_iter().map(|r| r.v).collect())
+) -> worker::Result<Vec<String>> {
+    Ok(rows(sql, query, bindings)?
+        .iter_mut()
+        .filter_map(|row| row.opt_text(0))
+        .collect())
+}
+
+/// The position of column `name` in a comma-separated `SELECT` list such as
+/// `JOB_COLUMNS`. Used through `col!`, it runs at compile time: a reader names its
+/// columns, so it cannot drift from the list's order, and a name not in the list fails
+/// the build.
+const fn col(list: &str, name: &str) -> usize {
+    let (list, name) = (list.as_bytes(), name.as_bytes());
+    let (mut index, mut start) = (0, 0);
+    while start < list.len() {
+        while start < list.len() && list[start].is_ascii_whitespace() {
+            start += 1;
+        }
+        let mut end = start;
+        while end < list.len() && list[end] != b',' {
+            end += 1;
+        }
+        let mut stop = end;
+        while stop > start && list[stop - 1].is_ascii_whitespace() {
+            stop -= 1;
+        }
+        if stop - start == name.len() {
+            let mut i = 0;
+            while i < name.len() && list[start + i] == name[i] {
+                i += 1;
+            }
+            if i == name.len() {
+                return index;
+            }
+        }
+        index += 1;
+        start = end + 1;
+    }
+    panic!("column not in the list");
+}
+
+/// `col!(LIST, "name")`: the position of a column in a `SELECT` list, a constant.
+macro_rules! col {
+    ($list:expr, $name:literal) => {
+        const { $crate::edge::store::col($list, $name) }
+    };
 }
 
 /// A stored count or number of items, as the core's width.
@@ -109,41 +200,6 @@ fn optional_int(value: Option<i64>) -> SqlStorageValue {
 
 fn optional_text(value: Option<&str>) -> SqlStorageValue {
     value.map_or(SqlStorageValue::Null, text)
-}
-
-#[derive(Deserialize)]
-struct BucketRow {
-    class: String,
-    level: i64,
-    updated_ms: i64,
-}
-
-#[derive(Deserialize)]
-struct BreakerRow {
-    failures: i64,
-    opened_at_ms: Option<i64>,
-    probe_since_ms: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct CooldownRow {
-    until_ms: i64,
-    reason: String,
-}
-
-#[derive(Deserialize)]
-struct OutcomeRow {
-    fingerprint: String,
-    status: i64,
-    body: String,
-    retry_after_s: Option<i64>,
-    created_ms: i64,
-}
-
-#[derive(Deserialize)]
-struct MetaRow {
-    session: String,
-    next_item_ms: i64,
 }
 
 /// The values of `a` not matched one for one in `b` (both ascending).
@@ -214,7 +270,7 @@ impl Store {
     /// The org that owns the session, as the last admin PUT (or first call) said.
     pub fn owner(&self) -> worker::Result<Option<String>> {
         Ok(
-            column(&self.sql, "SELECT org AS v FROM owner WHERE id = 1", vec![])?
+            texts(&self.sql, "SELECT org FROM owner WHERE id = 1", vec![])?
                 .into_iter()
                 .next(),
         )
@@ -236,39 +292,41 @@ impl Store {
 
     pub fn load_state(&self) -> worker::Result<SessionState> {
         let mut state = SessionState::default();
-        let rows: Vec<BucketRow> = self
-            .sql
-            .exec("SELECT class, level, updated_ms FROM buckets", None)?
-            .to_array()?;
-        for row in rows {
-            if let Some(class) = Class::ALL.into_iter().find(|c| c.as_str() == row.class) {
+        for mut row in rows(
+            &self.sql,
+            "SELECT class, level, updated_ms FROM buckets",
+            vec![],
+        )? {
+            let name = row.text(0);
+            if let Some(class) = Class::ALL.into_iter().find(|c| c.as_str() == name) {
                 state.buckets[slot(class)] = Some(Bucket {
-                    level: u64::try_from(row.level).unwrap_or(0),
-                    updated_ms: row.updated_ms,
+                    level: u64::try_from(row.int(1)).unwrap_or(0),
+                    updated_ms: row.int(2),
                 });
             }
         }
-        let rows: Vec<BreakerRow> = self
-            .sql
-            .exec(
-                "SELECT failures, opened_at_ms, probe_since_ms FROM breaker WHERE id = 1",
-                None,
-            )?
-            .to_array()?;
-        if let Some(row) = rows.first() {
+        if let Some(row) = rows(
+            &self.sql,
+            "SELECT failures, opened_at_ms, probe_since_ms FROM breaker WHERE id = 1",
+            vec![],
+        )?
+        .first()
+        {
             state.breaker = Breaker {
-                failures: u32::try_from(row.failures).unwrap_or(u32::MAX),
-                opened_at_ms: row.opened_at_ms,
-                probe_since_ms: row.probe_since_ms,
+                failures: u32::try_from(row.int(0)).unwrap_or(u32::MAX),
+                opened_at_ms: row.opt_int(1),
+                probe_since_ms: row.opt_int(2),
             };
         }
-        let rows: Vec<CooldownRow> = self
-            .sql
-            .exec("SELECT until_ms, reason FROM cooldown WHERE id = 1", None)?
-            .to_array()?;
-        state.cooldown = rows.first().and_then(|row| {
-            CooldownReason::parse(&row.reason).map(|reason| Cooldown {
-                until_ms: row.until_ms,
+        state.cooldown = rows(
+            &self.sql,
+            "SELECT until_ms, reason FROM cooldown WHERE id = 1",
+            vec![],
+        )?
+        .first_mut()
+        .and_then(|row| {
+            CooldownReason::parse(&row.text(1)).map(|reason| Cooldown {
+                until_ms: row.int(0),
                 reason,
                 strike: None,
             })
@@ -312,19 +370,17 @@ impl Store {
     }
 
     pub fn load_outcome(&self, scope: &str) -> worker::Result<Option<StoredOutcome>> {
-        let rows: Vec<OutcomeRow> = self
-            .sql
-            .exec(
-                "SELECT fingerprint, status, body, retry_after_s, created_ms FROM idempotency WHERE scope = ?",
-                vec![text(scope)],
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|row| StoredOutcome {
-            fingerprint: row.fingerprint,
-            status: u16::try_from(row.status).unwrap_or(500),
-            body: row.body,
-            retry_after_s: row.retry_after_s.and_then(|s| u64::try_from(s).ok()),
-            created_ms: row.created_ms,
+        let found = rows(
+            &self.sql,
+            "SELECT fingerprint, status, body, retry_after_s, created_ms FROM idempotency WHERE scope = ?",
+            vec![text(scope)],
+        )?;
+        Ok(found.into_iter().next().map(|mut row| StoredOutcome {
+            fingerprint: row.text(0),
+            status: u16::try_from(row.int(1)).unwrap_or(500),
+            body: row.text(2),
+            retry_after_s: row.opt_int(3).and_then(|s| u64::try_from(s).ok()),
+            created_ms: row.int(4),
         }))
     }
 
@@ -355,11 +411,12 @@ impl Store {
 
     /// The session id (the object learns it from its first job) and the pace.
     pub fn meta(&self) -> worker::Result<Option<(String, i64)>> {
-        let rows: Vec<MetaRow> = self
-            .sql
-            .exec("SELECT session, next_item_ms FROM meta WHERE id = 1", None)?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| (r.session, r.next_item_ms)))
+        let found = rows(
+            &self.sql,
+            "SELECT session, next_item_ms FROM meta WHERE id = 1",
+            vec![],
+        )?;
+        Ok(found.into_iter().next().map(|mut r| (r.text(0), r.int(1))))
     }
 
     pub fn save_meta(&self, session: &str, next_item_ms: i64) -> worker::Result<()> {
@@ -374,15 +431,15 @@ impl Store {
     /// Section 13's ledger: counted calls and strikes (ascending), the last restriction's end.
     pub fn ledger(&self) -> worker::Result<Ledger> {
         let times = |table: &str| {
-            column::<i64>(
+            ints(
                 &self.sql,
-                &format!("SELECT at_ms AS v FROM {table} ORDER BY at_ms"),
+                &format!("SELECT at_ms FROM {table} ORDER BY at_ms"),
                 vec![],
             )
         };
-        let until: Vec<i64> = column(
+        let until = ints(
             &self.sql,
-            "SELECT until_ms AS v FROM restriction WHERE id = 1",
+            "SELECT until_ms FROM restriction WHERE id = 1",
             vec![],
         )?;
         Ok(Ledger {
@@ -428,12 +485,12 @@ impl Store {
 
     /// Items of the session's jobs left before the next break (none drawn yet: `None`).
     pub fn until_break(&self) -> worker::Result<Option<u32>> {
-        let rows: Vec<i64> = column(
+        let found = ints(
             &self.sql,
-            "SELECT until_break AS v FROM pace WHERE id = 1",
+            "SELECT until_break FROM pace WHERE id = 1",
             vec![],
         )?;
-        Ok(rows.first().map(|n| count(*n)))
+        Ok(found.first().map(|n| count(*n)))
     }
 
     pub fn save_until_break(&self, items: u32) -> worker::Result<()> {
@@ -450,3 +507,51 @@ mod jobs;
 mod membership;
 mod org;
 pub use org::{DeliveryRow, EndpointRow, OrgStore};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SqlStorageValue::{Float, Integer, Null, String as Text};
+
+    #[test]
+    fn columns_are_found_by_position() {
+        assert_eq!(col!(JOB_COLUMNS, "job_id"), 0);
+        assert_eq!(col!(JOB_COLUMNS, "org"), 1);
+        assert_eq!(col!(JOB_COLUMNS, "cancelled"), 18);
+        assert_eq!(col!(ITEM_COLUMNS, "approved_ms"), 9);
+        assert_eq!(col("a,\n  b ,c", "b"), 1);
+        assert_eq!(col("a,\n  b ,c", "c"), 2);
+        // A name is matched whole, not by its prefix.
+        assert_eq!(col("pending, pending_approval", "pending_approval"), 1);
+    }
+
+    #[test]
+    #[should_panic]
+    fn an_unknown_column_is_refused() {
+        col("a, b", "c");
+    }
+
+    #[test]
+    fn values_read_by_type() {
+        let mut row = Row(vec![
+            Integer(7),
+            Float(9_007_199_254_740_994.0),
+            Float(1.5),
+            Null,
+            Text("x".into()),
+        ]);
+        assert_eq!(row.int(0), 7);
+        assert_eq!(row.opt_int(1), Some(9_007_199_254_740_994));
+        // Another type reads as NULL.
+        assert_eq!(row.opt_int(2), None);
+        assert_eq!(row.int(2), 0);
+        assert_eq!(row.opt_int(3), None);
+        assert_eq!(row.opt_int(4), None);
+        assert_eq!(row.opt_text(0), None);
+        assert_eq!(row.opt_text(3), None);
+        assert_eq!(row.text(3), "");
+        // Past the row's end: NULL.
+        assert_eq!(row.opt_int(9), None);
+        assert_eq!(row.text(4), "x");
+    }
+}

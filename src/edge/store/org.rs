@@ -1,9 +1,8 @@
 //! The org object's SQL: its webhook endpoint, delivery log, and the org-wide limit.
 
-use serde::Deserialize;
 use worker::SqlStorage;
 
-use super::{int, optional_int, optional_text, text};
+use super::{int, ints, optional_int, optional_text, rows, text, texts, Row};
 use crate::core::limits::ClassOverride;
 use crate::core::ratelimit::Bucket;
 use crate::core::webhooks::Outstanding;
@@ -36,7 +35,7 @@ DROP TABLE deliveries;
 const DELIVERY_COLUMNS: &str = "delivery_id, event_type, body, state, attempts, round_start, last_status, last_error, created_ms, updated_ms, claimed, deadline_ms";
 
 /// An org's webhook endpoint, the secret in the clear (it lives only in the org's object).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EndpointRow {
     pub url: String,
     /// JSON list of event types.
@@ -46,7 +45,7 @@ pub struct EndpointRow {
 
 /// One event's delivery. Each attempt goes to the endpoint in force when it is made, so
 /// the row keeps neither URL nor secret.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryRow {
     pub delivery_id: String,
     pub event_type: String,
@@ -65,6 +64,29 @@ pub struct DeliveryRow {
 }
 
 impl DeliveryRow {
+    /// A delivery read by `DELIVERY_COLUMNS`.
+    fn from_row(mut row: Row) -> Self {
+        macro_rules! at {
+            ($name:literal) => {
+                col!(DELIVERY_COLUMNS, $name)
+            };
+        }
+        Self {
+            delivery_id: row.text(at!("delivery_id")),
+            event_type: row.text(at!("event_type")),
+            body: row.text(at!("body")),
+            state: row.text(at!("state")),
+            attempts: row.int(at!("attempts")),
+            round_start: row.int(at!("round_start")),
+            last_status: row.opt_int(at!("last_status")),
+            last_error: row.opt_text(at!("last_error")),
+            created_ms: row.int(at!("created_ms")),
+            updated_ms: row.int(at!("updated_ms")),
+            claimed: row.int(at!("claimed")),
+            deadline_ms: row.opt_int(at!("deadline_ms")),
+        }
+    }
+
     /// The outstanding attempt of a pending delivery (`None` when it is settled).
     pub fn outstanding(&self) -> Option<Outstanding> {
         (self.state == "pending").then(|| Outstanding {
@@ -103,34 +125,27 @@ impl OrgStore {
 
     pub fn ensure_schema(&self) -> worker::Result<()> {
         self.sql.exec(ORG_SCHEMA, None)?;
-        #[derive(Deserialize)]
-        struct Row {
-            n: i64,
-        }
-        let old: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'",
-                None,
-            )?
-            .to_array()?;
-        if old.first().is_some_and(|r| r.n > 0) {
+        let old = ints(
+            &self.sql,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'",
+            vec![],
+        )?;
+        if old.first().is_some_and(|n| *n > 0) {
             self.sql.exec(MIGRATE_DELIVERIES, None)?;
         }
         Ok(())
     }
 
     pub fn endpoint(&self) -> worker::Result<Option<EndpointRow>> {
-        let rows: Vec<EndpointRow> = self
-            .sql
-            .exec(
-                "SELECT url, events, secret FROM endpoint WHERE id = 1",
-                None,
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|row| EndpointRow {
-            events: crate::core::webhooks::stored_events(&row.events),
-            ..row
+        let found = rows(
+            &self.sql,
+            "SELECT url, events, secret FROM endpoint WHERE id = 1",
+            vec![],
+        )?;
+        Ok(found.into_iter().next().map(|mut row| EndpointRow {
+            url: row.text(0),
+            events: crate::core::webhooks::stored_events(&row.text(1)),
+            secret: row.text(2),
         }))
     }
 
@@ -151,15 +166,11 @@ impl OrgStore {
 
     /// The org's name, kept for the alarm (which is not told whose object it runs in).
     pub fn org_name(&self) -> worker::Result<Option<String>> {
-        #[derive(Deserialize)]
-        struct Row {
-            org: String,
-        }
-        let rows: Vec<Row> = self
-            .sql
-            .exec("SELECT org FROM org_name WHERE id = 1", None)?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| r.org))
+        Ok(
+            texts(&self.sql, "SELECT org FROM org_name WHERE id = 1", vec![])?
+                .into_iter()
+                .next(),
+        )
     }
 
     pub fn save_org_name(&self, org: &str) -> worker::Result<()> {
@@ -172,26 +183,28 @@ impl OrgStore {
     }
 
     pub fn delivery(&self, id: &str) -> worker::Result<Option<DeliveryRow>> {
-        let rows: Vec<DeliveryRow> = self
-            .sql
-            .exec(
-                &format!("SELECT {DELIVERY_COLUMNS} FROM delivery_log WHERE delivery_id = ?"),
-                vec![text(id)],
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next())
+        Ok(rows(
+            &self.sql,
+            &format!("SELECT {DELIVERY_COLUMNS} FROM delivery_log WHERE delivery_id = ?"),
+            vec![text(id)],
+        )?
+        .into_iter()
+        .next()
+        .map(DeliveryRow::from_row))
     }
 
     /// The newest deliveries first.
     pub fn deliveries(&self, limit: usize) -> worker::Result<Vec<DeliveryRow>> {
-        self.sql
-            .exec(
-                &format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM delivery_log ORDER BY created_ms DESC, rowid DESC LIMIT ?"
-                ),
-                vec![int(i64::try_from(limit).unwrap_or(100))],
-            )?
-            .to_array()
+        Ok(rows(
+            &self.sql,
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM delivery_log ORDER BY created_ms DESC, rowid DESC LIMIT ?"
+            ),
+            vec![int(i64::try_from(limit).unwrap_or(100))],
+        )?
+        .into_iter()
+        .map(DeliveryRow::from_row)
+        .collect())
     }
 
     /// Writes a delivery as it is: a new one, or one read with no await since.
@@ -252,44 +265,37 @@ impl OrgStore {
     /// Pending deliveries whose outstanding attempt's deadline is at or before `before_ms`,
     /// the most overdue first (from the partial index on pending deadlines).
     pub fn overdue(&self, before_ms: i64, limit: usize) -> worker::Result<Vec<DeliveryRow>> {
-        self.sql
-            .exec(
-                &format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM delivery_log WHERE state = 'pending' AND deadline_ms <= ?
-                     ORDER BY deadline_ms LIMIT ?"
-                ),
-                vec![int(before_ms), int(i64::try_from(limit).unwrap_or(50))],
-            )?
-            .to_array()
+        Ok(rows(
+            &self.sql,
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM delivery_log WHERE state = 'pending' AND deadline_ms <= ?
+                 ORDER BY deadline_ms LIMIT ?"
+            ),
+            vec![int(before_ms), int(i64::try_from(limit).unwrap_or(50))],
+        )?
+        .into_iter()
+        .map(DeliveryRow::from_row)
+        .collect())
     }
 
     /// The earliest deadline of a pending delivery's outstanding attempt.
     pub fn next_deadline(&self) -> worker::Result<Option<i64>> {
-        #[derive(Deserialize)]
-        struct Row {
-            next: Option<i64>,
-        }
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT MIN(deadline_ms) AS next FROM delivery_log WHERE state = 'pending'",
-                None,
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next().and_then(|r| r.next))
+        Ok(ints(
+            &self.sql,
+            "SELECT MIN(deadline_ms) FROM delivery_log WHERE state = 'pending'",
+            vec![],
+        )?
+        .first()
+        .copied())
     }
 
     /// How many deliveries the log holds (a scan of its smallest index: once per instance).
     pub fn log_len(&self) -> worker::Result<i64> {
-        #[derive(Deserialize)]
-        struct Row {
-            n: i64,
-        }
-        let rows: Vec<Row> = self
-            .sql
-            .exec("SELECT COUNT(*) AS n FROM delivery_log", None)?
-            .to_array()?;
-        Ok(rows.into_iter().next().map_or(0, |r| r.n))
+        Ok(
+            ints(&self.sql, "SELECT COUNT(*) FROM delivery_log", vec![])?
+                .first()
+                .map_or(0, |n| *n),
+        )
     }
 
     /// Deletes the `count` oldest deliveries, read in order from the index on `created_ms`:
@@ -306,18 +312,14 @@ impl OrgStore {
 
     /// The org's own limit (an override of the default), if it has one.
     pub fn org_limit(&self) -> worker::Result<Option<ClassOverride>> {
-        #[derive(Deserialize)]
-        struct Row {
-            per_minute: Option<i64>,
-            burst: Option<i64>,
-        }
-        let rows: Vec<Row> = self
-            .sql
-            .exec("SELECT per_minute, burst FROM org_limit WHERE id = 1", None)?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| ClassOverride {
-            per_minute: r.per_minute.and_then(|n| u32::try_from(n).ok()),
-            burst: r.burst.and_then(|n| u32::try_from(n).ok()),
+        let found = rows(
+            &self.sql,
+            "SELECT per_minute, burst FROM org_limit WHERE id = 1",
+            vec![],
+        )?;
+        Ok(found.first().map(|r| ClassOverride {
+            per_minute: r.opt_int(0).and_then(|n| u32::try_from(n).ok()),
+            burst: r.opt_int(1).and_then(|n| u32::try_from(n).ok()),
             ..ClassOverride::default()
         }))
     }
@@ -339,21 +341,14 @@ impl OrgStore {
     }
 
     pub fn org_bucket(&self) -> worker::Result<Option<Bucket>> {
-        #[derive(Deserialize)]
-        struct Row {
-            level: i64,
-            updated_ms: i64,
-        }
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT level, updated_ms FROM org_bucket WHERE id = 1",
-                None,
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| Bucket {
-            level: u64::try_from(r.level).unwrap_or(0),
-            updated_ms: r.updated_ms,
+        let found = rows(
+            &self.sql,
+            "SELECT level, updated_ms FROM org_bucket WHERE id = 1",
+            vec![],
+        )?;
+        Ok(found.first().map(|r| Bucket {
+            level: u64::try_from(r.int(0)).unwrap_or(0),
+            updated_ms: r.int(1),
         }))
     }
 
