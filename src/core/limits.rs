@@ -31,23 +31,80 @@ impl Class {
 pub const PER_MINUTE_RANGE: std::ops::RangeInclusive<u32> = 1..=6000;
 pub const BURST_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 
+/// On the wire as a [`ClassOverride`] with `per_minute` and `burst` set: the same JSON
+/// (`{ per_minute, burst, per_day?, per_hour? }`), and only one type's serde code in the wasm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "ClassOverride", try_from = "ClassOverride")]
 pub struct ClassLimit {
     pub per_minute: u32,
     pub burst: u32,
     /// `join` only (section 13): the session's own per-day cap, replacing its tier's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_day: Option<u32>,
     /// `join` only (section 13): the session's own per-hour cap, replacing its tier's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_hour: Option<u32>,
 }
 
+impl From<ClassLimit> for ClassOverride {
+    fn from(limit: ClassLimit) -> Self {
+        Self {
+            per_minute: Some(limit.per_minute),
+            burst: Some(limit.burst),
+            per_day: limit.per_day,
+            per_hour: limit.per_hour,
+        }
+    }
+}
+
+impl TryFrom<ClassOverride> for ClassLimit {
+    type Error = &'static str;
+
+    fn try_from(over: ClassOverride) -> Result<Self, Self::Error> {
+        match (over.per_minute, over.burst) {
+            (Some(per_minute), Some(burst)) => Ok(Self {
+                per_minute,
+                burst,
+                per_day: over.per_day,
+                per_hour: over.per_hour,
+            }),
+            _ => Err("a class limit needs per_minute and burst"),
+        }
+    }
+}
+
+/// On the wire as [`LimitOverrides`] with every class set: the same JSON
+/// (`{ join, manage, read }`), and only one type's serde code in the wasm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "LimitOverrides", try_from = "LimitOverrides")]
 pub struct Limits {
     pub join: ClassLimit,
     pub manage: ClassLimit,
     pub read: ClassLimit,
+}
+
+impl From<Limits> for LimitOverrides {
+    fn from(limits: Limits) -> Self {
+        Self {
+            join: Some(limits.join.into()),
+            manage: Some(limits.manage.into()),
+            read: Some(limits.read.into()),
+        }
+    }
+}
+
+impl TryFrom<LimitOverrides> for Limits {
+    type Error = &'static str;
+
+    fn try_from(over: LimitOverrides) -> Result<Self, Self::Error> {
+        let class = |over: Option<ClassOverride>| {
+            over.ok_or("limits need join, manage and read")
+                .and_then(ClassLimit::try_from)
+        };
+        Ok(Self {
+            join: class(over.join)?,
+            manage: class(over.manage)?,
+            read: class(over.read)?,
+        })
+    }
 }
 
 /// What a session record may override; absent fields keep the defaults.
@@ -479,5 +536,35 @@ mod tests {
                 ..ClassOverride::default()
             }))
         );
+    }
+
+    #[test]
+    fn limits_travel_as_before() {
+        let mut limits = Limits::default();
+        limits.join.per_day = Some(7);
+        let wire = serde_json::to_value(limits).ok();
+        assert_eq!(
+            wire,
+            Some(json!({
+                "join": { "per_minute": 1, "burst": 2, "per_day": 7 },
+                "manage": { "per_minute": 30, "burst": 10 },
+                "read": { "per_minute": 60, "burst": 20 },
+            }))
+        );
+        let back = wire.and_then(|w| serde_json::from_value::<Limits>(w).ok());
+        assert_eq!(back, Some(limits));
+        let with_nulls = json!({ "per_minute": 3, "burst": 4, "per_day": null });
+        assert_eq!(
+            serde_json::from_value::<ClassLimit>(with_nulls).ok(),
+            Some(ClassLimit::new(3, 4))
+        );
+        for partial in [
+            json!({ "per_minute": 3 }),
+            json!({ "burst": 3 }),
+            json!({ "join": { "per_minute": 1, "burst": 2 } }),
+        ] {
+            assert!(serde_json::from_value::<ClassLimit>(partial.clone()).is_err());
+            assert!(serde_json::from_value::<Limits>(partial).is_err());
+        }
     }
 }
