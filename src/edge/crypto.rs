@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use worker::js_sys::{self, Array, Reflect, Uint8Array};
+use worker::js_sys::{self, Array, Object, Reflect, Uint8Array, JSON};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{AesGcmParams, Crypto, CryptoKey, SubtleCrypto};
@@ -146,4 +146,38 @@ async fn open_with(key_text: &str, aad: &[u8], sealed: &Sealed) -> Result<String
         .await
         .map_err(|_| failed("decrypt"))?;
     String::from_utf8(bytes(plaintext)).map_err(|_| failed("decrypt"))
+}
+
+/// Whether `tag` is the HMAC-SHA512 of `data` keyed with `key`, verified by the runtime
+/// (constant time there); any failure of WebCrypto is `false`.
+pub async fn verify_hmac_sha512(key: &[u8], tag: &[u8], data: &[u8]) -> bool {
+    let params =
+        |json: &str| -> Option<Object> { JSON::parse(json).ok().map(JsCast::unchecked_into) };
+    let (Some(import), Some(verify), Ok(subtle)) = (
+        params(r#"{"name":"HMAC","hash":"SHA-512"}"#),
+        params(r#"{"name":"HMAC"}"#),
+        subtle(),
+    ) else {
+        return false;
+    };
+    let usages = Array::of1(&JsValue::from_str("verify"));
+    let raw: Object = Uint8Array::from(key).unchecked_into();
+    let Ok(promise) = subtle.import_key_with_object("raw", &raw, &import, false, &usages) else {
+        return false;
+    };
+    let Ok(key) = JsFuture::from(promise)
+        .await
+        .map(JsCast::unchecked_into::<CryptoKey>)
+    else {
+        return false;
+    };
+    let Ok(promise) = subtle.verify_with_object_and_u8_array_and_u8_array(&verify, &key, tag, data)
+    else {
+        return false;
+    };
+    JsFuture::from(promise)
+        .await
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
 }

@@ -10,7 +10,7 @@
 
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Sha256, Sha512};
+use sha2::Sha256;
 
 use super::shape::{group_jid, text};
 use crate::core::error::ApiError;
@@ -175,7 +175,7 @@ pub(crate) fn reason_by_actor(actors: &[Option<&str>], own: &Own) -> LeaveReason
     }
 }
 
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
     if !text.len().is_multiple_of(2) {
         return None;
@@ -195,15 +195,6 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
 /// Constant time: hex HMAC-SHA256 of `body` keyed with `key`.
 pub(crate) fn verify_hex_sha256(key: &[u8], body: &[u8], hex: &str) -> bool {
     let (Some(tag), Ok(mut mac)) = (hex_decode(hex), Hmac::<Sha256>::new_from_slice(key)) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&tag).is_ok()
-}
-
-/// Constant time: hex HMAC-SHA512 of `body` keyed with `key`.
-pub(crate) fn verify_hex_sha512(key: &[u8], body: &[u8], hex: &str) -> bool {
-    let (Some(tag), Ok(mut mac)) = (hex_decode(hex), Hmac::<Sha512>::new_from_slice(key)) else {
         return false;
     };
     mac.update(body);
@@ -254,6 +245,14 @@ pub(crate) fn verify_standard(
     })
 }
 
+/// A signature check's outcome: decided here, or an HMAC-SHA512 for the runtime to verify
+/// (WAHA's; the contract allows WebCrypto as well as RustCrypto for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Checked(bool),
+    HmacSha512 { key: Vec<u8>, tag: Vec<u8> },
+}
+
 /// Whether a server event's signature verifies, as `kind` signs (contract section 14's
 /// table); `header` gives a request header by name. Evolution signs nothing: its hook token
 /// is the only credential.
@@ -263,10 +262,10 @@ pub fn verify(
     body: &[u8],
     header: &dyn Fn(&str) -> Option<String>,
     now_s: i64,
-) -> bool {
+) -> Verdict {
     use super::{evolution, gowa, joingate, waha, wuzapi, Kind};
-    match kind {
-        Kind::Waha => waha::verify_signature(secret, body, header("X-Webhook-Hmac").as_deref()),
+    Verdict::Checked(match kind {
+        Kind::Waha => return waha::verify_signature(secret, header("X-Webhook-Hmac").as_deref()),
         Kind::Evolution => evolution::verify_signature(secret, body),
         Kind::Wuzapi => {
             wuzapi::verify_signature(secret, body, header("x-hmac-signature").as_deref())
@@ -282,7 +281,7 @@ pub fn verify(
             header("webhook-signature").as_deref(),
             now_s,
         ),
-    }
+    })
 }
 
 /// The own account's membership events in one server event of `kind`, in that kind's
@@ -309,6 +308,7 @@ mod tests {
     use super::*;
     use crate::core::error::ErrorCode;
     use serde_json::json;
+    use sha2::Sha512;
 
     const G: &str = "120363025246125486@g.us";
     const ME_PN: &str = "5511987654321@s.whatsapp.net";
@@ -448,17 +448,36 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(waha::EVENTS_SIGNATURE_HEADER, "X-Webhook-Hmac");
-        assert!(waha::verify_signature(secret, &body, Some(&hex)));
-        assert!(waha::verify_signature(
-            secret,
-            &body,
-            Some(&hex.to_uppercase())
-        ));
-        assert!(!waha::verify_signature("other", &body, Some(&hex)));
-        assert!(!waha::verify_signature(secret, b"{}", Some(&hex)));
-        assert!(!waha::verify_signature(secret, &body, Some(&hex[..64])));
-        assert!(!waha::verify_signature(secret, &body, Some("zz")));
-        assert!(!waha::verify_signature(secret, &body, None));
+        // The runtime verifies it (WebCrypto); what it is given is checked here, and that it
+        // is WAHA's signature: the tag HMAC-SHA512 gives for this key and body.
+        let expected = |key: &[u8], tag: &[u8], body: &[u8]| {
+            let mut mac = Hmac::<Sha512>::new_from_slice(key).unwrap();
+            mac.update(body);
+            mac.verify_slice(tag).is_ok()
+        };
+        for given in [hex.clone(), hex.to_uppercase()] {
+            let Verdict::HmacSha512 { key, tag } = waha::verify_signature(secret, Some(&given))
+            else {
+                panic!("WAHA's check is an HMAC-SHA512");
+            };
+            assert_eq!(key, secret.as_bytes());
+            assert!(expected(&key, &tag, &body));
+            assert!(!expected(b"other", &tag, &body));
+            assert!(!expected(&key, &tag, b"{}"));
+        }
+        let Verdict::HmacSha512 { tag, .. } = waha::verify_signature(secret, Some(&hex[..64]))
+        else {
+            panic!("a short tag is still handed over");
+        };
+        assert!(!expected(secret.as_bytes(), &tag, &body));
+        assert_eq!(
+            waha::verify_signature(secret, Some("zz")),
+            Verdict::Checked(false)
+        );
+        assert_eq!(
+            waha::verify_signature(secret, None),
+            Verdict::Checked(false)
+        );
     }
 
     // ---- Evolution API (server-events.md §2.3) ----
@@ -830,8 +849,7 @@ mod tests {
         let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(&body);
         let sha512 = hex(&mac.finalize().into_bytes());
-        let cases: [(Kind, &str, String); 3] = [
-            (Kind::Waha, "X-Webhook-Hmac", sha512.clone()),
+        let cases: [(Kind, &str, String); 2] = [
             (Kind::Wuzapi, "x-hmac-signature", sha256.clone()),
             (
                 Kind::Gowa,
@@ -839,28 +857,39 @@ mod tests {
                 format!("sha256={sha256}"),
             ),
         ];
+        let yes = Verdict::Checked(true);
+        let no = Verdict::Checked(false);
         for (kind, name, value) in &cases {
             let given = |n: &str| (n == *name).then(|| value.clone());
-            assert!(verify(*kind, &secret, &body, &given, 0), "{kind:?}");
-            assert!(
-                !verify(*kind, &secret, b"{}", &given, 0),
+            assert_eq!(verify(*kind, &secret, &body, &given, 0), yes, "{kind:?}");
+            assert_eq!(
+                verify(*kind, &secret, b"{}", &given, 0),
+                no,
                 "{kind:?} other body"
             );
-            assert!(
-                !verify(*kind, "whsec_other", &body, &given, 0),
-                "{kind:?} other key"
-            );
-            assert!(
-                !verify(*kind, &secret, &body, &|_| None, 0),
+            let other = verify(*kind, "whsec_other", &body, &given, 0);
+            assert_eq!(other, no, "{kind:?} other key");
+            assert_eq!(
+                verify(*kind, &secret, &body, &|_| None, 0),
+                no,
                 "{kind:?} no header"
             );
         }
-        // Another kind's header does not do.
+        // WAHA's header, by its name, goes to the runtime with the whole secret as key.
         let waha_header = |n: &str| (n == "X-Webhook-Hmac").then(|| sha512.clone());
-        assert!(!verify(Kind::Gowa, &secret, &body, &waha_header, 0));
+        let Verdict::HmacSha512 { key, tag } = verify(Kind::Waha, &secret, &body, &waha_header, 0)
+        else {
+            panic!("WAHA's check is an HMAC-SHA512");
+        };
+        let mut mac = Hmac::<Sha512>::new_from_slice(&key).unwrap();
+        mac.update(&body);
+        assert!(mac.verify_slice(&tag).is_ok());
+        assert_eq!(verify(Kind::Waha, &secret, &body, &|_| None, 0), no);
+        // Another kind's header does not do.
+        assert_eq!(verify(Kind::Gowa, &secret, &body, &waha_header, 0), no);
         // Evolution signs nothing: its hook token is the only credential.
-        assert!(verify(Kind::Evolution, &secret, &body, &|_| None, 0));
-        assert!(!verify(Kind::Joingate, &secret, &body, &|_| None, 0));
+        assert_eq!(verify(Kind::Evolution, &secret, &body, &|_| None, 0), yes);
+        assert_eq!(verify(Kind::Joingate, &secret, &body, &|_| None, 0), no);
         // Each kind's own reader: gowa's event reads as gowa, not as the native kind.
         assert_eq!(
             read(Kind::Gowa, &body, None, &Own::default()).unwrap(),

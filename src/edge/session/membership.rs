@@ -231,7 +231,13 @@ impl SessionObject {
             Err(_) => return Ok(fail(&ApiError::invalid("body", "could not be read"), &rid)),
         };
         let header = |name: &str| req.headers().get(name).ok().flatten();
-        if !events::verify(head.kind, &head.secret, &body, &header, now / 1000) {
+        let verified = match events::verify(head.kind, &head.secret, &body, &header, now / 1000) {
+            events::Verdict::Checked(ok) => ok,
+            events::Verdict::HmacSha512 { key, tag } => {
+                crate::edge::crypto::verify_hmac_sha512(&key, &tag, &body).await
+            }
+        };
+        if !verified {
             let error = ApiError::new(ErrorCode::Unauthorized).with_message(
                 "The event's signature does not verify with the session's events secret.",
             );
