@@ -1,15 +1,17 @@
 //! WhatsApp group invites, decided at the edge (API.md section 5).
 //!
 //! A link is split twice: once by hand into scheme, authority, path and query exactly as the
-//! user wrote them, and once by the `url` crate. It is accepted only when both views agree.
-//! The `url` crate normalises on purpose (it drops tabs and default ports, turns `\` into
-//! `/`, lowercases and IDNA-maps hosts, decodes `%2e` and resolves `.`/`..`); any of those
-//! could turn a look-alike into a real WhatsApp link, so where the views differ the input is
-//! malformed rather than "fixed".
+//! user wrote them, and once by a WHATWG URL parser ([`crate::core::url`]). It is accepted
+//! only when both views agree. WHATWG parsing normalises on purpose (it drops tabs and
+//! default ports, turns `\` into `/`, lowercases and IDNA-maps hosts, decodes `%2e` and
+//! resolves `.`/`..`); any of those could turn a look-alike into a real WhatsApp link, so
+//! where the views differ the input is malformed rather than "fixed".
 
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::core::url::{self as whatwg, Parsed};
+#[cfg(test)]
 use url::Url;
 
 /// Inputs longer than this, counted in bytes before trimming, are malformed.
@@ -117,14 +119,14 @@ struct RawLink<'a> {
 }
 
 fn parse_link(s: &str) -> Option<InviteCode> {
-    // Nothing `url` would silently drop, rewrite or IDNA-map: no whitespace or control
-    // characters anywhere, no non-ASCII, no backslash. Real links are plain ASCII.
+    // Nothing the URL parser would silently drop, rewrite or IDNA-map: no whitespace or
+    // control characters anywhere, no non-ASCII, no backslash. Real links are plain ASCII.
     if !s.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
         return None;
     }
     let (text, raw) = split_link(s)?;
     let form = classify(&raw)?;
-    let url = Url::parse(&text).ok()?;
+    let url = whatwg::parse(&text)?;
     if !url_agrees(&url, &raw, form) {
         return None;
     }
@@ -136,8 +138,8 @@ fn parse_link(s: &str) -> Option<InviteCode> {
     }
 }
 
-/// Splits `s` into its raw parts, and returns the text to hand to `url` (the schemeless
-/// form gets `https://` in front, which is what a browser would do with it).
+/// Splits `s` into its raw parts, and returns the text to hand to the URL parser (the
+/// schemeless form gets `https://` in front, which is what a browser would do with it).
 fn split_link(s: &str) -> Option<(Cow<'_, str>, RawLink<'_>)> {
     let schemes = [
         ("https", "https://"),
@@ -191,24 +193,25 @@ fn classify(raw: &RawLink<'_>) -> Option<Form> {
     }
 }
 
-/// True when the `url` crate read the same scheme, host and path as the raw split.
-fn url_agrees(url: &Url, raw: &RawLink<'_>, form: Form) -> bool {
+/// True when the URL parser read the same scheme, host and path as the raw split.
+fn url_agrees(url: &Parsed, raw: &RawLink<'_>, form: Form) -> bool {
     let expected_host = match form {
         Form::Chat => CHAT_HOST,
         Form::Web => WEB_HOST,
         Form::App => APP_HOST,
     };
-    url.scheme() == raw.scheme
-        && url.username().is_empty()
-        && url.password().is_none()
-        // `port()` is None for a default port such as :443, hence the raw check in `classify`.
-        && url.port().is_none()
-        && url
-            .host_str()
-            .is_some_and(|host| host.eq_ignore_ascii_case(expected_host))
-        // Differs when `url` resolved dot segments or re-encoded a character. The path
+    url.scheme == raw.scheme
+        && url.username.is_empty()
+        && url.password.is_none()
+        // `port` is None for a default port such as :443, hence the raw check in `classify`.
+        && url.port.is_none()
+        && matches!(
+            &url.host,
+            Some(whatwg::Host::Domain(host)) if host.eq_ignore_ascii_case(expected_host)
+        )
+        // Differs when the parser resolved dot segments or re-encoded a character. The path
         // grammars below already refuse such paths; this keeps the two views honest anyway.
-        && url.path() == raw.path
+        && url.path == raw.path
 }
 
 /// Form 2's path: `/CODE`, `/CODE/`, `/invite/CODE` or `/invite/CODE/`.
@@ -240,16 +243,16 @@ fn is_plain_segment(segment: &str) -> bool {
 
 /// The one `code` parameter of a query, for forms 3 and 4.
 ///
-/// The raw `code=` pairs and the pairs `url` decodes must be the same list, so that
-/// `c%6Fde=…`, `code=%41…` or `code=A+B` can't smuggle a code past either view. Two or more
-/// `code` parameters are ambiguous (which would WhatsApp use?), so they are malformed.
-fn query_code(url: &Url, raw_query: &str) -> Option<InviteCode> {
+/// The raw `code=` pairs and the pairs the parsed query decodes to must be the same list, so
+/// that `c%6Fde=…`, `code=%41…` or `code=A+B` can't smuggle a code past either view. Two or
+/// more `code` parameters are ambiguous (which would WhatsApp use?), so they are malformed.
+fn query_code(url: &Parsed, raw_query: &str) -> Option<InviteCode> {
     let raw: Vec<&str> = raw_query
         .split('&')
         .filter_map(|pair| pair.strip_prefix("code="))
         .collect();
-    let decoded: Vec<Cow<'_, str>> = url
-        .query_pairs()
+    let query = url.query.as_deref().unwrap_or_default();
+    let decoded: Vec<Cow<'_, str>> = form_urlencoded::parse(query.as_bytes())
         .filter(|(name, _)| name == "code")
         .map(|(_, value)| value)
         .collect();

@@ -1,5 +1,7 @@
 //! The pure core: everything joingate decides, with no JavaScript calls, so that all of it is
-//! tested natively with `cargo test`. The edge modules only move bytes in and out.
+//! tested natively with `cargo test`. The edge modules only move bytes in and out. One
+//! exception: in the wasm build [`url::parse`] uses the runtime's WHATWG `URL` (the size
+//! budget); natively it is the `url` crate's implementation of the same standard.
 
 pub mod backend;
 pub mod base64;
@@ -25,4 +27,5 @@ pub mod route;
 pub mod throttle;
 pub mod time;
 pub mod token;
+pub mod url;
 pub mod webhooks;

@@ -34,6 +34,7 @@ use crate::core::error::ApiError;
 use crate::core::limits::ClassOverride;
 use crate::core::ratelimit::{retry_after_s, Bucket};
 use crate::core::time::format_rfc3339;
+use crate::core::url::path_of;
 use crate::core::webhooks::{
     after_attempt, claim, dead_letter_applies, event_body, new_secret, queued, remake, secret_key,
     signature, sweep_at, AttemptResult, Next, Outstanding, ATTEMPT_TIMEOUT_MS, DEAD_LETTERED,
@@ -107,7 +108,9 @@ impl DurableObject for OrgObject {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let store = self.store();
-        let org = req.path().trim_start_matches('/').to_string();
+        let org = path_of(&req.inner().url())
+            .trim_start_matches('/')
+            .to_string();
         if !self.ready.get() {
             store.ensure_schema()?;
             // Kept for the alarm, which is not told whose object it runs in.

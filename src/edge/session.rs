@@ -34,6 +34,7 @@ use crate::core::protection::CapWindow;
 use crate::core::queue::FifoGate;
 use crate::core::ratelimit::{header_values, retry_after_s};
 use crate::core::time::format_rfc3339;
+use crate::core::url::path_of;
 
 /// How long a half-open probe may be out before another call may probe instead (its
 /// instance may have died): the backend deadline plus a margin.
@@ -143,7 +144,7 @@ impl DurableObject for SessionObject {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         self.ensure_schema()?;
-        match req.path().as_str() {
+        match path_of(&req.inner().url()) {
             "/call" => {
                 // The call's head comes in a header, so that it takes its place in the queue
                 // before anything awaits; its secret part follows in the body.

@@ -37,6 +37,7 @@ use crate::core::requests::{
 };
 use crate::core::route::{is_admin_path, resolve, Access, Method, Route, RouteId};
 use crate::core::token::{Capability, TokenRecord};
+use crate::core::url::{origin_of, path_of};
 
 /// The OpenAPI document, served as it is at `GET /v1/openapi.json`. The entry module
 /// (`js/entry.mjs`) bundles `docs/openapi.json` as text and hands it over in a global, so the
@@ -77,11 +78,13 @@ pub async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<
         accept_request_id(given_id.as_deref()).map_or_else(new_request_id, str::to_owned);
     // From the raw request: the worker crate reads methods it does not know as GET.
     let method = Method::parse(&req.inner().method());
-    let path = req.path();
+    // From the raw URL: the worker crate's `path()` would parse it with the `url` crate.
+    let href = req.inner().url();
+    let path = path_of(&href);
     let mut trace = Trace::default();
-    let resolved = resolve(method, &path).map_err(|error| {
+    let resolved = resolve(method, path).map_err(|error| {
         // Without ADMIN_TOKEN the admin API does not exist: no 405 may reveal its paths.
-        if is_admin_path(&path) && admin::admin_token(&env).is_none() {
+        if is_admin_path(path) && admin::admin_token(&env).is_none() {
             ApiError::not_found()
         } else {
             error
@@ -602,9 +605,7 @@ async fn admin_route(
             let sid = sid()?;
             let body = read_body(req, &route).await?;
             let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
-            let origin = req
-                .url()
-                .map_or_else(|_| String::new(), |url| url.origin().ascii_serialization());
+            let origin = origin_of(&req.inner().url());
             let data = admin::put_session(env, &kv, sid.as_str(), &map, &origin, now).await?;
             // The object learns its owner: another org's jobs and records end before this
             // answer (contract section 9).

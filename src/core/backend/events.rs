@@ -575,7 +575,7 @@ mod tests {
 
     fn wuzapi_form(kind: &str, event: Value) -> Vec<u8> {
         let json = serde_json::to_string(&json!({"event": event, "type": kind})).unwrap();
-        url::form_urlencoded::Serializer::new(String::new())
+        form_urlencoded::Serializer::new(String::new())
             .append_pair("jsonData", &json)
             .append_pair("userID", "1")
             .append_pair("instanceName", "acct1")

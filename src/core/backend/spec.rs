@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::Kind;
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::json::{present, reject_unknown};
+use crate::core::url::Host;
 
 pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_REMOTE_SESSION_CHARS: usize = 100;
@@ -139,11 +140,11 @@ fn printable(text: &str, allow_space: bool) -> bool {
 }
 
 /// `localhost`, `127.0.0.0/8` or `[::1]`: the only hosts `http://` may name.
-pub fn is_loopback(host: &url::Host<&str>) -> bool {
+pub fn is_loopback(host: &Host) -> bool {
     match host {
-        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
+        Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
     }
 }
 
@@ -154,7 +155,7 @@ pub fn validate_url(text: &str, field: &str) -> Result<String, ApiError> {
 }
 
 /// A webhook endpoint (contract section 11): the same rules, but a query is kept (receivers
-/// often take a key there); the URL is kept as the `url` crate normalises it.
+/// often take a key there); the URL is kept as the WHATWG serializer normalises it.
 pub fn validate_webhook_url(text: &str, field: &str) -> Result<String, ApiError> {
     check_url(text, field, true)
 }
@@ -166,11 +167,15 @@ fn check_url(text: &str, field: &str, query_allowed: bool) -> Result<String, Api
             "must be an absolute https:// URL of at most 2048 characters",
         ));
     }
-    let url = url::Url::parse(text).map_err(|_| invalid("must be an absolute https:// URL"))?;
-    let host = url.host().ok_or_else(|| invalid("must name a host"))?;
-    match url.scheme() {
+    let url =
+        crate::core::url::parse(text).ok_or_else(|| invalid("must be an absolute https:// URL"))?;
+    let host = url
+        .host
+        .as_ref()
+        .ok_or_else(|| invalid("must name a host"))?;
+    match url.scheme.as_str() {
         "https" => {}
-        "http" if is_loopback(&host) => {}
+        "http" if is_loopback(host) => {}
         "http" => {
             return Err(invalid(
                 "may use http:// only for a loopback host; use https://",
@@ -178,19 +183,19 @@ fn check_url(text: &str, field: &str, query_allowed: bool) -> Result<String, Api
         }
         _ => return Err(invalid("must be an https:// URL")),
     }
-    if !url.username().is_empty() || url.password().is_some() {
+    if !url.username.is_empty() || url.password.is_some() {
         return Err(invalid("must not carry a user name or password"));
     }
-    if !query_allowed && (url.query().is_some() || text.contains('?')) {
+    if !query_allowed && (url.query.is_some() || text.contains('?')) {
         return Err(invalid("must not have a query"));
     }
-    if url.fragment().is_some() || text.contains('#') {
+    if url.fragment.is_some() || text.contains('#') {
         return Err(invalid("must not have a fragment"));
     }
     if query_allowed {
-        return Ok(url.to_string());
+        return Ok(url.href);
     }
-    Ok(url.as_str().trim_end_matches('/').to_string())
+    Ok(url.href.trim_end_matches('/').to_string())
 }
 
 fn optional_text<'a>(

@@ -225,7 +225,7 @@ pub fn read_events(
             .starts_with("application/x-www-form-urlencoded")
     });
     let message = if form || json_object(body).is_err() {
-        let json = url::form_urlencoded::parse(body)
+        let json = form_urlencoded::parse(body)
             .find(|(name, _)| name == "jsonData")
             .map(|(_, value)| value.into_owned())
             .ok_or_else(|| not_an_event("no `jsonData` form field"))?;
