@@ -207,6 +207,8 @@ describe("membership after pending_approval (section 14)", () => {
         app.sim.setFault({ session: sid, mode: "none" });
         const ok = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/groups/${DEMO.member.group_jid}`, { token }), { status: 200 });
         assert.equal(ok.data.membership, "member", `${kind} after ${mode}`);
+        // A check that finds an old membership raises nothing: only a server's event does.
+        assert.equal(delivered(sid).length, 0, `${kind}: no event from a membership check`);
       }
       const offline = await app.kindSession(kind, "offline-check");
       assertEnvelope(await app.request("GET", `/v1/sessions/${offline}/groups/${DEMO.member.group_jid}`, { token }), { status: 409, code: "session_not_connected" });
@@ -223,6 +225,29 @@ describe("membership after pending_approval (section 14)", () => {
     assert.equal((await pendingJoins(sid))[0].state, "pending");
     app.sim.setFault({ session: sid, mode: "none" });
     await eventually(() => delivered(sid, "group.join").some((e) => e.data.approved), "the approval after the server came back");
+  });
+
+  test("the server's echo that arrives while joingate's own join is still at the server raises nothing", async () => {
+    // gowa's join is two requests (the join, then a membership check): each answer 500 ms
+    // late, the server's group.joined arrives between them.
+    const { sid } = await withEvents("gowa", "echo");
+    app.sim.setFault({ session: sid, mode: "latency", delay_ms: 500, count: 2 });
+    const res = assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
+    assert.equal(res.data.status, "joined");
+    await eventually(() => app.sim.sentEvents(sid).some((e) => e.state === "delivered"), "the echo delivered");
+    await sleep(800);
+    assert.deepEqual(delivered(sid, "group.join").map((e) => e.data.source), ["client"]);
+  });
+
+  test("a request at its TTL has a last check: an approval just before it is approved, not expired", async () => {
+    const sid = await app.kindSession("joingate", "last-check");
+    await joinPending(sid);
+    // Checks at 1, 2, 4 and 6 s; the next comes at the TTL (8 s).
+    await eventually(() => app.sim.calls(sid).filter((c) => c.route === "group_info").length >= 4, "four checks", 10_000);
+    app.sim.approve({ session: sid, group_jid: DEMO.approval.group_jid });
+    await eventually(() => delivered(sid, "group.join").some((e) => e.data.approved), "the approval at the last check", 10_000);
+    assert.equal(delivered(sid, "group.join_request.expired").length, 0);
+    assert.equal((await pendingJoins(sid))[0].state, "approved");
   });
 
   test("a join the server reports that joingate did not make is group.join with source server", async () => {

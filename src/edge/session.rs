@@ -101,8 +101,13 @@ pub struct SessionObject {
     /// Section 14: the account's ids are to be asked of the server (events were turned on
     /// and none are known).
     learn_ids: Cell<bool>,
-    /// The server events' bucket (`EVENTS_PER_MINUTE`), in memory.
-    events_bucket: Cell<Option<crate::core::ratelimit::Bucket>>,
+    /// The server events of the current minute (`EVENTS_PER_MINUTE`): its start and count,
+    /// in memory.
+    events_window: Cell<(i64, u32)>,
+    /// A join or leave is at the server: server events wait in `deferred` until its
+    /// outcome is stored (section 14's "applied once").
+    deferring: Cell<bool>,
+    deferred: RefCell<Vec<crate::core::backend::events::MembershipEvent>>,
 }
 
 /// Removes an idempotency scope from `running` however the request ends.
@@ -138,7 +143,9 @@ impl DurableObject for SessionObject {
             schema_ready: Cell::new(false),
             check_running: Cell::new(false),
             learn_ids: Cell::new(false),
-            events_bucket: Cell::new(None),
+            events_window: Cell::new((0, 0)),
+            deferring: Cell::new(false),
+            deferred: RefCell::new(Vec::new()),
         }
     }
 
@@ -592,6 +599,9 @@ impl SessionObject {
             self.raise_call_events(&msg, &payload.op, data, noted.resolved, cooldown)
                 .await;
             self.raise_all(&msg.org, noted.raised).await;
+            // Server events that came while the call was at the server: its outcome is
+            // stored, so its echo changes nothing now.
+            self.apply_deferred(&msg.session, &msg.org).await?;
         }
         Ok(answer
             .with_header("RateLimit-Policy", policy)

@@ -223,7 +223,7 @@ pub(crate) fn verify_standard(
     let Ok(timestamp_s) = timestamp.trim().parse::<i64>() else {
         return false;
     };
-    if id.is_empty() || (now_s - timestamp_s).abs() > TOLERANCE_S {
+    if id.is_empty() || now_s.abs_diff(timestamp_s) > TOLERANCE_S.unsigned_abs() {
         return false;
     }
     let Ok(body) = std::str::from_utf8(body) else {

@@ -71,6 +71,29 @@ impl SessionObject {
         request_id: &str,
         settings: &Settings,
     ) -> Exchanged {
+        // Section 14: while a join or leave is at the server, the server's events wait, so
+        // that its echo finds the outcome stored and raises nothing (`apply_deferred`).
+        let joins = op.is_join_class();
+        if joins {
+            self.deferring.set(true);
+        }
+        let exchanged = self
+            .exchange_now(sid, backend, op, request_id, settings)
+            .await;
+        if joins {
+            self.deferring.set(false);
+        }
+        exchanged
+    }
+
+    async fn exchange_now(
+        &self,
+        sid: &str,
+        backend: Option<&StoredBackend>,
+        op: &Op,
+        request_id: &str,
+        settings: &Settings,
+    ) -> Exchanged {
         match self.target(sid, backend, settings).await {
             Ok((target, base_url)) => {
                 let client = BackendClient {

@@ -566,7 +566,12 @@ impl SessionObject {
         let interval_s = book.jobs.get(job).map_or(0, |j| j.interval_s);
         let next_item_ms = guard.next_item(&ledger, interval_s, break_ms, now, random_u32());
         let recorded = book.record(job, item, outcome, cooldown_until, now, next_item_ms);
-        // Section 14: the item's join as the session's membership, or a request to follow.
+        store.save_until_break(until_break)?;
+        store.save_job(&book.jobs[job])?;
+        store.save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
+        // Section 14: the item's join as the session's membership, or a request to follow;
+        // after the job is stored, since an approval it resolves may be another item of it
+        // (whose counts the store then moves: read back).
         let mut resolved = None;
         if let Some(data) = &joined {
             let settings =
@@ -579,9 +584,12 @@ impl SessionObject {
                 resolved = self.note_join(group, status, origin, &settings, now)?;
             }
         }
-        store.save_until_break(until_break)?;
-        store.save_job(&book.jobs[job])?;
-        store.save_item(&book.jobs[job].id, &book.jobs[job].items[item])?;
+        if resolved.is_some() {
+            let (id, org) = (&book.jobs[job].id, &book.jobs[job].org);
+            if let Some(stored) = store.job(id, org, now)? {
+                book.jobs[job].counts = stored.counts;
+            }
+        }
         store.save_meta(sid, book.next_item_ms)?;
         if recorded.completed {
             store.drop_old_jobs(now)?;
@@ -590,6 +598,9 @@ impl SessionObject {
             .await?;
         self.raise_item_events(sid, &book.jobs[job], joined, resolved, recorded, cooldown)
             .await;
+        // Server events that came while the item was at the server (its echo among them).
+        let org = book.jobs[job].org.clone();
+        self.apply_deferred(sid, &org).await?;
         Ok(())
     }
 

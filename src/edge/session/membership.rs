@@ -12,11 +12,11 @@ use crate::core::backend::events::{self, LeaveReason, MembershipEvent, Own};
 use crate::core::backend::Op;
 use crate::core::dispatch::{EventsHead, SessionRecord, EVENTS_HEADER};
 use crate::core::error::{ApiError, ErrorCode};
-use crate::core::limits::{Class, ClassLimit};
+use crate::core::limits::Class;
 use crate::core::membership::RequestState;
 use crate::core::membership::{self, after_join, member_of, Membership, Request as JoinRequest};
 use crate::core::pipeline::Ask;
-use crate::core::ratelimit::{retry_after_s, Bucket};
+use crate::core::ratelimit::retry_after_s;
 use crate::edge::auth::{load_session, Kv};
 use crate::edge::config::{self, Settings};
 use crate::edge::http;
@@ -42,9 +42,6 @@ pub(super) struct Noted {
     /// Approvals a membership check found.
     pub raised: Raised,
 }
-
-/// The most requests one alarm expires (the rest follow at the next).
-const EXPIRE_BATCH: usize = 50;
 
 impl SessionObject {
     /// A join's outcome: the membership it shows, a request kept for `pending_approval`, and
@@ -117,7 +114,7 @@ impl SessionObject {
             }
             Op::Leave { group_jid } => self.note_leave(group_jid, now)?,
             Op::MembershipCheck { group_jid } if data["member"] == true => {
-                noted.raised = self.seen_joined(sid, group_jid, now)?;
+                noted.raised = self.seen_joined(sid, group_jid, false, now)?;
             }
             Op::SessionStatus => self.keep_own_ids(data)?,
             _ => {}
@@ -147,16 +144,22 @@ impl SessionObject {
 
     /// The account is in the group (a server event or a check): open requests are
     /// approved; a join the session did not know of is a server join.
+    /// `by_server`: a server event says so (a membership check finds an old membership
+    /// silently).
     pub(super) fn seen_joined(
         &self,
         sid: &str,
         group_jid: &str,
+        by_server: bool,
         now: i64,
     ) -> worker::Result<Raised> {
         let store = self.store();
         let pending = store.pending_of(group_jid)?;
-        let change =
-            membership::joined(sid, group_jid, store.membership(group_jid)?, pending.len());
+        let known = store.membership(group_jid)?;
+        let mut change = membership::joined(sid, group_jid, known, pending.len());
+        if !by_server {
+            change.raise = None;
+        }
         let mut raised = Raised::new();
         for request in &pending {
             if self.approve(request, now)? {
@@ -191,6 +194,29 @@ impl SessionObject {
         }
     }
 
+    /// Applies the server's facts that waited for a join or leave at the server (or came just
+    /// now), once its outcome is stored, and raises what they change.
+    pub(super) async fn apply_deferred(&self, sid: &str, org: &str) -> worker::Result<()> {
+        let facts: Vec<MembershipEvent> = self.deferred.borrow_mut().drain(..).collect();
+        if facts.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut raised = Raised::new();
+        for fact in &facts {
+            raised.extend(match fact {
+                MembershipEvent::Joined { group_jid } => {
+                    self.seen_joined(sid, group_jid, true, now)?
+                }
+                MembershipEvent::Left { group_jid, reason } => {
+                    self.seen_left(sid, group_jid, *reason, now)?
+                }
+            });
+        }
+        self.raise_all(org, raised).await;
+        Ok(())
+    }
+
     /// `/events`: one server event, checked in the contract's order after the Worker's
     /// token check (rate, size, signature, the kind's event), applied once, answered at once.
     pub(super) async fn server_events(&self, req: &mut Request) -> worker::Result<Reply> {
@@ -205,23 +231,22 @@ impl SessionObject {
         if !self.owned_by(&head.org)? {
             return Ok(fail(&ApiError::not_found(), &rid));
         }
-        // At most `EVENTS_PER_MINUTE` (600), kept in memory: an evicted object starts full.
+        // At most `EVENTS_PER_MINUTE` (600) in a minute, counted in memory: an evicted
+        // object starts a new minute.
         let now = now_ms();
-        let per_minute = settings.events_per_minute;
-        let limit = ClassLimit::new(per_minute, per_minute);
-        let bucket = self
-            .events_bucket
-            .get()
-            .unwrap_or_else(|| Bucket::full(limit, now));
-        match bucket.take(limit, now) {
-            Ok(bucket) => self.events_bucket.set(Some(bucket)),
-            Err(wait_ms) => {
-                let error = ApiError::new(ErrorCode::RateLimited)
-                    .with_detail("scope", "events")
-                    .with_retry_after(retry_after_s(wait_ms));
-                return Ok(fail(&error, &rid));
-            }
+        let (start, count) = match self.events_window.get() {
+            (start, count) if now - start < 60_000 => (start, count),
+            _ => (now, 0),
+        };
+        if count >= settings.events_per_minute {
+            let wait_ms = u64::try_from(start + 60_000 - now).unwrap_or(1_000);
+            let error = ApiError::new(ErrorCode::RateLimited)
+                .with_detail("scope", "events")
+                .with_retry_after(retry_after_s(wait_ms));
+            return Ok(fail(&error, &rid));
         }
+        self.events_window.set((start, count + 1));
+        let epoch = self.epoch.get();
         let max = crate::core::route::RouteId::ServerEvents.max_body_bytes();
         let body = match http::read_capped(req.inner().body(), max).await {
             Ok(http::Capped::Whole(body)) => body,
@@ -250,62 +275,41 @@ impl SessionObject {
             Ok(facts) => facts,
             Err(error) => return Ok(fail(&error, &rid)),
         };
-        let mut raised = Raised::new();
-        let now = now_ms();
-        for fact in &facts {
-            raised.extend(match fact {
-                MembershipEvent::Joined { group_jid } => {
-                    self.seen_joined(&head.session, group_jid, now)?
-                }
-                MembershipEvent::Left { group_jid, reason } => {
-                    self.seen_left(&head.session, group_jid, *reason, now)?
-                }
-            });
+        // The session changed hands while the body was read: its events are the new org's,
+        // and the server sends again (to the record it then finds).
+        if self.epoch.get() != epoch || !self.owned_by(&head.org)? {
+            return Ok(fail(&ApiError::not_found(), &rid));
         }
-        self.raise_all(&head.org, raised).await;
-        Ok(Reply::success(
-            200,
-            json!({ "accepted": facts.len() }),
-            &rid,
-        ))
+        let accepted = facts.len();
+        self.deferred.borrow_mut().extend(facts);
+        // A join or leave at the server now: its own outcome comes first (`apply_deferred`
+        // runs when it is stored); else now.
+        if !self.deferring.get() {
+            self.apply_deferred(&head.session, &head.org).await?;
+        }
+        Ok(Reply::success(200, json!({ "accepted": accepted }), &rid))
     }
 
-    /// The alarm's part of section 14: requests past `PENDING_TTL_S` expire, then the most
-    /// overdue check runs (one per alarm: a `read` call through the queue). The alarm is
-    /// set again by the job step that follows it.
+    /// The alarm's part of section 14: the most overdue check runs (one per alarm: a `read`
+    /// call through the queue); a request at its `PENDING_TTL_S` has a last check, and
+    /// expires unless it finds the account in the group. The alarm is set again by the job
+    /// step that follows it.
     pub(super) async fn follow_requests(&self) -> worker::Result<()> {
         if self.check_running.get() {
             return Ok(());
         }
-        let (Some((sid, _)), Some(org)) = (self.store().meta()?, self.owner()?) else {
+        let (Some((sid, _)), Some(_)) = (self.store().meta()?, self.owner()?) else {
             return Ok(());
         };
         let settings =
             config::settings(&self.env).map_err(|e| worker::Error::RustError(e.message))?;
         let store = self.store();
-        let now = now_ms();
-        let mut raised = Raised::new();
-        for request in store.due_requests(now, EXPIRE_BATCH)? {
-            if !request.is_expired(settings.pending_ttl_s, now)
-                || !store.resolve_request(request.id, RequestState::Expired, now)?
-            {
-                continue;
-            }
-            let group = &request.group_jid;
-            if store.pending_of(group)?.is_empty()
-                && store.membership(group)? == Some(Membership::Pending)
-            {
-                store.save_membership(group, Membership::NotMember, now)?;
-            }
-            raised.push(("group.join_request.expired", request.expired_event(&sid)));
-        }
-        self.raise_all(&org, raised).await;
         let due = store.due_requests(now_ms(), 1)?;
         let needs_ids = self.learn_ids.get();
         match due.into_iter().next() {
             Some(request) => {
                 self.check_running.set(true);
-                let checked = self.check(&sid, &org, request, &settings).await;
+                let checked = self.check(&sid, request, &settings).await;
                 self.check_running.set(false);
                 checked
             }
@@ -394,11 +398,12 @@ impl SessionObject {
     }
 
     /// Section 9's membership check of one request's group: in it, the request is
-    /// approved; not in it, the next check is scheduled; no answer, it runs again soon.
+    /// approved; not in it, the next check is scheduled, or at its expiry the request
+    /// expires; no answer (or no check possible), it runs again soon, or at its expiry the
+    /// request expires.
     async fn check(
         &self,
         sid: &str,
-        org: &str,
         request: JoinRequest,
         settings: &Settings,
     ) -> worker::Result<()> {
@@ -406,42 +411,68 @@ impl SessionObject {
         let schedule = &settings.membership_checks;
         let expiry = expiry_ms(request.requested_ms, settings);
         let retry = |at: i64| at.min(expiry);
-        let Some(record) = self.record(sid).await else {
-            let at = retry(schedule.retry_at(&request, now_ms()));
-            return self.store().schedule_check(request.id, request.checks, at);
+        let answered = match self.record(sid).await {
+            Some(record) => {
+                let op = Op::MembershipCheck {
+                    group_jid: request.group_jid.clone(),
+                };
+                let request_id = format!("check.{}.{}", request.id, request.checks + 1);
+                self.read_call(sid, &record, &op, &request_id, settings)
+                    .await?
+            }
+            None => Err(now_ms()),
         };
-        let op = Op::MembershipCheck {
-            group_jid: request.group_jid.clone(),
-        };
-        let request_id = format!("check.{}.{}", request.id, request.checks + 1);
-        let answered = self
-            .read_call(sid, &record, &op, &request_id, settings)
-            .await?;
-        if self.epoch.get() != epoch {
+        // The org that owns the session now: a change of hands drops the requests.
+        let (true, Some(org)) = (self.epoch.get() == epoch, self.owner()?) else {
             return Ok(());
-        }
+        };
         let store = self.store();
         let now = now_ms();
-        match answered {
-            Err(at) => store.schedule_check(request.id, request.checks, retry(at.max(now + 1_000))),
-            Ok(result) => match result.ok().as_ref().and_then(member_of) {
-                Some(true) => {
-                    let raised = self.seen_joined(sid, &request.group_jid, now)?;
-                    self.raise_all(org, raised).await;
-                    Ok(())
-                }
-                Some(false) => {
-                    let checks = request.checks + 1;
-                    let at = retry(schedule.check_at(request.requested_ms, checks));
-                    store.schedule_check(request.id, checks, at)
-                }
-                None => store.schedule_check(
-                    request.id,
-                    request.checks,
-                    retry(schedule.retry_at(&request, now)),
-                ),
-            },
+        let member = match &answered {
+            Ok(result) => result.as_ref().ok().and_then(member_of),
+            Err(_) => None,
+        };
+        if member == Some(true) {
+            let raised = self.seen_joined(sid, &request.group_jid, false, now)?;
+            self.raise_all(&org, raised).await;
+            return Ok(());
         }
+        if now >= expiry {
+            return self.expire(sid, &org, &request, now).await;
+        }
+        let (checks, at) = match (member, answered) {
+            (Some(false), _) => {
+                let checks = request.checks + 1;
+                (checks, schedule.check_at(request.requested_ms, checks))
+            }
+            (_, Err(at)) => (request.checks, at.max(now + 1_000)),
+            _ => (request.checks, schedule.retry_at(&request, now)),
+        };
+        store.schedule_check(request.id, checks, retry(at))
+    }
+
+    /// A request at its `PENDING_TTL_S` without membership: `expired`, and the org told.
+    async fn expire(
+        &self,
+        sid: &str,
+        org: &str,
+        request: &JoinRequest,
+        now: i64,
+    ) -> worker::Result<()> {
+        let store = self.store();
+        if !store.resolve_request(request.id, RequestState::Expired, now)? {
+            return Ok(());
+        }
+        let group = &request.group_jid;
+        if store.pending_of(group)?.is_empty()
+            && store.membership(group)? == Some(Membership::Pending)
+        {
+            store.save_membership(group, Membership::NotMember, now)?;
+        }
+        let event = request.expired_event(sid);
+        self.raise_all(org, vec![("group.join_request.expired", event)])
+            .await;
+        Ok(())
     }
 
     /// Asks the server's status once for the account's ids, which some kinds' events never

@@ -175,8 +175,18 @@ impl Store {
         state: Membership,
         now_ms: i64,
     ) -> worker::Result<()> {
+        // A known group is one statement; a new one is inserted, and only then can the table
+        // be past its bound.
+        let updated = ints(
+            &self.sql,
+            "UPDATE groups SET state = ?, updated_ms = ? WHERE group_jid = ? RETURNING 1",
+            vec![text(state.as_str()), int(now_ms), text(group_jid)],
+        )?;
+        if !updated.is_empty() {
+            return Ok(());
+        }
         self.sql.exec(
-            "INSERT OR REPLACE INTO groups (group_jid, state, updated_ms) VALUES (?, ?, ?)",
+            "INSERT INTO groups (group_jid, state, updated_ms) VALUES (?, ?, ?)",
             vec![text(group_jid), text(state.as_str()), int(now_ms)],
         )?;
         self.sql.exec(
