@@ -231,11 +231,17 @@ describe("membership after pending_approval (section 14)", () => {
     // gowa's join is two requests (the join, then a membership check): each answer 500 ms
     // late, the server's group.joined arrives between them.
     const { sid } = await withEvents("gowa", "echo");
+    // The object's status call for the account's ids comes first, not under the fault.
+    await eventually(() => app.sim.calls(sid).some((c) => c.route === "session_status"), "the status call");
     app.sim.setFault({ session: sid, mode: "latency", delay_ms: 500, count: 2 });
     const res = assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
     assert.equal(res.data.status, "joined");
     await eventually(() => app.sim.sentEvents(sid).some((e) => e.state === "delivered"), "the echo delivered");
-    await sleep(800);
+    // Every event the org's object recorded has reached the receiver.
+    await eventually(async () => {
+      const log = assertEnvelope(await app.admin("GET", "/v1/admin/orgs/acme/webhook/deliveries"), { status: 200 }).data.deliveries;
+      return log.every((d) => d.state === "delivered") && delivered(sid, "group.join").length > 0;
+    }, "the org's deliveries delivered");
     assert.deepEqual(delivered(sid, "group.join").map((e) => e.data.source), ["client"]);
   });
 
