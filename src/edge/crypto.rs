@@ -148,14 +148,40 @@ async fn open_with(key_text: &str, aad: &[u8], sealed: &Sealed) -> Result<String
     String::from_utf8(bytes(plaintext)).map_err(|_| failed("decrypt"))
 }
 
-/// Whether `tag` is the HMAC-SHA512 of `data` keyed with `key`, verified by the runtime
-/// (constant time there); any failure of WebCrypto is `false`.
+/// A JavaScript object from JSON text (WebCrypto's algorithm parameters, a JWK).
+pub(super) fn js_object(json: &str) -> Option<Object> {
+    JSON::parse(json).ok().map(JsCast::unchecked_into)
+}
+
+/// `crypto.subtle.verify(params, key, signature, data)` (constant time in the runtime);
+/// any failure of WebCrypto is `false`.
+pub(super) async fn subtle_verify(
+    params: &Object,
+    key: &CryptoKey,
+    signature: &[u8],
+    data: &[u8],
+) -> bool {
+    let Ok(subtle) = subtle() else {
+        return false;
+    };
+    let Ok(promise) =
+        subtle.verify_with_object_and_u8_array_and_u8_array(params, key, signature, data)
+    else {
+        return false;
+    };
+    JsFuture::from(promise)
+        .await
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+/// Whether `tag` is the HMAC-SHA512 of `data` keyed with `key`, verified by the runtime;
+/// any failure of WebCrypto is `false`.
 pub async fn verify_hmac_sha512(key: &[u8], tag: &[u8], data: &[u8]) -> bool {
-    let params =
-        |json: &str| -> Option<Object> { JSON::parse(json).ok().map(JsCast::unchecked_into) };
     let (Some(import), Some(verify), Ok(subtle)) = (
-        params(r#"{"name":"HMAC","hash":"SHA-512"}"#),
-        params(r#"{"name":"HMAC"}"#),
+        js_object(r#"{"name":"HMAC","hash":"SHA-512"}"#),
+        js_object(r#"{"name":"HMAC"}"#),
         subtle(),
     ) else {
         return false;
@@ -171,13 +197,5 @@ pub async fn verify_hmac_sha512(key: &[u8], tag: &[u8], data: &[u8]) -> bool {
     else {
         return false;
     };
-    let Ok(promise) = subtle.verify_with_object_and_u8_array_and_u8_array(&verify, &key, tag, data)
-    else {
-        return false;
-    };
-    JsFuture::from(promise)
-        .await
-        .ok()
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false)
+    subtle_verify(&verify, &key, tag, data).await
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
-use worker::js_sys::{self, Array, Object, Reflect, JSON};
+use worker::js_sys::{self, Array, Reflect};
+
+use super::crypto::js_object;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{Crypto, CryptoKey, SubtleCrypto};
@@ -74,10 +76,6 @@ fn subtle() -> Option<SubtleCrypto> {
     Some(crypto.unchecked_into::<Crypto>().subtle())
 }
 
-fn object(json: &str) -> Option<Object> {
-    JSON::parse(json).ok().map(JsCast::unchecked_into)
-}
-
 fn import_params(alg: Alg) -> &'static str {
     match alg {
         Alg::Rs256 => r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-256"}"#,
@@ -93,13 +91,13 @@ fn verify_params(alg: Alg) -> &'static str {
 }
 
 async fn import(jwk: &Jwk) -> Option<CryptoKey> {
-    let data = object(&serde_json::Value::Object(jwk.public.clone()).to_string())?;
+    let data = js_object(&serde_json::Value::Object(jwk.public.clone()).to_string())?;
     let usages = Array::of1(&JsValue::from_str("verify"));
     let promise = subtle()?
         .import_key_with_object(
             "jwk",
             &data,
-            &object(import_params(jwk.alg))?,
+            &js_object(import_params(jwk.alg))?,
             false,
             &usages,
         )
@@ -198,22 +196,12 @@ async fn keys(config: &JwtConfig, need: Need) -> Result<Rc<KeySet>, ApiError> {
 }
 
 async fn verify(jws: &Jws, key: &CryptoKey) -> bool {
-    let Some((subtle, params)) = subtle().zip(object(verify_params(jws.alg))) else {
-        return false;
-    };
-    let Ok(promise) = subtle.verify_with_object_and_u8_array_and_u8_array(
-        &params,
-        key,
-        &jws.signature,
-        &jws.signing_input,
-    ) else {
-        return false;
-    };
-    JsFuture::from(promise)
-        .await
-        .ok()
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false)
+    match js_object(verify_params(jws.alg)) {
+        Some(params) => {
+            super::crypto::subtle_verify(&params, key, &jws.signature, &jws.signing_input).await
+        }
+        None => false,
+    }
 }
 
 fn unavailable(retry_after_s: u64) -> ApiError {

@@ -73,28 +73,9 @@ impl SessionObject {
     ) -> Exchanged {
         // Section 14: while a join or leave is at the server, the server's events wait, so
         // that its echo finds the outcome stored and raises nothing (`apply_deferred`).
-        let joins = op.is_join_class();
-        if joins {
-            self.deferring.set(true);
-        }
-        let exchanged = self
-            .exchange_now(sid, backend, op, request_id, settings)
-            .await;
-        if joins {
-            self.deferring.set(false);
-        }
-        exchanged
-    }
-
-    async fn exchange_now(
-        &self,
-        sid: &str,
-        backend: Option<&StoredBackend>,
-        op: &Op,
-        request_id: &str,
-        settings: &Settings,
-    ) -> Exchanged {
-        match self.target(sid, backend, settings).await {
+        // One call is at the server at a time (the queue): the flag is that call's.
+        self.deferring.set(op.is_join_class());
+        let exchanged = match self.target(sid, backend, settings).await {
             Ok((target, base_url)) => {
                 let client = BackendClient {
                     base_url: &base_url,
@@ -109,6 +90,8 @@ impl SessionObject {
                 reached: false,
                 transport_failed: false,
             },
-        }
+        };
+        self.deferring.set(false);
+        exchanged
     }
 }
