@@ -13,8 +13,9 @@ use crate::core::backend::Op;
 use crate::core::dispatch::{EventsHead, SessionRecord, EVENTS_HEADER};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::limits::Class;
-use crate::core::membership::RequestState;
-use crate::core::membership::{self, after_join, member_of, Membership, Request as JoinRequest};
+use crate::core::membership::{
+    self, after_join, member_of, Membership, Request as JoinRequest, RequestState,
+};
 use crate::core::pipeline::Ask;
 use crate::core::ratelimit::retry_after_s;
 use crate::edge::auth::{load_session, Kv};
