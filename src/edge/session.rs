@@ -589,6 +589,11 @@ impl SessionObject {
         }
         // A new request's first check comes by the alarm.
         if noted.requested {
+            // The alarm's steps need the session id (an object that never had a PUT or a
+            // job since this was kept has none).
+            if self.store().meta()?.is_none() {
+                self.store().save_meta(&msg.session, 0)?;
+            }
             self.reschedule(finished, &self.holds(&guard, &ledger, finished)?)
                 .await?;
         }
