@@ -5,7 +5,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { startJoingate, startReceiver, assertEnvelope, eventually, sleep, KINDS, BASE } from "./helpers.mjs";
+import { startJoingate, startReceiver, assertEnvelope, eventually, KINDS, BASE } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const TTL_S = 8;
@@ -42,6 +42,15 @@ describe("membership after pending_approval (section 14)", () => {
       .at("/acme")
       .map((r) => JSON.parse(r.body))
       .filter((e) => e.data.session_id === sid && (!type || e.type === type));
+  /**
+   * Every event the org's object has recorded so far has reached the receiver (a server
+   * event is applied, and its org events recorded, before the hook answers).
+   */
+  const settled = () =>
+    eventually(async () => {
+      const log = assertEnvelope(await app.admin("GET", "/v1/admin/orgs/acme/webhook/deliveries"), { status: 200 }).data.deliveries;
+      return log.every((d) => d.state === "delivered");
+    }, "the org's deliveries delivered");
   const waitFor = (sid, type, what, count = 1) =>
     eventually(() => delivered(sid, type).length >= count && delivered(sid, type), what, 15_000);
 
@@ -111,7 +120,7 @@ describe("membership after pending_approval (section 14)", () => {
         const [event] = app.sim.sentEvents(sid);
         const again = await app.sim.replayEvent(sid);
         assert.equal(again.status, 200, "the repeat is accepted");
-        await sleep(1500);
+        await settled();
         assert.equal(delivered(sid, "group.join").filter((e) => e.data.approved).length, 1, "one approval event");
         assert.equal(delivered(sid).length, 2, "the join and its approval, nothing more");
 
@@ -171,7 +180,8 @@ describe("membership after pending_approval (section 14)", () => {
         // A join joingate made, then its echo: one group.join, from the client.
         assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });
         await waitFor(sid, "group.join", "the join");
-        await sleep(800);
+        await eventually(() => app.sim.sentEvents(sid).some((e) => e.state === "delivered"), "the join's echo delivered");
+        await settled();
         assert.deepEqual(delivered(sid, "group.join").map((e) => e.data.source), ["client"]);
         // Removed by an admin: one group.leave from the server.
         app.sim.remove({ session: sid, group_jid: DEMO.open.group_jid });
@@ -183,7 +193,7 @@ describe("membership after pending_approval (section 14)", () => {
         const leave = await app.request("POST", `/v1/sessions/${sid}/groups/${admin}/leave`, { token });
         const requestId = assertEnvelope(leave, { status: 200 }).request_id;
         await eventually(() => app.sim.sentEvents(sid).filter((e) => e.state === "delivered").length >= (kind === "waha" ? 5 : 3), "the echo delivered");
-        await sleep(500);
+        await settled();
         const leaves = delivered(sid, "group.leave");
         assert.equal(leaves.length, 2);
         assert.deepEqual(leaves[1].data, { session_id: sid, group_jid: admin, request_id: requestId, reason: "left", source: "client" });
@@ -238,10 +248,7 @@ describe("membership after pending_approval (section 14)", () => {
     assert.equal(res.data.status, "joined");
     await eventually(() => app.sim.sentEvents(sid).some((e) => e.state === "delivered"), "the echo delivered");
     // Every event the org's object recorded has reached the receiver.
-    await eventually(async () => {
-      const log = assertEnvelope(await app.admin("GET", "/v1/admin/orgs/acme/webhook/deliveries"), { status: 200 }).data.deliveries;
-      return log.every((d) => d.state === "delivered") && delivered(sid, "group.join").length > 0;
-    }, "the org's deliveries delivered");
+    await settled();
     assert.deepEqual(delivered(sid, "group.join").map((e) => e.data.source), ["client"]);
   });
 
@@ -277,7 +284,10 @@ describe("membership after pending_approval (section 14)", () => {
     const again = assertEnvelope(await app.join(sid, token, { invite: DEMO.approval.code }), { status: 200 });
     assert.equal(again.data.status, "already_member");
     const joins = await waitFor(sid, "group.join", "two joins", 2);
-    await sleep(2500);
+    // Past the request's first check (1 s): had the join not resolved it, the check would
+    // have raised an approval of its own.
+    await eventually(() => app.sim.calls(sid).some((c) => c.route === "group_info") || Date.now() - Date.parse(joins[0].timestamp) > 3000, "a check's time");
+    await settled();
     const approved = delivered(sid, "group.join").filter((e) => e.data.approved);
     assert.equal(approved.length, 1, "only the later join's own event");
     assert.equal(approved[0].data.request_id, again.request_id);

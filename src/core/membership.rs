@@ -125,12 +125,6 @@ impl Request {
         entry
     }
 
-    /// Whether `PENDING_TTL_S` has passed without membership.
-    pub fn is_expired(&self, ttl_s: u64, now_ms: i64) -> bool {
-        self.state == RequestState::Pending
-            && now_ms >= self.requested_ms.saturating_add(seconds_ms(ttl_s))
-    }
-
     /// `group.join` of its approval (section 11 v1.2).
     pub fn approved_event(&self, sid: &str) -> Value {
         let mut data = json!({
@@ -165,6 +159,11 @@ impl Request {
             (None, None) => {}
         }
     }
+}
+
+/// When a request made at `requested_ms` expires without membership (`PENDING_TTL_S`).
+pub fn expires_at(requested_ms: i64, ttl_s: u64) -> i64 {
+    requested_ms.saturating_add(seconds_ms(ttl_s))
 }
 
 fn seconds_ms(seconds: u64) -> i64 {
@@ -372,13 +371,10 @@ mod tests {
     }
 
     #[test]
-    fn a_request_expires_after_its_ttl_only_while_pending() {
-        let mut r = request(true);
-        let ttl = DEFAULT_TTL_S;
-        assert!(!r.is_expired(ttl, r.requested_ms + 7 * 86_400_000 - 1));
-        assert!(r.is_expired(ttl, r.requested_ms + 7 * 86_400_000));
-        r.state = RequestState::Approved;
-        assert!(!r.is_expired(ttl, i64::MAX));
+    fn a_request_expires_after_its_ttl() {
+        assert_eq!(expires_at(1_000, DEFAULT_TTL_S), 1_000 + 7 * 86_400_000);
+        assert_eq!(expires_at(i64::MAX - 5, 10), i64::MAX);
+        assert_eq!(expires_at(0, u64::MAX), i64::MAX);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::core::dispatch::{EventsHead, SessionRecord, EVENTS_HEADER};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::limits::Class;
 use crate::core::membership::{
-    self, after_join, member_of, Membership, Request as JoinRequest, RequestState,
+    self, after_join, expires_at, member_of, Membership, Request as JoinRequest, RequestState,
 };
 use crate::core::pipeline::Ask;
 use crate::core::ratelimit::retry_after_s;
@@ -77,7 +77,7 @@ impl SessionObject {
                 job,
                 request_id,
                 checks: 0,
-                next_check_ms: first_check.min(expiry_ms(now, settings)),
+                next_check_ms: first_check.min(expires_at(now, settings.pending_ttl_s)),
             };
             store.add_request(&request, now)?;
             return Ok(None);
@@ -410,7 +410,7 @@ impl SessionObject {
     ) -> worker::Result<()> {
         let epoch = self.epoch.get();
         let schedule = &settings.membership_checks;
-        let expiry = expiry_ms(request.requested_ms, settings);
+        let expiry = expires_at(request.requested_ms, settings.pending_ttl_s);
         let retry = |at: i64| at.min(expiry);
         let answered = match self.record(sid).await {
             Some(record) => {
@@ -507,13 +507,6 @@ impl SessionObject {
         }
         self.store().save_own_ids(&ids)
     }
-}
-
-/// When a request made at `requested_ms` expires.
-fn expiry_ms(requested_ms: i64, settings: &Settings) -> i64 {
-    requested_ms.saturating_add(
-        i64::try_from(settings.pending_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX),
-    )
 }
 
 /// The `group.join` of a join joingate made (section 11 v1.2): its source, and when it
