@@ -3,7 +3,8 @@
 // name (DEMO.open.code, DEMO.admin.group_jid, ...) instead of copying strings around.
 //
 // Every session starts from this same picture; the simulator keeps a per-session copy so
-// that joins, leaves, approvals and invite resets in one session never leak into another.
+// that joins, leaves and approvals in one session never leak into another. Invite codes are
+// the exception: as in WhatsApp, a reset revokes a group's code for everyone (sim/world.mjs).
 
 /** Text WhatsApp sends with each error code (the XMPP error condition names). */
 export const WA_TEXT = Object.freeze({
@@ -191,6 +192,98 @@ export const DEMO = deepFreeze({
     join_error: 429,
     preview_error: 429,
     outcome: 'WhatsApp 429 (rate-overlimit) with Retry-After: 30, on join and preview',
+  },
+  // Open groups for the group book and recovery onto another number (API.md section 15):
+  // each joins like `open`, so one session can build a book of several groups.
+  book1: {
+    code: 'BookGroupDemo000000001',
+    group_jid: '120363000000000021@g.us',
+    subject: 'Joingate Book Demo 1',
+    description: 'An open group for the group book (1 of 6).',
+    size: 21,
+    created_at: 1700000021,
+    requires_approval: false,
+    role: 'none',
+    outcome: 'joined, like open (group book demo 1)',
+  },
+  book2: {
+    code: 'BookGroupDemo000000002',
+    group_jid: '120363000000000022@g.us',
+    subject: 'Joingate Book Demo 2',
+    description: 'An open group for the group book (2 of 6).',
+    size: 34,
+    created_at: 1700000022,
+    requires_approval: false,
+    role: 'none',
+    outcome: 'joined, like open (group book demo 2)',
+  },
+  book3: {
+    code: 'BookGroupDemo000000003',
+    group_jid: '120363000000000023@g.us',
+    subject: 'Joingate Book Demo 3',
+    description: 'An open group for the group book (3 of 6).',
+    size: 55,
+    created_at: 1700000023,
+    requires_approval: false,
+    role: 'none',
+    outcome: 'joined, like open (group book demo 3)',
+  },
+  book4: {
+    code: 'BookGroupDemo000000004',
+    group_jid: '120363000000000024@g.us',
+    subject: 'Joingate Book Demo 4',
+    description: 'An open group for the group book (4 of 6).',
+    size: 89,
+    created_at: 1700000024,
+    requires_approval: false,
+    role: 'none',
+    outcome: 'joined, like open (group book demo 4)',
+  },
+  book5: {
+    code: 'BookGroupDemo000000005',
+    group_jid: '120363000000000025@g.us',
+    subject: 'Joingate Book Demo 5',
+    description: 'An open group for the group book (5 of 6).',
+    size: 144,
+    created_at: 1700000025,
+    requires_approval: false,
+    role: 'none',
+    outcome: 'joined, like open (group book demo 5)',
+  },
+  book6: {
+    code: 'BookGroupDemo000000006',
+    group_jid: '120363000000000026@g.us',
+    subject: 'Joingate Book Demo 6',
+    description: 'An open group for the group book (6 of 6).',
+    size: 233,
+    created_at: 1700000026,
+    requires_approval: false,
+    role: 'none',
+    outcome: 'joined, like open (group book demo 6)',
+  },
+  // Open groups that trip the join policy's rules: a blocked subject term (matched without
+  // regard to case) and a size over any sensible max_size.
+  casino: {
+    code: 'LuckyCasinoDemo0000027',
+    group_jid: '120363000000000027@g.us',
+    subject: 'Lucky CASINO Night',
+    description: 'Chips on the house every Friday.',
+    size: 40,
+    created_at: 1700000027,
+    requires_approval: false,
+    role: 'none',
+    outcome: 'joined, like open (subject "Lucky CASINO Night": policy blocked_subject_terms)',
+  },
+  big: {
+    code: 'BigCommunityDemo000028',
+    group_jid: '120363000000000028@g.us',
+    subject: 'Big Community',
+    description: 'Everyone in town.',
+    size: 5000,
+    created_at: 1700000028,
+    requires_approval: false,
+    role: 'none',
+    outcome: 'joined, like open (size 5000: policy max_size)',
   },
 });
 
