@@ -23,8 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { CATALOGUE } from './catalogue.mjs';
 import { resolveCredentials } from './credentials.mjs';
 import {
-  WorldStateError, approveOwnRequest, describeWorld, newWorld, rejectOwnRequest, removeOwnAccount,
-  restrictedUntil, takeChanges,
+  WorldStateError, approveOwnRequest, describeWorld, newInvites, newWorld, rejectOwnRequest, removeOwnAccount,
+  resetGroupCode, restrictedUntil, takeChanges,
 } from './world.mjs';
 import { EventsInputError, createEventHub } from './events.mjs';
 import native from './front/native.mjs';
@@ -32,7 +32,7 @@ import waha from './front/waha.mjs';
 import evolution from './front/evolution.mjs';
 import wuzapi from './front/wuzapi.mjs';
 import gowa from './front/gowa.mjs';
-import { isNonEmptyString, isObject } from './front/common.mjs';
+import { inviteCodeOf, isNonEmptyString, isObject } from './front/common.mjs';
 import {
   JSON_TYPE, answerNote, codeOf, decodeSegments, nowMs, parseJson, readBody, redactPath, sendAnswer,
   sendCut, sendHuge, sendJson, sendText, shortCode,
@@ -81,6 +81,8 @@ export async function startSimulator({
 } = {}) {
   const credentials = resolveCredentials(credentialOverrides);
   const worlds = new Map(); // world key (session name) -> world, shared by every front end
+  // The groups' invite codes, one registry for every world (a reset is global, as in WhatsApp).
+  let invites = newInvites();
   const faults = new Map(); // world key or '*' -> { mode, delay_ms, remaining, wa_code }
   const config = { latency_ms: 0 };
   const timers = new Set();
@@ -96,7 +98,7 @@ export async function startSimulator({
 
   const worldOf = (sid) => {
     let w = worlds.get(sid);
-    if (!w) worlds.set(sid, (w = newWorld()));
+    if (!w) worlds.set(sid, (w = newWorld(invites)));
     return w;
   };
   const env = { worldOf, credentials, token };
@@ -156,6 +158,7 @@ export async function startSimulator({
   function reset() {
     events.reset();
     worlds.clear();
+    invites = newInvites();
     faults.clear();
     config.latency_ms = 0;
     calls = [];
@@ -253,6 +256,20 @@ export async function startSimulator({
   /** A readable dump of one session's world (debugging aid; invite codes included). */
   const sessionState = (sid) => describeWorld(worldOf(sid), sid);
 
+  /** The group's current invite code (the same for every session). Throws on bad input. */
+  function groupInvite(gjid) {
+    if (!isNonEmptyString(gjid) || !gjid.endsWith('@g.us')) throw new Error('group_jid must be a group JID (…@g.us)');
+    const code = invites.currentCode.get(gjid);
+    if (code === undefined) throw new WorldStateError(404, 'not_found', `no group ${gjid} in the catalogue`);
+    return { group_jid: gjid, invite_code: code };
+  }
+
+  /** The group's owner resets its invite outside any session: the old code is revoked for all. */
+  function resetGroupInvite({ group_jid } = {}) {
+    groupInvite(group_jid);
+    return { group_jid, invite_code: resetGroupCode(invites, group_jid) };
+  }
+
   /**
    * What an admin does to the session's account: `approve` or `reject` its own pending
    * request for a group, or `remove` it from a group it is in. Throws on bad input (400) or
@@ -312,6 +329,10 @@ export async function startSimulator({
           if (!sid) return done(400, { error: { kind: 'bad_request', text: 'session is required' } });
           return done(200, sessionState(sid));
         }
+        case 'GET /__sim/invite':
+          return done(200, groupInvite(url.searchParams.get('group_jid')));
+        case 'POST /__sim/invite/reset':
+          return done(200, { ok: true, ...resetGroupInvite(body) });
         case 'GET /__sim/catalogue':
           return done(200, { catalogue: CATALOGUE });
         case 'POST /__sim/approve':
@@ -364,6 +385,7 @@ export async function startSimulator({
       method: req.method,
       path: req.url,
       route: ctx.id.route,
+      code: null,
       body: null,
       request_id: req.headers['x-request-id'] ?? null,
       authorized: ctx.authorized,
@@ -390,6 +412,7 @@ export async function startSimulator({
     const parsed = text === null ? { invalid: true, tooLarge: true } : parseJson(text);
     call.body = parsed.invalid ? null : parsed.value;
     ctx.body = parsed;
+    call.code = inviteCodeOf(ctx);
 
     const logDone = (status, note = '') => {
       if (!log) return;
@@ -508,6 +531,10 @@ export async function startSimulator({
     stats,
     faults: listFaults,
     sessionState,
+    /** GET /__sim/invite: { group_jid, invite_code }, the group's current code for every session. */
+    currentInvite: (gjid) => groupInvite(gjid),
+    /** POST /__sim/invite/reset: the owner resets the group's invite; { group_jid, invite_code }. */
+    resetInvite: (args) => resetGroupInvite(args),
     /** POST /__sim/approve: the session's own pending request for group_jid is approved. */
     approve: (args) => adminAction('approve', args),
     /** POST /__sim/reject: the session's own pending request is rejected (no event). */

@@ -4,6 +4,11 @@
 // model, so a join through the WAHA front end and a join through the native one change the
 // world in the same way. Operations return plain results or throw a WaError carrying the
 // numeric code WhatsApp itself answers; rendering that code is each front end's business.
+//
+// Membership, roles, sizes and pending requests are per session (one world per session);
+// invite codes are not: every world of a simulator shares one registry (newInvites), so a
+// reset through one session revokes the old code, and opens the group with the new one,
+// for all of them.
 
 import { randomInt } from 'node:crypto';
 import { CATALOGUE, PARTICIPANT_FAILURES, WA_TEXT } from './catalogue.mjs';
@@ -38,15 +43,29 @@ export function presenceOf(key) {
   return 'connected';
 }
 
-/** A fresh copy of the catalogue for one session. */
-export function newWorld() {
-  const groups = new Map(); // group_jid -> { entry, role, size, pending: Map(jid -> request) }
+/**
+ * The invite codes of every group, shared by all the worlds of one simulator: in WhatsApp a
+ * code belongs to the group, not to whoever looks at it, so a reset through any session
+ * revokes the old code and opens the group with the new one for every session.
+ */
+export function newInvites() {
   const codes = new Map(); // invite code -> catalogue entry
   const currentCode = new Map(); // group_jid -> the code that currently opens it
   for (const entry of CATALOGUE) {
     codes.set(entry.code, entry);
+    if (entry.group_jid !== null && entry.group_exists !== false) currentCode.set(entry.group_jid, entry.code);
+  }
+  return { codes, currentCode, revoked: new Set() };
+}
+
+/**
+ * A fresh copy of the catalogue for one session. `invites` is the simulator's shared code
+ * registry (newInvites()); a world made without one has codes of its own.
+ */
+export function newWorld(invites = newInvites()) {
+  const groups = new Map(); // group_jid -> { entry, role, size, pending: Map(jid -> request) }
+  for (const entry of CATALOGUE) {
     if (entry.group_jid === null || entry.group_exists === false) continue;
-    currentCode.set(entry.group_jid, entry.code);
     groups.set(entry.group_jid, {
       entry,
       role: entry.role, // admin | member | pending | none
@@ -57,7 +76,7 @@ export function newWorld() {
   // restriction: null, or { until_s } while WhatsApp restricts the account (control API).
   // changes: the own account's membership changes not yet handed to the events hub
   // (sim/events.mjs); the simulator drains them after each answer.
-  return { groups, codes, currentCode, revoked: new Set(), restriction: null, changes: [] };
+  return { groups, invites, restriction: null, changes: [] };
 }
 
 /**
@@ -95,18 +114,18 @@ function checkRestriction(world) {
 
 const isMember = (group) => group.role === 'admin' || group.role === 'member';
 
-function newInviteCode(world) {
+function newInviteCode(invites) {
   for (;;) {
     let code = '';
     for (let i = 0; i < 22; i++) code += CODE_ALPHABET[randomInt(CODE_ALPHABET.length)];
-    if (!world.codes.has(code) && !world.revoked.has(code)) return code;
+    if (!invites.codes.has(code) && !invites.revoked.has(code)) return code;
   }
 }
 
 /** Resolve an invite code to its catalogue entry, or throw WhatsApp's answer. */
 function lookupCode(world, code) {
-  if (world.revoked.has(code)) throw new WaError(410);
-  const entry = world.codes.get(code);
+  if (world.invites.revoked.has(code)) throw new WaError(410);
+  const entry = world.invites.codes.get(code);
   if (!entry) throw new WaError(406);
   return entry;
 }
@@ -221,20 +240,28 @@ export function actOnJoinRequests(world, gjid, action, participants) {
 /** Revoke a group's invite code and make a new one (admin only); returns the new code. */
 export function resetInvite(world, gjid) {
   adminGroup(world, gjid);
-  const old = world.currentCode.get(gjid);
-  const entry = world.codes.get(old);
-  world.codes.delete(old);
-  world.revoked.add(old);
-  const code = newInviteCode(world);
-  world.codes.set(code, entry);
-  world.currentCode.set(gjid, code);
+  return resetGroupCode(world.invites, gjid);
+}
+
+/**
+ * Revoke the group's current code for every session and register a new one (no role check:
+ * the caller is an admin, or the control API playing one). Returns the new code.
+ */
+export function resetGroupCode(invites, gjid) {
+  const old = invites.currentCode.get(gjid);
+  const entry = invites.codes.get(old);
+  invites.codes.delete(old);
+  invites.revoked.add(old);
+  const code = newInviteCode(invites);
+  invites.codes.set(code, entry);
+  invites.currentCode.set(gjid, code);
   return code;
 }
 
 /** The current invite code of a group, without a reset (WhatsApp shows it to admins only). */
 export function currentInvite(world, gjid) {
   adminGroup(world, gjid);
-  return world.currentCode.get(gjid);
+  return world.invites.currentCode.get(gjid);
 }
 
 /**
@@ -317,10 +344,10 @@ export function describeWorld(world, key) {
       name: g.entry.name,
       role: g.role,
       size: g.size,
-      invite_code: world.currentCode.get(jid),
+      invite_code: world.invites.currentCode.get(jid),
       pending_requests: [...g.pending.values()],
     })),
-    revoked_codes: [...world.revoked],
+    revoked_codes: [...world.invites.revoked],
     restricted_until: restrictedUntil(world),
   };
 }

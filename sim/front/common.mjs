@@ -83,6 +83,30 @@ export function codeFromLink(s) {
   return s;
 }
 
+/** The canonical routes that carry an invite code (see inviteCodeOf). */
+const INVITE_ROUTES = new Set(['join', 'join_by_message', 'invite_preview']);
+
+/**
+ * The invite code a join or preview request carries, as the operation reads it (a
+ * chat.whatsapp.com link cut to its code), for the recorded calls; null for any other route
+ * or when the request has none. Wherever the kind puts it: the native preview's path
+ * segment, a body's `code` / `Code` (native, WAHA, wuzapi) or `link` (gowa), the query's
+ * `code` (WAHA), `inviteCode` (Evolution) or `link` (gowa).
+ */
+export function inviteCodeOf(ctx) {
+  if (!INVITE_ROUTES.has(ctx.id?.route)) return null;
+  const body = ctx.body && !ctx.body.invalid ? ctx.body.value : undefined;
+  const value =
+    ctx.id.match?.params?.code ??
+    goField(body, 'code') ??
+    (isObject(body) ? body.link : undefined) ??
+    ctx.query.get('code') ??
+    ctx.query.get('inviteCode') ??
+    ctx.query.get('link') ??
+    undefined;
+  return typeof value === 'string' && value !== '' ? codeFromLink(value) : null;
+}
+
 /** Unix seconds as Go's time.Time marshals it (RFC 3339, UTC); undefined is Go's zero time. */
 export function rfc3339(unix) {
   if (unix === undefined || unix === null) return '0001-01-01T00:00:00Z';
