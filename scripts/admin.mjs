@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// joingate's admin command line: tokens, sessions, org limits and webhooks over the admin
-// API, without writing a curl. `npm run admin -- help` lists the commands.
+// joingate's admin command line: tokens, sessions, org limits, join policies and webhooks
+// over the admin API, without writing a curl. `npm run admin -- help` lists the commands.
 //
 // Secrets stay off the command line: a session's backend (with its credential) is read
 // from standard input, and the admin token is best given in JOINGATE_ADMIN_TOKEN (a flag is
 // visible to every user of the machine through the process list).
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 const USAGE = `usage: npm run admin -- [options] <command> [arguments]
@@ -21,8 +22,15 @@ commands:
                                                             every setting each time)
   session show SID
   session delete SID
-  org show ORG
-  org set ORG [--per-minute N] [--burst N]                  (neither: back to the default)
+  org show ORG                                              (limits and join policy)
+  org set ORG [--per-minute N] [--burst N]                  (neither: back to the default;
+                                                           the policy is kept)
+  org policy ORG [--allowed-groups-file FILE] [--allowed-groups GJID,GJID]
+      [--blocked-terms casino,crypto] [--max-size N]       (the join policy: a put replaces
+      [--preview-first jobs|always|never]                   it, naming every rule each time;
+  org policy ORG --clear                                    the limits are kept; FILE: one
+                                                            group JID a line, # comments,
+                                                            - for standard input)
   webhook set ORG URL [--events a,b] [--rotate-secret]
   webhook show ORG
   webhook delete ORG
@@ -56,6 +64,12 @@ const OPTIONS = {
   window: { type: "string" },
   "no-window": { type: "boolean", default: false },
   events: { type: "string" },
+  "allowed-groups-file": { type: "string" },
+  "allowed-groups": { type: "string" },
+  "blocked-terms": { type: "string" },
+  "max-size": { type: "string" },
+  "preview-first": { type: "string" },
+  clear: { type: "boolean", default: false },
   "rotate-secret": { type: "boolean", default: false },
 };
 
@@ -84,8 +98,8 @@ function jsonArgument(text, flag) {
   }
 }
 
-async function readStdin() {
-  if (process.stdin.isTTY) throw new UsageError("--backend - reads the backend JSON from standard input; pipe it in");
+async function readStdin(what = "--backend - reads the backend JSON from standard input; pipe it in") {
+  if (process.stdin.isTTY) throw new UsageError(what);
   let text = "";
   for await (const chunk of process.stdin) text += chunk;
   return text;
@@ -106,6 +120,65 @@ function protectionFrom(flags) {
     protection.window = { start: match[1], end: match[2] };
   }
   return Object.keys(protection).length ? protection : undefined;
+}
+
+const GROUP_JID_RE = /^\d+(-\d+)?@g\.us$/;
+const PREVIEW_FIRST = ["jobs", "always", "never"];
+
+/** Group JIDs of an --allowed-groups-file: one a line; blank lines and # comments ignored. */
+async function groupsFile(file) {
+  let text;
+  if (file === "-") text = await readStdin("--allowed-groups-file - reads the group JIDs from standard input; pipe them in");
+  else {
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (error) {
+      throw new UsageError(`cannot read ${file}: ${error.code ?? error.message}`);
+    }
+  }
+  const groups = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const jid = line.replace(/#.*/, "").trim();
+    if (jid === "") return;
+    if (!GROUP_JID_RE.test(jid)) throw new UsageError(`${file}:${i + 1}: not a group JID: ${jid}`);
+    groups.push(jid);
+  });
+  if (!groups.length) throw new UsageError(`${file} names no group`);
+  return groups;
+}
+
+/** `policy` from the flags of org policy: only the rules named; --clear: {}. */
+async function policyFrom(flags) {
+  const named = ["allowed-groups-file", "allowed-groups", "blocked-terms", "max-size", "preview-first"].filter(
+    (flag) => flags[flag] !== undefined,
+  );
+  if (flags.clear) {
+    if (named.length) throw new UsageError(`--clear excludes --${named.join(", --")}`);
+    return {};
+  }
+  if (!named.length) throw new UsageError("name at least one rule (--allowed-groups-file, --allowed-groups, --blocked-terms, --max-size, --preview-first), or --clear");
+  const policy = {};
+  if (flags["allowed-groups-file"] !== undefined || flags["allowed-groups"] !== undefined) {
+    const groups = [];
+    if (flags["allowed-groups-file"] !== undefined) groups.push(...(await groupsFile(need(flags["allowed-groups-file"], "--allowed-groups-file FILE"))));
+    if (flags["allowed-groups"] !== undefined) {
+      const given = list(flags["allowed-groups"]);
+      if (!given.length) throw new UsageError("--allowed-groups needs at least one group JID");
+      groups.push(...given);
+    }
+    policy.allowed_groups = [...new Set(groups)];
+  }
+  if (flags["blocked-terms"] !== undefined) {
+    const terms = list(flags["blocked-terms"]);
+    if (!terms.length) throw new UsageError("--blocked-terms needs at least one term");
+    policy.blocked_subject_terms = terms;
+  }
+  if (flags["max-size"] !== undefined) policy.max_size = integer(flags["max-size"], "--max-size");
+  if (flags["preview-first"] !== undefined) {
+    if (!PREVIEW_FIRST.includes(flags["preview-first"])) throw new UsageError(`--preview-first must be ${PREVIEW_FIRST.join(", ")}`);
+    policy.preview_first = flags["preview-first"];
+  }
+  return policy;
 }
 
 /** The request of a command: [method, path, body?]. */
@@ -153,7 +226,12 @@ async function requestFor(words, flags) {
       const limits = {};
       if (flags["per-minute"] !== undefined) limits.per_minute = integer(flags["per-minute"], "--per-minute");
       if (flags.burst !== undefined) limits.burst = integer(flags.burst, "--burst");
-      return ["PUT", `/v1/admin/orgs/${enc(arg(0, "ORG"))}`, Object.keys(limits).length ? { limits } : {}];
+      // v1.2: a PUT keeps what it leaves out, so the default is asked for with "limits": {}.
+      return ["PUT", `/v1/admin/orgs/${enc(arg(0, "ORG"))}`, { limits }];
+    }
+    case "org policy": {
+      const org = arg(0, "ORG");
+      return ["PUT", `/v1/admin/orgs/${enc(org)}`, { policy: await policyFrom(flags) }];
     }
     case "webhook set": {
       const body = { url: arg(1, "URL") };
@@ -181,6 +259,8 @@ function plain(value, prefix = "") {
     return value.flatMap((v, i) => plain(v, `${prefix}[${i}]`));
   }
   if (value !== null && typeof value === "object") {
+    // An empty object (a cleared policy) still shows its name.
+    if (prefix && Object.keys(value).length === 0) return [`${prefix}: (none)`];
     return Object.entries(value).flatMap(([k, v]) => plain(v, prefix ? `${prefix}.${k}` : k));
   }
   return [`${prefix}: ${value}`];

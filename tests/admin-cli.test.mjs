@@ -1,10 +1,13 @@
 // The admin command line (npm run admin -- ...), run as a separate process against a
 // served joingate: tokens, sessions (the backend and its credential on standard input),
-// org limits and webhooks; plain text and --json; errors exit non-zero with the envelope's
+// org limits, join policies (API.md section 15) and webhooks; plain text and --json; errors exit non-zero with the envelope's
 // message; no credential or token shows where it should not.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startJoingate, assertEnvelope, ADMIN_TOKEN } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
@@ -142,6 +145,90 @@ describe("admin command line", () => {
     const gone = await run(["webhook", "show", "cli-org"]);
     assert.equal(gone.code, 1);
     assert.match(gone.stderr, /^error: not_found: /m);
+  });
+
+  test("org policy puts the join policy as named, keeps the limits; org set keeps the policy; --clear clears it", async () => {
+    const org = "cli-policy";
+    const dir = mkdtempSync(path.join(tmpdir(), "joingate-cli-"));
+    const file = path.join(dir, "groups.txt");
+    writeFileSync(file, `# the book\n${DEMO.book1.group_jid}\n\n  ${DEMO.book2.group_jid}  # book 2\n${DEMO.book1.group_jid}\n`);
+    assert.deepEqual((await json(["org", "set", org, "--per-minute", "30"])).limits, { per_minute: 30, burst: 100 });
+
+    const put = await json([
+      "org", "policy", org, "--allowed-groups-file", file, "--allowed-groups", `${DEMO.book3.group_jid},${DEMO.casino.group_jid}`,
+      "--blocked-terms", "casino, crypto", "--max-size", "800", "--preview-first", "always",
+    ]);
+    assert.equal(put.org, org);
+    assert.deepEqual(put.policy, {
+      allowed_groups: [DEMO.book1.group_jid, DEMO.book2.group_jid, DEMO.book3.group_jid, DEMO.casino.group_jid],
+      blocked_subject_terms: ["casino", "crypto"],
+      max_size: 800,
+      preview_first: "always",
+    }, "the file (comments, blank lines and repeats dropped), then the flag");
+    assert.deepEqual(put.limits, { per_minute: 30, burst: 100 }, "a PUT without limits keeps them");
+    const shown = await run(["org", "show", org]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^policy\.max_size: 800$/m);
+    assert.match(shown.stdout, /^policy\.preview_first: always$/m);
+    assert.match(shown.stdout, /^policy\.blocked_subject_terms: casino, crypto$/m);
+    assert.match(shown.stdout, new RegExp(`^policy\\.allowed_groups: ${DEMO.book1.group_jid}, ${DEMO.book2.group_jid}, `, "m"));
+    assert.deepEqual((await json(["org", "set", org, "--burst", "50"])).policy, put.policy, "a PUT without policy keeps it");
+
+    // A put replaces the policy with the rules it names; it applies from its answer on.
+    const blocked = await json(["org", "policy", org, "--blocked-terms", "casino"]);
+    assert.deepEqual(blocked.policy, { blocked_subject_terms: ["casino"] });
+    assert.deepEqual(blocked.limits, { per_minute: 30, burst: 50 });
+    const sid = "cli-policy-s1";
+    assert.equal((await run(["session", "put", sid, "--org", org, "--limits", '{"join":{"per_minute":60,"burst":20}}'])).code, 0);
+    const token = await app.token(org, ["join", "read"]);
+    const refused = assertEnvelope(await app.join(sid, token, { invite: DEMO.casino.code }), { status: 403, code: "join_refused_by_policy" });
+    assert.equal(refused.error.details.rule, "blocked_subject_terms");
+    assertEnvelope(await app.join(sid, token, { invite: DEMO.book1.code }), { status: 200 });
+    const sized = await json(["org", "policy", org, "--max-size", "800"]);
+    assert.deepEqual(sized.policy, { max_size: 800 });
+    const big = assertEnvelope(await app.join(sid, token, { invite: DEMO.big.code }), { status: 403, code: "join_refused_by_policy" });
+    assert.equal(big.error.details.rule, "max_size");
+
+    const cleared = await json(["org", "policy", org, "--clear"]);
+    assert.deepEqual(cleared.policy, {}, '"policy": {} clears it');
+    assert.deepEqual(cleared.limits, { per_minute: 30, burst: 50 });
+    assert.match((await run(["org", "show", org])).stdout, /^policy: \(none\)$/m);
+    assertEnvelope(await app.join(sid, token, { invite: DEMO.casino.code }), { status: 200 });
+    // Neither flag of org set: the limit goes back to the default, the policy stays cleared.
+    const reset = await json(["org", "set", org]);
+    assert.deepEqual(reset.limits, { per_minute: 100, burst: 100 });
+    assert.deepEqual(reset.policy, {});
+
+    // Command-line mistakes exit 2 and send nothing; the server's verdicts name the field.
+    const noFile = path.join(dir, "missing.txt");
+    const notJid = path.join(dir, "bad.txt");
+    writeFileSync(notJid, `${DEMO.book1.group_jid}\n# fine\nchat.whatsapp.com/${DEMO.book2.code}\n`);
+    const empty = path.join(dir, "empty.txt");
+    writeFileSync(empty, "# nothing yet\n\n");
+    for (const [args, message] of [
+      [[], /name at least one rule/],
+      [["--clear", "--max-size", "10"], /--clear excludes --max-size/],
+      [["--preview-first", "sometimes"], /--preview-first must be jobs, always, never/],
+      [["--max-size", "ten"], /--max-size must be a whole number/],
+      [["--blocked-terms", ","], /--blocked-terms needs at least one term/],
+      [["--allowed-groups-file", noFile], /cannot read .*missing\.txt: ENOENT/],
+      [["--allowed-groups-file", notJid], /bad\.txt:3: not a group JID/],
+      [["--allowed-groups-file", empty], /empty\.txt names no group/],
+    ]) {
+      const refused = await run(["org", "policy", org, ...args]);
+      assert.equal(refused.code, 2, args.join(" "));
+      assert.match(refused.stderr, message, args.join(" "));
+    }
+    const noOrg = await run(["org", "policy"]);
+    assert.equal(noOrg.code, 2);
+    assert.match(noOrg.stderr, /missing ORG/);
+    assert.deepEqual((await json(["org", "show", org])).policy, {}, "the refused commands changed nothing");
+    const zero = await run(["org", "policy", org, "--max-size", "0"]);
+    assert.equal(zero.code, 1);
+    assert.match(zero.stderr, /^error: validation_error: .+\(policy\.max_size\)$/m);
+    // The groups can come from standard input.
+    const piped = await json(["org", "policy", org, "--allowed-groups-file", "-"], { stdin: `${DEMO.book4.group_jid}\n` });
+    assert.deepEqual(piped.policy, { allowed_groups: [DEMO.book4.group_jid] });
   });
 
   test("errors exit non-zero with the envelope's message", async () => {
