@@ -1,6 +1,6 @@
 // Waits for a local joingate, seeds the demo org, its sessions (one on the native protocol,
-// one per WhatsApp server kind the simulator speaks) and a token through the admin API, and
-// prints ready-to-paste curls. Usage: node scripts/seed.mjs BASE_URL ADMIN_TOKEN SIMULATOR_URL
+// one per WhatsApp server kind the simulator speaks, and "demo-b", the number that takes over
+// when one is lost) and a token through the admin API, and prints ready-to-paste curls. Usage: node scripts/seed.mjs BASE_URL ADMIN_TOKEN SIMULATOR_URL
 import { DEMO } from "../sim/catalogue.mjs";
 import { SIM_CREDENTIALS, wuzapiToken } from "../sim/credentials.mjs";
 import { writeFileSync } from "node:fs";
@@ -22,12 +22,17 @@ async function putSession(sid, body, kind = "joingate") {
 // (section 13); "demo-new" is a number of today: 5 joins a day (its hour cap raised, so
 // that the demo reaches the day cap at once).
 const OLD_NUMBER = { number_since: "2020-01-01" };
+// The groups of the recovery walk-through printed at the end.
+const BOOK = ["book1", "book2", "book3"];
 await putSession("demo", { org: "demo", protection: OLD_NUMBER });
 await putSession("demo-jobs", { org: "demo", protection: OLD_NUMBER });
 await putSession("demo-new", {
   org: "demo",
   limits: { join: { per_minute: 60, burst: 10, per_hour: 10 } },
 });
+// Section 15: "demo-b" is the new number the demo org recovers its groups onto when "demo"
+// is lost (a few weeks old: 40 joins a day).
+await putSession("demo-b", { org: "demo", protection: { number_since: "2026-11-01" } });
 // The demo org's webhook: the local receiver verifies and prints every event.
 if (receiverUrl) {
   // Rotated on every run: local state is kept between runs, and only a new secret is shown.
@@ -168,4 +173,33 @@ curl -s ${base}/v1/sessions/demo -H "Authorization: Bearer $JWT"
 curl -s -X POST ${base}/v1/sessions/demo/groups/${DEMO.member.group_jid}/invite/reset -H "Authorization: Bearer $JWT"   # 403: a member may not manage
 `
     : ""
-}`);
+}
+Recover a lost number (contract section 15): the org keeps a book of the groups its sessions
+joined, with the invite that joined each (sealed). The demo session joins three groups:
+${BOOK.map(
+  (name) => `
+curl -s -X POST ${base}/v1/sessions/demo/groups/join -H 'Authorization: Bearer ${token}' \\
+  -H 'Content-Type: application/json' -d '{"invite":"${DEMO[name].code}"}'`,
+).join("")}
+
+The book shows them (and any other group demo joined above), without the codes:
+
+curl -s ${base}/v1/groups -H 'Authorization: Bearer ${token}'
+
+The number of "demo" is lost; "demo-b" is the new one. One call builds a join job from the
+book, one item per group where demo is a member (5 s apart here), then follow it:
+
+curl -s -X POST ${base}/v1/sessions/demo-b/join-jobs \\
+  -H 'Authorization: Bearer ${token}' -H 'Content-Type: application/json' \\
+  -d '{"from_session":"demo","interval_s":5}'
+curl -s ${base}/v1/sessions/demo-b/join-jobs/JOB_ID -H 'Authorization: Bearer ${token}'   # JOB_ID: the first answer's job_id
+
+Join policy: refuse groups whose subject holds "casino". The open group "${DEMO.casino.subject}"
+then answers 403 join_refused_by_policy (details.rule "blocked_subject_terms"), before any
+join request reaches WhatsApp; --clear lifts the policy:
+
+JOINGATE_URL=${base} JOINGATE_ADMIN_TOKEN=${adminToken} node scripts/admin.mjs org policy demo --blocked-terms casino
+curl -s -X POST ${base}/v1/sessions/demo/groups/join -H 'Authorization: Bearer ${token}' \\
+  -H 'Content-Type: application/json' -d '{"invite":"${DEMO.casino.code}"}'
+JOINGATE_URL=${base} JOINGATE_ADMIN_TOKEN=${adminToken} node scripts/admin.mjs org policy demo --clear
+`);
