@@ -228,8 +228,10 @@ function collectSchemas(doc = DOC) {
 test("the document is OpenAPI 3.1 and reasonably small", () => {
   assert.match(DOC.openapi, /^3\.1\./);
   assert.ok(DOC.info?.title && DOC.info?.version, "info.title and info.version");
-  // It is compiled into the wasm (include_str!), whose gzipped size has a budget.
-  assert.ok(DOC_TEXT.length < 100_000, `docs/openapi.json is ${DOC_TEXT.length} bytes`);
+  // js/entry.mjs bundles it as a Text module beside the wasm (not in it, nor in the wasm's
+  // size budget); it still ships in the Worker bundle, so it stays bounded.
+  const bytes = Buffer.byteLength(DOC_TEXT, "utf8");
+  assert.ok(bytes < 150_000, `docs/openapi.json is ${bytes} bytes`);
 });
 
 test("paths x methods are exactly the Rust route table", () => {
@@ -276,6 +278,18 @@ test("the validator checks what it claims (failing cases fail)", () => {
     [S("JoinBody"), { invite: 5 }],
     [S("JoinBody"), { code: "has space", group_jid: "1@g.us", inviter_jid: "1@lid" }],
     [S("JoinBody"), { code: "x", group_jid: "1@g.us", inviter_jid: "1@lid", expiration: 1.5 }],
+    [S("JoinBody"), { code: "x", group_jid: "1@g.us", inviter_jid: "1@lid", expected_group_jid: "1@g.us" }],
+    [S("JoinBody"), { invite: "OpenGroupDemo000000001", expected_group_jid: "1@s.whatsapp.net" }],
+    [S("JobSubmit"), { invites: ["OpenGroupDemo000000001"], from_session: "s1" }],
+    [S("JobSubmit"), { from_session: "a b" }],
+    [S("JobSubmit"), { invites: [{ invite: "OpenGroupDemo000000001" }] }],
+    [S("OrgBody"), { policy: { allowed_groups: [] } }],
+    [S("OrgBody"), { policy: { blocked_subject_terms: [""] } }],
+    [S("OrgBody"), { policy: { max_size: 100001 } }],
+    [S("OrgBody"), { policy: { preview_first: "sometimes" } }],
+    [S("OrgBody"), { policy: { blocked_terms: ["x"] } }],
+    [S("GroupBookEntry"), { group_jid: "1@g.us", sessions: [{ session_id: "s1", state: "joined", since: "2026-06-15T12:00:00Z" }], invite_known: true, updated_at: "2026-06-15T12:00:00Z" }],
+    [S("GroupBookEntry"), { group_jid: "1@g.us", sessions: [], invite_known: true, updated_at: "2026-06-15T12:00:00Z", invite: "OpenGroupDemo000000001" }],
     [S("TokenBody"), { org: "acme", capabilities: [] }],
     [S("TokenBody"), { org: "acme", capabilities: ["admin"] }],
     [S("TokenBody"), { org: "a b", capabilities: ["join"] }],
@@ -304,6 +318,10 @@ test("the validator checks what it claims (failing cases fail)", () => {
     [S("JoinBody"), { invite: "https://chat.whatsapp.com/OpenGroupDemo000000001" }],
     [S("JoinBody"), { code: "x", group_jid: "1-2@g.us", inviter_jid: "1@lid", expiration: null }],
     [S("SessionBody"), { org: "acme", limits: { join: { burst: 2 }, read: null } }],
+    [S("JoinBody"), { invite: "OpenGroupDemo000000001", expected_group_jid: "1-2@g.us" }],
+    [S("JobSubmit"), { invites: ["OpenGroupDemo000000001", { invite: "OpenGroupDemo000000002", expected_group_jid: "1@g.us" }] }],
+    [S("JobSubmit"), { from_session: "s1", label: "recovery", interval_s: 60 }],
+    [S("OrgBody"), { limits: {}, policy: {} }],
     [S("JoinResultOk"), { success: true, data: { status: "already_member" }, request_id: "r1" }],
   ];
   for (const [schema, value] of good) assert.deepEqual(validate(schema, value), [], `must pass: ${JSON.stringify(value)}`);
@@ -372,7 +390,7 @@ test("every request body and every success response has an example", () => {
 
 test("error codes are exactly the Rust ones, with their statuses", () => {
   const rust = rustErrorCodes();
-  assert.equal(rust.size, 32);
+  assert.equal(rust.size, 34);
   const documented = DOC.components.schemas.ErrorCode.enum;
   for (const code of rust.keys()) assert.ok(documented.includes(code), `${code} is missing from the ErrorCode enum`);
   assert.deepEqual([...documented].sort(), [...rust.keys()].sort(), "no extra codes");
@@ -412,9 +430,13 @@ test("security, headers and idempotency per route", () => {
     const where = `${method.toUpperCase()} ${template}`;
     const session = template.startsWith("/v1/sessions/");
     const admin = template.startsWith("/v1/admin/");
-    const expected = session ? [{ apiToken: [] }, { loginToken: [] }] : admin ? [{ adminToken: [] }] : [];
+    // Tenant routes outside a session (the org's group book) take the same tokens.
+    const tenant = session || template === "/v1/groups" || template.startsWith("/v1/groups/");
+    const expected = tenant ? [{ apiToken: [] }, { loginToken: [] }] : admin ? [{ adminToken: [] }] : [];
     assert.deepEqual(op.security, expected, `${where} security`);
-    if (session || admin) assert.ok(op.responses["401"], `${where} answers 401`);
+    if (tenant || admin) assert.ok(op.responses["401"], `${where} answers 401`);
+    // A login token may be uncheckable (no key set): 503 auth_unavailable.
+    if (tenant) for (const status of ["403", "404", "429", "503"]) assert.ok(op.responses[status], `${where} answers ${status}`);
     assert.ok(op.responses["500"], `${where} answers 500`);
     for (const [status, ref] of Object.entries(op.responses)) {
       const headers = resolve(ref).headers ?? {};
@@ -437,7 +459,6 @@ test("security, headers and idempotency per route", () => {
     }
     // Routes that call the backend answer its failures; job routes only store and read.
     const backend = session && !template.includes("/join-jobs") && !template.endsWith("/pending-joins");
-    if (session) for (const status of ["403", "404", "429", "503"]) assert.ok(op.responses[status], `${where} answers ${status}`);
     if (backend) for (const status of ["502", "504"]) assert.ok(op.responses[status], `${where} answers ${status}`);
   }
 });
