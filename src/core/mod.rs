@@ -19,6 +19,7 @@ pub mod jwt;
 pub mod limits;
 pub mod membership;
 pub mod pipeline;
+pub mod policy;
 pub mod protection;
 pub mod queue;
 pub mod ratelimit;
