@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod base64;
+pub mod book;
 pub mod breaker;
 pub mod dispatch;
 pub mod envelope;
