@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use super::backend::Op;
 use super::error::{ApiError, ErrorCode};
 pub use super::job_views::{counts, job_view, shown_invite, standings, Standing};
-pub use submit::{is_job_id, parse_submit, Submit};
+pub use submit::{is_job_id, parse_submit, Submit, SubmitItem};
 
 mod submit;
 
@@ -199,6 +199,8 @@ pub struct Item {
     pub finished_ms: Option<i64>,
     /// When a `pending_approval` item was seen approved and moved to `joined` (section 14).
     pub approved_ms: Option<i64>,
+    /// The group the invite must lead to (section 15): previewed first, else `invite_mismatch`.
+    pub expected_group_jid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +223,8 @@ pub struct Job {
     pub counts: Counts,
     /// The items loaded for the task at hand (see the module's invariants).
     pub items: Vec<Item>,
+    /// A recovery job's `source` (section 15's view), shown as it is.
+    pub source: Option<Value>,
 }
 
 impl Job {
@@ -229,9 +233,9 @@ impl Job {
             .items
             .into_iter()
             .enumerate()
-            .map(|(index, op)| Item {
+            .map(|(index, item)| Item {
                 index: u32::try_from(index).unwrap_or(u32::MAX),
-                op,
+                op: item.op,
                 status: ItemStatus::Pending,
                 group_jid: None,
                 error: None,
@@ -239,6 +243,7 @@ impl Job {
                 not_before_ms: now_ms,
                 finished_ms: None,
                 approved_ms: None,
+                expected_group_jid: item.expected_group_jid,
             })
             .collect::<Vec<Item>>();
         Self {
@@ -256,7 +261,20 @@ impl Job {
             updated_ms: now_ms,
             finished_ms: None,
             items,
+            source: None,
         }
+    }
+
+    /// A recovery job (section 15): its `source`, and each item shows its expected group
+    /// from the start (its invite shows as `…` only: the codes never leave joingate).
+    pub fn with_source(mut self, source: Value) -> Self {
+        for item in &mut self.items {
+            if item.group_jid.is_none() {
+                item.group_jid.clone_from(&item.expected_group_jid);
+            }
+        }
+        self.source = Some(source);
+        self
     }
 
     pub(crate) fn pending(&self) -> impl Iterator<Item = &Item> {

@@ -1,155 +1,17 @@
-//! Join jobs: the submit body, pacing and order, outcomes, pause/resume/cancel, views, and
+//! Join jobs: pacing and order, outcomes, pause/resume/cancel, views (a recovery's too), and
 //! a property test over any sequence of outcomes.
 
 use super::*;
 use crate::core::job_views::Holds;
 use crate::core::protection::WaitReason;
 use proptest::prelude::*;
-use serde_json::Map;
 
 const CODE: &str = "AbCdEfGhIjKlMnOpQrStUv";
 
-fn map(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().unwrap_or_default()
-}
-
-fn field(result: Result<Submit, ApiError>) -> Option<(ErrorCode, String)> {
-    result.err().map(|e| {
-        (
-            e.code,
-            e.details
-                .get("field")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        )
-    })
-}
-
-#[test]
-fn submit_bodies_are_checked_item_by_item() {
-    let ok = parse_submit(
-        &map(
-            json!({ "invites": [CODE, format!("https://chat.whatsapp.com/{CODE}"), "BbCdEfGhIjKlMnOpQrStUv", { "code": "Xy12-ab", "group_jid": "1@g.us", "inviter_jid": "1@lid" }], "label": "onboarding" }),
-        ),
-        1000,
-        180,
-        60,
-    );
-    assert_eq!(
-        ok.as_ref().map(|s| s.items.len()),
-        Ok(3),
-        "duplicates collapse"
-    );
-    assert_eq!(ok.as_ref().map(|s| s.interval_s), Ok(180), "the default");
-    use ErrorCode::*;
-    let many: Vec<Value> = (0..501).map(|_| Value::from(CODE)).collect();
-    for (body, expected) in [
-        (json!({}), (ValidationError, "invites")),
-        (json!({ "invites": [] }), (ValidationError, "invites")),
-        (json!({ "invites": CODE }), (ValidationError, "invites")),
-        (json!({ "invites": many }), (ValidationError, "invites")),
-        (
-            json!({ "invites": [CODE, "nope"] }),
-            (InviteMalformed, "invites[1]"),
-        ),
-        (
-            json!({ "invites": [CODE, 5] }),
-            (ValidationError, "invites[1]"),
-        ),
-        (
-            json!({ "invites": [{ "code": "x", "group_jid": "1@s.whatsapp.net", "inviter_jid": "1@lid" }] }),
-            (ValidationError, "invites[0].group_jid"),
-        ),
-        (
-            json!({ "invites": [{ "code": "x", "group_jid": "1@g.us", "inviter_jid": "1@lid", "expiration": 5 }] }),
-            (InviteExpired, "invites[0].expiration"),
-        ),
-        (
-            json!({ "invites": [{ "invite": CODE }] }),
-            (ValidationError, "invites[0].invite"),
-        ),
-        (
-            json!({ "invites": [CODE], "label": "" }),
-            (ValidationError, "label"),
-        ),
-        (
-            json!({ "invites": [CODE], "interval_s": 59 }),
-            (ValidationError, "interval_s"),
-        ),
-        (
-            json!({ "invites": [CODE], "interval_s": 0 }),
-            (ValidationError, "interval_s"),
-        ),
-        (
-            json!({ "invites": [CODE], "interval_s": 86401 }),
-            (ValidationError, "interval_s"),
-        ),
-        (
-            json!({ "invites": [CODE], "interval_s": 5.5 }),
-            (ValidationError, "interval_s"),
-        ),
-        (
-            json!({ "invites": [CODE], "pace": 5 }),
-            (ValidationError, "pace"),
-        ),
-    ] {
-        let label = body.to_string();
-        assert_eq!(
-            field(parse_submit(&map(body), 1000, 180, 60)),
-            Some((expected.0, expected.1.to_string())),
-            "{label:.80}"
-        );
-    }
-    // 500 sent, duplicates included, is fine.
-    let five_hundred: Vec<Value> = (0..500).map(|_| Value::from(CODE)).collect();
-    assert_eq!(
-        parse_submit(&map(json!({ "invites": five_hundred })), 0, 180, 60).map(|s| s.items.len()),
-        Ok(1)
-    );
-}
-
-#[test]
-fn interval_s_runs_from_the_minimum_passed_in_to_a_day() {
-    let interval =
-        |body: Value, min: u32| parse_submit(&map(body), 0, 180, min).map(|s| s.interval_s);
-    for (asked, min, expected) in [
-        (60, 60, Some(60)),
-        (86_400, 60, Some(86_400)),
-        (59, 60, None),
-        (86_401, 60, None),
-        (5, 5, Some(5)),
-        (4, 5, None),
-        (1, 1, Some(1)),
-        (119, 120, None),
-    ] {
-        let got = interval(json!({ "invites": [CODE], "interval_s": asked }), min);
-        assert_eq!(
-            got.as_ref().ok().copied(),
-            expected,
-            "{asked} with minimum {min}"
-        );
-        if let Err(error) = got {
-            assert!(
-                error.message.contains(&format!("from {min} to 86400")),
-                "{}",
-                error.message
-            );
-        }
-    }
-    assert_eq!(interval(json!({ "invites": [CODE] }), 5), Ok(180));
-}
-
-#[test]
-fn job_ids() {
-    assert!(is_job_id("job_0123456789abcdef"));
-    for bad in [
-        "job_0123456789ABCDEF",
-        "job_123",
-        "jab_0123456789abcdef",
-        "",
-    ] {
-        assert!(!is_job_id(bad));
+fn join_item(code: &str) -> SubmitItem {
+    SubmitItem {
+        op: Op::Join { code: code.into() },
+        expected_group_jid: None,
     }
 }
 
@@ -160,12 +22,11 @@ fn book_of(items: usize) -> Book {
 fn book(items: usize, interval_s: u32) -> Book {
     let submit = Submit {
         items: (0..items)
-            .map(|n| Op::Join {
-                code: format!("{CODE}{n}"),
-            })
+            .map(|n| join_item(&format!("{CODE}{n}")))
             .collect(),
         label: None,
         interval_s,
+        from_session: None,
     };
     Book {
         jobs: vec![Job::new(
@@ -504,7 +365,7 @@ proptest! {
     ) {
         let mut book = Book::default();
         for (n, size) in sizes.iter().enumerate() {
-            let submit = Submit { items: (0..*size).map(|k| Op::Join { code: format!("{CODE}{n}x{k}") }).collect(), label: None, interval_s };
+            let submit = Submit { items: (0..*size).map(|k| join_item(&format!("{CODE}{n}x{k}"))).collect(), label: None, interval_s, from_session: None };
             book.jobs.push(Job::new(format!("job_{n:016x}"), "acme".into(), submit, 0));
         }
         let mut now = 0i64;
@@ -565,4 +426,49 @@ fn policy_refusals_and_mismatches_fail_the_item_without_a_bad_invite_streak() {
         assert_eq!(book.jobs[0].bad_streak, 0, "{code:?}");
         assert_eq!(book.jobs[0].status, JobStatus::Running, "{code:?}");
     }
+}
+
+#[test]
+fn a_recovery_job_shows_its_groups_and_source_but_no_code() {
+    let items = [
+        ("1@g.us", "AbCdEfGhIjKlMnOpQrStUv"),
+        ("2@g.us", "BbCdEfGhIjKlMnOpQrStUv"),
+    ]
+    .into_iter()
+    .map(|(group, code)| SubmitItem {
+        op: Op::Join { code: code.into() },
+        expected_group_jid: Some(group.into()),
+    })
+    .collect();
+    let submit = Submit {
+        items,
+        label: None,
+        interval_s: 60,
+        from_session: Some("old".into()),
+    };
+    let source = json!({ "from_session": "old", "skipped_no_invite": 1, "skipped_member": 0, "skipped_over_limit": 0 });
+    let job = Job::new(
+        "job_0000000000000002".into(),
+        "acme".into(),
+        submit.clone(),
+        0,
+    )
+    .with_source(source.clone());
+    let view = job_view("new", &job, Standing::default(), true);
+    assert_eq!(view["source"], source);
+    assert_eq!(view["items"][0]["invite"], json!("…"));
+    assert_eq!(view["items"][0]["group_jid"], json!("1@g.us"));
+    assert_eq!(view["items"][1]["group_jid"], json!("2@g.us"));
+    assert!(!view.to_string().contains("AbCd"));
+    assert_eq!(job.items[1].expected_group_jid.as_deref(), Some("2@g.us"));
+    assert_eq!(
+        job_view("new", &job, Standing::default(), false)["source"],
+        source
+    );
+    // Without a source, an expected group shows only once the join names it.
+    let plain = Job::new("job_0000000000000003".into(), "acme".into(), submit, 0);
+    let view = job_view("new", &plain, Standing::default(), true);
+    assert_eq!(view["items"][0]["invite"], json!("AbCd…"));
+    assert_eq!(view["items"][0].get("group_jid"), None);
+    assert_eq!(view.get("source"), None);
 }
