@@ -151,7 +151,7 @@ pub struct JobCall {
 pub enum JobAction {
     Submit {
         job_id: String,
-        items: Vec<super::backend::Op>,
+        items: Vec<super::jobs::SubmitItem>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         label: Option<String>,
         interval_s: u32,
@@ -185,6 +185,10 @@ struct JobActionWire {
     job_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     items: Option<Vec<super::backend::Op>>,
+    /// Each item's expected group (section 15), beside `items` so that their wire stays
+    /// the ops'; left out when no item has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expected: Option<Vec<Option<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,13 +204,18 @@ impl From<JobAction> for JobActionWire {
                 label,
                 interval_s,
             } => {
+                let expected = items
+                    .iter()
+                    .any(|i| i.expected_group_jid.is_some())
+                    .then(|| items.iter().map(|i| i.expected_group_jid.clone()).collect());
                 return JobActionWire {
                     kind: "submit".into(),
                     job_id: Some(job_id),
-                    items: Some(items),
+                    items: Some(items.into_iter().map(|i| i.op).collect()),
+                    expected,
                     label,
                     interval_s: Some(interval_s),
-                }
+                };
             }
             JobAction::List => ("list", None),
             JobAction::PendingJoins => ("pending_joins", None),
@@ -231,6 +240,7 @@ impl TryFrom<JobActionWire> for JobAction {
             kind,
             job_id,
             items,
+            expected,
             label,
             interval_s,
         } = wire;
@@ -245,7 +255,17 @@ impl TryFrom<JobActionWire> for JobAction {
             "cancel" => JobAction::Cancel { job_id: job_id? },
             "submit" => JobAction::Submit {
                 job_id: job_id?,
-                items: items.ok_or_else(|| missing("items"))?,
+                items: {
+                    let mut expected = expected.unwrap_or_default().into_iter();
+                    items
+                        .ok_or_else(|| missing("items"))?
+                        .into_iter()
+                        .map(|op| super::jobs::SubmitItem {
+                            op,
+                            expected_group_jid: expected.next().flatten(),
+                        })
+                        .collect()
+                },
                 label,
                 interval_s: interval_s.ok_or_else(|| missing("interval_s"))?,
             },
@@ -456,6 +476,7 @@ pub struct DeliveryTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::jobs::SubmitItem;
     use serde_json::{json, Value};
 
     fn round_trip<T>(value: &T) -> Value
@@ -476,14 +497,31 @@ mod tests {
             JobAction::Submit {
                 job_id: id(),
                 items: vec![
-                    Op::Join {
-                        code: "AbCdEfGhIjKlMnOpQrStUv".into(),
+                    SubmitItem {
+                        op: Op::Join {
+                            code: "AbCdEfGhIjKlMnOpQrStUv".into(),
+                        },
+                        expected_group_jid: None,
                     },
-                    Op::Leave {
-                        group_jid: "120363000000000000@g.us".into(),
+                    SubmitItem {
+                        op: Op::Join {
+                            code: "BbCdEfGhIjKlMnOpQrStUv".into(),
+                        },
+                        expected_group_jid: Some("120363000000000000@g.us".into()),
                     },
                 ],
                 label: Some("batch".into()),
+                interval_s: 180,
+            },
+            JobAction::Submit {
+                job_id: id(),
+                items: vec![SubmitItem {
+                    op: Op::Leave {
+                        group_jid: "120363000000000000@g.us".into(),
+                    },
+                    expected_group_jid: None,
+                }],
+                label: None,
                 interval_s: 180,
             },
             JobAction::Submit {
@@ -503,6 +541,15 @@ mod tests {
             let json = round_trip(action);
             assert!(json.as_object().unwrap().values().all(|v| !v.is_object()));
         }
+        // Items with no expected group travel as before: the ops alone.
+        assert_eq!(
+            serde_json::to_value(&actions[1]).unwrap()["expected"],
+            Value::Null
+        );
+        assert_eq!(
+            serde_json::to_value(&actions[0]).unwrap()["expected"],
+            json!([null, "120363000000000000@g.us"])
+        );
         assert_eq!(
             serde_json::to_value(JobAction::Get { job_id: id() }).unwrap(),
             json!({ "type": "get", "job_id": id() })

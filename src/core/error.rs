@@ -38,10 +38,12 @@ pub enum ErrorCode {
     SessionCoolingDown,
     TooManyJobs,
     JobFinished,
+    JoinRefusedByPolicy,
+    InviteMismatch,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 34] = [
         Self::ValidationError,
         Self::InviteMalformed,
         Self::InviteInvalid,
@@ -74,6 +76,8 @@ impl ErrorCode {
         Self::SessionCoolingDown,
         Self::TooManyJobs,
         Self::JobFinished,
+        Self::JoinRefusedByPolicy,
+        Self::InviteMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +114,8 @@ impl ErrorCode {
             Self::SessionCoolingDown => "session_cooling_down",
             Self::TooManyJobs => "too_many_jobs",
             Self::JobFinished => "job_finished",
+            Self::JoinRefusedByPolicy => "join_refused_by_policy",
+            Self::InviteMismatch => "invite_mismatch",
         }
     }
 
@@ -136,7 +142,8 @@ impl ErrorCode {
             Self::NotImplemented => 501,
             Self::AuthUnavailable => 503,
             Self::SessionCoolingDown => 429,
-            Self::TooManyJobs | Self::JobFinished => 409,
+            Self::TooManyJobs | Self::JobFinished | Self::InviteMismatch => 409,
+            Self::JoinRefusedByPolicy => 403,
         }
     }
 
@@ -182,6 +189,12 @@ impl ErrorCode {
             }
             Self::TooManyJobs => "The session already has 10 unfinished join jobs.",
             Self::JobFinished => "The job is already completed or cancelled.",
+            Self::JoinRefusedByPolicy => {
+                "The org's join policy refuses this group; no join request was sent."
+            }
+            Self::InviteMismatch => {
+                "The invite leads to another group than the one expected; no join request was sent."
+            }
             Self::AuthUnavailable => {
                 "The login token could not be checked: its key set is unavailable; retry later."
             }
@@ -334,6 +347,8 @@ mod tests {
             ("session_cooling_down", 429),
             ("too_many_jobs", 409),
             ("job_finished", 409),
+            ("join_refused_by_policy", 403),
+            ("invite_mismatch", 409),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {

@@ -91,14 +91,22 @@ pub fn job_view(sid: &str, job: &Job, standing: Standing, with_items: bool) -> V
             view["estimated_completion_at"] = Value::from(format_rfc3339(at));
         }
     }
+    if let Some(source) = &job.source {
+        view["source"] = source.clone();
+    }
     if with_items {
         let items: Vec<Value> = job
             .items
             .iter()
             .map(|item| {
+                // A recovery's codes come from the book: not even their head is shown.
+                let invite = match job.source {
+                    Some(_) => "…".to_string(),
+                    None => shown_invite(&item.op),
+                };
                 let mut entry = json!({
                     "index": item.index,
-                    "invite": shown_invite(&item.op),
+                    "invite": invite,
                     "status": item.status.as_str(),
                     "attempts": item.attempts,
                 });

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod base64;
+pub mod book;
 pub mod breaker;
 pub mod dispatch;
 pub mod envelope;
@@ -19,6 +20,7 @@ pub mod jwt;
 pub mod limits;
 pub mod membership;
 pub mod pipeline;
+pub mod policy;
 pub mod protection;
 pub mod queue;
 pub mod ratelimit;

@@ -150,6 +150,7 @@ impl SessionObject {
                         items: items.clone(),
                         label: label.clone(),
                         interval_s: *interval_s,
+                        from_session: None,
                     };
                     let job = Job::new(job_id.clone(), msg.org.clone(), submit, now);
                     store.save_job_with_items(&job)?;

@@ -41,6 +41,9 @@ fn job_from(mut row: Row) -> Option<Job> {
             cancelled: n(&row, at!("cancelled")),
         },
         items: Vec::new(),
+        source: row
+            .opt_text(at!("source"))
+            .and_then(|s| serde_json::from_str(&s).ok()),
     })
 }
 
@@ -63,6 +66,7 @@ fn item_from(mut row: Row) -> Option<Item> {
         not_before_ms: row.int(at!("not_before_ms")),
         finished_ms: row.opt_int(at!("finished_ms")),
         approved_ms: row.opt_int(at!("approved_ms")),
+        expected_group_jid: row.opt_text(at!("expected")),
     })
 }
 
@@ -159,7 +163,7 @@ impl Store {
         let c = job.counts;
         self.sql.exec(
             // An upsert keeps a known job's row, and so its rowid: the submission order.
-            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, pause_reason = excluded.pause_reason,
              cancel_reason = excluded.cancel_reason, checks = excluded.checks, bad_streak = excluded.bad_streak,
              updated_ms = excluded.updated_ms,
@@ -186,6 +190,7 @@ impl Store {
                 int(i64::from(c.already_member)),
                 int(i64::from(c.failed)),
                 int(i64::from(c.cancelled)),
+                optional_text(job.source.as_ref().map(|s| s.to_string()).as_deref()),
             ],
         )?;
         Ok(())
@@ -195,7 +200,7 @@ impl Store {
         let op =
             serde_json::to_string(&item.op).map_err(|e| worker::Error::RustError(e.to_string()))?;
         self.sql.exec(
-            &format!("INSERT OR REPLACE INTO job_items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            &format!("INSERT OR REPLACE INTO job_items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             vec![
                 text(job_id),
                 int(i64::from(item.index)),
@@ -207,6 +212,7 @@ impl Store {
                 int(item.not_before_ms),
                 optional_int(item.finished_ms),
                 optional_int(item.approved_ms),
+                optional_text(item.expected_group_jid.as_deref()),
             ],
         )?;
         Ok(())

@@ -63,15 +63,22 @@ const JOBS_V3: &str = "ALTER TABLE jobs ADD COLUMN bad_streak INTEGER NOT NULL D
 /// When an item's request was approved (section 14), added to older storage once.
 const JOBS_V4: &str = "ALTER TABLE job_items ADD COLUMN approved_ms INTEGER;";
 
+/// An item's expected group and a recovery job's source (section 15), added to older
+/// storage once.
+const JOBS_V5: &str = "
+ALTER TABLE job_items ADD COLUMN expected TEXT;
+ALTER TABLE jobs ADD COLUMN source TEXT;
+";
+
 const JOBS_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS jobs_by_org ON jobs (org);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_ms);
 CREATE INDEX IF NOT EXISTS items_pending ON job_items (job_id, status, idx);
 ";
 
-const JOB_COLUMNS: &str = "job_id, org, label, interval_s, status, pause_reason, cancel_reason, checks, bad_streak, created_ms, updated_ms, finished_ms, total, pending, joined, pending_approval, already_member, failed, cancelled";
+const JOB_COLUMNS: &str = "job_id, org, label, interval_s, status, pause_reason, cancel_reason, checks, bad_streak, created_ms, updated_ms, finished_ms, total, pending, joined, pending_approval, already_member, failed, cancelled, source";
 const ITEM_COLUMNS: &str =
-    "job_id, idx, op, status, group_jid, error, attempts, not_before_ms, finished_ms, approved_ms";
+    "job_id, idx, op, status, group_jid, error, attempts, not_before_ms, finished_ms, approved_ms, expected";
 
 /// One row of a query, its values in the order of the `SELECT` list. Rows are read raw
 /// (`SqlCursor::raw`), not through serde: one reader for every query instead of a
@@ -250,6 +257,13 @@ impl Store {
             .is_err()
         {
             self.sql.exec(JOBS_V4, None)?;
+        }
+        if self
+            .sql
+            .exec("SELECT expected FROM job_items LIMIT 0", None)
+            .is_err()
+        {
+            self.sql.exec(JOBS_V5, None)?;
         }
         self.sql.exec(JOBS_INDEXES, None).map(|_| ())
     }
@@ -519,6 +533,8 @@ mod tests {
         assert_eq!(col!(JOB_COLUMNS, "org"), 1);
         assert_eq!(col!(JOB_COLUMNS, "cancelled"), 18);
         assert_eq!(col!(ITEM_COLUMNS, "approved_ms"), 9);
+        assert_eq!(col!(ITEM_COLUMNS, "expected"), 10);
+        assert_eq!(col!(JOB_COLUMNS, "source"), 19);
         assert_eq!(col("a,\n  b ,c", "b"), 1);
         assert_eq!(col("a,\n  b ,c", "c"), 2);
         // A name is matched whole, not by its prefix.
