@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { CATALOGUE } from './catalogue.mjs';
 import { resolveCredentials } from './credentials.mjs';
 import {
-  WorldStateError, approveOwnRequest, describeWorld, newInvites, newWorld, rejectOwnRequest, removeOwnAccount,
+  WorldStateError, approveOwnRequest, describeWorld, newInvites, newWorld, promoteOwnAccount, rejectOwnRequest, removeOwnAccount,
   resetGroupCode, restrictedUntil, takeChanges,
 } from './world.mjs';
 import { EventsInputError, createEventHub } from './events.mjs';
@@ -279,7 +279,7 @@ export async function startSimulator({
     if (!isNonEmptyString(session) || session === '*') throw new Error('session must be a session id');
     if (!isNonEmptyString(group_jid) || !group_jid.endsWith('@g.us')) throw new Error('group_jid must be a group JID (…@g.us)');
     const world = worldOf(session);
-    const op = { approve: approveOwnRequest, reject: rejectOwnRequest, remove: removeOwnAccount }[action];
+    const op = { approve: approveOwnRequest, reject: rejectOwnRequest, remove: removeOwnAccount, promote: promoteOwnAccount }[action];
     const result = op(world, group_jid, session);
     flushChanges();
     return result;
@@ -338,6 +338,7 @@ export async function startSimulator({
         case 'POST /__sim/approve':
         case 'POST /__sim/reject':
         case 'POST /__sim/remove':
+        case 'POST /__sim/promote':
           return done(200, { ok: true, ...adminAction(url.pathname.slice('/__sim/'.length), body) });
         case 'POST /__sim/events':
           events.configure(body);

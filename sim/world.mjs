@@ -329,6 +329,16 @@ export function removeOwnAccount(world, gjid, key) {
   return { group_jid: gjid, role: group.role, size: group.size };
 }
 
+/** An admin makes the session's account an admin of a group it is in (so that it may reset the invite). */
+export function promoteOwnAccount(world, gjid, key) {
+  const group = ownGroup(world, gjid, key);
+  if (!isMember(group)) {
+    throw new WorldStateError(409, 'not_member', `session ${key} is not in ${gjid} (role: ${group.role})`);
+  }
+  group.role = 'admin';
+  return { group_jid: gjid, role: group.role, size: group.size };
+}
+
 /** Take the membership changes recorded since the last call, oldest first. */
 export function takeChanges(world) {
   return world.changes.splice(0);

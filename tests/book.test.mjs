@@ -319,7 +319,13 @@ describe("recovery onto another number", () => {
     for (const entry of books) await o.joined(a, entry);
     for (const entry of books) await o.waitState(entry.group_jid, a, "member");
 
-    // A resets book2's invite through joingate: the book keeps the new code.
+    // A group admin makes A an admin of book2 (only admins may reset an invite), and A
+    // resets book2's invite through joingate: the book keeps the new code.
+    const promoted = await fetch(`${app.sim.url}/__sim/promote`, {
+      method: "POST",
+      body: JSON.stringify({ session: a, group_jid: book2.group_jid }),
+    });
+    assert.equal(promoted.status, 200, "the simulator's promote");
     const reset = await app.request("POST", `/v1/sessions/${a}/groups/${book2.group_jid}/invite/reset`, { token: o.token });
     const newCode = assertEnvelope(reset, { status: 200 }).data.invite_code;
     assert.match(newCode, /^[A-Za-z0-9]{16,32}$/);

@@ -10,7 +10,6 @@
 
 use std::cmp::Ordering;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::backend::events::hex_decode;
@@ -119,8 +118,7 @@ pub fn decode_seats(text: &str) -> Vec<Seat> {
 }
 
 /// What happened to a session in a group.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Change {
     Member,
     Pending,
@@ -135,16 +133,72 @@ pub enum Change {
 /// One fact for the book. `code` is a plain invite code (the org object seals it before
 /// anything is stored): the code that joined (member, pending), or the new code of a
 /// reset.
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug)]
 pub struct Update {
     pub group_jid: String,
     pub session: String,
     pub change: Change,
     pub at_ms: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+}
+
+impl Change {
+    const ALL: [Change; 6] = [
+        Self::Member,
+        Self::Pending,
+        Self::Left,
+        Self::Removed,
+        Self::Expired,
+        Self::InviteReset,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Pending => "pending",
+            Self::Left => "left",
+            Self::Removed => "removed",
+            Self::Expired => "expired",
+            Self::InviteReset => "invite_reset",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+// Updates travel between the objects as JSON written and read by hand: serde's derived
+// visitors would cost the wasm more than these few lines.
+impl Update {
+    pub fn view(&self) -> Value {
+        let mut view = json!({
+            "group_jid": self.group_jid,
+            "session": self.session,
+            "change": self.change.as_str(),
+            "at_ms": self.at_ms,
+        });
+        if let Some(subject) = &self.subject {
+            view["subject"] = Value::from(subject.as_str());
+        }
+        if let Some(code) = &self.code {
+            view["code"] = Value::from(code.as_str());
+        }
+        view
+    }
+
+    pub fn read(value: &Value) -> Option<Self> {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        Some(Self {
+            group_jid: text("group_jid")?,
+            session: text("session")?,
+            change: Change::parse(value.get("change")?.as_str()?)?,
+            at_ms: value.get("at_ms")?.as_i64()?,
+            subject: text("subject"),
+            code: text("code"),
+        })
+    }
 }
 
 /// The entry after `update`, or `None` when nothing changes (nothing to write). `sealed`
@@ -326,14 +380,13 @@ pub struct RecoveryPlan {
 }
 
 /// One item per group where `from` is a member, `to` is neither member nor pending, and a
-/// code is kept: newest first, at most `RECOVERY_MAX`. Of the rest of `from`'s groups,
-/// `to` already in (checked first), no code, and past the limit are counted.
+/// code is kept: in the order of `entries` (the store's: newest first), at most
+/// `RECOVERY_MAX`. Of the rest of `from`'s groups, `to` already in (checked first), no code,
+/// and past the limit are counted.
 pub fn plan_recovery(entries: &[Entry], from: &str, to: &str) -> RecoveryPlan {
-    let mut ordered: Vec<&Entry> = entries
+    let ordered = entries
         .iter()
-        .filter(|e| e.state_of(from) == Some(SeatState::Member))
-        .collect();
-    ordered.sort_by(|a, b| newest_first(a, b));
+        .filter(|e| e.state_of(from) == Some(SeatState::Member));
     let mut plan = RecoveryPlan::default();
     for entry in ordered {
         if matches!(
@@ -364,6 +417,34 @@ pub fn source_view(from: &str, plan: &RecoveryPlan) -> Value {
         "skipped_no_invite": plan.skipped_no_invite,
         "skipped_member": plan.skipped_member,
         "skipped_over_limit": plan.skipped_over_limit,
+    })
+}
+
+/// The book's fact in an event raised for the org (section 14's approvals, expiries and
+/// server events, and joingate's own joins and leaves): the events carry every fact the
+/// book keeps but the code and the subject, which a join's caller adds.
+pub fn from_event(event_type: &str, data: &Value, at_ms: i64) -> Option<Update> {
+    let text = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_owned);
+    let change = match event_type {
+        "group.join" => match data.get("status").and_then(Value::as_str)? {
+            "joined" | "already_member" => Change::Member,
+            "pending_approval" => Change::Pending,
+            _ => return None,
+        },
+        "group.leave" => match data.get("reason").and_then(Value::as_str) {
+            Some("removed") => Change::Removed,
+            _ => Change::Left,
+        },
+        "group.join_request.expired" => Change::Expired,
+        _ => return None,
+    };
+    Some(Update {
+        group_jid: text("group_jid")?,
+        session: text("session_id")?,
+        change,
+        at_ms,
+        subject: None,
+        code: None,
     })
 }
 

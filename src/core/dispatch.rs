@@ -2,6 +2,7 @@
 //! in KV. Both sides serialise these types, so they cannot drift apart.
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::backend::spec::StoredBackend;
 use super::backend::Op;
@@ -40,6 +41,30 @@ pub struct SessionCall {
     /// The session's account protection (section 13), as its record holds it.
     #[serde(default, skip_serializing_if = "is_unset")]
     pub protection: Protection,
+    /// What the org's join policy asks of joins (section 15), as the org's object said
+    /// when it counted the call; `None` when that is unknown: the object asks itself.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "policy_mode_wire"
+    )]
+    pub policy: Option<super::policy::PolicyMode>,
+}
+
+/// `SessionCall::policy` as `PolicyMode::view` (read by hand: no derived visitor).
+mod policy_mode_wire {
+    use super::super::policy::PolicyMode;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &Option<PolicyMode>, s: S) -> Result<S::Ok, S::Error> {
+        mode.map(PolicyMode::view).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PolicyMode>, D::Error> {
+        Ok(Option::<serde_json::Value>::deserialize(d)?
+            .as_ref()
+            .and_then(PolicyMode::read))
+    }
 }
 
 fn is_unset(protection: &Protection) -> bool {
@@ -54,6 +79,9 @@ pub struct CallPayload {
     /// The session's backend; `None` is kind `joingate` at `SESSION_BACKEND_URL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<StoredBackend>,
+    /// The group a join by link expects (section 15): previewed first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_group_jid: Option<String>,
 }
 
 /// `PUT /v1/admin/sessions/{sid}` tells the session's object which org owns it now.
@@ -152,9 +180,10 @@ pub enum JobAction {
     Submit {
         job_id: String,
         items: Vec<super::jobs::SubmitItem>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         label: Option<String>,
         interval_s: u32,
+        /// A recovery job's `source` (section 15).
+        source: Option<serde_json::Value>,
     },
     List,
     Get {
@@ -193,6 +222,9 @@ struct JobActionWire {
     label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     interval_s: Option<u32>,
+    /// A recovery job's `source` (section 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<serde_json::Value>,
 }
 
 impl From<JobAction> for JobActionWire {
@@ -203,18 +235,18 @@ impl From<JobAction> for JobActionWire {
                 items,
                 label,
                 interval_s,
+                source,
             } => {
-                let expected = items
-                    .iter()
-                    .any(|i| i.expected_group_jid.is_some())
-                    .then(|| items.iter().map(|i| i.expected_group_jid.clone()).collect());
+                let expected: Vec<Option<String>> =
+                    items.iter().map(|i| i.expected_group_jid.clone()).collect();
                 return JobActionWire {
                     kind: "submit".into(),
                     job_id: Some(job_id),
+                    expected: expected.iter().any(Option::is_some).then_some(expected),
                     items: Some(items.into_iter().map(|i| i.op).collect()),
-                    expected,
                     label,
                     interval_s: Some(interval_s),
+                    source,
                 };
             }
             JobAction::List => ("list", None),
@@ -240,9 +272,10 @@ impl TryFrom<JobActionWire> for JobAction {
             kind,
             job_id,
             items,
-            expected,
             label,
             interval_s,
+            expected,
+            source,
         } = wire;
         let missing = |field: &str| format!("job action {kind}: missing {field}");
         let job_id = job_id.ok_or_else(|| missing("job_id"));
@@ -253,22 +286,24 @@ impl TryFrom<JobActionWire> for JobAction {
             "pause" => JobAction::Pause { job_id: job_id? },
             "resume" => JobAction::Resume { job_id: job_id? },
             "cancel" => JobAction::Cancel { job_id: job_id? },
-            "submit" => JobAction::Submit {
-                job_id: job_id?,
-                items: {
-                    let mut expected = expected.unwrap_or_default().into_iter();
-                    items
-                        .ok_or_else(|| missing("items"))?
-                        .into_iter()
-                        .map(|op| super::jobs::SubmitItem {
-                            op,
-                            expected_group_jid: expected.next().flatten(),
-                        })
-                        .collect()
-                },
-                label,
-                interval_s: interval_s.ok_or_else(|| missing("interval_s"))?,
-            },
+            "submit" => {
+                let mut expected = expected.unwrap_or_default().into_iter();
+                let items = items
+                    .ok_or_else(|| missing("items"))?
+                    .into_iter()
+                    .map(|op| super::jobs::SubmitItem {
+                        op,
+                        expected_group_jid: expected.next().flatten(),
+                    })
+                    .collect();
+                JobAction::Submit {
+                    job_id: job_id?,
+                    items,
+                    label,
+                    interval_s: interval_s.ok_or_else(|| missing("interval_s"))?,
+                    source,
+                }
+            }
             _ => return Err(format!("unknown job action {kind}")),
         })
     }
@@ -290,11 +325,35 @@ pub enum OrgAction {
     Redeliver {
         delivery_id: String,
     },
-    /// An event raised for the org (sent only where one happened).
+    /// An event raised for the org (sent only where one happened), with what it tells the
+    /// org's group book (section 15).
     Event {
         event_type: String,
         data: serde_json::Value,
+        book: Option<crate::core::book::Update>,
     },
+    /// Facts for the org's group book alone (an invite reset; a join whose event the org's
+    /// webhook does not take).
+    Book {
+        updates: Vec<crate::core::book::Update>,
+    },
+    /// `GET /v1/groups[/{gjid}]` (section 15): `data` is `{ "query"?, "group_jid"?,
+    /// "visible"? }`, the query string and the token's session allow-list.
+    Groups {
+        data: serde_json::Value,
+    },
+    /// A recovery job's items from the book (section 15): `data` is `{ "from", "to",
+    /// "visible"? }`; the answer holds the codes, unsealed (they stay inside joingate).
+    Recover {
+        data: serde_json::Value,
+    },
+    /// The join policy's verdict on a group: `data` is `{ "group_jid", "subject"?, "size"?,
+    /// "message": bool }` (an invite message is judged without a preview).
+    Judge {
+        data: serde_json::Value,
+    },
+    /// What the join policy asks of every join (`PolicyMode`).
+    PolicyMode,
     /// One delivery attempt, from the queue consumer: the one after `attempts` made.
     Attempt {
         delivery_id: String,
@@ -311,9 +370,12 @@ pub enum OrgAction {
     Take {
         default: super::limits::ClassLimit,
     },
-    /// The org record: its `limits` (an override of the default, or none).
+    /// The org record: its `limits` (an override of the default, or none; `keep_limits`:
+    /// left as they are) and its join `policy` (the policy's view; `None`: left as it is).
     PutOrg {
         limits: Option<super::limits::ClassOverride>,
+        keep_limits: bool,
+        policy: Option<serde_json::Value>,
         default: super::limits::ClassLimit,
     },
     GetOrg {
@@ -345,6 +407,11 @@ struct OrgActionWire {
     default: Option<super::limits::ClassLimit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     limits: Option<super::limits::ClassOverride>,
+    /// The book's facts, each `Update::view` (`null` is left out).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    book: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keep_limits: Option<bool>,
 }
 
 impl From<OrgAction> for OrgActionWire {
@@ -368,11 +435,33 @@ impl From<OrgAction> for OrgActionWire {
                 wire.delivery_id = Some(delivery_id);
                 "redeliver"
             }
-            OrgAction::Event { event_type, data } => {
+            OrgAction::Event {
+                event_type,
+                data,
+                book,
+            } => {
                 wire.event_type = Some(event_type);
                 wire.data = data;
+                wire.book = book.map_or(serde_json::Value::Null, |u| json!([u.view()]));
                 "event"
             }
+            OrgAction::Book { updates } => {
+                wire.book = updates.iter().map(|u| u.view()).collect();
+                "book"
+            }
+            OrgAction::Groups { data } => {
+                wire.data = data;
+                "groups"
+            }
+            OrgAction::Recover { data } => {
+                wire.data = data;
+                "recover"
+            }
+            OrgAction::Judge { data } => {
+                wire.data = data;
+                "judge"
+            }
+            OrgAction::PolicyMode => "policy_mode",
             OrgAction::Attempt {
                 delivery_id,
                 attempts,
@@ -393,8 +482,15 @@ impl From<OrgAction> for OrgActionWire {
                 wire.default = Some(default);
                 "take"
             }
-            OrgAction::PutOrg { limits, default } => {
+            OrgAction::PutOrg {
+                limits,
+                keep_limits,
+                policy,
+                default,
+            } => {
                 wire.limits = limits;
+                wire.keep_limits = Some(keep_limits);
+                wire.data = policy.unwrap_or_default();
                 wire.default = Some(default);
                 "put_org"
             }
@@ -423,6 +519,8 @@ impl TryFrom<OrgActionWire> for OrgAction {
             attempts,
             default,
             limits,
+            book,
+            keep_limits,
         } = wire;
         let missing = |field: &str| format!("org action {kind}: missing {field}");
         let delivery_id = delivery_id.ok_or_else(|| missing("delivery_id"));
@@ -443,7 +541,22 @@ impl TryFrom<OrgActionWire> for OrgAction {
             "event" => OrgAction::Event {
                 event_type: event_type.ok_or_else(|| missing("event_type"))?,
                 data,
+                book: book.get(0).and_then(crate::core::book::Update::read),
             },
+            "book" => OrgAction::Book {
+                updates: book
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(crate::core::book::Update::read)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            "groups" => OrgAction::Groups { data },
+            "recover" => OrgAction::Recover { data },
+            "judge" => OrgAction::Judge { data },
+            "policy_mode" => OrgAction::PolicyMode,
             "attempt" => OrgAction::Attempt {
                 delivery_id: delivery_id?,
                 attempts: attempts?,
@@ -455,6 +568,8 @@ impl TryFrom<OrgActionWire> for OrgAction {
             "take" => OrgAction::Take { default: default? },
             "put_org" => OrgAction::PutOrg {
                 limits,
+                keep_limits: keep_limits.unwrap_or(false),
+                policy: (!data.is_null()).then_some(data),
                 default: default?,
             },
             "get_org" => OrgAction::GetOrg { default: default? },
@@ -497,21 +612,22 @@ mod tests {
             JobAction::Submit {
                 job_id: id(),
                 items: vec![
-                    SubmitItem {
+                    crate::core::jobs::SubmitItem {
                         op: Op::Join {
                             code: "AbCdEfGhIjKlMnOpQrStUv".into(),
                         },
-                        expected_group_jid: None,
+                        expected_group_jid: Some("120363000000000001@g.us".into()),
                     },
-                    SubmitItem {
-                        op: Op::Join {
-                            code: "BbCdEfGhIjKlMnOpQrStUv".into(),
+                    crate::core::jobs::SubmitItem {
+                        op: Op::Leave {
+                            group_jid: "120363000000000000@g.us".into(),
                         },
-                        expected_group_jid: Some("120363000000000000@g.us".into()),
+                        expected_group_jid: None,
                     },
                 ],
                 label: Some("batch".into()),
                 interval_s: 180,
+                source: Some(json!({ "from_session": "a" })),
             },
             JobAction::Submit {
                 job_id: id(),
@@ -523,12 +639,14 @@ mod tests {
                 }],
                 label: None,
                 interval_s: 180,
+                source: None,
             },
             JobAction::Submit {
                 job_id: id(),
                 items: Vec::new(),
                 label: None,
                 interval_s: 60,
+                source: None,
             },
             JobAction::List,
             JobAction::Get { job_id: id() },
@@ -539,7 +657,11 @@ mod tests {
         ];
         for action in &actions {
             let json = round_trip(action);
-            assert!(json.as_object().unwrap().values().all(|v| !v.is_object()));
+            // Flat: no nested record but a recovery's `source`, which is the answer's.
+            let object = json.as_object().unwrap();
+            assert!(object
+                .iter()
+                .all(|(key, v)| key == "source" || !v.is_object()));
         }
         // Items with no expected group travel as before: the ops alone.
         assert_eq!(
@@ -548,7 +670,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_value(&actions[0]).unwrap()["expected"],
-            json!([null, "120363000000000000@g.us"])
+            json!(["120363000000000001@g.us", null])
         );
         assert_eq!(
             serde_json::to_value(JobAction::Get { job_id: id() }).unwrap(),
@@ -594,11 +716,36 @@ mod tests {
             OrgAction::Event {
                 event_type: "group.joined".into(),
                 data: json!({ "session": "s1", "nested": { "n": [1, 2] } }),
+                book: None,
+            },
+            OrgAction::Event {
+                event_type: "group.join".into(),
+                data: json!({ "session_id": "s1" }),
+                book: Some(crate::core::book::Update {
+                    group_jid: "1@g.us".into(),
+                    session: "s1".into(),
+                    change: crate::core::book::Change::Member,
+                    at_ms: 5,
+                    subject: Some("S".into()),
+                    code: Some("C".into()),
+                }),
             },
             OrgAction::Event {
                 event_type: "session.status".into(),
                 data: Value::Null,
+                book: None,
             },
+            OrgAction::Book { updates: vec![] },
+            OrgAction::Groups {
+                data: json!({ "query": "limit=2" }),
+            },
+            OrgAction::Recover {
+                data: json!({ "from": "a", "to": "b" }),
+            },
+            OrgAction::Judge {
+                data: json!({ "group_jid": "1@g.us", "message": false }),
+            },
+            OrgAction::PolicyMode,
             OrgAction::Attempt {
                 delivery_id: id(),
                 attempts: 0,
@@ -613,10 +760,14 @@ mod tests {
                     per_minute: Some(10),
                     ..ClassOverride::default()
                 }),
+                keep_limits: false,
+                policy: Some(json!({ "max_size": 5 })),
                 default,
             },
             OrgAction::PutOrg {
                 limits: None,
+                keep_limits: true,
+                policy: None,
                 default,
             },
             OrgAction::GetOrg { default },

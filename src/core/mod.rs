@@ -19,6 +19,7 @@ pub mod json;
 pub mod jwt;
 pub mod limits;
 pub mod membership;
+pub mod orgs;
 pub mod pipeline;
 pub mod policy;
 pub mod protection;

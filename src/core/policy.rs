@@ -5,9 +5,7 @@
 
 use std::collections::HashSet;
 
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ErrorCode};
 use super::ids::GroupJid;
@@ -44,20 +42,6 @@ impl PreviewFirst {
     }
 }
 
-// By hand: a plain string each way, smaller in the wasm than the derived enum visitor.
-impl Serialize for PreviewFirst {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for PreviewFirst {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).ok_or_else(|| D::Error::custom("unknown preview_first"))
-    }
-}
-
 /// A rule of the policy, named in a refusal's `details.rule`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
@@ -67,6 +51,16 @@ pub enum Rule {
 }
 
 impl Rule {
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::AllowedGroups,
+            Self::BlockedSubjectTerms,
+            Self::MaxSize,
+        ]
+        .into_iter()
+        .find(|rule| rule.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AllowedGroups => "allowed_groups",
@@ -89,11 +83,25 @@ pub struct Policy {
 
 /// What a session needs of its org's policy to know whether a join previews first; travels
 /// between Durable Objects as `{"rules":bool,"preview_first":"jobs"}`.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
-#[serde(default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct PolicyMode {
     pub rules: bool,
     pub preview_first: PreviewFirst,
+}
+
+impl PolicyMode {
+    /// As it travels between the objects (read back by [`PolicyMode::read`]); written by
+    /// hand, as serde_json's reader of parsed values would be in the wasm for this alone.
+    pub fn view(self) -> Value {
+        json!({ "rules": self.rules, "preview_first": self.preview_first.as_str() })
+    }
+
+    pub fn read(value: &Value) -> Option<Self> {
+        Some(Self {
+            rules: value.get("rules")?.as_bool()?,
+            preview_first: PreviewFirst::parse(value.get("preview_first")?.as_str()?)?,
+        })
+    }
 }
 
 /// What a preview says about the group an invite leads to.
@@ -257,14 +265,14 @@ impl Policy {
     /// After a preview: the first rule the group breaks, in the order allowed_groups,
     /// blocked_subject_terms, max_size. A subject is matched by Unicode lower case; no
     /// subject matches no term; a preview without a size breaks `max_size`.
-    pub fn judge(&self, facts: &GroupFacts) -> Result<(), Rule> {
+    ///
+    /// `lower` is Unicode lower case (`str::to_lowercase`; in the Worker the runtime's
+    /// `String.prototype.toLowerCase`, which spares the wasm Rust's case tables).
+    pub fn judge(&self, facts: &GroupFacts, lower: fn(&str) -> String) -> Result<(), Rule> {
         self.check_group(&facts.group_jid)?;
         if let (Some(terms), Some(subject)) = (self.terms(), facts.subject.as_deref()) {
-            let subject = subject.to_lowercase();
-            if terms
-                .iter()
-                .any(|term| subject.contains(&term.to_lowercase()))
-            {
+            let subject = lower(subject);
+            if terms.iter().any(|term| subject.contains(&lower(term))) {
                 return Err(Rule::BlockedSubjectTerms);
             }
         }

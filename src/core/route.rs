@@ -73,6 +73,8 @@ pub enum RouteId {
     PendingJoins,
     GroupMembership,
     ServerEvents,
+    ListGroups,
+    GetGroup,
 }
 
 impl RouteId {
@@ -97,6 +99,8 @@ pub enum Access {
     Admin,
     /// A client token with this capability, on a session of its org.
     Session(Capability),
+    /// A client token with this capability, on its org's own records (section 15's book).
+    Org(Capability),
 }
 
 /// One row of the route table.
@@ -157,7 +161,7 @@ const fn job(
 }
 
 /// Every route joingate serves. The OpenAPI test reads the (method, template) pairs from here.
-pub const ROUTES: [RouteSpec; 31] = [
+pub const ROUTES: [RouteSpec; 33] = [
     row(RouteId::Healthz, Get, "/healthz", Access::Public, None),
     row(
         RouteId::OpenApi,
@@ -241,6 +245,20 @@ pub const ROUTES: [RouteSpec; 31] = [
         Post,
         "/v1/hooks/{sid}/{hook_token}",
         Access::Public,
+        None,
+    ),
+    row(
+        RouteId::ListGroups,
+        Get,
+        "/v1/groups",
+        Access::Org(Cap::Read),
+        None,
+    ),
+    row(
+        RouteId::GetGroup,
+        Get,
+        "/v1/groups/{gjid}",
+        Access::Org(Cap::Read),
         None,
     ),
     job(

@@ -1,9 +1,22 @@
-//! Admin routes: minting and revoking tokens, registering and removing sessions.
+//! Admin routes: minting and revoking tokens, registering and removing sessions, the org
+//! record and its webhook.
 
 use std::cell::{Cell, RefCell};
 
 use serde_json::{json, Map, Value};
-use worker::Env;
+use worker::{Env, Request};
+
+use super::org;
+use super::reply::Reply;
+use super::worker::{dispatch, header, now_ms, read_body};
+use crate::core::dispatch::{Assign, OrgAction};
+use crate::core::ids::OrgId;
+use crate::core::json::{expect_no_body, parse_object_body};
+use crate::core::orgs::parse_org_put;
+use crate::core::requests::{parse_new_token, percent_decode, session_id};
+use crate::core::route::{Route, RouteId};
+use crate::core::url::origin_of;
+use crate::core::webhooks::{is_delivery_id, parse_endpoint};
 
 use super::auth::{read, remove, session_key, token_id_key, token_key, write, Kv};
 use super::config;
@@ -277,6 +290,134 @@ pub async fn delete_session(kv: &Kv, sid: &str) -> Result<serde_json::Value, Api
     existing.ok_or_else(ApiError::not_found)?;
     remove(kv, &session_key(sid)).await?;
     Ok(json!({ "session_id": sid, "deleted": true }))
+}
+
+/// The admin API's routes (contract sections 4, 6, 9, 11 and 15).
+pub(super) async fn admin_route(
+    route: Route,
+    req: &mut Request,
+    env: &Env,
+    rid: &str,
+) -> Result<Reply, ApiError> {
+    let now = now_ms();
+    check_admin(
+        env,
+        header(req, "Authorization").as_deref(),
+        header(req, "CF-Connecting-IP").as_deref(),
+        now,
+    )
+    .await?;
+    let kv = Kv::from_env(env)?;
+    let sid = || session_id(route.param("sid").unwrap_or_default());
+    match route.id() {
+        RouteId::CreateToken => {
+            let body = read_body(req, &route).await?;
+            let request = parse_new_token(
+                &parse_object_body(header(req, "Content-Type").as_deref(), &body)?,
+                now / 1000,
+            )?;
+            Ok(Reply::success(
+                201,
+                create_token(&kv, request, now).await?,
+                rid,
+            ))
+        }
+        RouteId::RevokeToken => Ok(Reply::success(
+            200,
+            revoke_token(&kv, route.param("token_id").unwrap_or_default()).await?,
+            rid,
+        )),
+        RouteId::PutSession => {
+            let sid = sid()?;
+            let body = read_body(req, &route).await?;
+            let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
+            let origin = origin_of(&req.inner().url());
+            let data = put_session(env, &kv, sid.as_str(), &map, &origin, now).await?;
+            // The object learns its owner: another org's jobs and records end before this
+            // answer (contract section 9).
+            let assign = Assign {
+                session: sid.to_string(),
+                org: data["org"].as_str().unwrap_or_default().to_string(),
+                events: data["events"] == true,
+            };
+            let assign = serde_json::to_string(&assign).map_err(|_| ApiError::internal())?;
+            dispatch(env, sid.as_str(), "assign", None, &assign).await?;
+            Ok(Reply::success(200, data, rid))
+        }
+        RouteId::GetSession => Ok(Reply::success(
+            200,
+            get_session(env, &kv, sid()?.as_str()).await?,
+            rid,
+        )),
+        RouteId::PutOrg | RouteId::GetOrg => {
+            let org = OrgId::parse(
+                &percent_decode(route.param("org").unwrap_or_default()).unwrap_or_default(),
+            )
+            .map_err(|e| ApiError::invalid("org", e.0))?;
+            let default = config::settings(env)?.org_limit;
+            let action = if route.id() == RouteId::PutOrg {
+                let body = read_body(req, &route).await?;
+                let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
+                let put = parse_org_put(&map)?;
+                OrgAction::PutOrg {
+                    limits: put.limits.flatten(),
+                    keep_limits: put.limits.is_none(),
+                    policy: put.policy.map(|p| p.view()),
+                    default,
+                }
+            } else {
+                OrgAction::GetOrg { default }
+            };
+            org::answer(env, org.as_str(), &action, rid).await
+        }
+        RouteId::PutWebhook
+        | RouteId::GetWebhook
+        | RouteId::DeleteWebhook
+        | RouteId::ListDeliveries
+        | RouteId::Redeliver => {
+            let org = OrgId::parse(
+                &percent_decode(route.param("org").unwrap_or_default()).unwrap_or_default(),
+            )
+            .map_err(|e| ApiError::invalid("org", e.0))?;
+            let action = match route.id() {
+                RouteId::PutWebhook => {
+                    let body = read_body(req, &route).await?;
+                    let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
+                    let input = parse_endpoint(&map)?;
+                    OrgAction::PutWebhook {
+                        url: input.url,
+                        events: input.events,
+                        rotate_secret: input.rotate_secret,
+                    }
+                }
+                RouteId::GetWebhook => OrgAction::GetWebhook,
+                RouteId::DeleteWebhook => OrgAction::DeleteWebhook,
+                RouteId::ListDeliveries => OrgAction::Deliveries,
+                _ => {
+                    // An unknown delivery id, malformed included, is not found.
+                    let id = percent_decode(route.param("delivery_id").unwrap_or_default())
+                        .filter(|id| is_delivery_id(id))
+                        .ok_or_else(ApiError::not_found)?;
+                    expect_no_body(
+                        header(req, "Content-Type").as_deref(),
+                        &read_body(req, &route).await?,
+                    )?;
+                    OrgAction::Redeliver { delivery_id: id }
+                }
+            };
+            org::answer(env, org.as_str(), &action, rid).await
+        }
+        RouteId::DeleteSession => {
+            let sid = sid()?;
+            // The object first (its jobs, idempotency records and queue go; what protects
+            // the account stays), the record after: a retry after a failure still cleans up,
+            // and a DELETE that finds no record resets the object all the same.
+            dispatch(env, sid.as_str(), "reset", None, "{}").await?;
+            let data = delete_session(&kv, sid.as_str()).await?;
+            Ok(Reply::success(200, data, rid))
+        }
+        _ => Err(ApiError::not_found()),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod auth;
 mod backend_client;
 mod config;
 mod crypto;
+mod groups;
 mod hooks;
 mod http;
 mod jwt;

@@ -26,13 +26,10 @@ use crate::core::dispatch::{
 };
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{decide, is_stored, Decision, StoredOutcome};
-use crate::core::limits::{Class, ClassLimit};
-use crate::core::pipeline::{
-    cooling_down_error, met_restriction, Ask, Cooldown, Refusal, SessionState,
-};
-use crate::core::protection::CapWindow;
+use crate::core::limits::Class;
+use crate::core::pipeline::{met_restriction, Ask, Cooldown, SessionState};
 use crate::core::queue::FifoGate;
-use crate::core::ratelimit::{header_values, retry_after_s};
+use crate::core::ratelimit::header_values;
 use crate::core::time::format_rfc3339;
 use crate::core::url::path_of;
 
@@ -62,11 +59,13 @@ fn log_error(request_id: &str, msg: &str, error: &dyn std::fmt::Display) {
 }
 
 mod exchange;
+mod group_book;
 mod guard;
 mod jobs;
 mod membership;
 mod owner;
 
+pub(in crate::edge) use guard::org_limited_error;
 use guard::Guard;
 
 #[durable_object]
@@ -261,56 +260,6 @@ impl SessionObject {
         i64::try_from(settings.backend_timeout_ms + PROBE_MARGIN_MS).unwrap_or(i64::MAX)
     }
 
-    /// A client call refused before the queue, as its answer.
-    fn refusal_reply(
-        refusal: Refusal,
-        state: &SessionState,
-        class: Class,
-        limit: ClassLimit,
-        now: i64,
-        rid: &str,
-    ) -> Reply {
-        match refusal {
-            Refusal::CircuitOpen { retry_after_ms } => {
-                let error = ApiError::new(ErrorCode::BackendUnavailable)
-                    .with_message("The session backend is failing; the circuit is open.")
-                    .with_detail("circuit", state.breaker.state(now).as_str())
-                    .with_retry_after(retry_after_s(retry_after_ms));
-                fail(&error, rid)
-            }
-            Refusal::CoolingDown(cooldown) => fail(&cooling_down_error(cooldown, now), rid),
-            Refusal::Cap { window, until_ms } => {
-                let seconds = crate::core::pipeline::seconds_until(now, until_ms);
-                let error = ApiError::new(ErrorCode::RateLimited)
-                    .with_message(match window {
-                        CapWindow::Hour => "The session's joins and leaves for this hour are used up; retry after the indicated time.",
-                        CapWindow::Day => "The session's joins and leaves for these 24 hours are used up; retry after the indicated time.",
-                    })
-                    .with_detail("scope", "session")
-                    .with_detail("class", class.as_str())
-                    .with_detail("window", window.as_str())
-                    .with_detail("retry_after_s", seconds)
-                    .with_retry_after(seconds);
-                fail(&error, rid)
-            }
-            Refusal::OrgLimited { retry_after_s } => fail(&org_limited_error(retry_after_s), rid),
-            Refusal::Bucket { wait_ms } => {
-                let seconds = retry_after_s(wait_ms);
-                let error = ApiError::new(ErrorCode::RateLimited)
-                    .with_detail("scope", "session")
-                    .with_detail("class", class.as_str())
-                    .with_detail("window", "minute")
-                    .with_detail("retry_after_s", seconds)
-                    .with_retry_after(seconds);
-                let bucket = state.bucket(class, limit, now).refilled(limit, now);
-                let (policy, header) = header_values(class.as_str(), limit, bucket, now);
-                fail(&error, rid)
-                    .with_header("RateLimit-Policy", policy)
-                    .with_header("RateLimit", header)
-            }
-        }
-    }
-
     /// The idempotency step of a POST: `None` to execute, or the answer (a replay, 409, 422).
     fn idempotent_answer(
         &self,
@@ -493,15 +442,23 @@ impl SessionObject {
         self.live.set(Some(state));
 
         let started = now_ms();
-        let exchanged = self
-            .exchange(
+        let plan = exchange::JoinPlan {
+            org: &msg.org,
+            expected: payload.expected_group_jid.as_deref(),
+            mode: msg.policy,
+            job_item: false,
+        };
+        let outcome = self
+            .exchange_call(
                 &msg.session,
                 payload.backend.as_ref(),
                 &payload.op,
+                &plan,
                 rid,
                 &settings,
             )
             .await;
+        let (exchanged, subject) = (outcome.exchanged, outcome.subject);
         // A restriction: in the same turn, ask the server when it ends (section 13).
         let stated_end_ms = if joins && met_restriction(&exchanged) {
             self.restriction_end(&msg.session, payload.backend.as_ref(), rid, &settings)
@@ -517,7 +474,11 @@ impl SessionObject {
         // protects the account is always kept; a session deleted or handed over while this
         // call ran keeps nothing else of it.
         let current_epoch = self.epoch.get() == epoch;
-        let counted_at = joins.then_some(now);
+        // A join that ended before its request was sent does not count (section 13).
+        if joins && !outcome.sent {
+            uncount(self)?;
+        }
+        let counted_at = (joins && outcome.sent).then_some(now);
         let settled = self.settle_exchange(
             &guard,
             admitted,
@@ -601,7 +562,10 @@ impl SessionObject {
         // over meanwhile raises nothing.
         if self.epoch.get() == epoch {
             let data = result.as_ref().ok();
-            self.raise_call_events(&msg, &payload.op, data, noted.resolved, cooldown)
+            let fact = data.and_then(|d| {
+                group_book::call_fact(&msg.session, &payload.op, d, subject, finished)
+            });
+            self.raise_call_events(&msg, &payload.op, data, noted.resolved, cooldown, fact)
                 .await;
             self.raise_all(&msg.org, noted.raised).await;
             // Server events that came while the call was at the server: its outcome is
@@ -622,6 +586,7 @@ impl SessionObject {
         data: Option<&Value>,
         resolved: Option<i64>,
         cooldown: Option<Cooldown>,
+        fact: Option<crate::core::book::Update>,
     ) {
         // The org's webhook filter as its object gave it at the edge: an event it does not
         // take is not sent to the object at all.
@@ -630,22 +595,30 @@ impl SessionObject {
                 .as_ref()
                 .is_none_or(|events| events.iter().any(|e| e == event_type))
         };
-        match (op, data) {
-            (Op::Join { .. } | Op::JoinByMessage { .. }, Some(_)) if !wanted("group.join") => {}
-            (Op::Leave { .. }, Some(_)) if !wanted("group.leave") => {}
+        let event = match (op, data) {
             (Op::Join { .. } | Op::JoinByMessage { .. }, Some(data)) => {
                 let mut event = json!({ "session_id": msg.session, "status": data["status"], "request_id": msg.request_id });
                 if let Some(jid) = data.get("group_jid") {
                     event["group_jid"] = jid.clone();
                 }
-                let event = membership::join_event(event, "client", resolved);
-                org::raise(&self.env, &msg.org, "group.join", event).await;
+                Some((
+                    "group.join",
+                    membership::join_event(event, "client", resolved),
+                ))
             }
-            (Op::Leave { group_jid }, Some(_)) => {
-                let event = membership::leave_event(&msg.session, group_jid, &msg.request_id);
-                org::raise(&self.env, &msg.org, "group.leave", event).await;
+            (Op::Leave { group_jid }, Some(_)) => Some((
+                "group.leave",
+                membership::leave_event(&msg.session, group_jid, &msg.request_id),
+            )),
+            _ => None,
+        };
+        // The book's fact rides on the event when one goes to the org's object; otherwise
+        // it follows the answer (section 15: no round trip before it).
+        match event.filter(|(event_type, _)| wanted(event_type)) {
+            Some((event_type, data)) => {
+                org::raise_with(&self.env, &msg.org, event_type, data, fact).await;
             }
-            _ => {}
+            None => self.book_later(&msg.org, fact.into_iter().collect()),
         }
         if let Some(cooldown) = cooldown.filter(|_| wanted("session.cooldown")) {
             org::raise(
@@ -669,15 +642,6 @@ fn cooldown_event(sid: &str, cooldown: Cooldown) -> Value {
         event["strike"] = Value::from(strike);
     }
     event
-}
-
-fn org_limited_error(seconds: u64) -> ApiError {
-    let seconds = seconds.max(1);
-    ApiError::new(ErrorCode::RateLimited)
-        .with_message("The organisation's call limit is reached; retry after the indicated time.")
-        .with_detail("scope", "org")
-        .with_detail("retry_after_s", seconds)
-        .with_retry_after(seconds)
 }
 
 /// The error of an answer, for the idempotency store's decision.

@@ -14,30 +14,27 @@ use super::org;
 use super::reply::Reply;
 use crate::core::backend::{supports, Kind, Op};
 use crate::core::dispatch::{DeliveryTask, OrgAction};
-use crate::core::ids::OrgId;
-use crate::core::limits::parse_org_body;
-use crate::core::webhooks::{is_delivery_id, parse_endpoint};
+use crate::core::policy::PolicyMode;
 use std::rc::Rc;
 use worker::{MessageBatch, MessageExt};
 
 use super::config::Settings;
 use crate::core::dispatch::{
-    Assign, CallPayload, IdempotencyRef, JobAction, JobCall, SessionCall, SessionRecord,
+    CallPayload, IdempotencyRef, JobAction, JobCall, SessionCall, SessionRecord,
     BACKEND_LATENCY_HEADER, CALL_HEADER,
 };
 use crate::core::envelope::{accept_request_id, hex};
 use crate::core::error::{ApiError, ErrorCode};
 use crate::core::idempotency::{fingerprint, validate_key};
 use crate::core::ids::{GroupJid, SessionId};
-use crate::core::jobs::{is_job_id, parse_submit};
+use crate::core::jobs::{is_job_id, parse_submit, SubmitItem};
 use crate::core::json::{expect_no_body, parse_object_body};
 use crate::core::requests::{
-    group_jid, invite_from_path, parse_join, parse_new_token, parse_participants, percent_decode,
-    session_id,
+    group_jid, invite_from_path, parse_join_body, parse_participants, percent_decode, session_id,
 };
 use crate::core::route::{is_admin_path, resolve, Access, Method, Route, RouteId};
 use crate::core::token::{Capability, TokenRecord};
-use crate::core::url::{origin_of, path_of};
+use crate::core::url::path_of;
 
 /// The OpenAPI document, served as it is at `GET /v1/openapi.json`. The entry module
 /// (`js/entry.mjs`) bundles `docs/openapi.json` as text and hands it over in a global, so the
@@ -52,7 +49,7 @@ fn openapi_document() -> Result<String, ApiError> {
     .ok_or_else(ApiError::internal)
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }
 
@@ -149,20 +146,23 @@ async fn handle(
             trace.session = route.param("sid").map(str::to_owned);
             super::hooks::hook_route(route, req, env, rid).await
         }
-        (_, Access::Admin) => admin_route(route, req, env, rid).await,
+        (_, Access::Admin) => admin::admin_route(route, req, env, rid).await,
         (_, Access::Session(_)) => session_route(route, req, env, rid, trace).await,
+        (_, Access::Org(_)) => {
+            super::groups::groups_route(&route, req, env, rid, &mut trace.token_id).await
+        }
         (_, Access::Public) => Err(ApiError::not_found()),
     }
 }
 
-fn header(req: &Request, name: &str) -> Option<String> {
+pub(super) fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
 /// The body, refused as 413 past the route's limit: by its declared length when it has
 /// one (a large body is not even read), else once limit + 1 bytes have arrived (chunked
 /// and HTTP/2 bodies): joingate never reads more of it.
-async fn read_body(req: &mut Request, route: &Route) -> Result<Vec<u8>, ApiError> {
+pub(super) async fn read_body(req: &mut Request, route: &Route) -> Result<Vec<u8>, ApiError> {
     let limit = route.id().max_body_bytes();
     let declared = header(req, "Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
@@ -182,17 +182,21 @@ fn gjid_param(route: &Route) -> Result<Option<GroupJid>, ApiError> {
     route.param("gjid").map(group_jid).transpose()
 }
 
-/// The typed operation of a session route, from its validated path and body.
+/// The typed operation of a session route, from its validated path and body, with the
+/// group a join expects (section 15).
 fn operation(
     route: &Route,
     gjid: Option<&GroupJid>,
     content_type: Option<&str>,
     body: &[u8],
     now_s: i64,
-) -> Result<Op, ApiError> {
+) -> Result<(Op, Option<String>), ApiError> {
     let group = || gjid.map(|g| g.to_string()).unwrap_or_default();
-    Ok(match route.id() {
-        RouteId::Join => parse_join(&parse_object_body(content_type, body)?, now_s)?.op(),
+    if route.id() == RouteId::Join {
+        let (join, expected) = parse_join_body(&parse_object_body(content_type, body)?, now_s)?;
+        return Ok((join.op(), expected.map(|g| g.to_string())));
+    }
+    let op = match route.id() {
         RouteId::Preview => Op::Preview {
             code: invite_from_path(route.param("invite").unwrap_or_default())?
                 .as_str()
@@ -218,7 +222,8 @@ fn operation(
         RouteId::SessionStatus => Op::SessionStatus,
         RouteId::GroupMembership => Op::MembershipCheck { group_jid: group() },
         _ => return Err(ApiError::not_found()),
-    })
+    };
+    Ok((op, None))
 }
 
 /// What every session route establishes first, in the contract's check order: the token,
@@ -229,6 +234,7 @@ struct SessionContext {
     session: SessionRecord,
     org_wait_s: Option<u64>,
     webhook_events: Option<Vec<String>>,
+    policy: Option<PolicyMode>,
     settings: Rc<Settings>,
     now: i64,
 }
@@ -281,6 +287,7 @@ async fn session_context(
         session,
         org_wait_s: verdict.wait_s,
         webhook_events: verdict.webhook_events,
+        policy: verdict.policy,
         settings,
         now,
     })
@@ -318,6 +325,7 @@ async fn session_route(
         session,
         org_wait_s,
         webhook_events,
+        policy,
         settings,
         now,
     } = session_context(&route, capability, req, env, trace).await?;
@@ -329,7 +337,7 @@ async fn session_route(
     } else {
         Vec::new()
     };
-    let op = operation(
+    let (op, expected_group_jid) = operation(
         &route,
         gjid.as_ref(),
         header(req, "Content-Type").as_deref(),
@@ -363,10 +371,12 @@ async fn session_route(
         idempotency,
         operation: op.name().to_string(),
         protection: session.protection.clone(),
+        policy,
     };
     let payload = CallPayload {
         op,
         backend: session.backend,
+        expected_group_jid,
     };
     let head = serde_json::to_string(&message).map_err(|_| ApiError::internal())?;
     let body = serde_json::to_string(&payload).map_err(|_| ApiError::internal())?;
@@ -390,6 +400,7 @@ async fn job_route(
         session,
         org_wait_s,
         webhook_events: _,
+        policy: _,
         settings,
         now,
     } = session_context(&route, capability, req, env, trace).await?;
@@ -418,11 +429,20 @@ async fn job_route(
                 settings.job_interval_s,
                 settings.job_min_interval_s,
             )?;
+            // A recovery (section 15): the items come from the org's group book.
+            let (items, source) = match &submit.from_session {
+                None => (submit.items, None),
+                Some(from) => {
+                    let plan = super::groups::recovery(env, &record, from, sid.as_str()).await?;
+                    (recovery_items(&plan), Some(plan["source"].clone()))
+                }
+            };
             JobAction::Submit {
                 job_id: format!("job_{}", hex(&admin::random_bytes::<8>()?)),
-                items: submit.items,
+                items,
                 label: submit.label,
                 interval_s: submit.interval_s,
+                source,
             }
         }
         RouteId::ListJobs => JobAction::List,
@@ -456,6 +476,27 @@ async fn job_route(
     };
     let body = serde_json::to_string(&message).map_err(|_| ApiError::internal())?;
     dispatch(env, sid.as_str(), "jobs", None, &body).await
+}
+
+/// A recovery job's items from the org object's plan: each joins its group's kept code and
+/// expects that group.
+fn recovery_items(plan: &Value) -> Vec<SubmitItem> {
+    plan["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| {
+                    Some(SubmitItem {
+                        op: Op::Join {
+                            code: item["code"].as_str()?.to_string(),
+                        },
+                        expected_group_jid: Some(item["group_jid"].as_str()?.to_string()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `WEBHOOKS`' dead-letter queue (wrangler.toml `dead_letter_queue`): what comes on it is
@@ -503,7 +544,7 @@ pub async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> work
 /// in a header (a client call's place in the queue is decided before the object awaits
 /// anything), `body` in the body; only the body may hold a secret (an invite code, a sealed
 /// credential): request headers are what Tail Workers and Logpush record.
-async fn dispatch(
+pub(super) async fn dispatch(
     env: &Env,
     sid: &str,
     action: &str,
@@ -565,128 +606,4 @@ pub(super) async fn ask_object(
         .and_then(|code| ErrorCode::ALL.into_iter().find(|c| c.as_str() == code))
         .map(ErrorCode::as_str);
     Ok(reply)
-}
-
-async fn admin_route(
-    route: Route,
-    req: &mut Request,
-    env: &Env,
-    rid: &str,
-) -> Result<Reply, ApiError> {
-    let now = now_ms();
-    admin::check_admin(
-        env,
-        header(req, "Authorization").as_deref(),
-        header(req, "CF-Connecting-IP").as_deref(),
-        now,
-    )
-    .await?;
-    let kv = Kv::from_env(env)?;
-    let sid = || session_id(route.param("sid").unwrap_or_default());
-    match route.id() {
-        RouteId::CreateToken => {
-            let body = read_body(req, &route).await?;
-            let request = parse_new_token(
-                &parse_object_body(header(req, "Content-Type").as_deref(), &body)?,
-                now / 1000,
-            )?;
-            Ok(Reply::success(
-                201,
-                admin::create_token(&kv, request, now).await?,
-                rid,
-            ))
-        }
-        RouteId::RevokeToken => Ok(Reply::success(
-            200,
-            admin::revoke_token(&kv, route.param("token_id").unwrap_or_default()).await?,
-            rid,
-        )),
-        RouteId::PutSession => {
-            let sid = sid()?;
-            let body = read_body(req, &route).await?;
-            let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
-            let origin = origin_of(&req.inner().url());
-            let data = admin::put_session(env, &kv, sid.as_str(), &map, &origin, now).await?;
-            // The object learns its owner: another org's jobs and records end before this
-            // answer (contract section 9).
-            let assign = Assign {
-                session: sid.to_string(),
-                org: data["org"].as_str().unwrap_or_default().to_string(),
-                events: data["events"] == true,
-            };
-            let assign = serde_json::to_string(&assign).map_err(|_| ApiError::internal())?;
-            dispatch(env, sid.as_str(), "assign", None, &assign).await?;
-            Ok(Reply::success(200, data, rid))
-        }
-        RouteId::GetSession => Ok(Reply::success(
-            200,
-            admin::get_session(env, &kv, sid()?.as_str()).await?,
-            rid,
-        )),
-        RouteId::PutOrg | RouteId::GetOrg => {
-            let org = OrgId::parse(
-                &percent_decode(route.param("org").unwrap_or_default()).unwrap_or_default(),
-            )
-            .map_err(|e| ApiError::invalid("org", e.0))?;
-            let default = config::settings(env)?.org_limit;
-            let action = if route.id() == RouteId::PutOrg {
-                let body = read_body(req, &route).await?;
-                let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
-                OrgAction::PutOrg {
-                    limits: parse_org_body(&map)?,
-                    default,
-                }
-            } else {
-                OrgAction::GetOrg { default }
-            };
-            org::answer(env, org.as_str(), &action, rid).await
-        }
-        RouteId::PutWebhook
-        | RouteId::GetWebhook
-        | RouteId::DeleteWebhook
-        | RouteId::ListDeliveries
-        | RouteId::Redeliver => {
-            let org = OrgId::parse(
-                &percent_decode(route.param("org").unwrap_or_default()).unwrap_or_default(),
-            )
-            .map_err(|e| ApiError::invalid("org", e.0))?;
-            let action = match route.id() {
-                RouteId::PutWebhook => {
-                    let body = read_body(req, &route).await?;
-                    let map = parse_object_body(header(req, "Content-Type").as_deref(), &body)?;
-                    let input = parse_endpoint(&map)?;
-                    OrgAction::PutWebhook {
-                        url: input.url,
-                        events: input.events,
-                        rotate_secret: input.rotate_secret,
-                    }
-                }
-                RouteId::GetWebhook => OrgAction::GetWebhook,
-                RouteId::DeleteWebhook => OrgAction::DeleteWebhook,
-                RouteId::ListDeliveries => OrgAction::Deliveries,
-                _ => {
-                    // An unknown delivery id, malformed included, is not found.
-                    let id = percent_decode(route.param("delivery_id").unwrap_or_default())
-                        .filter(|id| is_delivery_id(id))
-                        .ok_or_else(ApiError::not_found)?;
-                    expect_no_body(
-                        header(req, "Content-Type").as_deref(),
-                        &read_body(req, &route).await?,
-                    )?;
-                    OrgAction::Redeliver { delivery_id: id }
-                }
-            };
-            org::answer(env, org.as_str(), &action, rid).await
-        }
-        RouteId::DeleteSession => {
-            let sid = sid()?;
-            // The object first (its jobs, idempotency records and queue go; what protects
-            // the account stays), the record after: a retry after a failure still cleans up,
-            // and a DELETE that finds no record resets the object all the same.
-            dispatch(env, sid.as_str(), "reset", None, "{}").await?;
-            let data = admin::delete_session(&kv, sid.as_str()).await?;
-            Ok(Reply::success(200, data, rid))
-        }
-        _ => Err(ApiError::not_found()),
-    }
 }

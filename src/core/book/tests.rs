@@ -237,12 +237,17 @@ fn codes_are_replaced_by_joins_and_resets() {
 fn updates_travel_as_json() {
     let mut reset = update(Change::InviteReset, "s1", 7);
     reset.code = Some("AbCd".into());
-    let json = serde_json::to_value(&reset).unwrap_or_default();
+    let json = reset.view();
     assert_eq!(
         json,
         json!({ "group_jid": G1, "session": "s1", "change": "invite_reset", "at_ms": 7, "code": "AbCd" })
     );
-    assert_eq!(serde_json::from_value::<Update>(json).ok(), Some(reset));
+    assert_eq!(Update::read(&json), Some(reset));
+    assert_eq!(
+        Update::read(&json!({ "group_jid": G1 })),
+        None,
+        "incomplete"
+    );
 }
 
 #[test]
@@ -414,6 +419,9 @@ fn recovery_plans_newest_first_and_counts_the_rest() {
             80,
         ),
     ];
+    // As the store hands them over: newest first.
+    let mut entries = entries;
+    entries.sort_by(newest_first);
     let plan = plan_recovery(&entries, "old", "new");
     assert_eq!(
         plan.items,
@@ -447,10 +455,11 @@ fn recovery_plans_newest_first_and_counts_the_rest() {
 
 #[test]
 fn recovery_takes_at_most_500_the_newest() {
-    let entries: Vec<Entry> = (0..510)
+    let mut entries: Vec<Entry> = (0..510)
         .map(|n| member_of(&format!("{n}@g.us"), n, Some("c"), None))
         .chain([member_of("x1@g.us", 1, None, None)])
         .collect();
+    entries.sort_by(newest_first);
     let plan = plan_recovery(&entries, "old", "new");
     assert_eq!(plan.items.len(), RECOVERY_MAX);
     assert_eq!(plan.items.first().map(|i| i.0.as_str()), Some("509@g.us"));
@@ -520,4 +529,46 @@ proptest! {
         prop_assert_eq!(seat_now.as_ref().map(|s| s.since_ms), newest_at);
         prop_assert_eq!(book_entry.map(|e| e.updated_ms), newest_at);
     }
+
+}
+
+#[test]
+fn events_tell_the_book_their_facts() {
+    let fact = |t: &str, d: Value| from_event(t, &d, 7).map(|u| (u.change, u.session, u.group_jid));
+    let ids = |c| Some((c, "s1".to_string(), "1@g.us".to_string()));
+    let base = json!({ "session_id": "s1", "group_jid": "1@g.us" });
+    let with = |k: &str, v: &str| {
+        let mut d = base.clone();
+        d[k] = Value::from(v);
+        d
+    };
+    assert_eq!(
+        fact("group.join", with("status", "joined")),
+        ids(Change::Member)
+    );
+    assert_eq!(
+        fact("group.join", with("status", "already_member")),
+        ids(Change::Member)
+    );
+    assert_eq!(
+        fact("group.join", with("status", "pending_approval")),
+        ids(Change::Pending)
+    );
+    assert_eq!(
+        fact("group.leave", with("reason", "removed")),
+        ids(Change::Removed)
+    );
+    assert_eq!(
+        fact("group.leave", with("reason", "left")),
+        ids(Change::Left)
+    );
+    assert_eq!(fact("group.leave", base.clone()), ids(Change::Left));
+    assert_eq!(
+        fact("group.join_request.expired", base.clone()),
+        ids(Change::Expired)
+    );
+    assert_eq!(fact("join_job.completed", base.clone()), None);
+    assert_eq!(fact("group.join", json!({ "status": "joined" })), None);
+    let update = from_event("group.join", &with("status", "joined"), 7).expect("a fact");
+    assert_eq!((update.at_ms, update.code, update.subject), (7, None, None));
 }

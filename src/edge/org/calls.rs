@@ -7,8 +7,10 @@ use worker::{Env, Headers};
 use super::super::config::{self, Settings};
 use super::super::http::{self, Redirects};
 use super::super::reply::Reply;
+use crate::core::book::{from_event, Update};
 use crate::core::dispatch::OrgAction;
 use crate::core::error::{ApiError, ErrorCode};
+use crate::core::policy::{refused, PolicyMode, Rule};
 
 /// Sends an action to an org's object and returns its answer.
 pub async fn ask(env: &Env, org: &str, action: &OrgAction) -> Result<Reply, ApiError> {
@@ -34,17 +36,73 @@ pub async fn ask(env: &Env, org: &str, action: &OrgAction) -> Result<Reply, ApiE
     Ok(Reply::json(response.status(), text))
 }
 
-/// Raises an event for an org; a failure is logged and never fails the call that raised it.
+/// Raises an event for an org, with what it tells the org's group book (section 15); a
+/// failure is logged and never fails the call that raised it.
 pub async fn raise(env: &Env, org: &str, event_type: &str, data: Value) {
+    let book = from_event(event_type, &data, worker::Date::now().as_millis() as i64);
+    raise_with(env, org, event_type, data, book).await;
+}
+
+/// Raises an event with the book's fact given (a join's, with its code and subject).
+pub async fn raise_with(env: &Env, org: &str, event_type: &str, data: Value, book: Option<Update>) {
     let action = OrgAction::Event {
         event_type: event_type.to_string(),
         data,
+        book,
     };
     let raised = ask(env, org, &action).await;
     if !raised.is_ok_and(|answer| answer.status < 300) {
         let line = json!({ "level": "error", "msg": "event not raised", "event_type": event_type });
         worker::console_error!("{line}");
     }
+}
+
+/// Hands facts to the org's group book; a failure is logged (the book misses them).
+pub async fn book(env: &Env, org: &str, updates: Vec<Update>) {
+    if updates.is_empty() {
+        return;
+    }
+    let done = ask(env, org, &OrgAction::Book { updates }).await;
+    if !done.is_ok_and(|answer| answer.status < 300) {
+        let line = json!({ "level": "error", "msg": "group book not updated" });
+        worker::console_error!("{line}");
+    }
+}
+
+/// The data of an org object's success answer.
+async fn data_of(env: &Env, org: &str, action: &OrgAction) -> Result<Value, ApiError> {
+    let answer = ask(env, org, action).await?;
+    let mut envelope: Value =
+        serde_json::from_str(&answer.body).map_err(|_| ApiError::internal())?;
+    match envelope.get_mut("data") {
+        Some(data) if answer.status < 300 => Ok(data.take()),
+        _ => Err(org_error(&envelope)),
+    }
+}
+
+/// What the org's join policy asks of every join (section 15). Unknown is an error: a join
+/// that needs the policy is never sent without it.
+pub async fn policy_mode(env: &Env, org: &str) -> Result<PolicyMode, ApiError> {
+    let data = data_of(env, org, &OrgAction::PolicyMode).await?;
+    PolicyMode::read(&data).ok_or_else(ApiError::internal)
+}
+
+/// The org's policy on a group: `Err(join_refused_by_policy)` when it refuses it.
+pub async fn judge(env: &Env, org: &str, facts: Value) -> Result<(), ApiError> {
+    let data = data_of(env, org, &OrgAction::Judge { data: facts }).await?;
+    match data["allowed"].as_bool() {
+        Some(true) => Ok(()),
+        Some(false) => Err(refused(
+            Rule::parse(data["rule"].as_str().unwrap_or_default())
+                .ok_or_else(ApiError::internal)?,
+        )),
+        None => Err(ApiError::internal()),
+    }
+}
+
+/// An org object's data for a route (the book's routes, a recovery's items).
+pub async fn ask_data(env: &Env, org: &str, action: &OrgAction) -> Result<Value, ApiError> {
+    data_of(env, org, action).await
 }
 
 /// The org-wide limit's verdict on this call: `None` to let it through, or the seconds
@@ -67,9 +125,11 @@ pub async fn verdict(env: &Env, settings: &Settings, org: &str) -> OrgVerdict {
             .get("webhook_events")
             .and_then(Value::as_array)
             .and_then(|list| list.iter().map(|e| e.as_str().map(str::to_owned)).collect());
+        let policy = data.get("policy").and_then(PolicyMode::read);
         Some(OrgVerdict {
             wait_s,
             webhook_events,
+            policy,
         })
     });
     if let Some(verdict) = verdict {
@@ -88,6 +148,7 @@ pub async fn verdict(env: &Env, settings: &Settings, org: &str) -> OrgVerdict {
             _ => None,
         },
         webhook_events: None,
+        policy: None,
     }
 }
 
@@ -96,6 +157,8 @@ pub async fn verdict(env: &Env, settings: &Settings, org: &str) -> OrgVerdict {
 pub struct OrgVerdict {
     pub wait_s: Option<u64>,
     pub webhook_events: Option<Vec<String>>,
+    /// What the org's join policy asks (`None`: not known; the session's object asks).
+    pub policy: Option<PolicyMode>,
 }
 
 /// An org object's answer, in the envelope under this request's id.
@@ -115,12 +178,22 @@ pub async fn answer(
     }
 }
 
-/// The error an org object answered, as ours (its code and message).
+/// The error an org object answered, as ours (its code, message and details).
 fn org_error(envelope: &Value) -> ApiError {
     let code = envelope
         .pointer("/error/code")
         .and_then(Value::as_str)
         .and_then(|code| ErrorCode::ALL.into_iter().find(|c| c.as_str() == code))
         .unwrap_or(ErrorCode::InternalError);
-    ApiError::new(code)
+    let mut error = ApiError::new(code);
+    if let Some(message) = envelope.pointer("/error/message").and_then(Value::as_str) {
+        error.message = message.to_string();
+    }
+    if let Some(details) = envelope
+        .pointer("/error/details")
+        .and_then(Value::as_object)
+    {
+        error.details = details.clone();
+    }
+    error
 }

@@ -7,20 +7,24 @@
 use serde_json::{json, Value};
 
 use super::super::config::Settings;
+use super::super::reply::Reply;
 use super::super::tz;
+use super::fail;
 use super::SessionObject;
 use crate::core::backend::spec::StoredBackend;
 use crate::core::backend::Exchanged;
 use crate::core::backend::{restricted_until, supports, Kind, Op};
 use crate::core::dispatch::{CallPayload, SessionCall};
-use crate::core::error::ApiError;
+use crate::core::error::{ApiError, ErrorCode};
 use crate::core::limits::{Class, ClassLimit};
+use crate::core::pipeline::{cooling_down_error, Refusal};
 use crate::core::pipeline::{Admitted, Cooldown, PushBack, SessionState};
 use crate::core::protection::settings::{Protection, ProtectionConfig, Window};
 use crate::core::protection::{
     caps, check, estimate_end, item_hold, next_item_after, spread_inputs, window, CapWindow, Caps,
     Ledger, Overrides, WaitReason, Zone,
 };
+use crate::core::ratelimit::retry_after_s;
 use crate::core::ratelimit::{header_values, Bucket};
 use crate::core::time::format_rfc3339;
 
@@ -326,4 +330,65 @@ pub(super) fn status_data(
         "backend_kind": payload.backend.as_ref().map_or(Kind::Joingate, |b| b.kind).as_str(),
         "protection": protection,
     })
+}
+
+impl SessionObject {
+    /// A client call refused before the queue, as its answer.
+    pub(super) fn refusal_reply(
+        refusal: Refusal,
+        state: &SessionState,
+        class: Class,
+        limit: ClassLimit,
+        now: i64,
+        rid: &str,
+    ) -> Reply {
+        match refusal {
+            Refusal::CircuitOpen { retry_after_ms } => {
+                let error = ApiError::new(ErrorCode::BackendUnavailable)
+                    .with_message("The session backend is failing; the circuit is open.")
+                    .with_detail("circuit", state.breaker.state(now).as_str())
+                    .with_retry_after(retry_after_s(retry_after_ms));
+                fail(&error, rid)
+            }
+            Refusal::CoolingDown(cooldown) => fail(&cooling_down_error(cooldown, now), rid),
+            Refusal::Cap { window, until_ms } => {
+                let seconds = crate::core::pipeline::seconds_until(now, until_ms);
+                let error = ApiError::new(ErrorCode::RateLimited)
+                    .with_message(match window {
+                        CapWindow::Hour => "The session's joins and leaves for this hour are used up; retry after the indicated time.",
+                        CapWindow::Day => "The session's joins and leaves for these 24 hours are used up; retry after the indicated time.",
+                    })
+                    .with_detail("scope", "session")
+                    .with_detail("class", class.as_str())
+                    .with_detail("window", window.as_str())
+                    .with_detail("retry_after_s", seconds)
+                    .with_retry_after(seconds);
+                fail(&error, rid)
+            }
+            Refusal::OrgLimited { retry_after_s } => fail(&org_limited_error(retry_after_s), rid),
+            Refusal::Bucket { wait_ms } => {
+                let seconds = retry_after_s(wait_ms);
+                let error = ApiError::new(ErrorCode::RateLimited)
+                    .with_detail("scope", "session")
+                    .with_detail("class", class.as_str())
+                    .with_detail("window", "minute")
+                    .with_detail("retry_after_s", seconds)
+                    .with_retry_after(seconds);
+                let bucket = state.bucket(class, limit, now).refilled(limit, now);
+                let (policy, header) = header_values(class.as_str(), limit, bucket, now);
+                fail(&error, rid)
+                    .with_header("RateLimit-Policy", policy)
+                    .with_header("RateLimit", header)
+            }
+        }
+    }
+}
+
+pub(in crate::edge) fn org_limited_error(seconds: u64) -> ApiError {
+    let seconds = seconds.max(1);
+    ApiError::new(ErrorCode::RateLimited)
+        .with_message("The organisation's call limit is reached; retry after the indicated time.")
+        .with_detail("scope", "org")
+        .with_detail("retry_after_s", seconds)
+        .with_retry_after(seconds)
 }

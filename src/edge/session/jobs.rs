@@ -14,6 +14,8 @@ use super::super::auth::{load_session, Kv};
 use super::super::config::{self, Settings};
 use super::super::org;
 use super::super::reply::Reply;
+use super::exchange::JoinPlan;
+use super::group_book::call_fact;
 use super::guard::Guard;
 use super::membership::{join_event, Origin};
 use super::{
@@ -142,6 +144,7 @@ impl SessionObject {
                 items,
                 label,
                 interval_s,
+                source,
             } => {
                 if store.unfinished_count(&msg.org)? >= MAX_UNFINISHED_JOBS {
                     Err(ApiError::new(ErrorCode::TooManyJobs))
@@ -152,7 +155,11 @@ impl SessionObject {
                         interval_s: *interval_s,
                         from_session: None,
                     };
-                    let job = Job::new(job_id.clone(), msg.org.clone(), submit, now);
+                    let mut job = Job::new(job_id.clone(), msg.org.clone(), submit, now);
+                    // A recovery job (section 15) shows each item's group from the start.
+                    if let Some(source) = source {
+                        job = job.with_source(source.clone());
+                    }
                     store.save_job_with_items(&job)?;
                     let next_item_ms = store.meta()?.map_or(0, |(_, at)| at);
                     store.save_meta(&msg.session, next_item_ms)?;
@@ -472,12 +479,32 @@ impl SessionObject {
         self.store()
             .save_item(&job_id, &book.jobs[job].items[item])?;
         let op = book.jobs[job].items[item].op.clone();
+        let expected = book.jobs[job].items[item].expected_group_jid.clone();
+        let org = book.jobs[job].org.clone();
         *self.running_item.borrow_mut() = Some((job_id.clone(), index));
         let request_id = format!("{job_id}.{index}");
-        let exchanged = self
-            .exchange(sid, record.backend.as_ref(), &op, &request_id, settings)
+        let plan = JoinPlan {
+            org: &org,
+            expected: expected.as_deref(),
+            mode: None,
+            job_item: true,
+        };
+        let outcome = self
+            .exchange_call(
+                sid,
+                record.backend.as_ref(),
+                &op,
+                &plan,
+                &request_id,
+                settings,
+            )
             .await;
         *self.running_item.borrow_mut() = None;
+        // An item that ended before its join request does not count (section 13).
+        if !outcome.sent {
+            self.uncount(counted_at)?;
+        }
+        let (exchanged, subject) = (outcome.exchanged, outcome.subject);
         let stated_end_ms = if met_restriction(&exchanged) {
             self.restriction_end(sid, record.backend.as_ref(), &request_id, settings)
                 .await
@@ -490,7 +517,7 @@ impl SessionObject {
             admitted,
             limit,
             exchanged,
-            Some(counted_at),
+            outcome.sent.then_some(counted_at),
             stated_end_ms,
             finished,
         )?;
@@ -500,6 +527,15 @@ impl SessionObject {
             // The session was deleted or changed hands meanwhile: its jobs are gone or
             // cancelled, and nothing of this item is kept.
             return Ok(());
+        }
+        // The book's fact (with the code that joined) before the item's own event, which
+        // says the same without the code: the book keeps the later of two facts.
+        if let Some(fact) = result
+            .as_ref()
+            .ok()
+            .and_then(|data| call_fact(sid, &op, data, subject, finished))
+        {
+            org::book(&self.env, &org, vec![fact]).await;
         }
         let outcome = match result {
             Ok(data) => Outcome::Done(data),
@@ -514,7 +550,6 @@ impl SessionObject {
         worker::console_log!("{line}");
         // A pause or cancel may have come while the item ran: the job and item as they are.
         let store = self.store();
-        let org = book.jobs[job].org.clone();
         let (Some(mut current), Some(entry)) = (
             store.job(&job_id, &org, finished)?,
             store.item(&job_id, index)?,

@@ -2,6 +2,8 @@
 
 use worker::SqlStorage;
 
+mod book;
+
 use super::{int, ints, optional_int, optional_text, rows, text, texts, Row};
 use crate::core::limits::ClassOverride;
 use crate::core::ratelimit::Bucket;
@@ -125,6 +127,7 @@ impl OrgStore {
 
     pub fn ensure_schema(&self) -> worker::Result<()> {
         self.sql.exec(ORG_SCHEMA, None)?;
+        self.sql.exec(book::BOOK_SCHEMA, None)?;
         let old = ints(
             &self.sql,
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'",
