@@ -172,12 +172,15 @@ describe("admin command line", () => {
     assert.match(shown.stdout, /^policy\.preview_first: always$/m);
     assert.match(shown.stdout, /^policy\.blocked_subject_terms: casino, crypto$/m);
     assert.match(shown.stdout, new RegExp(`^policy\\.allowed_groups: ${DEMO.book1.group_jid}, ${DEMO.book2.group_jid}, `, "m"));
-    assert.deepEqual((await json(["org", "set", org, "--burst", "50"])).policy, put.policy, "a PUT without policy keeps it");
+    const set = await json(["org", "set", org, "--burst", "50"]);
+    assert.deepEqual(set.policy, put.policy, "a PUT without policy keeps it");
+    // The limit a PUT names is whole: its fields left out are the defaults (section 4).
+    assert.deepEqual(set.limits, { per_minute: 100, burst: 50 });
 
     // A put replaces the policy with the rules it names; it applies from its answer on.
     const blocked = await json(["org", "policy", org, "--blocked-terms", "casino"]);
     assert.deepEqual(blocked.policy, { blocked_subject_terms: ["casino"] });
-    assert.deepEqual(blocked.limits, { per_minute: 30, burst: 50 });
+    assert.deepEqual(blocked.limits, { per_minute: 100, burst: 50 }, "a PUT without limits keeps them");
     const sid = "cli-policy-s1";
     assert.equal((await run(["session", "put", sid, "--org", org, "--limits", '{"join":{"per_minute":60,"burst":20}}'])).code, 0);
     const token = await app.token(org, ["join", "read"]);
@@ -191,7 +194,7 @@ describe("admin command line", () => {
 
     const cleared = await json(["org", "policy", org, "--clear"]);
     assert.deepEqual(cleared.policy, {}, '"policy": {} clears it');
-    assert.deepEqual(cleared.limits, { per_minute: 30, burst: 50 });
+    assert.deepEqual(cleared.limits, { per_minute: 100, burst: 50 });
     assert.match((await run(["org", "show", org])).stdout, /^policy: \(none\)$/m);
     assertEnvelope(await app.join(sid, token, { invite: DEMO.casino.code }), { status: 200 });
     // Neither flag of org set: the limit goes back to the default, the policy stays cleared.

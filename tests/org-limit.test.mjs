@@ -64,7 +64,7 @@ describe("org-wide limit", () => {
 
   test("each org can have its own limit through the admin API, validated like a session's", async () => {
     const res = await app.admin("PUT", "/v1/admin/orgs/slow-org", { limits: { per_minute: 6, burst: 3 } });
-    assert.deepEqual(assertEnvelope(res, { status: 200 }).data, { org: "slow-org", limits: { per_minute: 6, burst: 3 } });
+    assert.deepEqual(assertEnvelope(res, { status: 200 }).data, { org: "slow-org", limits: { per_minute: 6, burst: 3 }, policy: {} });
     assert.deepEqual(assertEnvelope(await app.admin("GET", "/v1/admin/orgs/slow-org"), { status: 200 }).data.limits, { per_minute: 6, burst: 3 });
     assert.deepEqual(assertEnvelope(await app.admin("GET", "/v1/admin/orgs/other-org"), { status: 200 }).data.limits, DEFAULT, "an org without its own limit has the [vars] default");
     const token = await app.token("slow-org", ["read"]);
@@ -85,8 +85,10 @@ describe("org-wide limit", () => {
       const bad = await app.admin("PUT", "/v1/admin/orgs/slow-org", body);
       assert.equal(assertEnvelope(bad, { status: 400, code: "validation_error" }).error.details.field, field);
     }
-    // No limits: back to the default.
-    const reset = await app.admin("PUT", "/v1/admin/orgs/slow-org", {});
+    // v1.2: a PUT that leaves limits out keeps them; "limits": {} is back to the default.
+    const kept = await app.admin("PUT", "/v1/admin/orgs/slow-org", {});
+    assert.deepEqual(assertEnvelope(kept, { status: 200 }).data.limits, { per_minute: 6, burst: 3 });
+    const reset = await app.admin("PUT", "/v1/admin/orgs/slow-org", { limits: {} });
     assert.deepEqual(assertEnvelope(reset, { status: 200 }).data.limits, DEFAULT);
   });
 });

@@ -179,7 +179,10 @@ describe("account protection", () => {
     assert.equal(paused.counts.failed, 5);
     assert.equal(paused.counts.pending, 1);
     await sleep(1500);
-    assert.equal(app.sim.calls(sid).filter((c) => c.route === "join").length, 5, "nothing more is tried");
+    // v1.2: each item previews first (preview_first "jobs"), and a bad invite ends there.
+    const calls = app.sim.calls(sid);
+    assert.equal(calls.filter((c) => c.route === "invite_preview").length, 5, "nothing more is tried");
+    assert.equal(calls.filter((c) => c.route === "join").length, 0, "no join request for a bad invite");
     assertEnvelope(await app.request("POST", `/v1/sessions/${sid}/join-jobs/${job.job_id}/resume`, { token }), { status: 200 });
     const done = await waitFor(async () => {
       const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
@@ -281,7 +284,8 @@ describe("account protection: breaks", () => {
       const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
       return current.status === "completed";
     }, "the job", 30_000);
-    const starts = app.sim.calls(sid).filter((c) => c.route === "join").map((c) => c.started_at);
+    // Each item starts with its preview (preview_first "jobs"; the revoked one ends there).
+    const starts = app.sim.calls(sid).filter((c) => c.route === "invite_preview").map((c) => c.started_at);
     const gaps = starts.slice(1).map((t, i) => t - starts[i]);
     // The first break comes after a first draw of every-2: items 1-2, break, 3-4, break, 5.
     assert.equal(gaps.length, 4);
