@@ -368,7 +368,7 @@ impl Answer {
     }
 
     pub fn json(&self) -> Option<Value> {
-        serde_json::from_slice(&self.body).ok()
+        crate::core::json::parse_bytes(&self.body)
     }
 }
 
