@@ -15,6 +15,14 @@ pub fn is_json_media_type(content_type: Option<&str>) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// JSON bytes as a value. serde_json's string reader after a UTF-8 check: its slice reader
+/// would compile the whole parser a second time into the wasm (about 10 KB). The same bytes
+/// are accepted: JSON outside strings is ASCII, and the slice reader refuses invalid UTF-8
+/// inside the strings of a value too.
+pub fn parse_bytes(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_str(std::str::from_utf8(bytes).ok()?).ok()
+}
+
 /// Parses a body that must be a JSON object; 415 for another media type.
 pub fn parse_object_body(
     content_type: Option<&str>,
@@ -23,8 +31,7 @@ pub fn parse_object_body(
     if !is_json_media_type(content_type) {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType));
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|_| ApiError::invalid("body", "is not valid JSON"))?;
+    let value = parse_bytes(body).ok_or_else(|| ApiError::invalid("body", "is not valid JSON"))?;
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::invalid("body", "must be a JSON object")),
@@ -96,6 +103,133 @@ pub fn required_str<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a st
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// joingate's own records (KV, SQLite, the objects' messages), read back by hand
+
+/// `Deserialize` for a record joingate wrote itself: the JSON value (serde_json's one value
+/// reader, in the wasm anyway), then `read` field by field. A derived `Deserialize` compiles
+/// a visitor, a field matcher and a sequence form per type into the wasm; this is a few
+/// lookups. `read` accepts what the derive accepted (the same field names, types and
+/// defaults, unknown fields ignored) except the forms joingate never writes: a struct as a
+/// JSON array, a repeated key (the derive refuses it; here the last one counts), a unit
+/// variant as `{"name": null}`.
+pub fn deserialize_with<'de, D, T>(d: D, read: fn(Value) -> Option<T>) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    read(value_of(d)?).ok_or_else(unexpected_shape)
+}
+
+/// The one copy (per deserializer) of reading a value, shared by every record type.
+#[inline(never)]
+fn value_of<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    serde::Deserialize::deserialize(d)
+}
+
+#[cold]
+#[inline(never)]
+fn unexpected_shape<E: serde::de::Error>() -> E {
+    E::custom("a record of an unexpected shape")
+}
+
+/// A record's fields, each taken once. The readers answer `None` for a value of the wrong
+/// type (the record is refused, as the derive refused it); the `opt_` ones read a missing
+/// field or `null` as `Some(None)`, as the derive read an `Option` field.
+pub struct Fields(Map<String, Value>);
+
+impl Fields {
+    /// The fields of an object; `None` for any other value.
+    pub fn of(value: Value) -> Option<Self> {
+        match value {
+            Value::Object(map) => Some(Self(map)),
+            _ => None,
+        }
+    }
+
+    /// A field's value, `null` read as absent (left as `null`: no map removal code).
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        self.0
+            .get_mut(key)
+            .map(Value::take)
+            .filter(|value| !value.is_null())
+    }
+
+    /// An optional field read by `read` (`None` from it refuses the record).
+    pub fn opt<T>(&mut self, key: &str, read: fn(Value) -> Option<T>) -> Option<Option<T>> {
+        match self.take(key) {
+            None => Some(None),
+            Some(value) => read(value).map(Some),
+        }
+    }
+
+    /// A field that is not an `Option` but has a default: missing is `default`, `null` is
+    /// of the wrong type.
+    pub fn or<T>(&mut self, key: &str, default: T, read: fn(Value) -> Option<T>) -> Option<T> {
+        match self.0.get_mut(key) {
+            None => Some(default),
+            Some(value) => read(value.take()),
+        }
+    }
+
+    /// A field that must be there, read by `read`.
+    pub fn with<T>(&mut self, key: &str, read: fn(Value) -> Option<T>) -> Option<T> {
+        read(self.take(key)?)
+    }
+
+    pub fn string(&mut self, key: &str) -> Option<String> {
+        string(self.take(key)?)
+    }
+
+    pub fn opt_string(&mut self, key: &str) -> Option<Option<String>> {
+        self.opt(key, string)
+    }
+
+    pub fn i64(&mut self, key: &str) -> Option<i64> {
+        self.take(key)?.as_i64()
+    }
+
+    pub fn opt_i64(&mut self, key: &str) -> Option<Option<i64>> {
+        self.opt(key, |value| value.as_i64())
+    }
+
+    pub fn opt_u32(&mut self, key: &str) -> Option<Option<u32>> {
+        self.opt(key, u32_of)
+    }
+
+    pub fn opt_bool(&mut self, key: &str) -> Option<Option<bool>> {
+        self.opt(key, |value| value.as_bool())
+    }
+
+    pub fn opt_strings(&mut self, key: &str) -> Option<Option<Vec<String>>> {
+        self.opt(key, strings)
+    }
+}
+
+pub fn string(value: Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// A whole number in `u32`'s range, written without a fraction or exponent (serde's `u32`).
+pub fn u32_of(value: Value) -> Option<u32> {
+    u32::try_from(value.as_u64()?).ok()
+}
+
+/// A list of strings.
+pub fn strings(value: Value) -> Option<Vec<String>> {
+    list(value, string)
+}
+
+/// A list, each item read by `read`.
+pub fn list<T>(value: Value, read: fn(Value) -> Option<T>) -> Option<Vec<T>> {
+    match value {
+        Value::Array(items) => items.into_iter().map(read).collect(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +252,33 @@ mod tests {
         for text in ["5.5", "\"5\"", "null", "1e300", "true"] {
             let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
             assert_eq!(whole_number(&value), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn bytes_parse_as_the_slice_reader_would() {
+        let inputs: [&[u8]; 14] = [
+            br#"{"a":[1,-2,3.5,"x",null,true]}"#,
+            b" [] ",
+            "{\"caf\u{e9}\":\"\u{1f600}\"}".as_bytes(),
+            br#""\ud83d\ude00""#,
+            br#""\ud83d""#,
+            b"\"\xff\"",
+            b"{\"\xc3\":1}",
+            b"{} \xff",
+            b"\xef\xbb\xbf{}",
+            b"{\"a\":1",
+            b"",
+            b"nul",
+            b"1e400",
+            b"{\"a\":\"\xed\xa0\x80\"}",
+        ];
+        for bytes in inputs {
+            assert_eq!(
+                parse_bytes(bytes),
+                serde_json::from_slice::<Value>(bytes).ok(),
+                "{bytes:?}"
+            );
         }
     }
 

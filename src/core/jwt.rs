@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::ids::OrgId;
+use super::json::parse_bytes;
 use super::token::Capability;
 
 /// Longest bearer value taken as a login token.
@@ -93,10 +94,10 @@ pub fn is_compact_jws(value: &str) -> bool {
 }
 
 fn json_object(part: &str) -> Option<Map<String, Value>> {
-    serde_json::from_slice::<Value>(&base64url_decode(part)?)
-        .ok()?
-        .as_object()
-        .cloned()
+    match parse_bytes(&base64url_decode(part)?)? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
 }
 
 /// A well-formed login token: at most 8 KiB, three base64url parts, a JSON header naming
@@ -311,7 +312,7 @@ pub fn parse_jwks(body: &[u8]) -> Option<Vec<Jwk>> {
     if body.len() > MAX_JWKS_BYTES {
         return None;
     }
-    let value: Value = serde_json::from_slice(body).ok()?;
+    let value = parse_bytes(body)?;
     let keys = value.get("keys")?.as_array()?;
     if keys.len() > MAX_JWKS_KEYS {
         return None;

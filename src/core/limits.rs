@@ -4,11 +4,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::json::{object, reject_unknown, whole_number};
+use super::json::{deserialize_with, object, reject_unknown, whole_number, Fields};
 use super::protection::settings::{PER_DAY_RANGE, PER_HOUR_RANGE};
 
-/// The three classes a session route spends from (contract section 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The three classes a session route spends from (contract section 6); read back by hand
+/// (its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     Join,
@@ -26,6 +27,16 @@ impl Class {
             Self::Read => "read",
         }
     }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|class| class.as_str() == name)
+    }
+}
+
+impl<'de> Deserialize<'de> for Class {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, |value| Class::parse(value.as_str()?))
+    }
 }
 
 pub const PER_MINUTE_RANGE: std::ops::RangeInclusive<u32> = 1..=6000;
@@ -33,8 +44,8 @@ pub const BURST_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 
 /// On the wire as a [`ClassOverride`] with `per_minute` and `burst` set: the same JSON
 /// (`{ per_minute, burst, per_day?, per_hour? }`), and only one type's serde code in the wasm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "ClassOverride", try_from = "ClassOverride")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "ClassOverride")]
 pub struct ClassLimit {
     pub per_minute: u32,
     pub burst: u32,
@@ -73,8 +84,8 @@ impl TryFrom<ClassOverride> for ClassLimit {
 
 /// On the wire as [`LimitOverrides`] with every class set: the same JSON
 /// (`{ join, manage, read }`), and only one type's serde code in the wasm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "LimitOverrides", try_from = "LimitOverrides")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "LimitOverrides")]
 pub struct Limits {
     pub join: ClassLimit,
     pub manage: ClassLimit,
@@ -107,8 +118,9 @@ impl TryFrom<LimitOverrides> for Limits {
     }
 }
 
-/// What a session record may override; absent fields keep the defaults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What a session record may override; absent fields keep the defaults. [`ClassOverride`],
+/// [`LimitOverrides`] and the two types written as them are read back by hand (`read`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ClassOverride {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_minute: Option<u32>,
@@ -122,7 +134,7 @@ pub struct ClassOverride {
     pub per_hour: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LimitOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<ClassOverride>,
@@ -130,6 +142,53 @@ pub struct LimitOverrides {
     pub manage: Option<ClassOverride>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read: Option<ClassOverride>,
+}
+
+impl ClassOverride {
+    fn read(value: Value) -> Option<Self> {
+        let mut fields = Fields::of(value)?;
+        Some(Self {
+            per_minute: fields.opt_u32("per_minute")?,
+            burst: fields.opt_u32("burst")?,
+            per_day: fields.opt_u32("per_day")?,
+            per_hour: fields.opt_u32("per_hour")?,
+        })
+    }
+}
+
+impl LimitOverrides {
+    fn read(value: Value) -> Option<Self> {
+        let mut fields = Fields::of(value)?;
+        Some(Self {
+            join: fields.opt("join", ClassOverride::read)?,
+            manage: fields.opt("manage", ClassOverride::read)?,
+            read: fields.opt("read", ClassOverride::read)?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ClassOverride {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, ClassOverride::read)
+    }
+}
+
+impl<'de> Deserialize<'de> for LimitOverrides {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, LimitOverrides::read)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClassLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, |value| ClassOverride::read(value)?.try_into().ok())
+    }
+}
+
+impl<'de> Deserialize<'de> for Limits {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, |value| LimitOverrides::read(value)?.try_into().ok())
+    }
 }
 
 impl Default for Limits {
@@ -442,6 +501,45 @@ mod tests {
         // A session call of an older Worker (no caps in its limits) still reads.
         let old: Result<ClassLimit, _> = serde_json::from_str(r#"{"per_minute":4,"burst":4}"#);
         assert_eq!(old.ok(), Some(ClassLimit::new(4, 4)));
+        let limits = Limits::default();
+        let text = serde_json::to_string(&limits).unwrap_or_default();
+        assert_eq!(serde_json::from_str::<Limits>(&text).ok(), Some(limits));
+        let nulls = r#"{"join":null,"manage":{"burst":null,"per_day":3}}"#;
+        let over = LimitOverrides {
+            manage: Some(ClassOverride {
+                per_day: Some(3),
+                ..ClassOverride::default()
+            }),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            serde_json::from_str::<LimitOverrides>(nulls).ok(),
+            Some(over)
+        );
+        for broken in [r#"{"per_minute":4}"#, r#"{"per_minute":-4,"burst":4}"#] {
+            assert!(
+                serde_json::from_str::<ClassLimit>(broken).is_err(),
+                "{broken}"
+            );
+        }
+        for broken in [
+            r#"{"join":{"per_minute":4.5}}"#,
+            // The derive also took a struct as an array; joingate never wrote one.
+            r#"{"read":[]}"#,
+            r#"{"manage":{"per_hour":4294967296}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<LimitOverrides>(broken).is_err(),
+                "{broken}"
+            );
+        }
+        let partial = r#"{"join":{"per_minute":1,"burst":2},"manage":{"per_minute":1,"burst":2}}"#;
+        assert!(serde_json::from_str::<Limits>(partial).is_err());
+        assert_eq!(
+            serde_json::from_str::<Vec<Class>>(r#"["join","manage","read"]"#).ok(),
+            Some(Class::ALL.to_vec())
+        );
+        assert!(serde_json::from_str::<Class>(r#""Join""#).is_err());
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! reject a mistyped or made-up token without a KV read; KV only ever sees SHA-256 hashes.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::envelope::hex;
 use super::error::{ApiError, ErrorCode};
+use super::json::{deserialize_with, list, Fields};
 
 pub const TOKEN_PREFIX: &str = "jg_";
 pub const RANDOM_BYTES: usize = 24;
@@ -85,12 +87,23 @@ pub fn redact(token: &str) -> String {
     format!("{visible}…")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Read back by hand (its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
     Join,
     Read,
     Manage,
+}
+
+impl<'de> Deserialize<'de> for Capability {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, capability)
+    }
+}
+
+fn capability(value: Value) -> Option<Capability> {
+    Capability::parse(value.as_str()?)
 }
 
 impl Capability {
@@ -104,8 +117,9 @@ impl Capability {
     }
 }
 
-/// What KV holds for one token, under the SHA-256 of the token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What KV holds for one token, under the SHA-256 of the token (read back by hand:
+/// `TokenRecord::read`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TokenRecord {
     pub token_id: String,
     pub org: String,
@@ -122,7 +136,28 @@ pub struct TokenRecord {
     pub created_at: i64,
 }
 
+impl<'de> Deserialize<'de> for TokenRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, TokenRecord::read)
+    }
+}
+
 impl TokenRecord {
+    /// The record as KV holds it (the fields, types and defaults above).
+    fn read(value: Value) -> Option<Self> {
+        let mut fields = Fields::of(value)?;
+        Some(Self {
+            token_id: fields.string("token_id")?,
+            org: fields.string("org")?,
+            capabilities: fields.with("capabilities", |value| list(value, capability))?,
+            sessions: fields.opt_strings("sessions")?,
+            expires_at: fields.opt_i64("expires_at")?,
+            revoked: fields.or("revoked", false, |value| value.as_bool())?,
+            label: fields.opt_string("label")?,
+            created_at: fields.i64("created_at")?,
+        })
+    }
+
     /// 401 for a revoked or expired token: the same error as an unknown one (no oracle).
     pub fn check_live(&self, now_s: i64) -> Result<(), ApiError> {
         let expired = self.expires_at.is_some_and(|at| now_s >= at);
@@ -167,6 +202,41 @@ mod tests {
             revoked: false,
             label: None,
             created_at: 0,
+        }
+    }
+
+    #[test]
+    fn records_read_back_as_the_derive_read_them() {
+        let read = |text: &str| serde_json::from_str::<TokenRecord>(text).ok();
+        let minimal = r#"{"token_id":"tok_1","org":"acme","capabilities":["join"],"created_at":0}"#;
+        assert_eq!(read(minimal), Some(record()));
+        let full = TokenRecord {
+            capabilities: vec![Capability::Read, Capability::Manage, Capability::Join],
+            sessions: Some(vec!["s1".into()]),
+            expires_at: Some(-5),
+            revoked: true,
+            label: Some("ci".into()),
+            created_at: 1_700_000_000,
+            ..record()
+        };
+        let text = serde_json::to_string(&full).unwrap_or_default();
+        assert_eq!(read(&text), Some(full), "{text}");
+        // `null` for an `Option` is none; unknown fields are ignored.
+        let nulls = r#"{"token_id":"tok_1","org":"acme","capabilities":["join"],"sessions":null,
+            "expires_at":null,"label":null,"created_at":0,"extra":[1]}"#;
+        assert_eq!(read(nulls), Some(record()));
+        for broken in [
+            r#"{"token_id":"tok_1","org":"acme","capabilities":["join"]}"#,
+            r#"{"token_id":"tok_1","org":"acme","capabilities":["fly"],"created_at":0}"#,
+            r#"{"token_id":"tok_1","org":"acme","capabilities":"join","created_at":0}"#,
+            r#"{"token_id":"tok_1","org":"acme","capabilities":["join"],"created_at":0,"revoked":null}"#,
+            r#"{"token_id":"tok_1","org":"acme","capabilities":["join"],"created_at":0.5}"#,
+            r#"{"token_id":"tok_1","org":"acme","capabilities":["join"],"created_at":0,"expires_at":"1"}"#,
+            r#"{"token_id":null,"org":"acme","capabilities":["join"],"created_at":0}"#,
+            // The derive also took a struct as an array; joingate never wrote one.
+            r#"["tok_1","acme",["join"],null,null,false,null,0]"#,
+        ] {
+            assert_eq!(read(broken), None, "{broken}");
         }
     }
 

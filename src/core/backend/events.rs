@@ -104,8 +104,8 @@ pub(crate) fn not_an_event(reason: &str) -> ApiError {
 
 /// The body as a JSON object.
 pub(crate) fn json_object(body: &[u8]) -> Result<Value, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(value) if value.is_object() => Ok(value),
+    match crate::core::json::parse_bytes(body) {
+        Some(value) if value.is_object() => Ok(value),
         _ => Err(not_an_event("not a JSON object")),
     }
 }

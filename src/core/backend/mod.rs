@@ -25,9 +25,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{ApiError, ErrorCode};
+use super::json::{deserialize_with, Fields};
 
-/// The server kinds joingate can front (contract section 9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The server kinds joingate can front (contract section 9); read back by hand (its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Joingate,
@@ -35,6 +36,12 @@ pub enum Kind {
     Evolution,
     Wuzapi,
     Gowa,
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, |value| Kind::parse(value.as_str()?))
+    }
 }
 
 impl Kind {
@@ -69,8 +76,8 @@ impl Kind {
 
 /// What a client call asks of WhatsApp, with every value validated at the edge (codes are
 /// invite codes of the contract's grammar, JIDs are the contract's JIDs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "OpWire", try_from = "OpWire")]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(into = "OpWire")]
 pub enum Op {
     Join {
         code: String,
@@ -140,8 +147,9 @@ impl Op {
 
 /// An [`Op`] between joingate's own parts (the session object's messages, job items in
 /// SQLite): one flat record named by `op`. The derived enum format compiled to a visitor
-/// per variant, about 10 KB of wasm; this is one struct's.
-#[derive(Default, Serialize, Deserialize)]
+/// per variant, about 10 KB of wasm; this is one struct's, and it is read back by hand
+/// (`Op::read`).
+#[derive(Default, Serialize)]
 struct OpWire {
     op: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,49 +208,55 @@ impl From<Op> for OpWire {
     }
 }
 
-impl TryFrom<OpWire> for Op {
-    type Error = String;
-
-    fn try_from(wire: OpWire) -> Result<Self, String> {
-        let missing = |field: &str| format!("op {}: missing {field}", wire.op);
-        let code = || wire.code.clone().ok_or_else(|| missing("code"));
-        let group_jid = || wire.group_jid.clone().ok_or_else(|| missing("group_jid"));
-        Ok(match wire.op.as_str() {
-            "join" => Op::Join { code: code()? },
-            "preview" => Op::Preview { code: code()? },
+impl Op {
+    /// An [`OpWire`] record read back: `None` (the record refused) for a missing or mistyped
+    /// field, or an unknown `op`. Every field is read, present or not, as the derive read
+    /// them.
+    fn read(value: Value) -> Option<Self> {
+        let mut fields = Fields::of(value)?;
+        let op = fields.string("op")?;
+        let code = fields.opt_string("code")?;
+        let group_jid = fields.opt_string("group_jid")?;
+        let inviter_jid = fields.opt_string("inviter_jid")?;
+        let expiration = fields.opt_i64("expiration")?;
+        let approve = fields.opt_bool("approve")?;
+        let participants = fields.opt_strings("participants")?;
+        Some(match op.as_str() {
+            "join" => Op::Join { code: code? },
+            "preview" => Op::Preview { code: code? },
             "join_by_message" => Op::JoinByMessage {
-                code: code()?,
-                group_jid: group_jid()?,
-                inviter_jid: wire
-                    .inviter_jid
-                    .clone()
-                    .ok_or_else(|| missing("inviter_jid"))?,
-                expiration: wire.expiration,
+                code: code?,
+                group_jid: group_jid?,
+                inviter_jid: inviter_jid?,
+                expiration,
             },
             "leave" => Op::Leave {
-                group_jid: group_jid()?,
+                group_jid: group_jid?,
             },
             "list_join_requests" => Op::ListJoinRequests {
-                group_jid: group_jid()?,
+                group_jid: group_jid?,
             },
             "reset_invite" => Op::ResetInvite {
-                group_jid: group_jid()?,
+                group_jid: group_jid?,
             },
             "join_request_action" => Op::JoinRequestAction {
-                group_jid: group_jid()?,
-                approve: wire.approve.ok_or_else(|| missing("approve"))?,
-                participants: wire
-                    .participants
-                    .clone()
-                    .ok_or_else(|| missing("participants"))?,
+                group_jid: group_jid?,
+                approve: approve?,
+                participants: participants?,
             },
             "session_status" => Op::SessionStatus,
             "restriction_status" => Op::RestrictionStatus,
             "membership_check" => Op::MembershipCheck {
-                group_jid: group_jid()?,
+                group_jid: group_jid?,
             },
-            other => return Err(format!("unknown op {other}")),
+            _ => return None,
         })
+    }
+}
+
+impl<'de> Deserialize<'de> for Op {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, Op::read)
     }
 }
 
@@ -368,7 +382,7 @@ impl Answer {
     }
 
     pub fn json(&self) -> Option<Value> {
-        serde_json::from_slice(&self.body).ok()
+        crate::core::json::parse_bytes(&self.body)
     }
 }
 

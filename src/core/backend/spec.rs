@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::Kind;
 use crate::core::error::{ApiError, ErrorCode};
-use crate::core::json::{present, reject_unknown};
+use crate::core::json::{deserialize_with, present, reject_unknown, Fields};
 use crate::core::url::Host;
 
 pub const MAX_URL_CHARS: usize = 2048;
@@ -42,22 +42,37 @@ pub const SEAL_SESSION_ONLY: u8 = 1;
 /// A credential sealed since v1.2: bound to the session id, kind, url and remote session.
 pub const SEAL_BOUND_TO_BACKEND: u8 = 2;
 
-fn seal_session_only() -> u8 {
-    SEAL_SESSION_ONLY
-}
-
 /// An AES-256-GCM ciphertext (tag included) and its 96-bit IV, both base64, and what its
 /// additional data binds (`v`; records written before it existed have none: version 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read back by hand (`Sealed::read`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sealed {
     pub iv: String,
     pub ct: String,
-    #[serde(default = "seal_session_only")]
     pub v: u8,
 }
 
-/// What KV keeps of a session's backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl Sealed {
+    fn read(value: Value) -> Option<Self> {
+        let mut fields = Fields::of(value)?;
+        Some(Self {
+            iv: fields.string("iv")?,
+            ct: fields.string("ct")?,
+            v: fields.or("v", SEAL_SESSION_ONLY, |value| {
+                u8::try_from(value.as_u64()?).ok()
+            })?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Sealed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, Sealed::read)
+    }
+}
+
+/// What KV keeps of a session's backend (read back by hand: `StoredBackend::read`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredBackend {
     pub kind: Kind,
     pub url: String,
@@ -67,7 +82,23 @@ pub struct StoredBackend {
     pub credential: Option<Sealed>,
 }
 
+impl<'de> Deserialize<'de> for StoredBackend {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, StoredBackend::read)
+    }
+}
+
 impl StoredBackend {
+    fn read(value: Value) -> Option<Self> {
+        let mut fields = Fields::of(value)?;
+        Some(Self {
+            kind: fields.with("kind", |value| Kind::parse(value.as_str()?))?,
+            url: fields.string("url")?,
+            remote_session: fields.opt_string("remote_session")?,
+            credential: fields.opt("credential", Sealed::read)?,
+        })
+    }
+
     /// The `backend` of admin answers: never the credential, only whether there is one.
     pub fn view(&self) -> Value {
         let mut view = json!({
@@ -477,6 +508,51 @@ mod tests {
         };
         let text = serde_json::to_string(&new).unwrap();
         assert_eq!(serde_json::from_str::<Sealed>(&text).unwrap(), new);
+        for broken in [
+            r#"{"iv":"aXY=","ct":"Y3Q=","v":null}"#,
+            r#"{"iv":"aXY=","ct":"Y3Q=","v":256}"#,
+            r#"{"iv":"aXY=","ct":"Y3Q=","v":-1}"#,
+            r#"{"iv":"aXY="}"#,
+        ] {
+            assert!(serde_json::from_str::<Sealed>(broken).is_err(), "{broken}");
+        }
+    }
+
+    #[test]
+    fn stored_backends_read_back() {
+        let read = |text: &str| serde_json::from_str::<StoredBackend>(text).ok();
+        let stored = StoredBackend {
+            kind: Kind::Gowa,
+            url: "https://gowa.example".into(),
+            remote_session: Some("dev".into()),
+            credential: Some(Sealed {
+                iv: "aXY=".into(),
+                ct: "Y3Q=".into(),
+                v: SEAL_BOUND_TO_BACKEND,
+            }),
+        };
+        let text = serde_json::to_string(&stored).unwrap_or_default();
+        assert_eq!(read(&text), Some(stored), "{text}");
+        let bare = StoredBackend {
+            kind: Kind::Waha,
+            url: "https://waha.example".into(),
+            remote_session: None,
+            credential: None,
+        };
+        for text in [
+            r#"{"kind":"waha","url":"https://waha.example"}"#,
+            r#"{"kind":"waha","url":"https://waha.example","remote_session":null,"credential":null}"#,
+        ] {
+            assert_eq!(read(text), Some(bare.clone()), "{text}");
+        }
+        for broken in [
+            r#"{"kind":"Waha","url":"https://waha.example"}"#,
+            r#"{"url":"https://waha.example"}"#,
+            r#"{"kind":"waha","url":"https://waha.example","credential":{"iv":"aXY="}}"#,
+            r#"{"kind":"waha","url":"https://waha.example","remote_session":7}"#,
+        ] {
+            assert_eq!(read(broken), None, "{broken}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::core::error::ApiError;
-use crate::core::json::{object, present, reject_unknown, whole_number};
+use crate::core::json::{deserialize_with, object, present, reject_unknown, whole_number, Fields};
 use crate::core::time::{civil_from_days, days_from_civil, days_in_month};
 
 const DAY_MS: i64 = 86_400_000;
@@ -65,26 +65,51 @@ pub fn format_hhmm(minutes: u16) -> String {
 }
 
 /// A session's `protection` as the admin set it. `window`: absent (the `JOB_WINDOW`
-/// default), `null` (no window for this session), or a window.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// default), `null` (no window for this session), or a window. Read back by hand
+/// (`Protection::read`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Protection {
     /// `YYYY-MM-DD`, not in the future.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub number_since: Option<String>,
     /// An IANA time zone name the runtime's `Intl` knows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Kept and shown as the contract writes it: absent, `null`, or
     /// `{ "start": "HH:MM", "end": "HH:MM" }`.
     #[serde(
-        default,
         skip_serializing_if = "WindowSetting::is_default",
-        with = "window_field"
+        serialize_with = "window_field::serialize"
     )]
     pub window: WindowSetting,
 }
 
+impl<'de> Deserialize<'de> for Protection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_with(d, Protection::read)
+    }
+}
+
 impl Protection {
+    /// The record as KV keeps it: `window` absent is the default, `null` is off, and an
+    /// object must hold a valid `start` and `end` (other fields ignored).
+    fn read(value: Value) -> Option<Self> {
+        let mut fields = Fields::of(value)?;
+        Some(Self {
+            number_since: fields.opt_string("number_since")?,
+            timezone: fields.opt_string("timezone")?,
+            window: fields.or("window", WindowSetting::Default, |value| {
+                if value.is_null() {
+                    return Some(WindowSetting::Off);
+                }
+                let mut fields = Fields::of(value)?;
+                let (start, end) = (fields.string("start")?, fields.string("end")?);
+                let window = Window::new(parse_hhmm(&start)?, parse_hhmm(&end)?)?;
+                Some(WindowSetting::Set(window))
+            })?,
+        })
+    }
+
     /// Nothing set: the record leaves it out.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
@@ -106,14 +131,13 @@ impl Protection {
 }
 
 /// `window` in the record and the view: `null` is `Off`, an object is `Set`, absent is
-/// `Default` (skipped, and `#[serde(default)]` on reading).
+/// `Default` (skipped; `Protection::read` reads it back).
 mod window_field {
-    use serde::de::Error as _;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Serialize, Serializer};
 
-    use super::{parse_hhmm, Window, WindowSetting};
+    use super::WindowSetting;
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Serialize)]
     struct Wire {
         start: String,
         end: String,
@@ -127,17 +151,6 @@ mod window_field {
             }
             .serialize(s),
             WindowSetting::Off | WindowSetting::Default => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<WindowSetting, D::Error> {
-        match Option::<Wire>::deserialize(d)? {
-            None => Ok(WindowSetting::Off),
-            Some(wire) => parse_hhmm(&wire.start)
-                .zip(parse_hhmm(&wire.end))
-                .and_then(|(start, end)| Window::new(start, end))
-                .map(WindowSetting::Set)
-                .ok_or_else(|| D::Error::custom("window: HH:MM to HH:MM, start before end")),
         }
     }
 }
@@ -921,6 +934,32 @@ mod tests {
             r#"{"window":{"start":"21:00","end":"08:00"}}"#
         )
         .is_err());
+        let read = |text: &str| serde_json::from_str::<Protection>(text).ok();
+        assert_eq!(
+            read(r#"{"number_since":null,"timezone":null,"window":null}"#),
+            Some(Protection {
+                window: WindowSetting::Off,
+                ..Protection::default()
+            })
+        );
+        assert_eq!(
+            read(r#"{"window":{"start":"08:00","end":"09:00","x":1},"y":2}"#),
+            Window::new(480, 540).map(|w| Protection {
+                window: WindowSetting::Set(w),
+                ..Protection::default()
+            })
+        );
+        for broken in [
+            r#"{"window":{"start":"08:00"}}"#,
+            r#"{"window":{"start":"08:00","end":null}}"#,
+            r#"{"window":{"start":"8:00","end":"09:00"}}"#,
+            r#"{"window":"08:00-09:00"}"#,
+            r#"{"timezone":1}"#,
+            // The derive also took a struct as an array; joingate never wrote one.
+            r#"[]"#,
+        ] {
+            assert_eq!(read(broken), None, "{broken}");
+        }
         assert!(Protection::default().is_empty());
     }
 
