@@ -5,7 +5,7 @@
 // every kind, with the skips, the errors, an invite reset in between and a deleted session.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, assertInvalid, eventually, sleep, KINDS } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, assertInvalid, eventually, sleep, BASE, KINDS } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 // ---------------------------------------------------------------------------------------
@@ -282,6 +282,50 @@ describe("the group book", () => {
       const reader = await app.token(o.org, ["read"]);
       assertEnvelope(await app.request("GET", path, { token: reader }), { status: 200 });
     }
+  });
+});
+
+describe("the group book follows section 14's facts", () => {
+  let app;
+  before(async () => {
+    // A request expires 4 s after it was made; its checks come at 1 s and 2 s.
+    // Served: the simulator sends the server's events to the session's hook.
+    app = await startJoingate({ orgLimit: 100_000, serve: true, vars: { ...VARS, MEMBERSHIP_CHECKS_S: "1,2", PENDING_TTL_S: "4" } });
+  });
+  after(() => app.close());
+
+  const control = (action, body) =>
+    fetch(`${app.sim.url}/__sim/${action}`, { method: "POST", body: JSON.stringify(body) }).then((res) => {
+      assert.equal(res.status, 200, `the simulator's ${action}`);
+    });
+
+  test("an approval makes the pending seat a member, a removal by the group's admin removed, an expiry drops the seat", async () => {
+    const o = await newOrg(app, "facts");
+    const a = await o.register("A");
+    const b = await o.register("B");
+    const approval = DEMO.approval;
+    await o.joined(a, approval, "pending_approval");
+    await o.joined(b, approval, "pending_approval");
+    await o.waitState(approval.group_jid, a, "pending");
+    // An admin approves A: the alarm's check sees it, and the book follows.
+    await control("approve", { session: a, group_jid: approval.group_jid });
+    const approved = await o.waitState(approval.group_jid, a, "member");
+    assert.equal(approved.invite_known, true, "the code of the request is kept");
+    // B's request is never answered: it expires, and B leaves the entry.
+    const expired = await eventually(async () => {
+      const entry = assertEnvelope(await o.get(approval.group_jid), { status: 200 }).data;
+      return stateOf(entry, b) === undefined && entry;
+    }, "B's seat to go at the expiry", 20_000);
+    assert.equal(stateOf(expired, a), "member");
+    // A member of book6 is removed by the group's admin; the server's event says so.
+    const book6 = fixture("book6");
+    await o.joined(a, book6);
+    await o.waitState(book6.group_jid, a, "member");
+    const removed = await app.admin("PUT", `/v1/admin/sessions/${a}`, { org: o.org, limits: FAST, events: true });
+    const hook = assertEnvelope(removed, { status: 200 }).data.events_hook;
+    app.sim.setEvents({ session: a, kind: "joingate", url: hook.url.replace(BASE, app.url), secret: hook.secret });
+    await control("remove", { session: a, group_jid: book6.group_jid });
+    await o.waitState(book6.group_jid, a, "removed");
   });
 });
 
