@@ -344,6 +344,30 @@ describe("join policy: joins", () => {
     assert.equal((await previewsAndJoins(app, sid)).length, 3, "the invalid bodies reached no backend");
   });
 
+  test("backend faults on the preview, on every kind: the fault's answer, and no join request follows", async () => {
+    const book1 = fixture("book1");
+    const p = await policyOrg(app, "faults", { blocked_subject_terms: ["casino"] });
+    for (const kind of KINDS) {
+      for (const [mode, status, code] of [
+        ["garbage", 502, "backend_error"],
+        ["status500", 502, "backend_error"],
+        ["status503", 502, "backend_error"],
+        ["hang", 504, "backend_timeout"],
+        ["drop", 503, "backend_unavailable"],
+      ]) {
+        const sid = await p.register(kind);
+        app.sim.setFault({ session: sid, mode, count: 1 });
+        const res = await p.join(sid, { invite: book1.code, expected_group_jid: book1.group_jid });
+        assertEnvelope(res, { status, code });
+        const ops = await previewsAndJoins(app, sid);
+        assert.equal(ops.filter((c) => c.op === "join").length, 0, `${kind} ${mode}: no join after a failed preview`);
+        // The fault is spent: the same call previews, is allowed, and joins.
+        const again = await p.join(sid, { invite: book1.code, expected_group_jid: book1.group_jid });
+        assert.equal(assertEnvelope(again, { status: 200 }).data.status, "joined", `${kind} ${mode}`);
+      }
+    }
+  });
+
   test("the preview and the join are one call: one join token, no read token", async () => {
     const [book1, book3, book4] = [fixture("book1"), fixture("book3"), fixture("book4")];
     const p = await policyOrg(app, "one-call", { blocked_subject_terms: ["casino"] });
