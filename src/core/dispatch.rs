@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use super::backend::spec::StoredBackend;
 use super::backend::{Kind, Op};
-use super::json::{deserialize_with, Fields};
-use super::limits::{Class, LimitOverrides, Limits};
+use super::json::{deserialize_with, list, string, Fields};
+use super::limits::{Class, ClassLimit, ClassOverride, LimitOverrides, Limits};
 use super::policy::PolicyMode;
 use super::protection::settings::Protection;
 
@@ -38,9 +38,39 @@ read_by_hand!(
     EventsHook,
     IdempotencyRef,
     SessionRecord,
-    JobCall,
     DeliveryTask
 );
+
+/// `Deserialize` by a reader that says what is wrong (a job or org action missing a field
+/// its `type` needs), as the derived `try_from` said it.
+fn deserialize_saying<'de, D: Deserializer<'de>, T>(
+    d: D,
+    read: fn(Value) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    read(Value::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn unexpected_shape(record: &str) -> String {
+    format!("{record}: a record of an unexpected shape")
+}
+
+impl<'de> Deserialize<'de> for JobCall {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_saying(d, JobCall::read)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobAction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_saying(d, JobAction::read)
+    }
+}
+
+impl<'de> Deserialize<'de> for OrgAction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_saying(d, OrgAction::read)
+    }
+}
 
 /// One client call for the session's Durable Object to run: what it needs to admit the call
 /// and take its place in the queue, without an await. It travels in a request header
@@ -279,8 +309,15 @@ pub struct JobCall {
 }
 
 impl JobCall {
-    fn read(value: Value) -> Option<Self> {
-        let mut fields = Fields::of(value)?;
+    /// The action first, so that its error (the field its `type` misses) is the call's, as
+    /// the derive passed it on.
+    fn read(value: Value) -> Result<Self, String> {
+        let mut fields = Fields::of(value).ok_or_else(|| unexpected_shape("job call"))?;
+        let action = JobAction::read(fields.take("action").unwrap_or_default())?;
+        Self::read_head(fields, action).ok_or_else(|| unexpected_shape("job call"))
+    }
+
+    fn read_head(mut fields: Fields, action: JobAction) -> Option<Self> {
         Some(Self {
             request_id: fields.string("request_id")?,
             session: fields.string("session")?,
@@ -289,13 +326,13 @@ impl JobCall {
             limits: fields.with("limits", nested)?,
             protection: fields.or("protection", Protection::default(), nested)?,
             idempotency: fields.opt("idempotency", IdempotencyRef::read)?,
-            action: fields.with("action", nested)?,
+            action,
         })
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "JobActionWire", try_from = "JobActionWire")]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(into = "JobActionWire")]
 pub enum JobAction {
     Submit {
         job_id: String,
@@ -325,26 +362,56 @@ pub enum JobAction {
 
 /// A [`JobAction`] on the wire: one flat record named by `type`. The derived enum format
 /// compiled to a visitor per variant (about 8 KB of wasm); this is one struct's, like
-/// `OpWire`.
-#[derive(Default, Serialize, Deserialize)]
+/// `OpWire`. Read back by hand (`JobActionWire::read`), then checked by its `TryFrom`.
+#[derive(Default, Serialize)]
 struct JobActionWire {
     #[serde(rename = "type")]
     kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     job_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     items: Option<Vec<super::backend::Op>>,
     /// Each item's expected group (section 15), beside `items` so that their wire stays
     /// the ops'; left out when no item has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     expected: Option<Vec<Option<String>>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     interval_s: Option<u32>,
     /// A recovery job's `source` (section 15).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<serde_json::Value>,
+}
+
+impl JobActionWire {
+    /// Every field is read, whatever the `type` (a mistyped one refuses the record, as the
+    /// derive did); `TryFrom` then asks for the ones the `type` needs.
+    fn read(value: Value) -> Option<Self> {
+        let mut fields = Fields::of(value)?;
+        Some(Self {
+            kind: fields.string("type")?,
+            job_id: fields.opt_string("job_id")?,
+            items: fields.opt("items", |items| list(items, nested))?,
+            expected: fields.opt("expected", |jids| {
+                list(jids, |jid| match jid {
+                    Value::Null => Some(None),
+                    jid => string(jid).map(Some),
+                })
+            })?,
+            label: fields.opt_string("label")?,
+            interval_s: fields.opt_u32("interval_s")?,
+            source: fields.take("source"),
+        })
+    }
+}
+
+impl JobAction {
+    fn read(value: Value) -> Result<Self, String> {
+        JobActionWire::read(value)
+            .ok_or_else(|| unexpected_shape("job action"))?
+            .try_into()
+    }
 }
 
 impl From<JobAction> for JobActionWire {
@@ -431,8 +498,8 @@ impl TryFrom<JobActionWire> for JobAction {
 
 /// What the Worker (admin routes, the queue consumer) and the session objects ask of an
 /// org's Durable Object, which keeps the org's webhook endpoint and delivery log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "OrgActionWire", try_from = "OrgActionWire")]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(into = "OrgActionWire")]
 pub enum OrgAction {
     PutWebhook {
         url: String,
@@ -503,35 +570,65 @@ pub enum OrgAction {
     },
 }
 
-/// An [`OrgAction`] on the wire: one flat record named by `type`, like [`JobActionWire`].
-#[derive(Default, Serialize, Deserialize)]
+/// An [`OrgAction`] on the wire: one flat record named by `type`, like [`JobActionWire`]
+/// (read back by hand: `OrgActionWire::read`).
+#[derive(Default, Serialize)]
 struct OrgActionWire {
     #[serde(rename = "type")]
     kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     rotate_secret: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     delivery_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     event_type: Option<String>,
     /// An event's data (`null` is left out).
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     data: serde_json::Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     attempts: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     default: Option<super::limits::ClassLimit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     limits: Option<super::limits::ClassOverride>,
     /// The book's facts, each `Update::view` (`null` is left out).
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     book: serde_json::Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     keep_limits: Option<bool>,
+}
+
+impl OrgActionWire {
+    /// Every field is read, whatever the `type`, as [`JobActionWire::read`] does.
+    fn read(value: Value) -> Option<Self> {
+        let mut fields = Fields::of(value)?;
+        Some(Self {
+            kind: fields.string("type")?,
+            url: fields.opt_string("url")?,
+            events: fields.opt_strings("events")?,
+            rotate_secret: fields.opt_bool("rotate_secret")?,
+            delivery_id: fields.opt_string("delivery_id")?,
+            event_type: fields.opt_string("event_type")?,
+            data: fields.take("data").unwrap_or_default(),
+            attempts: fields.opt_i64("attempts")?,
+            default: fields.opt("default", nested::<ClassLimit>)?,
+            limits: fields.opt("limits", nested::<ClassOverride>)?,
+            book: fields.take("book").unwrap_or_default(),
+            keep_limits: fields.opt_bool("keep_limits")?,
+        })
+    }
+}
+
+impl OrgAction {
+    fn read(value: Value) -> Result<Self, String> {
+        OrgActionWire::read(value)
+            .ok_or_else(|| unexpected_shape("org action"))?
+            .try_into()
+    }
 }
 
 impl From<OrgAction> for OrgActionWire {
@@ -1188,6 +1285,175 @@ mod tests {
             broken[key] = value;
             assert_eq!(read(broken.clone()), None, "{broken}");
         }
+    }
+
+    #[test]
+    fn job_actions_read_back_as_the_derive_read_them() {
+        let read = |json: Value| serde_json::from_value::<JobAction>(json).ok();
+        let job_id = || "job_1".to_string();
+        // `null` for an optional field is none; unknown fields are ignored.
+        assert_eq!(
+            read(json!({
+                "type": "get", "job_id": "job_1", "items": null, "expected": null,
+                "label": null, "interval_s": null, "source": null, "extra": { "a": 1 },
+            })),
+            Some(JobAction::Get { job_id: job_id() })
+        );
+        // Fewer expected groups than items: the rest expect none.
+        let leave = json!({ "op": "leave", "group_jid": "1@g.us" });
+        assert_eq!(
+            read(json!({
+                "type": "submit", "job_id": "job_1", "interval_s": 60,
+                "items": [leave, leave, leave], "expected": [null, "2@g.us"],
+            })),
+            Some(JobAction::Submit {
+                job_id: job_id(),
+                items: [None, Some("2@g.us".to_string()), None]
+                    .into_iter()
+                    .map(|expected_group_jid| SubmitItem {
+                        op: Op::Leave {
+                            group_jid: "1@g.us".into(),
+                        },
+                        expected_group_jid,
+                    })
+                    .collect(),
+                label: None,
+                interval_s: 60,
+                source: None,
+            })
+        );
+        let submit = json!({ "type": "submit", "job_id": "job_1", "interval_s": 60, "items": [] });
+        assert!(read(submit.clone()).is_some());
+        for (key, value) in [
+            ("type", Value::Null),
+            ("job_id", json!(1)),
+            ("interval_s", json!(-1)),
+            ("interval_s", json!(4_294_967_296_u64)),
+            ("interval_s", json!(1.5)),
+            ("items", json!({})),
+            ("items", json!([{ "op": "leave" }])),
+            ("expected", json!([1])),
+            ("label", json!(false)),
+        ] {
+            let mut broken = submit.clone();
+            broken[key] = value;
+            assert_eq!(read(broken.clone()), None, "{broken}");
+        }
+        // A field the type does not use still refuses the record when it is mistyped.
+        assert_eq!(read(json!({ "type": "list", "interval_s": "60" })), None);
+        assert_eq!(read(json!([])), None);
+        // The errors name what is missing, as the derived `try_from` did, through the call.
+        let error = |json: Value| {
+            serde_json::from_value::<JobAction>(json)
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            error(json!({ "type": "get" })).as_deref(),
+            Some("job action get: missing job_id")
+        );
+        assert_eq!(
+            error(json!({ "type": "submit", "job_id": "j", "items": [] })).as_deref(),
+            Some("job action submit: missing interval_s")
+        );
+        assert_eq!(
+            error(json!({ "type": "frobnicate" })).as_deref(),
+            Some("unknown job action frobnicate")
+        );
+        let call = json!({
+            "request_id": "req_1", "session": "s1", "org": "o1",
+            "limits": limits_json(), "action": { "type": "pause" },
+        });
+        assert_eq!(
+            serde_json::from_value::<JobCall>(call)
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("job action pause: missing job_id")
+        );
+    }
+
+    #[test]
+    fn org_actions_read_back_as_the_derive_read_them() {
+        use crate::core::limits::{ClassLimit, ClassOverride};
+        let read = |json: Value| serde_json::from_value::<OrgAction>(json).ok();
+        let default = ClassLimit::new(100, 50);
+        let default_json = serde_json::to_value(default).unwrap();
+        // `null` for an optional field is none, for `data` and `book` it is `null`.
+        assert_eq!(
+            read(json!({
+                "type": "put_org", "default": default_json, "limits": null,
+                "keep_limits": null, "data": null, "book": null, "url": null,
+                "events": null, "rotate_secret": null, "delivery_id": null,
+                "event_type": null, "attempts": null, "extra": [1],
+            })),
+            Some(OrgAction::PutOrg {
+                limits: None,
+                keep_limits: false,
+                policy: None,
+                default,
+            })
+        );
+        assert_eq!(
+            read(json!({
+                "type": "put_org", "default": default_json,
+                "limits": { "per_minute": 10, "burst": null }, "data": { "max_size": 5 },
+            })),
+            Some(OrgAction::PutOrg {
+                limits: Some(ClassOverride {
+                    per_minute: Some(10),
+                    ..ClassOverride::default()
+                }),
+                keep_limits: false,
+                policy: Some(json!({ "max_size": 5 })),
+                default,
+            })
+        );
+        assert_eq!(
+            read(json!({ "type": "event", "event_type": "session.status" })),
+            Some(OrgAction::Event {
+                event_type: "session.status".into(),
+                data: Value::Null,
+                book: None,
+            })
+        );
+        assert_eq!(
+            read(json!({ "type": "book" })),
+            Some(OrgAction::Book { updates: vec![] })
+        );
+        for broken in [
+            json!({ "type": "take", "default": { "per_minute": 1 } }),
+            json!({ "type": "take", "default": null }),
+            json!({ "type": "put_org", "default": default_json, "limits": { "burst": -1 } }),
+            json!({ "type": "put_org", "default": default_json, "keep_limits": "yes" }),
+            json!({ "type": "put_webhook", "url": "u", "events": "a", "rotate_secret": true }),
+            json!({ "type": "put_webhook", "url": "u", "events": [1], "rotate_secret": true }),
+            json!({ "type": "attempt", "delivery_id": "d", "attempts": 1.5 }),
+            // A field the type does not use still refuses the record when it is mistyped.
+            json!({ "type": "get_webhook", "url": 1 }),
+            json!({ "type": 1 }),
+            json!({ "url": "u" }),
+            json!("get_webhook"),
+        ] {
+            assert_eq!(read(broken.clone()), None, "{broken}");
+        }
+        let error = |json: Value| {
+            serde_json::from_value::<OrgAction>(json)
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            error(json!({ "type": "redeliver" })).as_deref(),
+            Some("org action redeliver: missing delivery_id")
+        );
+        assert_eq!(
+            error(json!({ "type": "put_webhook", "url": "u", "events": [] })).as_deref(),
+            Some("org action put_webhook: missing rotate_secret")
+        );
+        assert_eq!(
+            error(json!({ "type": "frobnicate" })).as_deref(),
+            Some("unknown org action frobnicate")
+        );
     }
 
     #[test]
