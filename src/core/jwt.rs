@@ -9,8 +9,6 @@
 //! `unauthorized` as an API key's; `alg` must fit the key's type, so `none`, `HS*` and an
 //! HS256 token keyed with an RSA public key never reach a verification.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use super::ids::OrgId;
@@ -137,7 +135,9 @@ pub struct JwtConfig {
     pub jwks_url: String,
     pub org_claim: String,
     pub role_claim: String,
-    pub roles: BTreeMap<String, Vec<Capability>>,
+    /// Role → capabilities, each role once (a list: a map type of its own would be more
+    /// wasm than its few lookups are worth).
+    pub roles: Vec<(String, Vec<Capability>)>,
     /// While no set is kept, the least time between two fetches.
     pub fetch_spacing_ms: i64,
 }
@@ -165,14 +165,15 @@ pub fn check_jwks_url(text: &str) -> Result<String, String> {
 
 pub const DEFAULT_ROLES: &str = r#"{"owner":["join","read","manage"],"admin":["join","read","manage"],"member":["join","read"],"viewer":["read"]}"#;
 
-/// `JWT_ROLES`: a JSON object of role → capabilities.
-pub fn parse_roles(text: &str) -> Result<BTreeMap<String, Vec<Capability>>, String> {
+/// `JWT_ROLES`: a JSON object of role → capabilities (each role once, as JSON object keys
+/// are).
+pub fn parse_roles(text: &str) -> Result<Vec<(String, Vec<Capability>)>, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|_| "JWT_ROLES must be a JSON object".to_string())?;
     let map = value
         .as_object()
         .ok_or_else(|| "JWT_ROLES must be a JSON object".to_string())?;
-    let mut roles = BTreeMap::new();
+    let mut roles = Vec::with_capacity(map.len());
     for (role, list) in map {
         let names = list
             .as_array()
@@ -187,7 +188,7 @@ pub fn parse_roles(text: &str) -> Result<BTreeMap<String, Vec<Capability>>, Stri
                 capabilities.push(capability);
             }
         }
-        roles.insert(role.clone(), capabilities);
+        roles.push((role.clone(), capabilities));
     }
     Ok(roles)
 }
@@ -274,8 +275,8 @@ pub fn check_claims(claims: &Map<String, Value>, config: &JwtConfig, now_s: i64)
     let capabilities = claims
         .get(&config.role_claim)
         .and_then(Value::as_str)
-        .and_then(|role| config.roles.get(role))
-        .cloned()
+        .and_then(|role| config.roles.iter().find(|(name, _)| name == role))
+        .map(|(_, capabilities)| capabilities.clone())
         .unwrap_or_default();
     Some(Person {
         org: org.to_string(),

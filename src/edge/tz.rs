@@ -5,7 +5,6 @@
 //! isolate: building one costs far more than using it.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use js_sys::{Array, Date, Function, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
@@ -13,14 +12,15 @@ use wasm_bindgen::{JsCast, JsValue};
 use crate::core::protection::settings::{offset_from_local, plausible_timezone};
 
 /// Zones kept per isolate; past this the cache starts again (the IANA database has about
-/// 600 names, and an isolate serves a handful).
+/// 600 names, and an isolate serves a handful). A list searched in order: for so few
+/// names a hash map is more wasm than it saves time.
 const CACHE_MAX: usize = 64;
 
 /// `Date` takes instants within ±8.64e15 ms of 1970.
 const DATE_LIMIT_MS: i64 = 8_640_000_000_000_000;
 
 thread_local! {
-    static FORMATTERS: RefCell<HashMap<String, Function>> = RefCell::new(HashMap::new());
+    static FORMATTERS: RefCell<Vec<(String, Function)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `formatToParts` of a formatter for `zone` (year to second, 24-hour clock), bound to it.
@@ -29,7 +29,12 @@ fn parts_of(zone: &str) -> Option<Function> {
     if !plausible_timezone(zone) {
         return None;
     }
-    if let Some(found) = FORMATTERS.with(|cache| cache.borrow().get(zone).cloned()) {
+    let cached = FORMATTERS.with(|cache| {
+        let cache = cache.borrow();
+        let found = cache.iter().find(|(name, _)| name == zone);
+        found.map(|(_, format)| format.clone())
+    });
+    if let Some(found) = cached {
         return Some(found);
     }
     let intl = Reflect::get(&js_sys::global(), &JsValue::from_str("Intl")).ok()?;
@@ -63,7 +68,7 @@ fn parts_of(zone: &str) -> Option<Function> {
         if cache.len() >= CACHE_MAX {
             cache.clear();
         }
-        cache.insert(zone.to_string(), bound.clone());
+        cache.push((zone.to_string(), bound.clone()));
     });
     Some(bound)
 }

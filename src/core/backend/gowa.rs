@@ -265,8 +265,27 @@ fn action_results(value: &Value, asked: &[String]) -> Result<Vec<(String, ItemOu
         items.push((jid, outcome));
     }
     // Answer order follows the request, with the @lid items where they were asked.
-    items.sort_by_key(|(jid, _)| asked.iter().position(|a| a == jid));
-    Ok(items)
+    Ok(in_asked_order(items, asked))
+}
+
+/// `items` stably sorted by their JID's position in `asked`, items not asked about first
+/// (`sort_by_key` with that position), written out: the standard library's stable sort is
+/// about 3 KB of wasm.
+fn in_asked_order<T>(items: Vec<(String, T)>, asked: &[String]) -> Vec<(String, T)> {
+    let keys: Vec<Option<usize>> = items
+        .iter()
+        .map(|(jid, _)| asked.iter().position(|a| a == jid))
+        .collect();
+    let mut slots: Vec<Option<(String, T)>> = items.into_iter().map(Some).collect();
+    let mut sorted = Vec::with_capacity(slots.len());
+    for wanted in std::iter::once(None).chain((0..asked.len()).map(Some)) {
+        for (slot, key) in slots.iter_mut().zip(&keys) {
+            if *key == wanted {
+                sorted.extend(slot.take());
+            }
+        }
+    }
+    sorted
 }
 
 /// `Action approve failed (code 404)` → 404; a message without a code is 0 (unmapped).
@@ -393,6 +412,22 @@ pub fn read_events(
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn answers_keep_the_asked_order_as_a_stable_sort_would(
+            asked in proptest::collection::vec(0u8..6, 0..6),
+            answered in proptest::collection::vec(0u8..9, 0..12),
+        ) {
+            let asked: Vec<String> = asked.iter().map(|n| format!("j{n}")).collect();
+            let items: Vec<(String, usize)> =
+                answered.iter().enumerate().map(|(i, n)| (format!("j{n}"), i)).collect();
+            let mut expected = items.clone();
+            expected.sort_by_key(|(jid, _)| asked.iter().position(|a| a == jid));
+            prop_assert_eq!(in_asked_order(items, &asked), expected);
+        }
+    }
 
     fn gowa() -> Target {
         target(Kind::Gowa, Some("dev1"), Some("gowa:gowa-pass"))
