@@ -5,38 +5,8 @@
 // every kind, with the skips, the errors, an invite reset in between and a deleted session.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, assertInvalid, eventually, sleep, BASE, KINDS } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, assertInvalid, eventually, sleep, BASE, KINDS, backendOps, FAST_LIMITS } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
-
-// ---------------------------------------------------------------------------------------
-// The one place that knows the simulator's calls log (GET /__sim/calls?session=X).
-//
-// ASSUMPTION: each recorded call names its operation in `op` ("preview" for an invite
-// preview, "join" for a join by code or by invite message, ...) and its invite code in
-// `code`. Where a call does not (the simulator of v1.1 records `route`, the body, the path
-// and the query), both are derived from those fields, so that the helper works on either.
-const ROUTE_OPS = { invite_preview: "preview", join: "join", join_by_message: "join" };
-const CODE_IN = /([A-Za-z0-9]{16,32})\/?$/;
-async function backendOps(app, sid) {
-  const res = await fetch(`${app.sim.url}/__sim/calls?session=${encodeURIComponent(sid)}`);
-  assert.equal(res.status, 200, "the simulator's calls log");
-  const { calls } = await res.json();
-  return calls.map((c) => {
-    const op = c.op ?? ROUTE_OPS[c.route] ?? c.route;
-    let code = c.code;
-    if (code === undefined && (op === "preview" || op === "join")) {
-      const url = new URL(c.path ?? "/", "http://sim.invalid");
-      const body = c.body && typeof c.body === "object" ? c.body : {};
-      const fromBody = Object.entries(body).find(([k]) => ["code", "link", "invitecode"].includes(k.toLowerCase()))?.[1];
-      const segments = url.pathname.split("/");
-      const fromPath = segments.includes("invites") ? decodeURIComponent(segments[segments.indexOf("invites") + 1] ?? "") : undefined;
-      const raw = fromBody ?? url.searchParams.get("code") ?? url.searchParams.get("inviteCode") ?? url.searchParams.get("link") ?? fromPath;
-      code = typeof raw === "string" ? (CODE_IN.exec(raw.split(/[?#]/)[0])?.[1] ?? raw) : undefined;
-    }
-    return { op, code };
-  });
-}
-// ---------------------------------------------------------------------------------------
 
 /** A catalogue entry the simulator of v1.2 adds (DEMO.book1 … DEMO.book6). */
 function fixture(name) {
@@ -45,11 +15,7 @@ function fixture(name) {
   return entry;
 }
 
-const FAST = {
-  join: { per_minute: 6000, burst: 1000 },
-  manage: { per_minute: 6000, burst: 1000 },
-  read: { per_minute: 6000, burst: 1000 },
-};
+const FAST = FAST_LIMITS;
 // Job items one to two seconds apart.
 const VARS = { JOB_MIN_INTERVAL_S: "1" };
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;

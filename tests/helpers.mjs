@@ -305,3 +305,22 @@ export async function startReceiver() {
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
   };
 }
+
+// The simulator's calls log as operations: `op` is "preview" (an invite preview) or "join"
+// (by code or by invite message), or the route's name for any other call; `code` is the
+// invite code the call carried (the simulator records it on every kind).
+const ROUTE_OPS = { invite_preview: "preview", join: "join", join_by_message: "join" };
+export async function backendOps(app, sid) {
+  const res = await fetch(`${app.sim.url}/__sim/calls?session=${encodeURIComponent(sid)}`);
+  if (res.status !== 200) throw new Error(`the simulator's calls log answered ${res.status}`);
+  const { calls } = await res.json();
+  return calls.map((c) => ({ op: ROUTE_OPS[c.route] ?? c.route, code: c.code }));
+}
+
+/** Limits no test of a feature other than the limits runs into. */
+export const FAST_LIMITS = {
+  join: { per_minute: 6000, burst: 1000 },
+  manage: { per_minute: 6000, burst: 1000 },
+  read: { per_minute: 6000, burst: 1000 },
+};
+
