@@ -5,15 +5,8 @@
 // every kind, with the skips, the errors, an invite reset in between and a deleted session.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, assertInvalid, eventually, sleep, BASE, KINDS, backendOps, FAST_LIMITS } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, assertInvalid, eventually, sleep, BASE, KINDS, backendOps, fixture, FAST_LIMITS } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
-
-/** A catalogue entry the simulator of v1.2 adds (DEMO.book1 … DEMO.book6). */
-function fixture(name) {
-  const entry = DEMO[name];
-  assert.ok(entry, `sim/catalogue.mjs has no DEMO.${name} (the simulator's v1.2 groups)`);
-  return entry;
-}
 
 const FAST = FAST_LIMITS;
 // Job items one to two seconds apart.

@@ -3,6 +3,7 @@
 import path from "node:path";
 import assert from "node:assert/strict";
 import { Miniflare } from "miniflare";
+import { DEMO } from "../sim/catalogue.mjs";
 import { startSimulator, SIM_CREDENTIALS, wuzapiToken } from "../sim/simulator.mjs";
 import { joingateOptions, ROOT } from "../scripts/miniflare-options.mjs";
 
@@ -323,4 +324,11 @@ export const FAST_LIMITS = {
   manage: { per_minute: 6000, burst: 1000 },
   read: { per_minute: 6000, burst: 1000 },
 };
+
+/** A catalogue group of the simulator by its DEMO name (failing clearly on a name it lacks). */
+export function fixture(name) {
+  const entry = DEMO[name];
+  if (!entry) throw new Error(`sim/catalogue.mjs has no DEMO.${name}`);
+  return entry;
+}
 

@@ -5,15 +5,8 @@
 // preview, invite_mismatch, preview_first, and the refusal on every kind.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, assertInvalid, eventually, KINDS, ADMIN_TOKEN, backendOps, FAST_LIMITS } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, assertInvalid, eventually, KINDS, ADMIN_TOKEN, backendOps, fixture, FAST_LIMITS } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
-
-/** A catalogue entry the simulator of v1.2 adds (DEMO.book1 … DEMO.book6, DEMO.casino, DEMO.big). */
-function fixture(name) {
-  const entry = DEMO[name];
-  assert.ok(entry, `sim/catalogue.mjs has no DEMO.${name} (the simulator's v1.2 groups)`);
-  return entry;
-}
 
 const FAST = FAST_LIMITS;
 // Job items one to two seconds apart.
