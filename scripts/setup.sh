@@ -2,7 +2,8 @@
 # Installs what building and testing joingate needs, skipping whatever is already there:
 # the wasm32 Rust target, worker-build, the wasm-bindgen CLI matching Cargo.lock, and the
 # npm packages of package-lock.json (wrangler, miniflare, esbuild, binaryen's wasm-opt,
-# swagger-ui-dist, puppeteer-core), and Debian's chromium for the docs page's browser test.
+# swagger-ui-dist, puppeteer-core, openapi-typescript), Debian's chromium for the docs page's
+# browser test, and openapi-python-client in .venv-clients/ for tests/generated-clients.test.mjs.
 # Nothing is downloaded from GitHub: worker-build is pointed at these local tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,3 +61,7 @@ elif command -v apt-get >/dev/null; then
 else
   echo "Chromium is required for tests/docs-page.test.mjs: install it, or set CHROMIUM_PATH"; exit 1
 fi
+
+# The client generators of tests/generated-clients.test.mjs: openapi-python-client into its
+# own virtualenv (openapi-typescript is an npm dev dependency, installed above).
+bash scripts/generate-clients.sh --install-only

@@ -308,6 +308,8 @@ test("the validator checks what it claims (failing cases fail)", () => {
     [S("JoinResultOk"), { success: true, data: { group_jid: "1@g.us", status: "maybe" }, request_id: "r1" }],
     [S("JoinResultOk"), { success: false, data: { status: "joined" }, request_id: "r1" }],
     [S("JoinResultOk"), { success: true, data: { status: "joined" }, request_id: "r1", extra: 1 }],
+    [S("JobOk"), { success: true, request_id: "r1" }],
+    [S("GroupBookOk"), { success: true, data: { groups: [], extra: 1 }, request_id: "r1" }],
     [S("ApprovedOk"), { success: true, data: { approved: [], failed: [{ jid: "1@lid", error: { code: "boom", message: "m", wa_code: 1 } }] }, request_id: "r1" }],
     [S("SessionStatusOk"), { success: true, data: { session_id: "s1", connected: true, queue_depth: -1, limits: { join: { per_minute: 4, burst: 4 }, manage: { per_minute: 30, burst: 10 }, read: { per_minute: 60, burst: 20 } }, tokens: { join: 1, manage: 1, read: 1 }, circuit: "closed" }, request_id: "r1" }],
   ];
@@ -348,6 +350,75 @@ test("the validator checks what it claims (failing cases fail)", () => {
   const after = failing(broken);
   assert.equal(after.length, before.length + 1, "the broken example is caught");
   assert.ok(after.some((where) => where.startsWith("POST /v1/sessions/{sid}/groups/join 200")), after.join("\n"));
+});
+
+// Client generators (openapi-python-client, openapi-typescript; tests/generated-clients.test.mjs
+// runs them) make one model per named schema: an envelope written as allOf of a shared
+// Success schema made each generate its own "SuccessData", and openapi-python-client dropped
+// all but one of them. So each success answer is its own named envelope, written out.
+const TAGS = ["sessions", "groups", "membership", "jobs", "book", "admin", "webhooks"];
+
+test("every operation has one tag, each tag is declared and described", () => {
+  const declared = (DOC.tags ?? []).map((t) => t.name);
+  assert.equal(new Set(declared).size, declared.length, "tag names are unique");
+  for (const name of TAGS) assert.ok(declared.includes(name), `tag ${name} is declared`);
+  for (const tag of DOC.tags) assert.ok(tag.description?.length > 10, `tag ${tag.name} has a description`);
+  const used = new Set();
+  for (const { template, method, op } of operations()) {
+    const where = `${method.toUpperCase()} ${template}`;
+    assert.ok(Array.isArray(op.tags) && op.tags.length === 1, `${where} has exactly one tag`);
+    assert.ok(declared.includes(op.tags[0]), `${where}: tag ${op.tags[0]} is declared`);
+    used.add(op.tags[0]);
+  }
+  assert.deepEqual(declared.filter((name) => !used.has(name)), [], "every declared tag is used");
+  const tagOf = (method, template) => DOC.paths[template][method].tags[0];
+  assert.equal(tagOf("post", "/v1/sessions/{sid}/groups/join"), "groups");
+  assert.equal(tagOf("get", "/v1/sessions/{sid}/join-jobs/{job_id}"), "jobs");
+  assert.equal(tagOf("get", "/v1/sessions/{sid}/groups/{gjid}"), "membership");
+  assert.equal(tagOf("get", "/v1/groups"), "book");
+  assert.equal(tagOf("post", "/v1/admin/tokens"), "admin");
+  assert.equal(tagOf("get", "/v1/admin/orgs/{org}/webhook/deliveries"), "webhooks");
+});
+
+test("each success answer is one named envelope with typed, required data (one model each)", () => {
+  const schemas = DOC.components.schemas;
+  const envelopes = new Set();
+  for (const { template, method, op } of operations()) {
+    const where = `${method.toUpperCase()} ${template}`;
+    const [status, response] = Object.entries(op.responses).find(([s]) => /^2/.test(s));
+    const schema = resolve(response).content["application/json"].schema;
+    if (template === "/v1/openapi.json") continue; // the document itself, not enveloped
+    const name = schema.$ref?.match(/^#\/components\/schemas\/(\w+)$/)?.[1];
+    assert.ok(name, `${where} ${status}: the schema is a $ref to a named schema`);
+    envelopes.add(name);
+  }
+  assert.ok(envelopes.size >= 25, `${envelopes.size} success envelopes`);
+  for (const name of envelopes) {
+    const envelope = schemas[name];
+    assert.match(name, /Ok$/, `${name}: success envelopes are named *Ok`);
+    assert.deepEqual(
+      { type: envelope.type, required: envelope.required, keys: Object.keys(envelope.properties), additional: envelope.additionalProperties },
+      { type: "object", required: ["success", "data", "request_id"], keys: ["success", "data", "request_id"], additional: false },
+      `${name} is the envelope written out`,
+    );
+    assert.ok(!("allOf" in envelope || "anyOf" in envelope || "oneOf" in envelope), `${name}: no composition`);
+    assert.deepEqual(envelope.properties.success, { const: true }, `${name}.success`);
+    assert.deepEqual(envelope.properties.request_id, { $ref: "#/components/schemas/RequestId" }, `${name}.request_id`);
+    // data is a named object schema of its own (its model), never a bare object.
+    const dataRef = envelope.properties.data.$ref?.match(/^#\/components\/schemas\/(\w+)$/)?.[1];
+    assert.ok(dataRef && Object.keys(envelope.properties.data).length === 1, `${name}.data is a $ref to a named schema`);
+    const data = schemas[dataRef];
+    assert.equal(data.type, "object", `${name}.data (${dataRef}) is an object`);
+    assert.ok(data.properties && Object.keys(data.properties).length > 0, `${dataRef} has properties`);
+    assert.ok(!("allOf" in data), `${dataRef}: no allOf`);
+  }
+  // Every *Ok schema is one of those envelopes (none left over in the old allOf shape).
+  assert.deepEqual(Object.keys(schemas).filter((n) => /Ok$/.test(n) && !envelopes.has(n)), []);
+  assert.ok(!("Success" in schemas), "no shared Success schema to compose envelopes from");
+  // A $ref names a whole component, never a part of one (generators resolve only those).
+  for (const [, ref] of DOC_TEXT.matchAll(/"\$ref":"([^"]+)"/g)) {
+    assert.match(ref, /^#\/components\/\w+\/\w+$/, `${ref} points into a component`);
+  }
 });
 
 test("every schema keyword in the document is one the validator knows", () => {
