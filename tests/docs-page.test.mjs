@@ -87,7 +87,7 @@ describe("API reference page", () => {
     await (await forms[index].$("button.authorize")).click();
     await page.click(".modal-ux .btn-done");
 
-    const block = "#operations-default-previewInvite";
+    const block = "#operations-groups-previewInvite";
     await page.click(`${block} .opblock-summary`);
     await page.waitForSelector(`${block} .try-out__btn`);
     await page.click(`${block} .try-out__btn`);
