@@ -14,8 +14,8 @@ try {
   await page.setViewport({ width: 1280, height: 900 });
   await page.goto(`${app.url}/docs`, { waitUntil: "networkidle0" });
   await page.waitForSelector(".opblock");
-  await page.click("#operations-default-previewInvite .opblock-summary");
-  await page.waitForSelector("#operations-default-previewInvite .try-out__btn");
+  await page.click("#operations-groups-previewInvite .opblock-summary");
+  await page.waitForSelector("#operations-groups-previewInvite .try-out__btn");
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: "docs/img/api-reference.png" });
   console.log("docs/img/api-reference.png");
