@@ -107,7 +107,9 @@ pub fn required_str<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a st
 // joingate's own records (KV, SQLite, the objects' messages), read back by hand
 
 /// `Deserialize` for a record joingate wrote itself: the JSON value (serde_json's one value
-/// reader, in the wasm anyway), then `read` field by field. A derived `Deserialize` compiles
+/// reader, in the wasm anyway), then `read` field by field. `read` is a plain function, not
+/// a closure written in `deserialize`, which would be compiled again for every
+/// deserializer (serde's own for a missing field among them). A derived `Deserialize` compiles
 /// a visitor, a field matcher and a sequence form per type into the wasm; this is a few
 /// lookups. `read` accepts what the derive accepted (the same field names, types and
 /// defaults, unknown fields ignored) except the forms joingate never writes: a struct as a

@@ -31,11 +31,15 @@ impl Class {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|class| class.as_str() == name)
     }
+
+    fn read(value: Value) -> Option<Self> {
+        Self::parse(value.as_str()?)
+    }
 }
 
 impl<'de> Deserialize<'de> for Class {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_with(d, |value| Class::parse(value.as_str()?))
+        deserialize_with(d, Class::read)
     }
 }
 
@@ -167,6 +171,18 @@ impl LimitOverrides {
     }
 }
 
+impl ClassLimit {
+    fn read(value: Value) -> Option<Self> {
+        ClassOverride::read(value)?.try_into().ok()
+    }
+}
+
+impl Limits {
+    fn read(value: Value) -> Option<Self> {
+        LimitOverrides::read(value)?.try_into().ok()
+    }
+}
+
 impl<'de> Deserialize<'de> for ClassOverride {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_with(d, ClassOverride::read)
@@ -181,13 +197,13 @@ impl<'de> Deserialize<'de> for LimitOverrides {
 
 impl<'de> Deserialize<'de> for ClassLimit {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_with(d, |value| ClassOverride::read(value)?.try_into().ok())
+        deserialize_with(d, ClassLimit::read)
     }
 }
 
 impl<'de> Deserialize<'de> for Limits {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_with(d, |value| LimitOverrides::read(value)?.try_into().ok())
+        deserialize_with(d, Limits::read)
     }
 }
 

@@ -92,7 +92,7 @@ impl StoredBackend {
     fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
-            kind: fields.with("kind", |value| Kind::parse(value.as_str()?))?,
+            kind: fields.with("kind", Kind::read)?,
             url: fields.string("url")?,
             remote_session: fields.opt_string("remote_session")?,
             credential: fields.opt("credential", Sealed::read)?,
