@@ -194,6 +194,10 @@ impl Fields {
         self.opt(key, |value| value.as_i64())
     }
 
+    pub fn opt_u64(&mut self, key: &str) -> Option<Option<u64>> {
+        self.opt(key, |value| value.as_u64())
+    }
+
     pub fn opt_u32(&mut self, key: &str) -> Option<Option<u32>> {
         self.opt(key, u32_of)
     }

@@ -32,7 +32,7 @@ impl Class {
         Self::ALL.into_iter().find(|class| class.as_str() == name)
     }
 
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         Self::parse(value.as_str()?)
     }
 }
@@ -149,7 +149,7 @@ pub struct LimitOverrides {
 }
 
 impl ClassOverride {
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
             per_minute: fields.opt_u32("per_minute")?,
@@ -161,7 +161,7 @@ impl ClassOverride {
 }
 
 impl LimitOverrides {
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
             join: fields.opt("join", ClassOverride::read)?,
@@ -172,13 +172,13 @@ impl LimitOverrides {
 }
 
 impl ClassLimit {
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         ClassOverride::read(value)?.try_into().ok()
     }
 }
 
 impl Limits {
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         LimitOverrides::read(value)?.try_into().ok()
     }
 }

@@ -218,7 +218,7 @@ impl Op {
     /// An [`OpWire`] record read back: `None` (the record refused) for a missing or mistyped
     /// field, or an unknown `op`. Every field is read, present or not, as the derive read
     /// them.
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         let op = fields.string("op")?;
         let code = fields.opt_string("code")?;

@@ -93,7 +93,7 @@ impl<'de> Deserialize<'de> for Protection {
 impl Protection {
     /// The record as KV keeps it: `window` absent is the default, `null` is off, and an
     /// object must hold a valid `start` and `end` (other fields ignored).
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
             number_since: fields.opt_string("number_since")?,
