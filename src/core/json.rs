@@ -228,12 +228,17 @@ pub fn strings(value: Value) -> Option<Vec<String>> {
     list(value, string)
 }
 
-/// A list, each item read by `read`.
+/// A list, each item read by `read` (a loop: a `collect` into an `Option` compiles its
+/// adapters once per item type).
 pub fn list<T>(value: Value, read: fn(Value) -> Option<T>) -> Option<Vec<T>> {
-    match value {
-        Value::Array(items) => items.into_iter().map(read).collect(),
-        _ => None,
+    let Value::Array(items) = value else {
+        return None;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(read(item)?);
     }
+    Some(out)
 }
 
 #[cfg(test)]
