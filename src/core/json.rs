@@ -107,7 +107,9 @@ pub fn required_str<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a st
 // joingate's own records (KV, SQLite, the objects' messages), read back by hand
 
 /// `Deserialize` for a record joingate wrote itself: the JSON value (serde_json's one value
-/// reader, in the wasm anyway), then `read` field by field. A derived `Deserialize` compiles
+/// reader, in the wasm anyway), then `read` field by field. `read` is a plain function, not
+/// a closure written in `deserialize`, which would be compiled again for every
+/// deserializer (serde's own for a missing field among them). A derived `Deserialize` compiles
 /// a visitor, a field matcher and a sequence form per type into the wasm; this is a few
 /// lookups. `read` accepts what the derive accepted (the same field names, types and
 /// defaults, unknown fields ignored) except the forms joingate never writes: a struct as a
@@ -192,6 +194,10 @@ impl Fields {
         self.opt(key, |value| value.as_i64())
     }
 
+    pub fn opt_u64(&mut self, key: &str) -> Option<Option<u64>> {
+        self.opt(key, |value| value.as_u64())
+    }
+
     pub fn opt_u32(&mut self, key: &str) -> Option<Option<u32>> {
         self.opt(key, u32_of)
     }
@@ -222,12 +228,17 @@ pub fn strings(value: Value) -> Option<Vec<String>> {
     list(value, string)
 }
 
-/// A list, each item read by `read`.
+/// A list, each item read by `read` (a loop: a `collect` into an `Option` compiles its
+/// adapters once per item type).
 pub fn list<T>(value: Value, read: fn(Value) -> Option<T>) -> Option<Vec<T>> {
-    match value {
-        Value::Array(items) => items.into_iter().map(read).collect(),
-        _ => None,
+    let Value::Array(items) = value else {
+        return None;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(read(item)?);
     }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -31,11 +31,15 @@ impl Class {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|class| class.as_str() == name)
     }
+
+    pub fn read(value: Value) -> Option<Self> {
+        Self::parse(value.as_str()?)
+    }
 }
 
 impl<'de> Deserialize<'de> for Class {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_with(d, |value| Class::parse(value.as_str()?))
+        deserialize_with(d, Class::read)
     }
 }
 
@@ -145,7 +149,7 @@ pub struct LimitOverrides {
 }
 
 impl ClassOverride {
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
             per_minute: fields.opt_u32("per_minute")?,
@@ -157,13 +161,25 @@ impl ClassOverride {
 }
 
 impl LimitOverrides {
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
             join: fields.opt("join", ClassOverride::read)?,
             manage: fields.opt("manage", ClassOverride::read)?,
             read: fields.opt("read", ClassOverride::read)?,
         })
+    }
+}
+
+impl ClassLimit {
+    pub fn read(value: Value) -> Option<Self> {
+        ClassOverride::read(value)?.try_into().ok()
+    }
+}
+
+impl Limits {
+    pub fn read(value: Value) -> Option<Self> {
+        LimitOverrides::read(value)?.try_into().ok()
     }
 }
 
@@ -181,13 +197,13 @@ impl<'de> Deserialize<'de> for LimitOverrides {
 
 impl<'de> Deserialize<'de> for ClassLimit {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_with(d, |value| ClassOverride::read(value)?.try_into().ok())
+        deserialize_with(d, ClassLimit::read)
     }
 }
 
 impl<'de> Deserialize<'de> for Limits {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_with(d, |value| LimitOverrides::read(value)?.try_into().ok())
+        deserialize_with(d, Limits::read)
     }
 }
 

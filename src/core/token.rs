@@ -102,7 +102,7 @@ impl<'de> Deserialize<'de> for Capability {
     }
 }
 
-fn capability(value: Value) -> Option<Capability> {
+pub fn capability(value: Value) -> Option<Capability> {
     Capability::parse(value.as_str()?)
 }
 
@@ -144,7 +144,7 @@ impl<'de> Deserialize<'de> for TokenRecord {
 
 impl TokenRecord {
     /// The record as KV holds it (the fields, types and defaults above).
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
             token_id: fields.string("token_id")?,

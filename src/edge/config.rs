@@ -24,12 +24,13 @@ pub const ADMIN_LIMITER_BINDING: &str = "ADMIN_LIMITER";
 pub const ORGS_BINDING: &str = "ORGS";
 pub const WEBHOOKS_BINDING: &str = "WEBHOOKS";
 
-/// A string var or secret, if set and not blank.
+/// A string var or secret, if set and not blank. Both are plain strings on `env`: one
+/// property read (worker's `Env::var` and `Env::secret` are the same typed lookup, which
+/// checks the value's constructor and formats it back into a `String`).
 pub fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .map(|v| v.to_string())
-        .or_else(|_| env.secret(name).map(|s| s.to_string()))
-        .ok()
+    worker::js_sys::Reflect::get(env, &wasm_bindgen::JsValue::from_str(name))
+        .ok()?
+        .as_string()
         .filter(|v| !v.trim().is_empty())
 }
 

@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    action_data, credential_rejected, field, join_data, membership, pct, phone_number,
+    action_data, credential_rejected, each, field, join_data, membership, pct, phone_number,
     request_entry, reset_data, session_unknown, text, unix_seconds, unknown_shape, unusable,
     user_jid, ItemOutcome, Preview,
 };
@@ -192,17 +192,14 @@ fn main(target: &Target, op: &Op, outcome: Transport) -> Step {
             .map_or(Some(&Vec::new()), Value::as_array)
             .ok_or_else(unknown_shape)
             .and_then(|items| {
-                items
-                    .iter()
-                    .map(|item| {
-                        let jid = text(item, "jid").ok_or_else(unknown_shape)?;
-                        request_entry(
-                            jid,
-                            text(item, "phone_number").and_then(phone_number),
-                            field(item, "requested_at").and_then(unix_seconds),
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()
+                each(items, |item| {
+                    let jid = text(item, "jid").ok_or_else(unknown_shape)?;
+                    request_entry(
+                        jid,
+                        text(item, "phone_number").and_then(phone_number),
+                        field(item, "requested_at").and_then(unix_seconds),
+                    )
+                })
             })
             .map(|requests| json!({ "requests": requests })),
         Op::JoinRequestAction {

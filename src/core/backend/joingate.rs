@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    action_data, backend_error, credential_rejected, membership, pct, request_entry, reset_data,
-    session_unknown, unknown_shape, unusable, ItemOutcome, Preview,
+    action_data, backend_error, credential_rejected, each, membership, pct, request_entry,
+    reset_data, session_unknown, unknown_shape, unusable, ItemOutcome, Preview,
 };
 use super::whatsapp::{failure, is_already_member};
 use super::{restricted_until, with_restricted_until, Op, Stage, Step, Target, Transport};
@@ -198,20 +198,17 @@ fn shape_success(op: &Op, value: &Value) -> Result<Value, ApiError> {
                 .get("requests")
                 .and_then(Value::as_array)
                 .ok_or_else(unknown_shape)?;
-            let shaped = requests
-                .iter()
-                .map(|item| {
-                    let jid = item
-                        .get("jid")
-                        .and_then(Value::as_str)
-                        .ok_or_else(unknown_shape)?;
-                    request_entry(
-                        jid,
-                        optional(item, "phone_number", |v| v.as_str().map(str::to_owned))?,
-                        optional(item, "requested_at", Value::as_i64)?,
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let shaped = each(requests, |item| {
+                let jid = item
+                    .get("jid")
+                    .and_then(Value::as_str)
+                    .ok_or_else(unknown_shape)?;
+                request_entry(
+                    jid,
+                    optional(item, "phone_number", |v| v.as_str().map(str::to_owned))?,
+                    optional(item, "requested_at", Value::as_i64)?,
+                )
+            })?;
             Ok(json!({ "requests": shaped }))
         }
         Op::JoinRequestAction {
@@ -223,25 +220,22 @@ fn shape_success(op: &Op, value: &Value) -> Result<Value, ApiError> {
                 .get("results")
                 .and_then(Value::as_array)
                 .ok_or_else(unknown_shape)?;
-            let items = results
-                .iter()
-                .map(|item| {
-                    let jid = item
-                        .get("jid")
-                        .and_then(Value::as_str)
-                        .ok_or_else(unknown_shape)?;
-                    let outcome = match item.get("ok").and_then(Value::as_bool) {
-                        Some(true) => ItemOutcome::Done,
-                        Some(false) => ItemOutcome::WhatsApp(
-                            item.get("wa_code")
-                                .and_then(Value::as_i64)
-                                .ok_or_else(unknown_shape)?,
-                        ),
-                        None => return Err(unknown_shape()),
-                    };
-                    Ok((jid.to_string(), outcome))
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
+            let items = each(results, |item| {
+                let jid = item
+                    .get("jid")
+                    .and_then(Value::as_str)
+                    .ok_or_else(unknown_shape)?;
+                let outcome = match item.get("ok").and_then(Value::as_bool) {
+                    Some(true) => ItemOutcome::Done,
+                    Some(false) => ItemOutcome::WhatsApp(
+                        item.get("wa_code")
+                            .and_then(Value::as_i64)
+                            .ok_or_else(unknown_shape)?,
+                    ),
+                    None => return Err(unknown_shape()),
+                };
+                Ok((jid.to_string(), outcome))
+            })?;
             action_data(*approve, participants, items)
         }
         Op::ResetInvite { .. } => {

@@ -40,7 +40,7 @@ pub enum Kind {
 
 impl<'de> Deserialize<'de> for Kind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_with(d, |value| Kind::parse(value.as_str()?))
+        deserialize_with(d, Kind::read)
     }
 }
 
@@ -65,6 +65,12 @@ impl Kind {
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The kind a record names (a plain fn, not a closure in `deserialize`: one copy for
+    /// every deserializer).
+    pub fn read(value: Value) -> Option<Self> {
+        Self::parse(value.as_str()?)
     }
 
     /// Whether `remote_session` defaults to the session id (gowa: no device header; wuzapi:
@@ -212,7 +218,7 @@ impl Op {
     /// An [`OpWire`] record read back: `None` (the record refused) for a missing or mistyped
     /// field, or an unknown `op`. Every field is read, present or not, as the derive read
     /// them.
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         let op = fields.string("op")?;
         let code = fields.opt_string("code")?;

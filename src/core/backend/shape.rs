@@ -235,6 +235,20 @@ pub fn reset_data(raw: &str) -> Result<Value, ApiError> {
 }
 
 /// One pending join request.
+/// Each item of a server's list read by `read`, in order; the first failure is the answer.
+/// One copy of the loop per item type: a `collect` of a closure into a `Result` compiles
+/// its adapters once per closure.
+pub fn each<T>(
+    items: &[Value],
+    read: fn(&Value) -> Result<T, ApiError>,
+) -> Result<Vec<T>, ApiError> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(read(item)?);
+    }
+    Ok(out)
+}
+
 pub fn request_entry(
     jid: &str,
     phone: Option<String>,

@@ -53,7 +53,7 @@ pub struct Sealed {
 }
 
 impl Sealed {
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
             iv: fields.string("iv")?,
@@ -89,10 +89,10 @@ impl<'de> Deserialize<'de> for StoredBackend {
 }
 
 impl StoredBackend {
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
-            kind: fields.with("kind", |value| Kind::parse(value.as_str()?))?,
+            kind: fields.with("kind", Kind::read)?,
             url: fields.string("url")?,
             remote_session: fields.opt_string("remote_session")?,
             credential: fields.opt("credential", Sealed::read)?,

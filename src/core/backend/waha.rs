@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::shape::{
-    action_data, credential_rejected, field, flag, join_data, membership, pct, phone_number,
+    action_data, credential_rejected, each, field, flag, join_data, membership, pct, phone_number,
     request_entry, reset_data, session_unknown, text, unix_seconds, unknown_shape, unusable,
     user_jid, ItemOutcome, Preview,
 };
@@ -189,17 +189,14 @@ fn main(answer: &Answer, op: &Op) -> Result<Value, ApiError> {
         Op::ListJoinRequests { .. } => {
             let value = answer.json().ok_or_else(unknown_shape)?;
             let items = value.as_array().ok_or_else(unknown_shape)?;
-            let requests = items
-                .iter()
-                .map(|item| {
-                    let jid = text(item, "requesterId").ok_or_else(unknown_shape)?;
-                    // A request under a LID may come with the phone number WhatsApp added.
-                    let phone = text(item, "requesterPn")
-                        .and_then(phone_number)
-                        .or_else(|| phone_number(jid).filter(|_| !jid.ends_with("@lid")));
-                    request_entry(jid, phone, field(item, "timestamp").and_then(unix_seconds))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let requests = each(items, |item| {
+                let jid = text(item, "requesterId").ok_or_else(unknown_shape)?;
+                // A request under a LID may come with the phone number WhatsApp added.
+                let phone = text(item, "requesterPn")
+                    .and_then(phone_number)
+                    .or_else(|| phone_number(jid).filter(|_| !jid.ends_with("@lid")));
+                request_entry(jid, phone, field(item, "timestamp").and_then(unix_seconds))
+            })?;
             Ok(json!({ "requests": requests }))
         }
         Op::JoinRequestAction {
@@ -208,24 +205,19 @@ fn main(answer: &Answer, op: &Op) -> Result<Value, ApiError> {
             ..
         } => {
             let value = answer.json().ok_or_else(unknown_shape)?;
-            let items = value
-                .as_array()
-                .ok_or_else(unknown_shape)?
-                .iter()
-                .map(|item| {
-                    let jid = text(item, "requesterId")
-                        .and_then(user_jid)
-                        .ok_or_else(unknown_shape)?;
-                    let outcome = match field(item, "success").and_then(Value::as_bool) {
-                        Some(true) => ItemOutcome::Done,
-                        Some(false) => ItemOutcome::WhatsApp(
-                            field(item, "error").and_then(Value::as_i64).unwrap_or(0),
-                        ),
-                        None => return Err(unknown_shape()),
-                    };
-                    Ok((jid, outcome))
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
+            let items = each(value.as_array().ok_or_else(unknown_shape)?, |item| {
+                let jid = text(item, "requesterId")
+                    .and_then(user_jid)
+                    .ok_or_else(unknown_shape)?;
+                let outcome = match field(item, "success").and_then(Value::as_bool) {
+                    Some(true) => ItemOutcome::Done,
+                    Some(false) => ItemOutcome::WhatsApp(
+                        field(item, "error").and_then(Value::as_i64).unwrap_or(0),
+                    ),
+                    None => return Err(unknown_shape()),
+                };
+                Ok((jid, outcome))
+            })?;
             action_data(*approve, participants, items)
         }
         Op::Join { .. } | Op::JoinByMessage { .. } => Err(unknown_shape()),

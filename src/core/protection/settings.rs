@@ -93,7 +93,7 @@ impl<'de> Deserialize<'de> for Protection {
 impl Protection {
     /// The record as KV keeps it: `window` absent is the default, `null` is off, and an
     /// object must hold a valid `start` and `end` (other fields ignored).
-    fn read(value: Value) -> Option<Self> {
+    pub fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
             number_since: fields.opt_string("number_since")?,
@@ -473,14 +473,25 @@ fn parse_span(text: &str, min: u64, max: u64) -> Option<(u64, u64)> {
     (min <= a && a <= b && b <= max).then_some((a, b))
 }
 
-/// `"a,b,…"` of exactly `N` whole numbers, each within `range`.
+/// `"a,b,…"` of exactly `N` whole numbers, each within `range` (one copy for every `N`:
+/// `fill`).
 fn parse_list<const N: usize>(text: &str, range: RangeInclusive<u64>) -> Option<[u64; N]> {
     let mut out = [0u64; N];
+    fill(&mut out, text, range).then_some(out)
+}
+
+/// Whether `text` is exactly `out.len()` comma-separated whole numbers within `range`,
+/// written into `out`.
+#[inline(never)]
+fn fill(out: &mut [u64], text: &str, range: RangeInclusive<u64>) -> bool {
     let mut parts = text.split(',');
-    for slot in &mut out {
-        *slot = digits(parts.next()?).filter(|n| range.contains(n))?;
+    for slot in out.iter_mut() {
+        match parts.next().and_then(digits).filter(|n| range.contains(n)) {
+            Some(n) => *slot = n,
+            None => return false,
+        }
     }
-    parts.next().is_none().then_some(out)
+    parts.next().is_none()
 }
 
 /// A whole number written in ASCII digits only (surrounding spaces allowed).
