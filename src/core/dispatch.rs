@@ -1,11 +1,10 @@
 //! The message the Worker sends to a session's Durable Object, and the session record kept
 //! in KV. Both sides serialise these types, so they cannot drift apart.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::backend::spec::StoredBackend;
+use super::backend::spec::{Sealed, StoredBackend};
 use super::backend::{Kind, Op};
 use super::json::{deserialize_with, list, string, Fields};
 use super::limits::{Class, LimitOverrides, Limits};
@@ -14,12 +13,6 @@ use super::protection::settings::Protection;
 
 mod org_action;
 pub use org_action::OrgAction;
-
-/// A field of a type whose reader is private to its own module, read through its
-/// `Deserialize` (itself that reader, behind `json::deserialize_with`).
-fn nested<T: DeserializeOwned>(value: Value) -> Option<T> {
-    T::deserialize(value).ok()
-}
 
 /// The records below are read back by hand (`read`, with `json::Fields`): the same field
 /// names, types, defaults and refusals as the derive they replace, unknown fields ignored.
@@ -123,12 +116,12 @@ impl SessionCall {
             session: fields.string("session")?,
             org: fields.string("org")?,
             class: fields.with("class", |value| Class::parse(value.as_str()?))?,
-            limits: fields.with("limits", nested)?,
+            limits: fields.with("limits", Limits::read)?,
             org_wait_s: fields.opt("org_wait_s", |value| value.as_u64())?,
             webhook_events: fields.opt_strings("webhook_events")?,
             idempotency: fields.opt("idempotency", IdempotencyRef::read)?,
             operation: fields.string("operation")?,
-            protection: fields.or("protection", Protection::default(), nested)?,
+            protection: fields.or("protection", Protection::default(), Protection::read)?,
             // A policy this object cannot read is unknown, never a refusal.
             policy: fields.take("policy").as_ref().and_then(PolicyMode::read),
         })
@@ -156,8 +149,8 @@ impl CallPayload {
     fn read(value: Value) -> Option<Self> {
         let mut fields = Fields::of(value)?;
         Some(Self {
-            op: fields.with("op", nested)?,
-            backend: fields.opt("backend", nested)?,
+            op: fields.with("op", Op::read)?,
+            backend: fields.opt("backend", StoredBackend::read)?,
             expected_group_jid: fields.opt_string("expected_group_jid")?,
         })
     }
@@ -223,7 +216,7 @@ impl EventsHook {
         let mut fields = Fields::of(value)?;
         Some(Self {
             token_hash: fields.string("token_hash")?,
-            secret: fields.with("secret", nested)?,
+            secret: fields.with("secret", Sealed::read)?,
         })
     }
 }
@@ -271,9 +264,9 @@ impl SessionRecord {
         let mut fields = Fields::of(value)?;
         Some(Self {
             org: fields.string("org")?,
-            limits: fields.or("limits", LimitOverrides::default(), nested)?,
-            backend: fields.opt("backend", nested)?,
-            protection: fields.or("protection", Protection::default(), nested)?,
+            limits: fields.or("limits", LimitOverrides::default(), LimitOverrides::read)?,
+            backend: fields.opt("backend", StoredBackend::read)?,
+            protection: fields.or("protection", Protection::default(), Protection::read)?,
             events: fields.opt("events", EventsHook::read)?,
         })
     }
@@ -320,8 +313,8 @@ impl JobCall {
             session: fields.string("session")?,
             org: fields.string("org")?,
             org_wait_s: fields.opt("org_wait_s", |value| value.as_u64())?,
-            limits: fields.with("limits", nested)?,
-            protection: fields.or("protection", Protection::default(), nested)?,
+            limits: fields.with("limits", Limits::read)?,
+            protection: fields.or("protection", Protection::default(), Protection::read)?,
             idempotency: fields.opt("idempotency", IdempotencyRef::read)?,
             action,
         })
@@ -389,7 +382,7 @@ impl JobActionWire {
         Some(Self {
             kind: fields.string("type")?,
             job_id: fields.opt_string("job_id")?,
-            items: fields.opt("items", |items| list(items, nested))?,
+            items: fields.opt("items", |items| list(items, Op::read))?,
             expected: fields.opt("expected", |jids| {
                 list(jids, |jid| match jid {
                     Value::Null => Some(None),

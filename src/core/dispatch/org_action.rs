@@ -4,7 +4,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
-use super::{deserialize_saying, nested, unexpected_shape};
+use super::{deserialize_saying, unexpected_shape};
 use crate::core::json::Fields;
 use crate::core::limits::{ClassLimit, ClassOverride};
 
@@ -133,8 +133,8 @@ impl OrgActionWire {
             event_type: fields.opt_string("event_type")?,
             data: fields.take("data").unwrap_or_default(),
             attempts: fields.opt_i64("attempts")?,
-            default: fields.opt("default", nested::<ClassLimit>)?,
-            limits: fields.opt("limits", nested::<ClassOverride>)?,
+            default: fields.opt("default", ClassLimit::read)?,
+            limits: fields.opt("limits", ClassOverride::read)?,
             book: fields.take("book").unwrap_or_default(),
             keep_limits: fields.opt_bool("keep_limits")?,
         })
