@@ -156,6 +156,12 @@ The API reference, to try every call in a browser (Authorize with the token abov
 
 ${base}/docs
 
+The operator console: the demo org's sessions, join jobs (pause, resume, cancel), pending
+joins and group book; paste this token (or the admin token, for tokens and webhooks):
+
+${base}/console
+${token}
+
 The admin command line does the admin routes without a curl:
 
 export JOINGATE_URL=${base} JOINGATE_ADMIN_TOKEN=${adminToken}
