@@ -22,7 +22,7 @@ describe("basics", () => {
   });
 
   test("unknown routes are 404 in the envelope", async () => {
-    for (const pathname of ["/", "/nope", "/v1/sessions", "/healthz/", "/v1/sessions/s1/groups/join/x"]) {
+    for (const pathname of ["/", "/nope", "/v1/sessions/", "/v1/tokens", "/healthz/", "/v1/sessions/s1/groups/join/x"]) {
       assertEnvelope(await app.request("GET", pathname), { status: 404, code: "not_found" });
     }
   });
@@ -33,7 +33,9 @@ describe("basics", () => {
       ["GET", "/v1/sessions/s1/groups/join", "POST"],
       ["DELETE", "/v1/sessions/s1", "GET"],
       ["POST", "/v1/admin/sessions/s1", "GET, PUT, DELETE"],
-      ["PATCH", "/v1/admin/tokens", "POST"],
+      ["PATCH", "/v1/admin/tokens", "GET, POST"],
+      ["POST", "/v1/sessions", "GET"],
+      ["DELETE", "/v1/token", "GET"],
       // Methods the worker crate does not know (it reads them as GET) are still 405.
       ["QUERY", "/v1/sessions/s1", "GET"],
       ["PROPFIND", "/healthz", "GET"],

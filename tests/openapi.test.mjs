@@ -501,13 +501,18 @@ test("security, headers and idempotency per route", () => {
     const where = `${method.toUpperCase()} ${template}`;
     const session = template.startsWith("/v1/sessions/");
     const admin = template.startsWith("/v1/admin/");
-    // Tenant routes outside a session (the org's group book) take the same tokens.
-    const tenant = session || template === "/v1/groups" || template.startsWith("/v1/groups/");
+    // Tenant routes outside a session (the org's group book, section 16's token and
+    // session list) take the same tokens.
+    const described = template === "/v1/token";
+    const tenant = session || template === "/v1/groups" || template.startsWith("/v1/groups/") || template === "/v1/sessions" || described;
     const expected = tenant ? [{ apiToken: [] }, { loginToken: [] }] : admin ? [{ adminToken: [] }] : [];
     assert.deepEqual(op.security, expected, `${where} security`);
     if (tenant || admin) assert.ok(op.responses["401"], `${where} answers 401`);
-    // A login token may be uncheckable (no key set): 503 auth_unavailable.
-    if (tenant) for (const status of ["403", "404", "429", "503"]) assert.ok(op.responses[status], `${where} answers ${status}`);
+    // A login token may be uncheckable (no key set): 503 auth_unavailable. The lists of
+    // section 16 name no session (no 404), and GET /v1/token needs no capability (no 403).
+    const listed = described || template === "/v1/sessions";
+    const tenantStatuses = ["403", "404", "429", "503"].filter((s) => !(listed && s === "404") && !(described && s === "403"));
+    if (tenant) for (const status of tenantStatuses) assert.ok(op.responses[status], `${where} answers ${status}`);
     assert.ok(op.responses["500"], `${where} answers 500`);
     for (const [status, ref] of Object.entries(op.responses)) {
       const headers = resolve(ref).headers ?? {};

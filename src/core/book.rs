@@ -336,37 +336,21 @@ fn read_cursor(text: &str) -> Option<(i64, String)> {
 /// 50), `cursor`; a bad value is a `validation_error` naming its parameter, an unknown
 /// parameter is ignored.
 pub fn parse_list_query(query: &str) -> Result<ListQuery, ApiError> {
-    let mut list = ListQuery {
-        session: None,
-        limit: LIST_DEFAULT,
-        cursor: None,
-    };
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        match key.as_ref() {
-            "session" => {
-                let session =
-                    SessionId::parse(&value).map_err(|e| ApiError::invalid("session", e.0))?;
-                list.session = Some(session.to_string());
-            }
-            "limit" => {
-                list.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=LIST_MAX).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid("limit", "must be a whole number from 1 to 200")
-                    })?;
-            }
-            "cursor" => {
-                list.cursor =
-                    Some(read_cursor(&value).ok_or_else(|| {
-                        ApiError::invalid("cursor", "is not a cursor of this list")
-                    })?);
-            }
-            _ => {}
-        }
-    }
-    Ok(list)
+    let (limit, [session, cursor]) = super::lists::list_params(query, ["session", "cursor"])?;
+    let session = session
+        .map(|s| SessionId::parse(&s).map_err(|e| ApiError::invalid("session", e.0)))
+        .transpose()?;
+    let cursor = cursor
+        .map(|c| {
+            read_cursor(&c)
+                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor of this list"))
+        })
+        .transpose()?;
+    Ok(ListQuery {
+        session: session.map(|s| s.to_string()),
+        limit,
+        cursor,
+    })
 }
 
 /// A recovery job's items and what was left out (section 15).

@@ -232,6 +232,8 @@ pub struct Person {
     pub capabilities: Vec<Capability>,
     /// The `sub` claim ("" when absent), only ever logged hashed.
     pub subject: String,
+    /// The `exp` claim (unix seconds), shown by `GET /v1/token`.
+    pub expires_at: i64,
 }
 
 fn number(value: Option<&Value>) -> Option<i64> {
@@ -286,6 +288,7 @@ pub fn check_claims(claims: &Map<String, Value>, config: &JwtConfig, now_s: i64)
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
+        expires_at: exp,
     })
 }
 
@@ -579,7 +582,8 @@ mod tests {
             Some(Person {
                 org: "acme".into(),
                 capabilities: vec![Capability::Join, Capability::Read],
-                subject: "u1".into()
+                subject: "u1".into(),
+                expires_at: NOW + 600,
             })
         );
         for (extra, ok) in [

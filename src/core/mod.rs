@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod json;
 pub mod jwt;
 pub mod limits;
+pub mod lists;
 pub mod membership;
 pub mod orgs;
 pub mod pipeline;

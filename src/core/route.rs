@@ -75,6 +75,10 @@ pub enum RouteId {
     ServerEvents,
     ListGroups,
     GetGroup,
+    DescribeToken,
+    ListSessions,
+    ListAdminSessions,
+    ListTokens,
 }
 
 impl RouteId {
@@ -99,8 +103,11 @@ pub enum Access {
     Admin,
     /// A client token with this capability, on a session of its org.
     Session(Capability),
-    /// A client token with this capability, on its org's own records (section 15's book).
+    /// A client token with this capability, on its org's own records (section 15's book,
+    /// section 16's session list).
     Org(Capability),
+    /// Any client token, API or login, whatever its capabilities (`GET /v1/token`).
+    AnyToken,
 }
 
 /// One row of the route table.
@@ -161,7 +168,7 @@ const fn job(
 }
 
 /// Every route joingate serves. The OpenAPI test reads the (method, template) pairs from here.
-pub const ROUTES: [RouteSpec; 33] = [
+pub const ROUTES: [RouteSpec; 37] = [
     row(RouteId::Healthz, Get, "/healthz", Access::Public, None),
     row(
         RouteId::OpenApi,
@@ -261,6 +268,21 @@ pub const ROUTES: [RouteSpec; 33] = [
         Access::Org(Cap::Read),
         None,
     ),
+    // Section 16's lists: org routes too (the token's org, the org-wide limit).
+    row(
+        RouteId::DescribeToken,
+        Get,
+        "/v1/token",
+        Access::AnyToken,
+        None,
+    ),
+    row(
+        RouteId::ListSessions,
+        Get,
+        "/v1/sessions",
+        Access::Org(Cap::Read),
+        None,
+    ),
     job(
         RouteId::SubmitJob,
         Post,
@@ -305,9 +327,23 @@ pub const ROUTES: [RouteSpec; 33] = [
         None,
     ),
     row(
+        RouteId::ListTokens,
+        Get,
+        "/v1/admin/tokens",
+        Access::Admin,
+        None,
+    ),
+    row(
         RouteId::RevokeToken,
         Delete,
         "/v1/admin/tokens/{token_id}",
+        Access::Admin,
+        None,
+    ),
+    row(
+        RouteId::ListAdminSessions,
+        Get,
+        "/v1/admin/sessions",
         Access::Admin,
         None,
     ),
@@ -604,7 +640,7 @@ mod tests {
             "/healthz/",
             "//healthz",
             "/v1",
-            "/v1/sessions",
+            "/v1/token/x",
             "/v1/sessions/s1/groups",
             "/v1/sessions/s1/groups/join/extra",
             "/v2/sessions/s1",
@@ -628,6 +664,28 @@ mod tests {
         }
         assert!(is_admin_path("/v1/admin"));
         assert!(!is_admin_path("/v1/administrator"));
+    }
+
+    #[test]
+    fn the_lists_of_section_16() {
+        for (method, path, access) in [
+            (Method::Get, "/v1/token", Access::AnyToken),
+            (Method::Get, "/v1/sessions", Access::Org(Cap::Read)),
+            (Method::Get, "/v1/admin/sessions", Access::Admin),
+            (Method::Get, "/v1/admin/tokens", Access::Admin),
+        ] {
+            let route = resolve(method, path).map(|r| r.spec.access);
+            assert_eq!(route, Ok(access), "{path}");
+        }
+        let allow = |path| resolve(Method::Post, path).err().and_then(|e| e.allow);
+        assert_eq!(allow("/v1/sessions"), Some("GET"));
+        assert_eq!(allow("/v1/token"), Some("GET"));
+        assert_eq!(
+            resolve(Method::Put, "/v1/admin/tokens")
+                .err()
+                .and_then(|e| e.allow),
+            Some("GET, POST")
+        );
     }
 
     #[test]

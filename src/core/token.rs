@@ -81,6 +81,15 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
+/// Token ids are `tok_` and 16 lower-case hex digits: public, safe to log, used to revoke.
+pub fn is_token_id(id: &str) -> bool {
+    id.len() == 20
+        && id.starts_with("tok_")
+        && id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
 /// For logs: never the whole token.
 pub fn redact(token: &str) -> String {
     let visible: String = token.chars().take(6).collect();
@@ -237,6 +246,22 @@ mod tests {
             r#"["tok_1","acme",["join"],null,null,false,null,0]"#,
         ] {
             assert_eq!(read(broken), None, "{broken}");
+        }
+    }
+
+    #[test]
+    fn token_ids() {
+        assert!(is_token_id("tok_0123456789abcdef"));
+        for bad in [
+            "",
+            "tok_",
+            "tok_0123456789ABCDEF",
+            "tok_0123456789abcde",
+            "tik_0123456789abcdef",
+            "tok_0123456789abcdeg",
+            "tok_0123456789abcdef0",
+        ] {
+            assert!(!is_token_id(bad), "{bad}");
         }
     }
 

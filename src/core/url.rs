@@ -130,15 +130,80 @@ fn host_of(scheme: &str, hostname: &str) -> Option<Host> {
         .strip_prefix('[')
         .and_then(|rest| rest.strip_suffix(']'))
     {
-        return ip.parse().ok().map(Host::Ipv6);
+        return ipv6(ip).map(Host::Ipv6);
     }
     // Other schemes have opaque hosts, which are never IPv4 addresses.
     if is_special(scheme) {
-        if let Ok(ip) = hostname.parse() {
+        if let Some(ip) = ipv4(hostname) {
             return Some(Host::Ipv4(ip));
         }
     }
     Some(Host::Domain(hostname.to_string()))
+}
+
+/// A dotted-decimal IPv4 address as the WHATWG serializer writes one (four numbers 0–255,
+/// no leading zeros). Read by hand: the standard library's address parser is about 1 KB
+/// of the wasm's gzip.
+fn ipv4(text: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        let canonical = part.len() == 1 || !part.starts_with('0');
+        if part.is_empty() || part.len() > 3 || !canonical {
+            return None;
+        }
+        let mut value = 0u32;
+        for digit in part.chars() {
+            value = value * 10 + digit.to_digit(10)?;
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+}
+
+/// An IPv6 address as the WHATWG serializer writes one (groups of 1–4 hex digits, at most
+/// one `::`, no embedded IPv4).
+fn ipv6(text: &str) -> Option<Ipv6Addr> {
+    let (head, tail) = match text.split_once("::") {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (text, None),
+    };
+    // The groups of one side into `segments`, from the front or (`from_end`) the back.
+    let read = |part: &str, segments: &mut [u16; 8], from_end: bool| -> Option<usize> {
+        if part.is_empty() {
+            return Some(0);
+        }
+        let count = part.split(':').count();
+        for (index, group) in part.split(':').enumerate() {
+            if !(1..=4).contains(&group.len()) {
+                return None;
+            }
+            let mut value = 0u32;
+            for digit in group.chars() {
+                value = value << 4 | digit.to_digit(16)?;
+            }
+            let at = if from_end {
+                8usize.checked_sub(count)? + index
+            } else {
+                index
+            };
+            *segments.get_mut(at)? = value as u16;
+        }
+        Some(count)
+    };
+    let mut segments = [0u16; 8];
+    let front = read(head, &mut segments, false)?;
+    let back = match tail {
+        Some(tail) => read(tail, &mut segments, true)?,
+        None => 0,
+    };
+    // `::` stands for at least one group of zeros.
+    let complete = match tail {
+        Some(_) => front + back <= 7,
+        None => front == 8,
+    };
+    complete.then_some(Ipv6Addr::from(segments))
 }
 
 fn is_special(scheme: &str) -> bool {
@@ -278,6 +343,97 @@ mod tests {
             Some(Host::Ipv6(Ipv6Addr::LOCALHOST))
         );
         assert_eq!(host_of("https", ""), None);
+    }
+
+    /// `segments` as the WHATWG serializer writes them: lower-case hex, the first longest
+    /// run of two or more zero groups as `::`.
+    fn whatwg_ipv6(segments: [u16; 8]) -> String {
+        let (mut best, mut run) = ((0, 0), (0, 0));
+        for (index, segment) in segments.iter().enumerate() {
+            if *segment == 0 {
+                run = if run.1 == 0 {
+                    (index, 1)
+                } else {
+                    (run.0, run.1 + 1)
+                };
+                if run.1 > best.1 {
+                    best = run;
+                }
+            } else {
+                run = (0, 0);
+            }
+        }
+        let hex = |part: &[u16]| {
+            part.iter()
+                .map(|s| format!("{s:x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        if best.1 < 2 {
+            return hex(&segments);
+        }
+        format!(
+            "{}::{}",
+            hex(&segments[..best.0]),
+            hex(&segments[best.0 + best.1..])
+        )
+    }
+
+    #[test]
+    fn addresses_read_as_the_standard_library_reads_them() {
+        for (text, expected) in [
+            ("0.0.0.0", Some([0, 0, 0, 0])),
+            ("127.0.0.1", Some([127, 0, 0, 1])),
+            ("255.255.255.255", Some([255, 255, 255, 255])),
+            ("256.0.0.1", None),
+            ("01.2.3.4", None),
+            ("1.2.3", None),
+            ("1.2.3.4.5", None),
+            ("1..3.4", None),
+            ("1.2.3.+4", None),
+            ("a.b.c.d", None),
+            ("", None),
+        ] {
+            assert_eq!(ipv4(text), expected.map(Ipv4Addr::from), "{text}");
+            assert_eq!(ipv4(text), text.parse().ok(), "{text}");
+        }
+        for (text, ok) in [
+            ("::", true),
+            ("::1", true),
+            ("1::", true),
+            ("1:2:3:4:5:6:7:8", true),
+            ("1::8", true),
+            ("fe80::1:2", true),
+            ("1:2:3:4:5:6:7::", true),
+            ("1:2:3:4:5:6:7:8:9", false),
+            ("1:2:3:4:5:6:7", false),
+            ("1:2:3:4:5:6:7:8::", false),
+            ("1::2::3", false),
+            (":1::", false),
+            ("12345::", false),
+            ("g::", false),
+            ("::ffff:1.2.3.4", false),
+            ("", false),
+        ] {
+            assert_eq!(ipv6(text).is_some(), ok, "{text}");
+            if ok {
+                assert_eq!(ipv6(text), text.parse().ok(), "{text}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_serialized_address_reads_back(v4 in proptest::prelude::any::<u32>(), v6 in proptest::prelude::any::<[u16; 8]>(), zeros in 0usize..8, at in 0usize..8) {
+            let ip = Ipv4Addr::from(v4);
+            proptest::prop_assert_eq!(ipv4(&ip.to_string()), Some(ip));
+            let mut segments = v6;
+            for segment in segments.iter_mut().skip(at).take(zeros) {
+                *segment = 0;
+            }
+            let text = whatwg_ipv6(segments);
+            proptest::prop_assert_eq!(ipv6(&text), Some(Ipv6Addr::from(segments)), "{}", text);
+        }
     }
 
     #[test]

@@ -18,19 +18,21 @@ use crate::core::route::{Route, RouteId};
 use crate::core::url::origin_of;
 use crate::core::webhooks::{is_delivery_id, parse_endpoint};
 
-use super::auth::{read, remove, session_key, token_id_key, token_key, write, Kv};
+use super::auth::{put, read, remove, session_key, token_id_key, token_key, write, Kv};
 use super::config;
 use super::crypto;
 use crate::core::backend::spec::StoredBackend;
 use crate::core::dispatch::{EventsHook, SessionRecord};
 use crate::core::envelope::hex;
 use crate::core::error::ApiError;
+use crate::core::lists::{admin_session_view, session_metadata, token_metadata, token_view, List};
 use crate::core::requests::{parse_session_config, NewToken};
 use crate::core::throttle::{
     address_key, admin_throttled, admin_token_usable, Blocklist, MIN_ADMIN_TOKEN_CHARS,
 };
-use crate::core::time::format_rfc3339;
-use crate::core::token::{bearer, constant_time_eq, mint, sha256_hex, TokenRecord, RANDOM_BYTES};
+use crate::core::token::{
+    bearer, constant_time_eq, is_token_id, mint, sha256_hex, TokenRecord, RANDOM_BYTES,
+};
 
 thread_local! {
     /// Whether this isolate has said that `ADMIN_TOKEN` is too short (said once).
@@ -97,15 +99,6 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     Ok(bytes)
 }
 
-/// Token ids are `tok_` and 16 hex digits: public, safe to log, used to revoke.
-fn valid_token_id(id: &str) -> bool {
-    id.len() == 20
-        && id.starts_with("tok_")
-        && id[4..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
-
 pub async fn create_token(
     kv: &Kv,
     request: NewToken,
@@ -127,29 +120,21 @@ pub async fn create_token(
         created_at: now_ms / 1000,
     };
     write(kv, &token_key(&hash), &record).await?;
-    write(kv, &token_id_key(&token_id), &hash).await?;
-    let mut data = json!({
-        "token_id": token_id,
-        "token": token,
-        "org": record.org,
-        "capabilities": record.capabilities,
-    });
-    if let Some(sessions) = &record.sessions {
-        data["sessions"] = json!(sessions);
-    }
-    if let Some(at) = record.expires_at {
-        data["expires_at"] = json!(format_rfc3339(at * 1000));
-    }
-    if let Some(label) = &record.label {
-        data["label"] = json!(label);
-    }
-    Ok(data)
+    write_token_index(kv, &record, &hash).await?;
+    Ok(token_view(&record, Some(&token)))
+}
+
+/// `token_id:{id}`: the token's hash, and as metadata its view for `GET /v1/admin/tokens`.
+async fn write_token_index(kv: &Kv, record: &TokenRecord, hash: &str) -> Result<(), ApiError> {
+    let metadata = token_metadata(record);
+    let text = Value::from(hash).to_string();
+    put(kv, &token_id_key(&record.token_id), &text, Some(&metadata)).await
 }
 
 /// Marks the token revoked. The record stays (revoked) so that an audit can still find it;
 /// revoking twice answers the same.
 pub async fn revoke_token(kv: &Kv, token_id: &str) -> Result<serde_json::Value, ApiError> {
-    if !valid_token_id(token_id) {
+    if !is_token_id(token_id) {
         return Err(ApiError::invalid(
             "token_id",
             "must be tok_ and 16 hex digits",
@@ -165,22 +150,22 @@ pub async fn revoke_token(kv: &Kv, token_id: &str) -> Result<serde_json::Value, 
         record.revoked = true;
         write(kv, &token_key(&hash), &record).await?;
     }
+    // The list's metadata follows (every time: a key written before v1.2 gains it).
+    write_token_index(kv, &record, &hash).await?;
     Ok(json!({ "token_id": token_id, "revoked": true }))
 }
 
-/// The admin answer for a session record (PUT and GET): limits complete (the join caps
-/// only where set), the backend without its credential, `protection` as set (`{}`: nothing).
-fn session_view(env: &Env, sid: &str, record: &SessionRecord) -> Result<Value, ApiError> {
-    let limits = config::settings(env)?.limits.with_overrides(&record.limits);
-    let protection = serde_json::to_value(&record.protection).map_err(|_| ApiError::internal())?;
-    Ok(json!({
-        "session_id": sid,
-        "org": record.org,
-        "limits": limits,
-        "backend": record.backend.as_ref().map(StoredBackend::view),
-        "protection": protection,
-        "events": record.events.is_some(),
-    }))
+/// The admin answer for a session record (PUT, GET and the list: `core::lists`).
+pub(super) fn session_view(
+    env: &Env,
+    sid: &str,
+    record: &SessionRecord,
+) -> Result<Value, ApiError> {
+    Ok(admin_session_view(
+        config::settings(env)?.limits,
+        sid,
+        record,
+    ))
 }
 
 /// A new events hook for session `sid` (section 14): the token in its URL (128 random bits,
@@ -269,7 +254,14 @@ pub async fn put_session(
         protection: config.protection,
         events,
     };
-    write(kv, &session_key(sid), &record).await?;
+    let text = serde_json::to_string(&record).map_err(|_| ApiError::internal())?;
+    put(
+        kv,
+        &session_key(sid),
+        &text,
+        Some(&session_metadata(&record)),
+    )
+    .await?;
     let mut view = session_view(env, sid, &record)?;
     if let Some(shown) = shown {
         view["events_hook"] = shown;
@@ -342,6 +334,14 @@ pub(super) async fn admin_route(
             };
             let assign = serde_json::to_string(&assign).map_err(|_| ApiError::internal())?;
             dispatch(env, sid.as_str(), "assign", None, &assign).await?;
+            Ok(Reply::success(200, data, rid))
+        }
+        RouteId::ListAdminSessions | RouteId::ListTokens => {
+            let list = match route.id() {
+                RouteId::ListTokens => List::Tokens,
+                _ => List::AdminSessions,
+            };
+            let data = super::lists::admin_list(env, list, req).await?;
             Ok(Reply::success(200, data, rid))
         }
         RouteId::GetSession => Ok(Reply::success(
@@ -417,25 +417,5 @@ pub(super) async fn admin_route(
             Ok(Reply::success(200, data, rid))
         }
         _ => Err(ApiError::not_found()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_token_id;
-
-    #[test]
-    fn token_ids() {
-        assert!(valid_token_id("tok_0123456789abcdef"));
-        for bad in [
-            "",
-            "tok_",
-            "tok_0123456789ABCDEF",
-            "tok_0123456789abcde",
-            "tik_0123456789abcdef",
-            "tok_0123456789abcdeg",
-        ] {
-            assert!(!valid_token_id(bad), "{bad}");
-        }
     }
 }

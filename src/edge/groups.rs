@@ -1,7 +1,8 @@
-//! The org's group book routes (contract section 15): `GET /v1/groups` and
+//! The org routes: the group book (contract section 15), `GET /v1/groups` and
 //! `GET /v1/groups/{gjid}`, answered by the org's object as the token sees the book (an
-//! allow-listed token: only the entries and sessions of its list). They are org routes:
-//! the token's org, no session, and the org-wide limit like every authenticated call.
+//! allow-listed token: only the entries and sessions of its list); and section 16's
+//! `GET /v1/token` and `GET /v1/sessions` (`super::lists`). They are org routes: the
+//! token's org, no session, and the org-wide limit like every authenticated call.
 
 use serde_json::{json, Value};
 use worker::{Date, Env, Request};
@@ -14,27 +15,28 @@ use super::session::org_limited_error;
 use crate::core::book::parse_list_query;
 use crate::core::dispatch::OrgAction;
 use crate::core::error::ApiError;
+use crate::core::lists::{caller_view, parse_query, List};
 use crate::core::requests::group_jid;
-use crate::core::route::{Access, Route};
+use crate::core::route::{Access, Route, RouteId};
 use crate::core::token::TokenRecord;
 
 /// The query string of a request URL (without `?` and fragment).
-fn query_of(href: &str) -> &str {
+pub(super) fn query_of(href: &str) -> &str {
     href.split_once('?')
         .map_or("", |(_, rest)| rest.split('#').next().unwrap_or_default())
 }
 
-/// The token behind an org route and its capability (401, then 403).
+/// The token behind an org route and its capability (401, then 403; `GET /v1/token`
+/// needs none).
 async fn org_caller(route: &Route, req: &Request, env: &Env) -> Result<TokenRecord, ApiError> {
-    let Access::Org(capability) = route.spec.access else {
-        return Err(ApiError::not_found());
-    };
     let kv = Kv::from_env(env)?;
     let settings = config::settings(env)?;
     let authorization = req.headers().get("Authorization").ok().flatten();
     let now = Date::now().as_millis() as i64;
     let record = authenticate(&kv, settings.jwt.as_ref(), authorization.as_deref(), now).await?;
-    record.check_capability(capability)?;
+    if let Access::Org(capability) = route.spec.access {
+        record.check_capability(capability)?;
+    }
     Ok(record)
 }
 
@@ -47,8 +49,10 @@ async fn take_org_limit(env: &Env, org: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /v1/groups` and `GET /v1/groups/{gjid}`.
-pub async fn groups_route(
+/// The org routes: `GET /v1/groups` and `GET /v1/groups/{gjid}`, and section 16's
+/// `GET /v1/token` and `GET /v1/sessions` (`super::lists`). The token (401) and its
+/// capability (403), the path and query (400), the org-wide limit (429).
+pub async fn org_route(
     route: &Route,
     req: &Request,
     env: &Env,
@@ -57,9 +61,21 @@ pub async fn groups_route(
 ) -> Result<Reply, ApiError> {
     let record = org_caller(route, req, env).await?;
     *token_id = Some(record.token_id.clone());
+    let href = req.inner().url();
+    let sessions = match route.id() {
+        RouteId::ListSessions => Some(parse_query(List::Sessions, query_of(&href))?),
+        _ => None,
+    };
     let gjid = route.param("gjid").map(group_jid).transpose()?;
     take_org_limit(env, &record.org).await?;
-    let href = req.inner().url();
+    match (route.id(), sessions) {
+        (_, Some(query)) => {
+            let data = super::lists::sessions(env, &record, query).await?;
+            return Ok(Reply::success(200, data, rid));
+        }
+        (RouteId::DescribeToken, _) => return Ok(Reply::success(200, caller_view(&record), rid)),
+        _ => {}
+    }
     let mut data = json!({ "query": query_of(&href) });
     match gjid {
         Some(gjid) => data["group_jid"] = Value::from(gjid.to_string()),

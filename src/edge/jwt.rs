@@ -209,7 +209,7 @@ fn unavailable(retry_after_s: u64) -> ApiError {
 }
 
 /// The person behind a login token, as a token record of their org with their role's
-/// capabilities (no allow-list, so every session of the org). Every refusal is the same
+/// capabilities (no allow-list, so every session of the org) and the token's `exp`. Every refusal is the same
 /// `unauthorized`; `auth_unavailable` only when no key set is kept and none can be fetched.
 pub async fn authenticate(
     config: Option<&JwtConfig>,
@@ -243,7 +243,8 @@ pub async fn authenticate(
         org: person.org,
         capabilities: person.capabilities,
         sessions: None,
-        expires_at: None,
+        // Shown by `GET /v1/token`; the claims above decided the token's life (with leeway).
+        expires_at: Some(person.expires_at),
         revoked: false,
         label: None,
         created_at: 0,

@@ -9,6 +9,7 @@ mod groups;
 mod hooks;
 mod http;
 mod jwt;
+mod lists;
 pub mod org;
 mod reply;
 pub mod session;

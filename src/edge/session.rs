@@ -10,7 +10,6 @@
 //! waits for before the answer leaves. Refused calls write nothing.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde_json::{json, Value};
@@ -73,8 +72,9 @@ pub struct SessionObject {
     state: State,
     env: Env,
     gate: Rc<FifoGate>,
-    /// Idempotency scopes whose first request is running now, with its fingerprint.
-    running: Rc<RefCell<HashMap<String, String>>>,
+    /// Idempotency scopes whose first request is running now, with its fingerprint (a list
+    /// searched in order: at most the queue's calls; no hash table in the wasm).
+    running: Rc<RefCell<Vec<(String, String)>>>,
     /// The pipeline's state as it stands; loaded on first use.
     live: Cell<Option<SessionState>>,
     /// The same as last written to storage, so that only changes are written.
@@ -111,14 +111,17 @@ pub struct SessionObject {
 
 /// Removes an idempotency scope from `running` however the request ends.
 struct RunningGuard {
-    running: Rc<RefCell<HashMap<String, String>>>,
+    running: Rc<RefCell<Vec<(String, String)>>>,
     scope: Option<String>,
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
         if let Some(scope) = &self.scope {
-            self.running.borrow_mut().remove(scope);
+            let mut running = self.running.borrow_mut();
+            if let Some(at) = running.iter().position(|(s, _)| s == scope) {
+                running.swap_remove(at);
+            }
         }
     }
 }
@@ -130,7 +133,7 @@ impl DurableObject for SessionObject {
             state,
             env,
             gate: FifoGate::new(queue_max),
-            running: Rc::new(RefCell::new(HashMap::new())),
+            running: Rc::new(RefCell::new(Vec::new())),
             live: Cell::new(None),
             stored: Cell::new(SessionState::default()),
             epoch: Cell::new(0),
@@ -271,7 +274,9 @@ impl SessionObject {
         let (Some(scope), Some(IdempotencyRef { fingerprint, .. })) = (scope, idempotency) else {
             return Ok(None);
         };
-        let running = self.running.borrow().get(scope).cloned();
+        let running = (self.running.borrow().iter())
+            .find(|(s, _)| s == scope)
+            .map(|(_, fingerprint)| fingerprint.clone());
         Ok(
             match decide(
                 self.store().load_outcome(scope)?,
@@ -408,7 +413,8 @@ impl SessionObject {
                     .as_ref()
                     .map(|i| i.fingerprint.clone())
                     .unwrap_or_default();
-                self.running.borrow_mut().insert(scope.clone(), fingerprint);
+                // Not there yet: `idempotent_answer` found none, and nothing awaited since.
+                self.running.borrow_mut().push((scope.clone(), fingerprint));
             }),
         };
         let epoch = self.epoch.get();

@@ -148,8 +148,8 @@ async fn handle(
         }
         (_, Access::Admin) => admin::admin_route(route, req, env, rid).await,
         (_, Access::Session(_)) => session_route(route, req, env, rid, trace).await,
-        (_, Access::Org(_)) => {
-            super::groups::groups_route(&route, req, env, rid, &mut trace.token_id).await
+        (_, Access::Org(_) | Access::AnyToken) => {
+            super::groups::org_route(&route, req, env, rid, &mut trace.token_id).await
         }
         (_, Access::Public) => Err(ApiError::not_found()),
     }

@@ -3,8 +3,6 @@
 //! recovery from another session's groups (section 15), whose items the edge takes from
 //! the org's book.
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value};
 
 use super::{code_of, MAX_INTERVAL_S, MAX_ITEMS};
@@ -150,10 +148,11 @@ fn parse_items(body: &Map<String, Value>, now_s: i64) -> Result<Vec<SubmitItem>,
         return Err(ApiError::invalid("invites", "must list 1 to 500 invites"));
     }
     let mut items = Vec::with_capacity(list.len());
-    let mut seen = HashSet::new();
+    // A set as serde_json's map: its tree is in the wasm already, a hash table would not be.
+    let mut seen = Map::new();
     for (index, value) in list.iter().enumerate() {
         let (op, expected) = parse_item(index, value, now_s)?;
-        if seen.insert(code_of(&op).to_string()) {
+        if seen.insert(code_of(&op).to_string(), Value::Null).is_none() {
             items.push(SubmitItem {
                 op,
                 expected_group_jid: expected.map(|g| g.to_string()),
