@@ -72,6 +72,8 @@
 
   const empty = (text) => h("p", { class: "empty" }, text);
 
+  const actionsHead = () => h("span", { class: "sr-only" }, "Actions");
+
   function table(caption, head, rows, { key } = {}) {
     return h(
       "div",
@@ -393,13 +395,17 @@
     function loadStatus(sid, urgent = false) {
       return api("GET", `/v1/sessions/${enc(sid)}`, { urgent })
         .then((status) => {
-          t.statuses.set(sid, status);
           entry(sid).at.status = Date.now();
+          const before = t.statuses.get(sid);
+          t.statuses.set(sid, status);
+          // Nothing is drawn again for an answer that changed nothing.
+          if (before && !(before instanceof ApiError) && JSON.stringify(before) === JSON.stringify(status)) return;
+          drawSessions();
+          if (sid === t.selected) drawDetail();
         })
         .catch((error) => {
-          if (error.code !== "stale") t.statuses.set(sid, error);
-        })
-        .finally(() => {
+          if (error.code === "stale") return;
+          t.statuses.set(sid, error);
           drawSessions();
           if (sid === t.selected) drawDetail();
         });
@@ -432,8 +438,23 @@
       if (!t.sessions.length) {
         return fill(el.sessions, empty(t.info.sessions ? "None of this token's sessions is registered." : `Org ${t.info.org} has no session yet. The admin registers one with PUT /v1/admin/sessions/{sid}.`));
       }
+      // A row keeps its session button while its figures change: a click that lands as a
+      // status arrives is not lost to a button drawn anew.
+      const drawn = [...el.sessions.querySelectorAll("tr[data-session]")];
+      const same = drawn.length === t.sessions.length && drawn.every((tr, i) => tr.dataset.session === t.sessions[i].session_id);
+      const moreShown = el.sessions.querySelector('[data-key="more-sessions"]') !== null;
+      if (same && moreShown === Boolean(t.sessionsCursor)) {
+        drawn.forEach((tr, i) => {
+          const s = t.sessions[i];
+          const selected = s.session_id === t.selected;
+          tr.className = selected ? "selected" : "";
+          tr.querySelector("button").setAttribute("aria-pressed", selected ? "true" : "false");
+          while (tr.children.length > 2) tr.lastChild.remove();
+          append(tr, statusCells(s));
+        });
+        return;
+      }
       const rows = t.sessions.map((s) => {
-        const status = t.statuses.get(s.session_id);
         const selected = s.session_id === t.selected;
         const cells = [
           h(
@@ -452,19 +473,8 @@
             ),
           ),
           h("td", null, s.backend_kind),
+          statusCells(s),
         ];
-        if (status instanceof ApiError) {
-          cells.push(h("td", { colSpan: 4, class: "error-cell" }, status.message));
-        } else if (!status) {
-          cells.push(h("td", { colSpan: 4, class: "muted" }, "…"));
-        } else {
-          cells.push(
-            h("td", null, connected(status.connected)),
-            h("td", null, orNone(time(status.cooldown_until))),
-            h("td", null, dayBar(s.session_id, status.protection)),
-            h("td", null, nextJoin(status.protection)),
-          );
-        }
         return h("tr", { class: selected ? "selected" : undefined, dataset: { session: s.session_id } }, cells);
       });
       fill(
@@ -475,6 +485,18 @@
           : null,
         h("p", { class: "hint" }, "Choose a session to see its status, join jobs and pending joins."),
       );
+    }
+
+    function statusCells(s) {
+      const status = t.statuses.get(s.session_id);
+      if (status instanceof ApiError) return [h("td", { colSpan: 4, class: "error-cell" }, status.message)];
+      if (!status) return [h("td", { colSpan: 4, class: "muted" }, "…")];
+      return [
+        h("td", null, connected(status.connected)),
+        h("td", null, orNone(time(status.cooldown_until))),
+        h("td", null, dayBar(s.session_id, status.protection)),
+        h("td", null, nextJoin(status.protection)),
+      ];
     }
 
     function retry() {
@@ -554,10 +576,11 @@
         .then((data) => {
           const e = entry(sid);
           const before = new Map((e.jobs ?? []).map((j) => [j.job_id, j.updated_at]));
+          const unchanged = !e.jobsError && JSON.stringify(e.jobs) === JSON.stringify(data.jobs);
           Object.assign(e, { jobs: data.jobs, jobsError: null });
           e.at.jobs = Date.now();
           if (sid !== t.selected) return;
-          drawJobs();
+          if (!unchanged) drawJobs();
           // Items are read again only for an open job that changed.
           for (const job of e.jobs) {
             if (!t.open.has(job.job_id)) continue;
@@ -941,7 +964,7 @@
       const list = a.tokens.length
         ? table(
             "API tokens",
-            ["Token id", "Org", "Capabilities", "Sessions", "Label", "Created", "Expires", "State", ""],
+            ["Token id", "Org", "Capabilities", "Sessions", "Label", "Created", "Expires", "State", actionsHead()],
             a.tokens.map(tokenRow),
             { key: "tokens" },
           )
@@ -1314,7 +1337,7 @@
           body.push(
             table(
               `Deliveries of org ${a.org}`,
-              ["Delivery", "Event", "State", "Attempts", "Last status", "Last error", "Created", "Updated", ""],
+              ["Delivery", "Event", "State", "Attempts", "Last status", "Last error", "Created", "Updated", actionsHead()],
               a.deliveries.map((d) =>
                 h(
                   "tr",
