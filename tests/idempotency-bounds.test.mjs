@@ -2,7 +2,7 @@
 // the oldest going first; an internal_error is never stored, so a retry runs again.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, eventually } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const FAST = { join: { per_minute: 6000, burst: 1000 }, read: { per_minute: 6000, burst: 1000 } };
@@ -25,6 +25,11 @@ describe("idempotency bounds", () => {
     // A cancelled job: every pause of it is an executed 409 job_finished, stored like any
     // answer of a route that calls no backend.
     assertEnvelope(await app.request("POST", `/v1/sessions/${sid}/join-jobs/${job.job_id}/cancel`, { token }), { status: 200 });
+    // An item already under way when the cancel came finishes first (its preview and join).
+    await eventually(async () => {
+      const current = assertEnvelope(await app.request("GET", `/v1/sessions/${sid}/join-jobs/${job.job_id}`, { token }), { status: 200 }).data;
+      return current.status === "cancelled" || current.status === "completed";
+    }, "the job to finish");
     const pause = (key) =>
       app.request("POST", `/v1/sessions/${sid}/join-jobs/${job.job_id}/pause`, { token, headers: { "Idempotency-Key": key } });
     for (let n = 0; n <= 1000; n++) {
