@@ -155,7 +155,9 @@ describe("the v1.2 defaults (the suite's pace unset)", () => {
     }
     const job = assertEnvelope(await submit({ invites: [DEMO.open.code, DEMO.member.code] }), { status: 202 }).data;
     assert.equal(job.interval_s, 180);
-    const slowest = assertEnvelope(await submit({ invites: [DEMO.approval.code], interval_s: 60 }), { status: 202 }).data;
+    // Two items each, so that neither job can finish before its cancel (the second item
+    // waits its interval).
+    const slowest = assertEnvelope(await submit({ invites: [DEMO.approval.code, DEMO.open.code], interval_s: 60 }), { status: 202 }).data;
     assert.equal(slowest.interval_s, 60);
     for (const id of [job.job_id, slowest.job_id]) {
       assertEnvelope(await app.request("POST", `/v1/sessions/${sid}/join-jobs/${id}/cancel`, { token }), { status: 200 });
