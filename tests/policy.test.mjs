@@ -275,6 +275,24 @@ describe("join policy: joins", () => {
     }
   });
 
+  test("a refused invite message reached nothing: its token comes back and its key is not kept", async () => {
+    const [book1, book2] = [fixture("book1"), fixture("book2")];
+    const message = (entry) => ({ code: entry.code, group_jid: entry.group_jid, inviter_jid: INVITER });
+    const p = await policyOrg(app, "msg-unsent", { allowed_groups: [book1.group_jid] });
+    // One join token a minute: a refusal that kept it would leave the next call a 429.
+    const sid = await p.register("joingate", { ...FAST, join: { per_minute: 1, burst: 1 } });
+    const key = { "Idempotency-Key": "msg-unsent-1" };
+    assertRefused(await app.join(sid, p.token, message(book2), key), "allowed_groups");
+    assertRefused(await app.join(sid, p.token, message(book2)), "allowed_groups");
+    // The policy now lets book2 in: the same key runs again (nothing was kept under it).
+    const widened = { allowed_groups: [book1.group_jid, book2.group_jid] };
+    assertEnvelope(await app.admin("PUT", `/v1/admin/orgs/${p.org}`, { policy: widened }), { status: 200 });
+    const joined = await app.join(sid, p.token, message(book2), key);
+    assert.equal(assertEnvelope(joined, { status: 200 }).data.status, "joined");
+    assert.equal(joined.headers.get("idempotent-replayed"), null);
+    assert.deepEqual(await previewsAndJoins(app, sid), [{ op: "join", code: book2.code }]);
+  });
+
   test("expected_group_jid: another group is 409 invite_mismatch after the preview, before any join; the right one joins", async () => {
     const [book1, book2] = [fixture("book1"), fixture("book2")];
     const p = await policyOrg(app, "expected", null);

@@ -278,8 +278,9 @@ impl SessionState {
         }
     }
 
-    /// Settles an exchange: the breaker counts it, a call that reached nothing gets its
-    /// token back, and a WhatsApp 429 or restriction on a join-class call starts a cooldown
+    /// Settles an exchange: the breaker counts it (a call never sent tells nothing of the
+    /// backend: it leaves the count alone and, as a probe, gives the probe's turn back), a
+    /// call that reached nothing gets its token back, and a WhatsApp 429 or restriction on a join-class call starts a cooldown
     /// (section 13's lengths). Returns the call's final result (a restriction becomes
     /// `session_cooling_down`) and the cooldown it started or lengthened, if any.
     pub fn settle(
@@ -290,7 +291,11 @@ impl SessionState {
         now_ms: i64,
         push: PushBack<'_>,
     ) -> (Result<Value, ApiError>, Option<Cooldown>) {
-        self.breaker.record(exchanged.transport_failed, now_ms);
+        if exchanged.reached || exchanged.transport_failed {
+            self.breaker.record(exchanged.transport_failed, now_ms);
+        } else if admitted.probe {
+            self.breaker.probe_since_ms = None;
+        }
         if !exchanged.reached {
             let bucket = self.bucket(admitted.class, limit, now_ms);
             self.set_bucket(admitted.class, bucket.refund(limit, now_ms));
@@ -380,7 +385,7 @@ impl SessionState {
 mod tests {
     use super::*;
     use crate::core::backend::Exchanged;
-    use crate::core::breaker::{FAILURE_THRESHOLD, OPEN_MS};
+    use crate::core::breaker::{CircuitState, FAILURE_THRESHOLD, OPEN_MS};
     use crate::core::limits::Limits;
     use proptest::prelude::*;
     use serde_json::json;
@@ -688,6 +693,53 @@ mod tests {
             Err(Refusal::OrgLimited { retry_after_s: 7 })
         );
         assert_eq!(state, before);
+    }
+
+    #[test]
+    fn a_call_never_sent_leaves_the_breaker_alone_and_gives_a_probe_back() {
+        let limit = Limits::default().read;
+        let unsent = || Exchanged {
+            result: Err(ApiError::new(ErrorCode::JoinRefusedByPolicy)),
+            reached: false,
+            transport_failed: false,
+        };
+        let failed = || Exchanged {
+            result: Err(ApiError::new(ErrorCode::BackendUnavailable)),
+            reached: false,
+            transport_failed: true,
+        };
+        // Four failures, then a call never sent: the streak goes on; one more failure opens.
+        let mut state = SessionState::default();
+        for now in 0..4 {
+            let admitted = state
+                .admit(&ask(Class::Read, now))
+                .unwrap_or_else(|r| panic!("{r:?}"));
+            let _ = settle(&mut state, admitted, limit, failed(), now);
+        }
+        let admitted = state
+            .admit(&ask(Class::Read, 4))
+            .unwrap_or_else(|r| panic!("{r:?}"));
+        let _ = settle(&mut state, admitted, limit, unsent(), 4);
+        assert_eq!(state.breaker.failures, 4, "the streak is not broken");
+        let admitted = state
+            .admit(&ask(Class::Read, 5))
+            .unwrap_or_else(|r| panic!("{r:?}"));
+        let _ = settle(&mut state, admitted, limit, failed(), 5);
+        assert_eq!(state.breaker.state(5), CircuitState::Open);
+        // Half open: a probe never sent does not close the circuit, and gives its turn back.
+        let half_open = 5 + OPEN_MS;
+        let probe = state
+            .admit(&ask(Class::Read, half_open))
+            .unwrap_or_else(|r| panic!("{r:?}"));
+        assert!(probe.probe);
+        let _ = settle(&mut state, probe, limit, unsent(), half_open);
+        assert_eq!(state.breaker.state(half_open), CircuitState::HalfOpen);
+        let next = state
+            .admit(&ask(Class::Read, half_open + 1))
+            .unwrap_or_else(|r| panic!("{r:?}"));
+        assert!(next.probe, "the next call probes at once");
+        let _ = settle(&mut state, next, limit, ok(), half_open + 1);
+        assert_eq!(state.breaker.state(half_open + 1), CircuitState::Closed);
     }
 
     proptest! {

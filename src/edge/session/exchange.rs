@@ -202,10 +202,9 @@ impl SessionObject {
             Op::JoinByMessage { group_jid, .. } if mode.rules => {
                 let asked = json!({ "group_jid": group_jid, "message": true });
                 if let Err(error) = org::judge(&self.env, plan.org, asked).await {
-                    // Refused before any backend call: its token stays spent (a failure to
-                    // ask the policy gives it back).
-                    let refused = error.code == ErrorCode::JoinRefusedByPolicy;
-                    return Outcome::ended(error, refused, None);
+                    // Stopped on its way to the backend: it reached nothing (its token comes
+                    // back, its answer is not kept under its key, the breaker learns nothing).
+                    return Outcome::ended(error, false, None);
                 }
                 Outcome::sent(
                     self.exchange(sid, backend, op, request_id, settings).await,
