@@ -2,7 +2,7 @@
 // black-box through HTTP against the built Worker in workerd (Miniflare) and the simulator.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, assertInvalid, errorShape, ADMIN_TOKEN } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, assertInvalid, errorShape, ADMIN_TOKEN, freshWindow } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const OPEN_CODE = DEMO.open.code;
@@ -488,11 +488,6 @@ describe("failed admin authentications are throttled per client address", () => 
     app.request("GET", "/v1/admin/sessions/throttle-s", { token, headers: { "CF-Connecting-IP": address } });
 
   /** The binding counts in fixed one-minute windows: start a series well inside one. */
-  async function freshWindow(needMs = 15_000) {
-    const left = 60_000 - (Date.now() % 60_000);
-    if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 50));
-  }
-
   it("the 11th failure from one address is 429 scope admin, and so is the right token from it then", async () => {
     await app.session("throttle-s");
     await freshWindow();

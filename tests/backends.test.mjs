@@ -431,10 +431,13 @@ describe("session backends of every kind", () => {
         const sid = await fresh("waha");
         const record = JSON.parse(await kv.get(`session:${sid}`));
         await kv.put(`session:${sid}`, JSON.stringify({ ...record, backend: { ...record.backend, ...change } }));
-        const sent = app.sim.calls().length;
+        // Any session's calls (the credential could reach another name), but for the
+        // membership checks of earlier tests' pending requests, which come on their own.
+        const joinCalls = () => app.sim.calls().filter((c) => !["group_info", "group_list"].includes(c.route)).length;
+        const sent = joinCalls();
         const res = await app.join(sid, token, { invite: DEMO.open.code });
         assertEnvelope(res, { status: 500, code: "internal_error" });
-        assert.equal(app.sim.calls().length, sent, `nothing was sent with it: ${JSON.stringify(change)}`);
+        assert.equal(joinCalls(), sent, `nothing was sent with it: ${JSON.stringify(change)}`);
         // Its own record opens again.
         await kv.put(`session:${sid}`, JSON.stringify(record));
         assertEnvelope(await app.join(sid, token, { invite: DEMO.open.code }), { status: 200 });

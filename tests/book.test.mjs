@@ -334,10 +334,11 @@ describe("recovery onto another number", () => {
     assert.match(newCode, /^[A-Za-z0-9]{16,32}$/);
     assert.notEqual(newCode, book2.code);
     const current = books.map((e) => (e === book2 ? newCode : e.code));
-    // Give the book its moment to take the new code (it may be written after the answer).
-    await sleep(500);
-
-    const bookOrder = assertEnvelope(await o.list(`?session=${a}`), { status: 200 }).data.groups.map((g) => g.group_jid);
+    // The book takes the new code after the answer: book2's entry is then the newest.
+    const bookOrder = await eventually(async () => {
+      const groups = assertEnvelope(await o.list(`?session=${a}`), { status: 200 }).data.groups.map((g) => g.group_jid);
+      return groups[0] === book2.group_jid && groups;
+    }, "the book to take the new code");
     const submit = await o.submit(b, { from_session: a, label: "recovery", interval_s: 1 });
     const job = assertEnvelope(submit, { status: 202 }).data;
     assert.deepEqual(job.source, { from_session: a, skipped_no_invite: 0, skipped_member: 0, skipped_over_limit: 0 });

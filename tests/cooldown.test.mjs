@@ -4,7 +4,7 @@
 // shown in the session status and the jobs.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, sleep } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, sleep, eventually } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const FAST = { join: { per_minute: 6000, burst: 1000 }, read: { per_minute: 6000, burst: 1000 } };
@@ -49,12 +49,13 @@ describe("WhatsApp cooldown", () => {
 
   test("a join queued behind the one that starts it does not reach the backend", async () => {
     const sid = await app.freshSession("cool-queued", FAST);
-    app.sim.setConfig({ latency_ms: 400 });
+    app.sim.setConfig({ latency_ms: 1000 });
     try {
       const [first, second] = await Promise.all([
         app.join(sid, token, { invite: DEMO.rateLimited.code }),
+        // Sent once the first is at the backend (so it is surely second), while it still is.
         (async () => {
-          await sleep(100);
+          await eventually(() => app.sim.calls(sid).length === 1, "the first call at the backend");
           return app.join(sid, token, { invite: DEMO.open.code });
         })(),
       ]);

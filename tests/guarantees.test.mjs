@@ -145,7 +145,8 @@ describe("idempotency keys", () => {
 
   test("10 concurrent retries with one key reach the backend once", async () => {
     const sid = await fresh();
-    app.sim.setConfig({ latency_ms: 300 });
+    // The first is still in flight when the tenth arrives, even on a loaded machine.
+    app.sim.setConfig({ latency_ms: 1000 });
     const answers = await Promise.all(
       Array.from({ length: 10 }, () => app.join(sid, token, open, { "Idempotency-Key": "retry-1" })),
     );

@@ -255,6 +255,15 @@ export function flipOne(token, index = 12) {
   return token.slice(0, index) + replacement + token.slice(index + 1);
 }
 
+/**
+ * Waits for the next wall-clock minute unless `needMs` are left in this one: the rate
+ * limiting binding (Miniflare's) counts in windows aligned to the minute.
+ */
+export async function freshWindow(needMs = 15_000) {
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < needMs) await sleep(left + 50);
+}
+
 /** Waits until `check()` is truthy and returns its value; fails naming `what` after the deadline. */
 export async function eventually(check, what = "the condition", timeoutMs = 15_000) {
   const deadline = Date.now() + timeoutMs;

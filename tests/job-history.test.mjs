@@ -29,9 +29,10 @@ describe("join job history", () => {
   const get = (sid, id) => app.request("GET", `/v1/sessions/${sid}/join-jobs/${id}`, { token });
 
   test("60 jobs of 500 items submitted and cancelled: 50 are kept, the oldest dropped; a job's item still runs", async () => {
-    // The session's one join token is spent first, so that no item runs while the history
-    // fills (an item that finds no token just waits: no attempt, no pace).
-    const sid = await app.freshSession("history", { join: { per_minute: 1, burst: 1 } });
+    // The session's one join of the hour is spent first, so that no item runs while the
+    // history fills, however long that takes (an item held by the cap just waits: no
+    // attempt, no pace).
+    const sid = await app.freshSession("history", { join: { per_minute: 1, burst: 1, per_hour: 1 } });
     assertEnvelope(await app.join(sid, token, { invite: DEMO.approval.code }), { status: 200 });
     const ids = [];
     for (let n = 0; n < 60; n++) {

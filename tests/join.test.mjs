@@ -2,7 +2,7 @@
 // (answered at the edge, never reaching the backend) and every backend fault.
 import { describe, test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, eventually } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const UNLIMITED = { join: { per_minute: 6000, burst: 1000 }, read: { per_minute: 6000, burst: 1000 } };
@@ -215,7 +215,10 @@ describe("join", () => {
       app.sim.setFault({ session: sid, mode: "hang", count: 1 });
       const [slow, next] = await Promise.all([
         app.join(sid, token, { invite: DEMO.open.code }),
-        new Promise((resolve) => setTimeout(resolve, 100)).then(() => app.join(sid, token, { invite: DEMO.member.code })),
+        // Sent once the first hangs at the backend, so that the fault is surely the first's.
+        eventually(() => app.sim.calls(sid).length === 1, "the first call at the backend").then(() =>
+          app.join(sid, token, { invite: DEMO.member.code }),
+        ),
       ]);
       assertEnvelope(slow, { status: 504, code: "backend_timeout" });
       assert.equal(assertEnvelope(next, { status: 200 }).data.status, "already_member");

@@ -19,15 +19,15 @@ describe("serialisation", () => {
 
   test("20 concurrent joins on one session reach the backend one at a time, in arrival order", async () => {
     await app.session("serial", "acme", UNLIMITED);
-    app.sim.setConfig({ latency_ms: 100 });
-    // Requests leave 60 ms apart, so they reach the session's object in this order while
-    // its queue is long (20 calls of 100 ms).
+    app.sim.setConfig({ latency_ms: 250 });
+    // Requests leave 200 ms apart, so they reach the session's object in this order even on
+    // a loaded machine, while its queue still grows (20 calls of 250 ms).
     const ids = Array.from({ length: 20 }, (_, i) => `serial-${String(i).padStart(2, "0")}`);
     const answers = await Promise.all(
       ids.map(async (id, i) => {
         // The Worker's own reads (token, session, org limit) can reorder calls that arrive
         // closer together: the guarantee starts at the object.
-        await sleep(i * 60);
+        await sleep(i * 200);
         return app.join("serial", token, { invite: DEMO.open.code }, { "X-Request-Id": id });
       }),
     );
@@ -44,7 +44,8 @@ describe("serialisation", () => {
   test("20 sessions run in parallel", async () => {
     const sids = Array.from({ length: 20 }, (_, i) => `par-${i}`);
     for (const sid of sids) await app.session(sid, "acme", UNLIMITED);
-    app.sim.setConfig({ latency_ms: 300 });
+    // Long enough calls that they overlap even when the requests reach workerd spread out.
+    app.sim.setConfig({ latency_ms: 1000 });
     const answers = await Promise.all(sids.map((sid) => app.join(sid, token, { invite: DEMO.open.code })));
     for (const res of answers) assertEnvelope(res, { status: 200 });
     const stats = app.sim.stats();
@@ -64,7 +65,8 @@ describe("bounded queue", () => {
   after(() => app.close());
 
   test("calls past the queue's capacity get session_busy, and none is lost", async () => {
-    app.sim.setConfig({ latency_ms: 200 });
+    // The first call is still in flight when the eighth arrives, even on a loaded machine.
+    app.sim.setConfig({ latency_ms: 1000 });
     const answers = await Promise.all(
       Array.from({ length: 8 }, (_, i) => sleep(i * 5).then(() => app.join("busy", token, { invite: DEMO.open.code }))),
     );

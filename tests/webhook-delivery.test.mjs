@@ -147,7 +147,9 @@ describe("webhook deliveries never stranded", () => {
     let app;
     let admin;
     before(async () => {
-      app = await startJoingate({ vars: { WEBHOOK_RETRY_BASE_S: "2" } });
+      // The retry 6 s after the first attempt: time to change the endpoint in between even
+      // on a loaded machine.
+      app = await startJoingate({ vars: { WEBHOOK_RETRY_BASE_S: "6" } });
       admin = orgs(app, receiver, "in-force");
     });
     after(async () => {
