@@ -380,6 +380,19 @@ describe("operator console", () => {
     const sessions = (await api("GET", "/v1/admin/sessions", ADMIN_TOKEN)).sessions;
     const shownSessions = await page.$$eval('div[data-table="admin-sessions"] tbody tr', (rows) => rows.map((r) => [r.children[0].textContent, r.children[1].textContent]));
     assert.deepEqual(shownSessions, sessions.map((s) => [s.session_id, s.org]));
+    // Filtered by an org: that org's sessions only, as the API lists them.
+    const ours = (await api("GET", `/v1/admin/sessions?org=${ORG}`, ADMIN_TOKEN)).sessions.map((s) => s.session_id);
+    assert.ok(ours.length > 0 && ours.length < sessions.length, "the filter has something to leave out");
+    await page.type("#sessions-org", ORG);
+    await page.click('button[data-key="sessions-filter"]');
+    await page.waitForFunction(
+      (want) => {
+        const rows = [...document.querySelectorAll('div[data-table="admin-sessions"] tbody tr')];
+        return rows.length > 0 && rows.map((r) => r.children[0].textContent).join(",") === want;
+      },
+      {},
+      ours.join(","),
+    );
 
     // Mint, with Enter in the form: the token is shown once.
     await page.type("#mint-org", ORG);

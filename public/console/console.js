@@ -935,21 +935,30 @@
       );
     }
 
-    // Tokens.
-    function loadTokens(cursor, urgent = false) {
-      return api("GET", `/v1/admin/tokens${query({ org: a.tokensOrg, limit: PAGE, cursor })}`, { urgent })
+    /**
+     * Loads a page of an admin list into `a[what]` (appended after the first page), with its
+     * cursor and error beside it (`a[what + "Cursor"]`, `a[what + "Error"]`), filtered by
+     * `a[what + "Org"]`; then draws it. `what` is also the answer's array.
+     */
+    function loadPage(what, path, draw, cursor, urgent) {
+      return api("GET", `${path}${query({ org: a[`${what}Org`], limit: PAGE, cursor })}`, { urgent })
         .then((data) => {
-          a.tokensError = null;
-          a.tokens = cursor ? [...(a.tokens ?? []), ...data.tokens] : data.tokens;
-          a.tokensCursor = data.next_cursor;
-          learnOrgs(data.tokens);
-          drawTokens();
+          a[`${what}Error`] = null;
+          a[what] = cursor ? [...(a[what] ?? []), ...data[what]] : data[what];
+          a[`${what}Cursor`] = data.next_cursor;
+          learnOrgs(data[what]);
+          draw();
         })
         .catch((error) => {
           if (error.code === "stale") return;
-          a.tokensError = error;
-          drawTokens();
+          a[`${what}Error`] = error;
+          draw();
         });
+    }
+
+    // Tokens.
+    function loadTokens(cursor, urgent = false) {
+      return loadPage("tokens", "/v1/admin/tokens", drawTokens, cursor, urgent);
     }
 
     function drawTokens() {
@@ -1177,19 +1186,7 @@
 
     // Sessions (admin views).
     function loadAdminSessions(cursor, urgent = false) {
-      return api("GET", `/v1/admin/sessions${query({ org: a.sessionsOrg, limit: PAGE, cursor })}`, { urgent })
-        .then((data) => {
-          a.sessionsError = null;
-          a.sessions = cursor ? [...(a.sessions ?? []), ...data.sessions] : data.sessions;
-          a.sessionsCursor = data.next_cursor;
-          learnOrgs(data.sessions);
-          drawAdminSessions();
-        })
-        .catch((error) => {
-          if (error.code === "stale") return;
-          a.sessionsError = error;
-          drawAdminSessions();
-        });
+      return loadPage("sessions", "/v1/admin/sessions", drawAdminSessions, cursor, urgent);
     }
 
     function drawAdminSessions() {
