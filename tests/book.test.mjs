@@ -186,6 +186,44 @@ describe("the group book", () => {
     }
   });
 
+  test("the book holds at most 10,000 groups: those no session is in go first, then the oldest", async () => {
+    const o = await newOrg(app, "bound");
+    const sid = `${o.org}-A`;
+    // Facts handed to the org's object as a session's events hand them (no backend could
+    // join 10,000 groups in a test), in order of their time.
+    const ns = await app.mf.getDurableObjectNamespace("ORGS");
+    const stub = ns.get(ns.idFromName(o.org));
+    const gjid = (n) => `120363${String(n).padStart(12, "0")}@g.us`;
+    const base = Date.now() - 3_600_000;
+    const hand = async (updates) => {
+      for (let i = 0; i < updates.length; i += 1000) {
+        const res = await stub.fetch(`https://org/${o.org}`, { method: "POST", body: JSON.stringify({ type: "book", book: updates.slice(i, i + 1000) }) });
+        assert.equal(res.status, 200, await res.text());
+      }
+    };
+    const fact = (n, change, at_ms) => ({ group_jid: gjid(n), session: sid, change, at_ms });
+    // Five groups the session joined and left (no member), newer than every other entry.
+    const left = [0, 1, 2, 3, 4].map((i) => 20_000 + i);
+    await hand(left.flatMap((n) => [fact(n, "member", base + n), fact(n, "left", base + n + 10)]));
+    // 10,000 groups it is in, the oldest first.
+    await hand(Array.from({ length: 10_000 }, (_, n) => fact(n, "member", base + n)));
+    for (const n of left) assertEnvelope(await o.get(gjid(n)), { status: 404, code: "not_found" });
+    assertEnvelope(await o.get(gjid(0)), { status: 200 });
+    // One more: the oldest group it is in goes.
+    await hand([fact(30_000, "member", base + 30_000)]);
+    assertEnvelope(await o.get(gjid(0)), { status: 404, code: "not_found" });
+    for (const n of [1, 9_999, 30_000]) assertEnvelope(await o.get(gjid(n)), { status: 200 });
+    // The whole book, page by page: exactly 10,000.
+    let count = 0;
+    let cursor;
+    do {
+      const data = assertEnvelope(await o.list(`?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`), { status: 200 }).data;
+      count += data.groups.length;
+      cursor = data.next_cursor;
+    } while (cursor);
+    assert.equal(count, 10_000);
+  });
+
   test("allow-lists, other orgs, bearer and capability", async () => {
     const [book1, book2, book3] = [1, 2, 3].map((n) => fixture(`book${n}`));
     const o = await newOrg(app, "tenancy");
