@@ -280,8 +280,8 @@ impl SessionState {
 
     /// Settles an exchange: the breaker counts it (a call never sent tells nothing of the
     /// backend: it leaves the count alone and, as a probe, gives the probe's turn back), a
-    /// call that reached nothing gets its token back, and a WhatsApp 429 or restriction on a join-class call starts a cooldown
-    /// (section 13's lengths). Returns the call's final result (a restriction becomes
+    /// call that reached nothing gets its token back, and a WhatsApp 429 or restriction on
+    /// a join-class call starts a cooldown (section 13's lengths). Returns the call's final result (a restriction becomes
     /// `session_cooling_down`) and the cooldown it started or lengthened, if any.
     pub fn settle(
         &mut self,
