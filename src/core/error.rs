@@ -235,6 +235,11 @@ impl ApiError {
         self
     }
 
+    /// The field a validation error names (`details.field`), if it names one.
+    pub fn field(&self) -> Option<&str> {
+        self.details.get("field").and_then(Value::as_str)
+    }
+
     /// `Retry-After` is whole seconds, at least 1 (contract section 1).
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after_s = Some(seconds.max(1));

@@ -303,10 +303,7 @@ mod tests {
     fn field_of(value: Value) -> Option<String> {
         parse_backend(Some(&value)).err().and_then(|e| {
             assert_eq!(e.code, ErrorCode::ValidationError);
-            e.details
-                .get("field")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+            e.field().map(str::to_owned)
         })
     }
 

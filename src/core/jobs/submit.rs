@@ -43,11 +43,7 @@ fn item_field(index: usize, inner: Option<&str>) -> String {
 /// `invites[i]` or a field inside it.
 fn parse_item(index: usize, value: &Value, now_s: i64) -> Result<(Op, Option<GroupJid>), ApiError> {
     let renamed = |mut error: ApiError, whole: bool| {
-        let inner = error
-            .details
-            .get("field")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let inner = error.field().map(str::to_owned);
         let field = item_field(index, if whole { None } else { inner.as_deref() });
         error
             .details

@@ -9,16 +9,9 @@ const G1: &str = "120363000000000001@g.us";
 const G2: &str = "120363000000000002@g.us";
 
 fn failure(value: Value) -> Option<(ErrorCode, String)> {
-    Policy::parse(&value).err().map(|e| {
-        (
-            e.code,
-            e.details
-                .get("field")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        )
-    })
+    Policy::parse(&value)
+        .err()
+        .map(|e| (e.code, e.field().unwrap_or_default().to_string()))
 }
 
 fn facts(group_jid: &str, subject: Option<&str>, size: Option<u64>) -> GroupFacts {

@@ -638,12 +638,7 @@ mod tests {
     const NOON: i64 = 1_781_524_800_000;
 
     fn field(error: Option<ApiError>) -> Option<String> {
-        error.and_then(|e| {
-            e.details
-                .get("field")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+        error.and_then(|e| e.field().map(str::to_owned))
     }
 
     #[test]

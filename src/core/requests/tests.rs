@@ -11,15 +11,7 @@ fn map(value: Value) -> Map<String, Value> {
 }
 
 fn failure(result: Result<impl std::fmt::Debug, ApiError>) -> Option<(ErrorCode, Option<String>)> {
-    result.err().map(|e| {
-        (
-            e.code,
-            e.details
-                .get("field")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        )
-    })
+    result.err().map(|e| (e.code, e.field().map(str::to_owned)))
 }
 
 fn invalid(field: &str) -> Option<(ErrorCode, Option<String>)> {

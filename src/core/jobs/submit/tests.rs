@@ -11,16 +11,9 @@ fn map(value: Value) -> Map<String, Value> {
 }
 
 fn field(result: Result<Submit, ApiError>) -> Option<(ErrorCode, String)> {
-    result.err().map(|e| {
-        (
-            e.code,
-            e.details
-                .get("field")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        )
-    })
+    result
+        .err()
+        .map(|e| (e.code, e.field().unwrap_or_default().to_string()))
 }
 
 #[test]
