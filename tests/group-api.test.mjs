@@ -2,7 +2,7 @@
 // invite reset, each with its WhatsApp outcomes, bad input and backend faults.
 import { describe, test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, BACKEND_FAULTS } from "./helpers.mjs";
 import { DEMO, PARTICIPANT_FAILURES } from "../sim/catalogue.mjs";
 
 const UNLIMITED = {
@@ -244,12 +244,9 @@ describe("group API", () => {
       test(name, async () => {
         const sid = await fresh();
         for (const [mode, status, code] of [
-          ["status500", 502, "backend_error"],
-          ["garbage", 502, "backend_error"],
+          ...BACKEND_FAULTS,
           // Leave's answer carries no data, so any JSON object will do for it.
           ["bad_shape", name === "leave" ? 200 : 502, name === "leave" ? undefined : "backend_error"],
-          ["drop", 503, "backend_unavailable"],
-          ["hang", 504, "backend_timeout"],
         ]) {
           app.sim.setFault({ session: sid, mode, count: 1 });
           assertEnvelope(await call(sid), { status, code });

@@ -12,6 +12,18 @@ export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef-v12";
 export const BASE = "http://joingate.test";
 /** A test CREDENTIALS_KEY: 32 bytes, base64. */
 export const CREDENTIALS_KEY = Buffer.alloc(32, 7).toString("base64");
+/**
+ * The backend faults every route is tested with (a server down, slow, answering garbage or
+ * 5xx): the simulator's fault mode, and joingate's status and code for it.
+ */
+export const BACKEND_FAULTS = [
+  ["garbage", 502, "backend_error"],
+  ["status500", 502, "backend_error"],
+  ["status503", 502, "backend_error"],
+  ["hang", 504, "backend_timeout"],
+  ["drop", 503, "backend_unavailable"],
+];
+
 /** The server kinds of contract section 9. */
 export const KINDS = ["joingate", "waha", "evolution", "wuzapi", "gowa"];
 

@@ -5,7 +5,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { startJoingate, startReceiver, assertEnvelope, eventually, KINDS, BASE } from "./helpers.mjs";
+import { startJoingate, startReceiver, assertEnvelope, eventually, KINDS, BASE, BACKEND_FAULTS } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const TTL_S = 8;
@@ -203,13 +203,7 @@ describe("membership after pending_approval (section 14)", () => {
 
   test("the membership check route answers every backend fault in the contract's codes, on every kind", async () => {
     for (const kind of KINDS) {
-      for (const [mode, status, code] of [
-        ["garbage", 502, "backend_error"],
-        ["status500", 502, "backend_error"],
-        ["status503", 502, "backend_error"],
-        ["hang", 504, "backend_timeout"],
-        ["drop", 503, "backend_unavailable"],
-      ]) {
+      for (const [mode, status, code] of BACKEND_FAULTS) {
         const sid = await app.kindSession(kind, `faults-${mode}`);
         app.sim.setFault({ session: sid, mode });
         const res = await app.request("GET", `/v1/sessions/${sid}/groups/${DEMO.member.group_jid}`, { token });

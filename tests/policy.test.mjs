@@ -5,7 +5,7 @@
 // preview, invite_mismatch, preview_first, and the refusal on every kind.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startJoingate, assertEnvelope, assertInvalid, eventually, KINDS, ADMIN_TOKEN, backendOps, fixture, FAST_LIMITS } from "./helpers.mjs";
+import { startJoingate, assertEnvelope, assertInvalid, eventually, KINDS, ADMIN_TOKEN, backendOps, fixture, FAST_LIMITS, BACKEND_FAULTS } from "./helpers.mjs";
 import { DEMO } from "../sim/catalogue.mjs";
 
 const FAST = FAST_LIMITS;
@@ -325,13 +325,7 @@ describe("join policy: joins", () => {
     const book1 = fixture("book1");
     const p = await policyOrg(app, "faults", { blocked_subject_terms: ["casino"] });
     for (const kind of KINDS) {
-      for (const [mode, status, code] of [
-        ["garbage", 502, "backend_error"],
-        ["status500", 502, "backend_error"],
-        ["status503", 502, "backend_error"],
-        ["hang", 504, "backend_timeout"],
-        ["drop", 503, "backend_unavailable"],
-      ]) {
+      for (const [mode, status, code] of BACKEND_FAULTS) {
         const sid = await p.register(kind);
         app.sim.setFault({ session: sid, mode, count: 1 });
         const res = await p.join(sid, { invite: book1.code, expected_group_jid: book1.group_jid });
